@@ -1,0 +1,133 @@
+// pybind11 surface: the plan builder and executor, the dispatch table, threading. Individual kernels are not
+// exposed; Python only ever runs whole plans, in one call, with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "dispatch.h"
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/gemm/gemm.h"
+#include "runtime/plan.h"
+
+namespace py = pybind11;
+using namespace dlc;
+
+namespace {
+
+// Keeps the persistent and constant arrays alive for as long as the plan may read or write them.
+struct PyPlan {
+  Plan plan;
+  std::vector<py::array> persistent;
+  PyPlan(int64_t arena_bytes, int device) : plan(arena_bytes, static_cast<Device>(device)) {}
+};
+
+void require_contiguous(const py::array& a, const std::string& what) {
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(what + " must be C-contiguous");
+}
+
+py::list run_plan(PyPlan& self, const std::vector<py::array>& inputs, const std::vector<py::array>& outputs,
+                  uint64_t seed, uint64_t step, bool training, bool profile) {
+  std::vector<const void*> in_ptrs;
+  std::vector<size_t> in_bytes;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    require_contiguous(inputs[i], "input " + std::to_string(i));
+    in_ptrs.push_back(inputs[i].data());
+    in_bytes.push_back(static_cast<size_t>(inputs[i].nbytes()));
+  }
+  std::vector<void*> out_ptrs;
+  const auto& out_slots = self.plan.outputs();
+  if (outputs.size() != out_slots.size()) throw std::invalid_argument("wrong number of output arrays");
+  for (size_t j = 0; j < outputs.size(); ++j) {
+    py::array o = outputs[j];
+    require_contiguous(o, "output " + std::to_string(j));
+    if (!o.writeable()) throw std::invalid_argument("output array is read-only");
+    if (static_cast<size_t>(o.nbytes()) != self.plan.slots()[out_slots[j]].view.nbytes())
+      throw std::invalid_argument("output " + std::to_string(j) + " has the wrong size");
+    out_ptrs.push_back(o.mutable_data());
+  }
+  RunContext ctx;
+  ctx.seed = seed;
+  ctx.step = step;
+  ctx.training = training;
+  std::vector<double> times;
+  {
+    py::gil_scoped_release release;
+    self.plan.run(in_ptrs, in_bytes, out_ptrs, ctx, profile ? &times : nullptr);
+  }
+  py::list result;
+  for (double t : times) result.append(t);
+  return result;
+}
+
+// Test hook: the GEMM on NumPy arrays, so tests can check edge sizes and the SIMD and scalar paths.
+template <typename T>
+py::array_t<T> gemm_np(py::array_t<T, py::array::c_style | py::array::forcecast> a,
+                       py::array_t<T, py::array::c_style | py::array::forcecast> b, bool trans_a, bool trans_b) {
+  if (a.ndim() != 2 || b.ndim() != 2) throw std::invalid_argument("gemm expects 2-D arrays");
+  int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+  int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+  if (K != Kb) throw std::invalid_argument("gemm: inner dimensions differ");
+  py::array_t<T> c({M, N});
+  {
+    py::gil_scoped_release release;
+    gemm<T>(trans_a, trans_b, M, N, K, T(1), a.data(), a.shape(1), b.data(), b.shape(1), T(0),
+            c.mutable_data(), N);
+  }
+  return c;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "dlc C++ runtime: plan executor and kernel dispatch";
+
+  py::class_<PyPlan>(m, "Plan")
+      .def(py::init<int64_t, int>(), py::arg("arena_bytes"), py::arg("device") = 0)
+      .def("add_slot",
+           [](PyPlan& p, int region, int64_t where, int dtype, const std::vector<int64_t>& shape) {
+             return p.plan.add_slot(static_cast<Region>(region), where, static_cast<DType>(dtype), shape);
+           })
+      .def("add_const",
+           [](PyPlan& p, py::array a) {
+             require_contiguous(a, "constant");
+             return p.plan.add_const(a.data(), static_cast<size_t>(a.nbytes()));
+           })
+      .def("set_persistent",
+           [](PyPlan& p, std::vector<py::array> arrays) {
+             std::vector<void*> ptrs;
+             std::vector<size_t> bytes;
+             for (auto& a : arrays) {
+               require_contiguous(a, "persistent buffer");
+               ptrs.push_back(a.mutable_data());
+               bytes.push_back(static_cast<size_t>(a.nbytes()));
+             }
+             p.persistent = std::move(arrays);
+             p.plan.set_persistent(ptrs, bytes);
+           })
+      .def("add_step",
+           [](PyPlan& p, const std::string& key, const std::string& label, std::vector<int32_t> in,
+              std::vector<int32_t> out, std::vector<int64_t> ints, std::vector<double> floats,
+              int64_t workspace_offset) {
+             p.plan.add_step(key, label, std::move(in), std::move(out), std::move(ints), std::move(floats),
+                             workspace_offset);
+           })
+      .def("set_outputs", [](PyPlan& p, std::vector<int32_t> s) { p.plan.set_outputs(std::move(s)); })
+      .def("set_num_inputs", [](PyPlan& p, int n) { p.plan.set_num_inputs(n); })
+      .def("run", &run_plan, py::arg("inputs"), py::arg("outputs"), py::arg("seed") = 0, py::arg("step") = 0,
+           py::arg("training") = false, py::arg("profile") = false)
+      .def_property_readonly("arena_bytes", [](PyPlan& p) { return p.plan.arena_bytes(); })
+      .def_property_readonly("num_steps", [](PyPlan& p) { return p.plan.steps().size(); });
+
+  m.def("kernel_keys", [](int device) { return kernel_keys(static_cast<Device>(device)); },
+        py::arg("device") = 0);
+  m.def("ew_opcode_names", &ew_opcode_names);
+  m.def("ew_opcode_arities", &ew_opcode_arities);
+  m.def("set_num_threads", &set_num_threads);
+  m.def("get_num_threads", &get_num_threads);
+  m.def("gemm_f32", &gemm_np<float>, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false);
+  m.def("gemm_f64", &gemm_np<double>, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false);
+  m.def("gemm_force_scalar", &gemm_force_scalar);
+  m.def("gemm_kernel_name", &gemm_kernel_name);
+}

@@ -1,0 +1,130 @@
+// Scalar math of the elementwise family, written once. The tile evaluator (elementwise_cpu.cpp) runs these
+// over tiles; a CUDA evaluator can include the same functors (DLC_HD marks them host/device).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+
+#ifdef __CUDACC__
+#define DLC_HD __host__ __device__
+#else
+#define DLC_HD
+#endif
+
+namespace dlc {
+
+// The opcode list is the single source of truth: Python reads the names through the binding
+// `ew_opcodes()` and encodes programs by position, so the two sides cannot drift apart.
+// Columns: name, arity. Immediate operands (leaky slope, scalar constants, keep probability) come from the
+// instruction's float.
+#define DLC_EW_OPCODES(X) \
+  X(STORE, 1)             \
+  X(CONST, 0)             \
+  X(COPY, 1)              \
+  X(NEG, 1)               \
+  X(EXP, 1)               \
+  X(LOG, 1)               \
+  X(SQRT, 1)              \
+  X(RSQRT, 1)             \
+  X(ABS, 1)               \
+  X(SIGN, 1)              \
+  X(RECIP, 1)             \
+  X(SQUARE, 1)            \
+  X(RELU, 1)              \
+  X(STEP, 1)              \
+  X(LEAKY_RELU, 1)        \
+  X(LEAKY_STEP, 1)        \
+  X(SIGMOID, 1)           \
+  X(TANH, 1)              \
+  X(GELU_ERF, 1)          \
+  X(GELU_ERF_GRAD, 1)     \
+  X(GELU_TANH, 1)         \
+  X(GELU_TANH_GRAD, 1)    \
+  X(SOFTPLUS, 1)          \
+  X(ERF, 1)               \
+  X(ADD_SCALAR, 1)        \
+  X(MUL_SCALAR, 1)        \
+  X(POW_SCALAR, 1)        \
+  X(CLAMP_ABS, 1)         \
+  X(ADD, 2)               \
+  X(SUB, 2)               \
+  X(MUL, 2)               \
+  X(DIV, 2)               \
+  X(POW, 2)               \
+  X(MIN, 2)               \
+  X(MAX, 2)               \
+  X(EQ, 2)                \
+  X(NE, 2)                \
+  X(LT, 2)                \
+  X(LE, 2)                \
+  X(GT, 2)                \
+  X(GE, 2)                \
+  X(WHERE, 3)             \
+  X(DROPOUT_MASK, 0)
+
+enum class EwOp : int64_t {
+#define DLC_EW_ENUM(name, arity) name,
+  DLC_EW_OPCODES(DLC_EW_ENUM)
+#undef DLC_EW_ENUM
+};
+
+namespace ew {
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kInvSqrt2 = 0.7071067811865476;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+template <typename T> DLC_HD inline T sigmoid(T x) {
+  // Two branches keep exp() from overflowing for large |x|.
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  T e = std::exp(x);
+  return e / (T(1) + e);
+}
+template <typename T> DLC_HD inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2))); }
+template <typename T> DLC_HD inline T gelu_erf_grad(T x) {
+  T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
+  T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+  return cdf + x * pdf;
+}
+template <typename T> DLC_HD inline T gelu_tanh(T x) {
+  T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+  return T(0.5) * x * (T(1) + std::tanh(u));
+}
+template <typename T> DLC_HD inline T gelu_tanh_grad(T x) {
+  T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+  T t = std::tanh(u);
+  T du = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
+}
+template <typename T> DLC_HD inline T softplus(T x) {
+  // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
+  return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
+}
+
+// Counter-based dropout: the mask of element i is a pure function of (seed, step, salt, i), so it is the
+// same for any thread count, is recomputed by the backward pass instead of stored, and resumes exactly.
+DLC_HD inline double uniform01(uint64_t seed, uint64_t step, uint64_t salt, uint64_t i) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ULL ^ (step + 1) * 0xBF58476D1CE4E5B9ULL ^ (salt + 1) * 0x94D049BB133111EBULL;
+  z += i * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace ew
+
+// Runs an elementwise program over the rows [row0, row1) and columns [col0, col1) of `out` viewed as
+// [rows, last_dim]. The matmul kernel calls it as its fused epilogue on finished GEMM blocks; with the
+// whole range it is the "ew" kernel. See elementwise_cpu.cpp for the program layout.
+void ew_run_window(const KernelArgs& a, const int64_t* code, int n_code, const double* imm, int n_imm,
+                   int64_t row0, int64_t row1, int64_t col0, int64_t col1, bool parallel);
+// Checks a program against its operands before anything runs (bad programs throw, never corrupt memory).
+void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm);
+std::vector<std::string> ew_opcode_names();
+std::vector<int> ew_opcode_arities();
+
+}  // namespace dlc

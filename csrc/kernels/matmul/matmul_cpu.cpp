@@ -1,0 +1,127 @@
+// Batched matmul with NumPy batch broadcasting and an optional fused elementwise epilogue.
+//
+// ints = [trans_a, trans_b, n_code, <ew program (n_code ints)>], floats = the program's immediates.
+// in = [A, B, epilogue inputs...], out = [C, epilogue outputs...]. A is [..., M, K] ([..., K, M] when
+// trans_a), B is [..., K, N] ([..., N, K] when trans_b), C is [batch..., M, N]. The epilogue program sees
+// inputs [C, epilogue inputs...] and outputs = this step's outputs, and runs on each finished GEMM block while
+// it is still in cache, so bias, activation and residual cost no extra pass over memory.
+#include <algorithm>
+#include <vector>
+
+#include "dispatch.h"
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/gemm/gemm.h"
+
+namespace dlc {
+namespace {
+
+struct Epilogue {
+  const KernelArgs* args = nullptr;  // inputs [C, extra...], outputs: the step's outputs
+  const int64_t* code = nullptr;
+  int n_code = 0;
+  const double* imm = nullptr;
+  int n_imm = 0;
+  int64_t row_offset = 0;  // first row of this GEMM within C viewed as [batch * M, N]
+};
+
+template <typename T>
+void epilogue_block(void* ctx, T* C, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n) {
+  const Epilogue& e = *static_cast<const Epilogue*>(ctx);
+  ew_run_window(*e.args, e.code, e.n_code, e.imm, e.n_imm, e.row_offset + i0, e.row_offset + i0 + m, j0, j0 + n,
+                false);
+}
+
+// Element strides of a batch operand's batch dims against the output's batch dims (0 where broadcast).
+void batch_strides(const Tensor& t, const Tensor& c, int64_t* strides) {
+  const int out_batch = c.ndim - 2, t_batch = t.ndim - 2;
+  int64_t s = t.shape[t.ndim - 1] * t.shape[t.ndim - 2];
+  for (int d = out_batch - 1; d >= 0; --d) {
+    int td = d - (out_batch - t_batch);
+    if (td >= 0 && t.shape[td] != 1) {
+      strides[d] = s;
+      s *= t.shape[td];
+    } else {
+      strides[d] = 0;
+      if (td >= 0) s *= t.shape[td];
+    }
+  }
+}
+
+template <typename T>
+void matmul_typed(const KernelArgs& a) {
+  const bool ta = a.ints[0] != 0, tb = a.ints[1] != 0;
+  const int n_code = static_cast<int>(a.ints[2]);
+  const Tensor &A = a.in[0], &B = a.in[1], &C = a.out[0];
+  kernel_check(A.ndim >= 2 && B.ndim >= 2 && C.ndim >= 2, "matmul rank");
+  const int64_t M = C.shape[C.ndim - 2], N = C.shape[C.ndim - 1];
+  const int64_t K = ta ? A.shape[A.ndim - 2] : A.shape[A.ndim - 1];
+  kernel_check((ta ? A.shape[A.ndim - 1] : A.shape[A.ndim - 2]) == M, "matmul M");
+  kernel_check((tb ? B.shape[B.ndim - 1] : B.shape[B.ndim - 2]) == K, "matmul K");
+  kernel_check((tb ? B.shape[B.ndim - 2] : B.shape[B.ndim - 1]) == N, "matmul N");
+  const int64_t lda = A.shape[A.ndim - 1], ldb = B.shape[B.ndim - 1];
+  const int64_t batches = C.numel() / std::max<int64_t>(M * N, 1);
+  if (C.numel() == 0) return;
+
+  // The epilogue's view of the operands: C first, then the extra inputs.
+  std::vector<Tensor> ep_in;
+  KernelArgs ep_args = a;
+  const int64_t* code = a.ints + 3;
+  if (n_code > 0) {
+    ep_in.push_back(C);
+    for (int k = 2; k < a.n_in; ++k) ep_in.push_back(a.in[k]);
+    ep_args.in = ep_in.data();
+    ep_args.n_in = static_cast<int>(ep_in.size());
+    ew_validate(ep_args, code, n_code, a.n_floats);
+  }
+  GemmEpilogueFn<T> fn = n_code > 0 ? &epilogue_block<T> : nullptr;
+
+  auto matrices = [](const Tensor& t) {
+    const int64_t s = t.shape[t.ndim - 1] * t.shape[t.ndim - 2];
+    return s ? t.numel() / s : 0;
+  };
+  const int64_t a_batch = matrices(A), b_batch = matrices(B);
+  // A shared right operand (a dense layer on a [batch, time, features] input): one tall GEMM.
+  if (b_batch == 1 && !ta && a_batch == batches) {
+    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, 0};
+    gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e);
+    return;
+  }
+  int64_t sa[kMaxRank] = {0}, sb[kMaxRank] = {0};
+  batch_strides(A, C, sa);
+  batch_strides(B, C, sb);
+  const int nb = C.ndim - 2;
+  auto run_one = [&](int64_t b) {
+    int64_t offa = 0, offb = 0, rem = b;
+    for (int d = nb - 1; d >= 0; --d) {
+      int64_t idx = rem % C.shape[d];
+      rem /= C.shape[d];
+      offa += idx * sa[d];
+      offb += idx * sb[d];
+    }
+    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, b * M};
+    gemm<T>(ta, tb, M, N, K, T(1), A.ptr<T>() + offa, lda, B.ptr<T>() + offb, ldb, T(0), C.ptr<T>() + b * M * N, N,
+            fn, &e);
+  };
+  // Many small products (attention heads): one product per thread beats splitting each tiny GEMM.
+  const bool across_batches = batches > 1 && M * N * K < (1 << 18);
+#pragma omp parallel for schedule(static) if (across_batches)
+  for (int64_t b = 0; b < batches; ++b) run_one(b);
+}
+
+void matmul_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in >= 2 && a.n_out >= 1 && a.n_ints >= 3, "matmul operands");
+  kernel_check(a.n_ints == 3 + a.ints[2], "matmul program length");
+  kernel_check(a.in[0].dtype == a.in[1].dtype && a.in[0].dtype == a.out[0].dtype, "matmul dtypes");
+  if (a.out[0].dtype == DType::F64)
+    matmul_typed<double>(a);
+  else if (a.out[0].dtype == DType::F32)
+    matmul_typed<float>(a);
+  else
+    throw std::invalid_argument("matmul supports f32 and f64");
+}
+
+}  // namespace
+
+DLC_REGISTER_KERNEL("matmul", Device::CPU, matmul_kernel);
+
+}  // namespace dlc

@@ -1,0 +1,190 @@
+#include "runtime/plan.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace dlc {
+namespace {
+// OpenMP's thread count is per calling thread; runs come from any Python thread, so the chosen count is
+// kept here and applied at the start of every run. 0 means the OpenMP default.
+std::atomic<int> g_num_threads{0};
+}  // namespace
+
+Arena::Arena(size_t bytes) {
+  size_t rounded = ((bytes + 63) / 64) * 64;
+  if (rounded == 0) rounded = 64;
+  data_ = static_cast<char*>(std::aligned_alloc(64, rounded));
+  if (!data_) throw std::bad_alloc();
+  std::memset(data_, 0, rounded);
+}
+
+Arena::~Arena() { std::free(data_); }
+
+Plan::Plan(int64_t arena_bytes, Device device) : arena_bytes_(arena_bytes), device_(device) {
+  if (arena_bytes < 0) throw std::invalid_argument("negative arena size");
+}
+
+int32_t Plan::add_slot(Region region, int64_t where, DType dtype, const std::vector<int64_t>& shape) {
+  if (shape.size() > static_cast<size_t>(kMaxRank))
+    throw std::invalid_argument("tensor rank above " + std::to_string(kMaxRank));
+  Slot s;
+  s.region = region;
+  s.where = where;
+  s.view.dtype = dtype;
+  s.view.ndim = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) throw std::invalid_argument("negative dimension in slot shape");
+    s.view.shape[i] = shape[i];
+  }
+  if (region == Region::Arena && (where < 0 || where + static_cast<int64_t>(s.view.nbytes()) > arena_bytes_))
+    throw std::invalid_argument("arena slot outside the planned arena");
+  slots_.push_back(s);
+  return static_cast<int32_t>(slots_.size() - 1);
+}
+
+int32_t Plan::add_const(const void* data, size_t nbytes) {
+  consts_.emplace_back(static_cast<const char*>(data), static_cast<const char*>(data) + nbytes);
+  return static_cast<int32_t>(consts_.size() - 1);
+}
+
+void Plan::set_persistent(const std::vector<void*>& pointers, const std::vector<size_t>& nbytes) {
+  persistent_ = pointers;
+  persistent_bytes_ = nbytes;
+}
+
+void Plan::check_slot(int32_t s) const {
+  if (s < 0 || s >= static_cast<int32_t>(slots_.size())) throw std::invalid_argument("bad slot index");
+}
+
+void Plan::add_step(const std::string& key, const std::string& label, std::vector<int32_t> in,
+                    std::vector<int32_t> out, std::vector<int64_t> ints, std::vector<double> floats,
+                    int64_t workspace_offset) {
+  for (int32_t s : in) check_slot(s);
+  for (int32_t s : out) check_slot(s);
+  Step st;
+  st.key = key;
+  st.label = label;
+  st.fn = find_kernel(key, device_);
+  st.in = std::move(in);
+  st.out = std::move(out);
+  st.ints = std::move(ints);
+  st.floats = std::move(floats);
+  st.workspace_offset = workspace_offset;
+  steps_.push_back(std::move(st));
+}
+
+void Plan::set_outputs(std::vector<int32_t> slots) {
+  for (int32_t s : slots) check_slot(s);
+  outputs_ = std::move(slots);
+}
+
+std::unique_ptr<Arena> Plan::acquire_arena() const {
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (!pool_.empty()) {
+      auto a = std::move(pool_.back());
+      pool_.pop_back();
+      return a;
+    }
+  }
+  return std::make_unique<Arena>(static_cast<size_t>(arena_bytes_));
+}
+
+void Plan::release_arena(std::unique_ptr<Arena> arena) const {
+  std::lock_guard<std::mutex> lock(pool_mutex_);
+  pool_.push_back(std::move(arena));
+}
+
+void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
+               const std::vector<void*>& outputs, const RunContext& ctx,
+               std::vector<double>* step_seconds) const {
+  if (static_cast<int>(inputs.size()) != num_inputs_ || input_bytes.size() != inputs.size())
+    throw std::invalid_argument("wrong number of inputs for plan");
+  if (outputs.size() != outputs_.size()) throw std::invalid_argument("wrong number of outputs for plan");
+
+  if (int n = g_num_threads.load()) omp_set_num_threads(n);
+  std::unique_ptr<Arena> arena = acquire_arena();
+  // Resolve every slot's pointer for this run; inputs are checked against the planned sizes so a
+  // mismatch is an exception, never an out-of-bounds read.
+  std::vector<Tensor> views(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    Tensor t = s.view;
+    switch (s.region) {
+      case Region::Arena: t.data = arena->data() + s.where; break;
+      case Region::Persistent:
+        if (s.where < 0 || s.where >= static_cast<int64_t>(persistent_.size()) ||
+            persistent_bytes_[s.where] < t.nbytes())
+          throw std::invalid_argument("persistent slot does not match its buffer");
+        t.data = persistent_[s.where];
+        break;
+      case Region::Input:
+        if (s.where < 0 || s.where >= static_cast<int64_t>(inputs.size()) || input_bytes[s.where] < t.nbytes())
+          throw std::invalid_argument("input " + std::to_string(s.where) + " is smaller than planned");
+        t.data = const_cast<void*>(inputs[s.where]);
+        break;
+      case Region::Const:
+        if (s.where < 0 || s.where >= static_cast<int64_t>(consts_.size()) || consts_[s.where].size() < t.nbytes())
+          throw std::invalid_argument("constant slot does not match its data");
+        t.data = const_cast<char*>(consts_[s.where].data());
+        break;
+    }
+    views[i] = t;
+  }
+
+  std::vector<Tensor> ins, outs;
+  if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
+  try {
+    for (size_t k = 0; k < steps_.size(); ++k) {
+      const Step& st = steps_[k];
+      ins.clear();
+      outs.clear();
+      for (int32_t s : st.in) ins.push_back(views[s]);
+      for (int32_t s : st.out) outs.push_back(views[s]);
+      KernelArgs a;
+      a.in = ins.data();
+      a.n_in = static_cast<int>(ins.size());
+      a.out = outs.data();
+      a.n_out = static_cast<int>(outs.size());
+      a.ints = st.ints.data();
+      a.n_ints = static_cast<int>(st.ints.size());
+      a.floats = st.floats.data();
+      a.n_floats = static_cast<int>(st.floats.size());
+      a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
+      a.ctx = &ctx;
+      if (step_seconds) {
+        auto t0 = std::chrono::steady_clock::now();
+        st.fn(a);
+        (*step_seconds)[k] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      } else {
+        st.fn(a);
+      }
+    }
+    for (size_t j = 0; j < outputs_.size(); ++j) {
+      const Tensor& t = views[outputs_[j]];
+      std::memcpy(outputs[j], t.data, t.nbytes());
+    }
+  } catch (...) {
+    release_arena(std::move(arena));
+    throw;
+  }
+  release_arena(std::move(arena));
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("number of threads must be at least 1");
+  g_num_threads.store(n);
+  omp_set_num_threads(n);
+}
+
+int get_num_threads() {
+  int n = g_num_threads.load();
+  return n ? n : omp_get_max_threads();
+}
+
+}  // namespace dlc

@@ -1,0 +1,98 @@
+// An execution plan: a flat list of kernel calls over tensor slots, built once by the Python compiler and
+// run entirely in C++. Slots live in one of four regions; only the arena is per-run scratch memory, laid
+// out by the memory planner at fixed offsets.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+#include "runtime/tensor.h"
+
+namespace dlc {
+
+enum class Region : int32_t {
+  Arena = 0,       // planned intermediate: offset into the run's arena
+  Persistent = 1,  // parameters, gradients, optimizer state, running statistics: index into a table
+  Input = 2,       // a caller's input array, by position
+  Const = 3,       // constant data owned by the plan
+};
+
+struct Slot {
+  Region region = Region::Arena;
+  int64_t where = 0;  // arena byte offset, or table index for the other regions
+  Tensor view;        // dtype and shape; data resolved per run
+};
+
+struct Step {
+  std::string key;
+  std::string label;  // the graph node(s) it runs, for profiles
+  KernelFn fn = nullptr;
+  std::vector<int32_t> in, out;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  int64_t workspace_offset = -1;  // arena offset of this step's scratch, -1 when it needs none
+};
+
+// 64-byte aligned, zero-initialised scratch memory for one run at a time.
+class Arena {
+ public:
+  explicit Arena(size_t bytes);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  char* data() const { return data_; }
+
+ private:
+  char* data_ = nullptr;
+};
+
+class Plan {
+ public:
+  Plan(int64_t arena_bytes, Device device);
+
+  int32_t add_slot(Region region, int64_t where, DType dtype, const std::vector<int64_t>& shape);
+  int32_t add_const(const void* data, size_t nbytes);
+  void set_persistent(const std::vector<void*>& pointers, const std::vector<size_t>& nbytes);
+  void add_step(const std::string& key, const std::string& label, std::vector<int32_t> in,
+                std::vector<int32_t> out, std::vector<int64_t> ints, std::vector<double> floats,
+                int64_t workspace_offset);
+  void set_outputs(std::vector<int32_t> slots);
+  void set_num_inputs(int n) { num_inputs_ = n; }
+
+  // Runs every step. inputs[i] must hold slot-sized data for input i; outputs[j] receives output j.
+  // When step_seconds is non-null it receives each step's wall time (for `dlc bench`).
+  void run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
+           const std::vector<void*>& outputs, const RunContext& ctx,
+           std::vector<double>* step_seconds) const;
+
+  const std::vector<Slot>& slots() const { return slots_; }
+  const std::vector<Step>& steps() const { return steps_; }
+  const std::vector<int32_t>& outputs() const { return outputs_; }
+  int64_t arena_bytes() const { return arena_bytes_; }
+
+ private:
+  std::unique_ptr<Arena> acquire_arena() const;
+  void release_arena(std::unique_ptr<Arena> arena) const;
+  void check_slot(int32_t s) const;
+
+  int64_t arena_bytes_;
+  Device device_;
+  int num_inputs_ = 0;
+  std::vector<Slot> slots_;
+  std::vector<Step> steps_;
+  std::vector<int32_t> outputs_;
+  std::vector<std::vector<char>> consts_;
+  std::vector<void*> persistent_;
+  std::vector<size_t> persistent_bytes_;
+  // Arenas are pooled so that concurrent runs of one plan (several Python threads) each get their own.
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<std::unique_ptr<Arena>> pool_;
+};
+
+void set_num_threads(int n);
+int get_num_threads();
+
+}  // namespace dlc

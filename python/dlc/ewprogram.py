@@ -1,0 +1,88 @@
+"""Builds programs for the C++ elementwise tile evaluator (csrc/kernels/elementwise/elementwise_cpu.cpp).
+
+A program is a list of register instructions. Opcode numbers come from the C++ side at import time, so the
+two can never disagree. A standalone elementwise op is a one-instruction program; a fused group is one
+program over all its nodes; a matmul epilogue is a program whose input 0 is the GEMM result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import _core
+
+OPCODES: dict[str, int] = {name: i for i, name in enumerate(_core.ew_opcode_names())}
+ARITY: dict[str, int] = dict(zip(_core.ew_opcode_names(), _core.ew_opcode_arities()))
+MAX_REGS = 32
+MAX_INPUTS = 16
+
+
+def input_ref(k: int) -> int:
+    """Operand encoding of program input k."""
+    return -(k + 1)
+
+
+@dataclass
+class ProgramBuilder:
+    compute_f64: bool = False
+    instrs: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    imms: list[float] = field(default_factory=list)
+    n_regs: int = 0
+
+    def instr(self, opcode: str, a: int = 0, b: int = 0, c: int = 0, imm: float = 0.0) -> int:
+        """Appends an instruction writing a fresh register; returns that register."""
+        if opcode not in OPCODES:
+            raise KeyError(f"unknown evaluator opcode {opcode}")
+        dst = self.n_regs
+        self.n_regs += 1
+        self.instrs.append((OPCODES[opcode], dst, a, b, c))
+        self.imms.append(float(imm))
+        return dst
+
+    def store(self, output: int, ref: int) -> None:
+        self.instrs.append((OPCODES["STORE"], output, ref, 0, 0))
+        self.imms.append(0.0)
+
+    def allocate_registers(self) -> None:
+        """Reuses registers whose value is dead, so long fused chains fit the evaluator's register file."""
+        last_use: dict[int, int] = {}
+        for i, (op, dst, a, b, c) in enumerate(self.instrs):
+            for r in self._reads(op, a, b, c):
+                if r >= 0:
+                    last_use[r] = i
+        mapping: dict[int, int] = {}
+        free: list[int] = []
+        used = 0
+        out: list[tuple[int, int, int, int, int]] = []
+        for i, (op, dst, a, b, c) in enumerate(self.instrs):
+            ra, rb, rc = (mapping.get(x, x) if x >= 0 else x for x in (a, b, c))
+            for r in self._reads(op, a, b, c):
+                if r >= 0 and last_use.get(r) == i:
+                    free.append(mapping[r])
+            if op == OPCODES["STORE"]:
+                out.append((op, dst, ra, rb, rc))
+                continue
+            if free:
+                phys = free.pop()
+            else:
+                phys = used
+                used += 1
+            mapping[dst] = phys
+            out.append((op, phys, ra, rb, rc))
+        self.instrs = out
+        self.n_regs = used
+
+    @staticmethod
+    def _reads(op: int, a: int, b: int, c: int) -> list[int]:
+        names = list(OPCODES)
+        arity = ARITY[names[op]]
+        return [a, b, c][:arity]
+
+    def encode(self) -> tuple[list[int], list[float]]:
+        self.allocate_registers()
+        if self.n_regs > MAX_REGS:
+            raise ValueError("elementwise program needs too many registers")
+        ints = [1 if self.compute_f64 else 0, self.n_regs, len(self.instrs)]
+        for ins in self.instrs:
+            ints.extend(ins)
+        return ints, list(self.imms)

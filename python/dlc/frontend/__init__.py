@@ -1,0 +1,1 @@
+"""The .dlm front end: parsing (parser.py) and elaboration into a typed graph (elaborate.py)."""

@@ -1,0 +1,148 @@
+"""Parses .dlm text with Lark into a parse tree, turning every failure into a located CompileError.
+
+Input is checked before Lark sees it: undecodable bytes, NUL bytes and absurd sizes get a clear message
+instead of a confusing parse error, and nesting depth is bounded so that evaluation can never hit Python's
+recursion limit.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Iterator
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..errors import CompileError, Loc
+
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+MAX_NESTING = 64
+MAX_TREE_DEPTH = 400
+
+
+def grammar_path() -> Path:
+    """The grammar ships inside the package; a source checkout keeps it at the repository root."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "grammar" / "dlm.lark", here.parent.parent / "grammar" / "dlm.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("dlm.lark not found: the dlc installation is incomplete")
+
+
+class _BracketNewlines:
+    """Postlexer: newlines inside () or [] do not end a statement, so calls and lists can wrap."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(depth - 1, 0)
+            if tok.type == "_NL" and depth > 0:
+                continue
+            yield tok
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
+                postlex=_BracketNewlines(), maybe_placeholders=True)
+
+
+_TOKEN_NAMES = {
+    "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "STRING": "a string", "_NL": "a newline",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "SEMICOLON": "';'", "DOT": "'.'", "$END": "end of file",
+    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'", "POW_OP": "'**'",
+    "MINUS": "'-'", "__ANON_0": "'|>'",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = sorted({_TOKEN_NAMES.get(e, repr(e.lower()) if e.isupper() else e) for e in expected})
+    if len(names) > 8:
+        names = names[:8] + ["..."]
+    return ", ".join(names)
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    if len(data) > MAX_SOURCE_BYTES:
+        raise CompileError(f"{filename} is {len(data)} bytes; model files are limited to {MAX_SOURCE_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CompileError("the file is not UTF-8 text (is it a binary file?)", Loc(filename, line, col)) from None
+    if "\x00" in text:
+        i = text.index("\x00")
+        line = text.count("\n", 0, i) + 1
+        raise CompileError("the file contains a NUL byte (is it a binary file?)",
+                           Loc(filename, line, i - (text.rfind("\n", 0, i) + 1) + 1, text))
+    return text
+
+
+def _check_nesting(text: str, filename: str) -> None:
+    depth = 0
+    line, col = 1, 0
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise CompileError(f"brackets nested more than {MAX_NESTING} deep",
+                                   Loc(filename, line, col, text))
+        elif ch in ")]}":
+            depth -= 1
+
+
+def parse(text: str, filename: str = "<string>") -> Tree:
+    """Parses source text; raises CompileError with file:line:col on any failure."""
+    if not text.strip():
+        raise CompileError(f"{filename} is empty: a model needs at least an input and an output",
+                           Loc(filename, 1, 1, text))
+    _check_nesting(text, filename)
+    try:
+        tree = _parser().parse(text + "\n")
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        raise CompileError(f"unexpected character {ch!r}", Loc(filename, e.line, e.column, text)) from None
+    except UnexpectedEOF as e:
+        lines = text.splitlines() or [""]
+        raise CompileError(f"unexpected end of file, expected {_describe_expected(set(e.expected))}",
+                           Loc(filename, len(lines), len(lines[-1]) + 1, text)) from None
+    except UnexpectedToken as e:
+        tok = e.token
+        what = "end of file" if tok.type == "$END" else (
+            "end of line" if tok.type == "_NL" else repr(str(tok)))
+        line = getattr(tok, "line", None) or e.line
+        col = getattr(tok, "column", None) or e.column
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+        raise CompileError(f"unexpected {what}, expected {_describe_expected(set(e.expected))}",
+                           Loc(filename, line, col, text)) from None
+    except UnexpectedInput as e:
+        raise CompileError("syntax error", Loc(filename, e.line, e.column, text)) from None
+    _check_depth(tree, filename, text)
+    return tree
+
+
+def _check_depth(tree: Tree, filename: str, text: str) -> None:
+    """Iterative depth check: long operator chains (a |> f |> f ... or -----x) nest deeply too."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            raise CompileError(f"expression nested more than {MAX_TREE_DEPTH} deep; split it into statements",
+                               Loc(filename, getattr(meta, "line", 1), getattr(meta, "column", 1), text))
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1))

@@ -1,0 +1,320 @@
+"""Lowering: an optimized Graph (concrete shapes) becomes a C++ execution plan.
+
+Nodes become kernel steps: a node on its own, or a fusion group (nodes with the same `group`) as one step:
+an elementwise group is one evaluator program, a matmul group is a GEMM with that program as its epilogue.
+View ops (reshape, flatten) emit nothing: their output aliases the input's memory. Intermediate buffers get
+arena offsets from the memory planner, after in-place merges (an elementwise step may write over an input of
+the same shape whose last use it is). Parameters and other persistent tensors are addressed by index into a
+table the Program owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .dims import is_concrete
+from .errors import DlcError
+from .ewprogram import MAX_INPUTS, ProgramBuilder, input_ref
+from .ir import DTYPE_CODES, Graph, Node, TensorType
+from .memory_plan import Buffer, MemoryPlan, plan_memory
+from .ops import registry
+
+ARENA, PERSISTENT, INPUT, CONST = 0, 1, 2, 3
+
+
+def nbytes(t: TensorType) -> int:
+    n = 1
+    for d in t.shape:
+        n *= int(d)
+    return n * np.dtype({"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64,
+                         "bool": np.bool_}[t.dtype]).itemsize
+
+
+@dataclass
+class Unit:
+    nodes: list[Node]
+    kind: str  # "view" | "ew" | "matmul" | "single"
+    inputs: list[int] = field(default_factory=list)  # external values read, in first-use order
+    outputs: list[int] = field(default_factory=list)  # values written that live past the step
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    kernel: str
+    label: str
+    bytes_moved: int
+    nodes: int
+
+
+@dataclass
+class PlanRecipe:
+    """Everything needed to rebuild the C++ plan, in plain data: what compiled artifacts store."""
+
+    arena_bytes: int
+    slots: list[tuple[int, int, int, list[int]]] = field(default_factory=list)  # region, where, dtype, shape
+    consts: list[np.ndarray] = field(default_factory=list)
+    steps: list[tuple[str, str, list[int], list[int], list[int], list[float]]] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    num_inputs: int = 0
+
+    def add_slot(self, region: int, where: int, dtype: int, shape: list[int]) -> int:
+        self.slots.append((region, where, dtype, shape))
+        return len(self.slots) - 1
+
+    def add_const(self, array: np.ndarray) -> int:
+        self.consts.append(array)
+        return len(self.consts) - 1
+
+    def build(self) -> Any:
+        plan = _core.Plan(self.arena_bytes)
+        for array in self.consts:
+            plan.add_const(np.ascontiguousarray(array))
+        for region, where, dtype, shape in self.slots:
+            plan.add_slot(region, where, dtype, shape)
+        for key, label, ins, outs, ints, floats in self.steps:
+            plan.add_step(key, label, ins, outs, ints, floats, -1)
+        plan.set_num_inputs(self.num_inputs)
+        plan.set_outputs(self.outputs)
+        return plan
+
+
+@dataclass
+class LoweredPlan:
+    plan: Any  # _core.Plan
+    recipe: PlanRecipe
+    memory: MemoryPlan
+    input_names: list[str]
+    input_types: list[TensorType]
+    output_names: list[str]
+    output_types: list[TensorType]
+    persistent_names: list[str]
+    steps: list[StepInfo]
+
+
+def make_units(graph: Graph) -> list[Unit]:
+    units: list[Unit] = []
+    by_group: dict[int, Unit] = {}
+    for node in graph.nodes:
+        op = registry.get(node.op)
+        if op.view:
+            units.append(Unit([node], "view"))
+        elif node.group >= 0:
+            unit = by_group.get(node.group)
+            if unit is None:
+                kind = "matmul" if node.op == "matmul" else "ew"
+                unit = Unit([], kind)
+                by_group[node.group] = unit
+                units.append(unit)
+            elif units[-1] is not unit:
+                raise DlcError(f"fusion group {node.group} is not contiguous in the node order")
+            unit.nodes.append(node)
+        else:
+            units.append(Unit([node], "ew" if op.kernel == "ew" else ("matmul" if node.op == "matmul"
+                                                                        else "single")))
+    return units
+
+
+def _unit_io(graph: Graph, units: list[Unit]) -> None:
+    graph_outputs = {v for _, v in graph.outputs}
+    consumer_units: dict[int, set[int]] = {}
+    for ui, unit in enumerate(units):
+        for node in unit.nodes:
+            for v in node.inputs:
+                consumer_units.setdefault(v, set()).add(ui)
+    for ui, unit in enumerate(units):
+        produced = {o for n in unit.nodes for o in n.outputs}
+        for node in unit.nodes:
+            for v in node.inputs:
+                if v not in produced and v not in unit.inputs:
+                    unit.inputs.append(v)
+            for o in node.outputs:
+                if o in graph_outputs or consumer_units.get(o, set()) - {ui} or unit.kind in ("single", "view"):
+                    unit.outputs.append(o)
+
+
+def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> LoweredPlan:
+    for v, t in graph.values.items():
+        if not is_concrete(t.shape):
+            raise DlcError(f"value %{v} has symbolic shape {t}; bind every dimension before lowering")
+    units = make_units(graph)
+    _unit_io(graph, units)
+
+    params = graph.param_by_value()
+    persistent_index = {name: i for i, name in enumerate(persistent_names)}
+    input_index = {v: i for i, (_, v) in enumerate(graph.inputs)}
+
+    # Storage roots: views alias their input's storage.
+    root: dict[int, int] = {}
+    for unit in units:
+        if unit.kind == "view":
+            node = unit.nodes[0]
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+
+    def storage(v: int) -> int:
+        return root.get(v, v)
+
+    def is_arena(v: int) -> bool:
+        r = storage(v)
+        return r not in params and r not in input_index and r not in graph.consts
+
+    # Step numbering and live intervals of arena roots.
+    step_of_unit: dict[int, int] = {}
+    n_steps = 0
+    for ui, unit in enumerate(units):
+        if unit.kind != "view":
+            step_of_unit[ui] = n_steps
+            n_steps += 1
+    start: dict[int, int] = {}
+    end: dict[int, int] = {}
+    last_step = -1
+    for ui, unit in enumerate(units):
+        step = step_of_unit.get(ui, last_step)
+        if ui in step_of_unit:
+            last_step = step
+        for v in unit.inputs:
+            if is_arena(v):
+                end[storage(v)] = max(end.get(storage(v), step), step)
+        for v in unit.outputs:
+            if unit.kind != "view" and is_arena(v):
+                r = storage(v)
+                start.setdefault(r, step)
+                end[r] = max(end.get(r, step), step)
+        if unit.kind == "matmul":
+            c = unit.nodes[0].outputs[0]
+            if c not in unit.outputs:
+                # The GEMM writes C somewhere: into the group's first output, which the epilogue then
+                # rewrites in place (same shape and dtype by construction of fusion groups).
+                root[c] = storage(unit.outputs[0])
+    for _, v in graph.outputs:
+        if is_arena(v):
+            end[storage(v)] = n_steps  # read by the final copy-out
+
+    # In-place merges for elementwise steps.
+    merged: dict[int, int] = {}
+    for ui, unit in enumerate(units):
+        if unit.kind != "ew":
+            continue
+        step = step_of_unit[ui]
+        claimed: set[int] = set()
+        for o in unit.outputs:
+            r_o = storage(o)
+            if not is_arena(o) or r_o in merged:
+                continue
+            for v in unit.inputs:
+                r_in = storage(v)
+                r_final = _find(merged, r_in)
+                if (is_arena(v) and r_in not in claimed and end.get(r_final) == step
+                        and graph.values[v] == graph.values[o] and r_in != r_o):
+                    merged[r_o] = r_final
+                    end[r_final] = end[r_o]
+                    claimed.add(r_in)
+                    break
+
+    buffers: list[Buffer] = []
+    for r, s in start.items():
+        if r in merged:
+            continue
+        buffers.append(Buffer(r, nbytes(graph.values[r]), s, end.get(r, s)))
+    from .memory_plan import align
+    memory = plan_memory(buffers, sum(align(nbytes(graph.values[r])) for r in start))
+
+    # ---- build the C++ plan ----
+    recipe = PlanRecipe(memory.arena_bytes)
+    slots: dict[int, int] = {}
+    const_index: dict[int, int] = {}
+
+    def slot(v: int) -> int:
+        if v in slots:
+            return slots[v]
+        t = graph.values[v]
+        r = storage(v)
+        if r in params:
+            name = params[r].name
+            region, where = PERSISTENT, persistent_index[name]
+        elif r in input_index:
+            region, where = INPUT, input_index[r]
+        elif r in graph.consts:
+            if r not in const_index:
+                const_index[r] = recipe.add_const(np.ascontiguousarray(graph.consts[r]))
+            region, where = CONST, const_index[r]
+        else:
+            region, where = ARENA, memory.offsets[_find(merged, r)]
+        slots[v] = recipe.add_slot(region, where, DTYPE_CODES[t.dtype], [int(d) for d in t.shape])
+        return slots[v]
+
+    infos: list[StepInfo] = []
+    for unit in units:
+        if unit.kind == "view":
+            continue
+        key, ins, outs, ints, floats = _emit(graph, unit)
+        label = label_prefix + "+".join(n.op for n in unit.nodes)
+        scope = unit.nodes[0].scope
+        if scope:
+            label += f" [{scope}]"
+        recipe.steps.append((key, label, [slot(v) for v in ins], [slot(v) for v in outs], list(ints),
+                             list(floats)))
+        moved = sum(nbytes(graph.values[v]) for v in set(ins) | set(outs))
+        infos.append(StepInfo(key, label, moved, len(unit.nodes)))
+    recipe.num_inputs = len(graph.inputs)
+    recipe.outputs = [slot(v) for _, v in graph.outputs]
+    return LoweredPlan(recipe.build(), recipe, memory, [n for n, _ in graph.inputs], [graph.values[v] for _, v in graph.inputs],
+                       [n for n, _ in graph.outputs], [graph.values[v] for _, v in graph.outputs],
+                       list(persistent_names), infos)
+
+
+def _find(merged: dict[int, int], r: int) -> int:
+    while r in merged:
+        r = merged[r]
+    return r
+
+
+def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int], list[float]]:
+    if unit.kind == "single":
+        node = unit.nodes[0]
+        op = registry.get(node.op)
+        if op.lower is None or op.kernel is None:
+            raise DlcError(f"op {node.op} has no kernel lowering")
+        ints, floats = op.lower(node, [graph.values[v] for v in node.inputs])
+        return op.kernel, list(node.inputs), list(node.outputs), list(ints), list(floats)
+    if unit.kind == "ew":
+        ints, floats = _program(graph, unit.nodes, unit.inputs, unit.outputs)
+        return "ew", list(unit.inputs), list(unit.outputs), ints, floats
+    # matmul (+ epilogue)
+    mm = unit.nodes[0]
+    a, b = mm.inputs
+    c = mm.outputs[0]
+    base_ints, _ = registry.get("matmul").lower(mm, [graph.values[a], graph.values[b]])
+    epilogue = unit.nodes[1:]
+    if not epilogue:
+        return "matmul", [a, b], [c], base_ints, []
+    produced = {o for n in unit.nodes for o in n.outputs}
+    extra: list[int] = []
+    for n in epilogue:
+        for v in n.inputs:
+            if v not in produced and v not in extra:
+                extra.append(v)
+    outs = [c] + [o for o in unit.outputs if o != c]
+    # Epilogue program: input 0 is C, then the extra inputs; STORE targets are the step's outputs.
+    ints, floats = _program(graph, epilogue, [c] + extra, outs)
+    return "matmul", [a, b] + extra, outs, [base_ints[0], base_ints[1], len(ints)] + ints, floats
+
+
+def _program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[int]) -> tuple[list[int], list[float]]:
+    if len(inputs) > MAX_INPUTS:
+        raise DlcError(f"elementwise group reads {len(inputs)} tensors; the evaluator takes {MAX_INPUTS}")
+    dtypes = {graph.values[v].dtype for n in nodes for v in (*n.inputs, *n.outputs)}
+    pb = ProgramBuilder(compute_f64=bool(dtypes & {"f64", "i32", "i64"}))
+    refs: dict[int, int] = {v: input_ref(k) for k, v in enumerate(inputs)}
+    for node in nodes:
+        op = registry.get(node.op)
+        if op.emit is None:
+            raise DlcError(f"op {node.op} cannot run in an elementwise group")
+        refs[node.outputs[0]] = op.emit(pb, node, [refs[v] for v in node.inputs])
+    for k, o in enumerate(outputs):
+        if o not in inputs:  # a matmul's C is already in place
+            pb.store(k, refs[o])
+    return pb.encode()

@@ -1,0 +1,182 @@
+"""The op registry: every op is declared once, here or in a family module beside it.
+
+An `OpDef` holds everything the compiler knows about an op: its .dlm signature (tensor operands and typed
+keyword attributes), its shape and dtype rule, its fusion pattern, how it becomes a kernel call, its gradient
+rule (written as other ops, so the backward graph is an ordinary graph), its NumPy reference and sample inputs
+for the test harness. Composite ops and layers have an `expand` rule instead of a kernel: they are rewritten
+into primitives (creating their parameters) when the graph is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..errors import ShapeError
+
+if TYPE_CHECKING:
+    from ..ir import GraphBuilder, Node, TensorType
+
+
+class Pattern(str, Enum):
+    """Fusion patterns, in TVM's lattice: lower values fuse more freely."""
+
+    ELEMENTWISE = "elementwise"
+    BROADCAST = "broadcast"
+    INJECTIVE = "injective"
+    REDUCTION = "reduction"
+    OUT_ELEMENTWISE_FUSABLE = "out_elementwise_fusable"
+    OPAQUE = "opaque"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = _Required()
+
+ATTR_KINDS = ("int", "float", "str", "bool", "ints", "dtype", "any")
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple[Any, ...] = ()
+    doc: str = ""
+
+
+@dataclass
+class Sample:
+    """One test case: operand arrays and attributes. `kinks(inputs) -> bool` says whether finite differences
+    would straddle a point where the op is not differentiable, so the gradient check skips that case."""
+
+    inputs: list[Any]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    grad: bool = True  # False: forward check only (e.g. integer inputs)
+    kinks: Callable[[list[Any]], bool] | None = None
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    inputs: tuple[str, ...]  # operand names; a leading "*" marks a variadic list
+    attrs: tuple[AttrSpec, ...] = ()
+    infer: Callable[[list["TensorType"], dict[str, Any]], list["TensorType"]] | None = None
+    expand: Callable[..., tuple[int, ...]] | None = None
+    pattern: Pattern = Pattern.OPAQUE
+    kernel: str | None = None
+    # Elementwise ops: the evaluator instruction(s) they emit (see lower.py's ProgramBuilder).
+    emit: Callable[..., Any] | None = None
+    # Non-elementwise kernels: (node, types) -> (ints, floats) in the kernel's documented layout.
+    lower: Callable[..., tuple[list[int], list[float]]] | None = None
+    grad: Callable[["GraphBuilder", "Node", list[int | None]], list[int | None]] | None = None
+    differentiable: bool = True
+    reference: Callable[..., Any] | None = None
+    samples: Callable[[Any, str], list[Sample]] | None = None
+    view: bool = False  # output aliases the input's memory (reshape): no kernel, no copy
+    user: bool = True  # callable from .dlm; internal ops (gradients, optimizer updates) are not
+    layer: bool = False  # owns parameters
+    # Ops whose kernel writes into some of its inputs (optimizer updates, running statistics).
+    mutates: tuple[int, ...] = ()
+    doc: str = ""
+
+    @property
+    def variadic(self) -> bool:
+        return bool(self.inputs) and self.inputs[0].startswith("*")
+
+    @property
+    def is_primitive(self) -> bool:
+        return self.expand is None
+
+    def attr_spec(self, name: str) -> AttrSpec | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+    def bind_attrs(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Checks keyword attributes strictly: unknown names, missing required ones and bad values are errors."""
+        out: dict[str, Any] = {}
+        for k in given:
+            if self.attr_spec(k) is None:
+                known = ", ".join(a.name for a in self.attrs) or "none"
+                raise ShapeError(f"unknown keyword argument '{k}' for {self.name} (it takes: {known})")
+        for spec in self.attrs:
+            if spec.name in given:
+                out[spec.name] = check_attr(self.name, spec, given[spec.name])
+            elif spec.default is REQUIRED:
+                raise ShapeError(f"{self.name} needs the argument '{spec.name}'")
+            else:
+                out[spec.name] = spec.default
+        return out
+
+    def signature(self) -> str:
+        parts = [i for i in self.inputs]
+        for a in self.attrs:
+            parts.append(a.name if a.default is REQUIRED else f"{a.name}={a.default!r}")
+        return f"{self.name}({', '.join(parts)})"
+
+
+def check_attr(op: str, spec: AttrSpec, value: Any) -> Any:
+    def bad(what: str) -> ShapeError:
+        return ShapeError(f"{op}: '{spec.name}' must be {what}, got {value!r}")
+
+    kind = spec.kind
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif kind == "ints":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad("a list of integers")
+        value = tuple(value)
+    elif kind == "dtype":
+        from ..ir import DTYPES
+        if value not in DTYPES:
+            raise bad("one of " + ", ".join(DTYPES))
+    if spec.choices and value not in spec.choices:
+        raise bad("one of " + ", ".join(repr(c) for c in spec.choices))
+    return value
+
+
+_OPS: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in _OPS:
+        raise ValueError(f"op {op.name} registered twice")
+    if op.expand is None and op.infer is None:
+        raise ValueError(f"primitive op {op.name} has no shape rule")
+    _OPS[op.name] = op
+    return op
+
+
+def get(name: str) -> OpDef:
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise ShapeError(f"unknown op '{name}'") from None
+
+
+def lookup(name: str) -> OpDef | None:
+    return _OPS.get(name)
+
+
+def all_ops() -> dict[str, OpDef]:
+    return dict(_OPS)
