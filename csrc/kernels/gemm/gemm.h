@@ -1,0 +1,29 @@
+#pragma once
+#include <cstdint>
+
+namespace dlc {
+
+// Called once for every finished block of C (after the last K block has been accumulated into it), with
+// C pointing at element (0,0) of the whole matrix: the block is rows [i0, i0+m) x cols [j0, j0+n).
+// Several threads may call it at once for disjoint blocks. ctx is passed through untouched.
+// It lets the graph compiler apply a fused elementwise epilogue (bias, activation, residual) while the
+// block is still in cache. Blocks are at most MC rows x a few hundred columns, so they sit in L2.
+template <typename T>
+using GemmEpilogueFn = void (*)(void* ctx, T* C, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n);
+
+// C[M,N] = alpha * op(A) @ op(B) + beta * C, then epilogue on each finished block (if fn != nullptr).
+// op(A) is A (M x K, row-major, leading dim lda) or, if trans_a, A is stored K x M (row-major, lda) and used transposed.
+// op(B) is B (K x N, row-major, ldb) or, if trans_b, B is stored N x K (row-major, ldb).
+// beta == 0 must not read C (it may hold NaN garbage). alpha == 0 does not read A or B.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
+          GemmEpilogueFn<T> epilogue = nullptr, void* epilogue_ctx = nullptr);
+// explicit instantiations for float and double exist in gemm_cpu.cpp
+
+// Forces the portable scalar micro-kernel (for tests comparing the SIMD and scalar paths). Process-wide.
+void gemm_force_scalar(bool on);
+// Name of the micro-kernel path in use: "avx2" or "scalar".
+const char* gemm_kernel_name();
+
+}  // namespace dlc

@@ -1,0 +1,383 @@
+// Blocked GEMM driver (BLIS-style): the operands are copied into cache-sized, zero-padded micro-panels
+// and a register-blocked micro-kernel runs over them.
+//
+//   for jc in N step NC:              B block (KC x NC) lives in L3, shared by all threads
+//     for pc in K step KC:            pack B once, cooperatively
+//       for ic in (this thread's rows) step MC:   A block (MC x KC) lives in this core's L2
+//         pack A
+//         for jr in (this thread's cols) step NR:  B micro-panel (KC x NR) stays in L1
+//           for ir in mc step MR:     micro-kernel on an MR x NR tile of C
+//
+// Threads split the M (ic) and/or N (jr) range of each jc block, so every element of C is produced by
+// exactly one thread in a fixed order: results do not depend on scheduling.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "gemm.h"
+#include "gemm_kernels.h"
+
+namespace dlc {
+namespace gemm_detail {
+namespace {
+
+// Cache blocking. KC x NR of B (16 KiB for both types) plus MR x KC of A must sit in the 32-48 KiB L1;
+// MC x KC of A (~300 KiB) in the private L2 next to the C tiles being updated; KC x NC of B in L3.
+template <typename T>
+struct Blocking;
+template <>
+struct Blocking<float> {
+  static constexpr int64_t KC = 256, MC = 288, NC = 4096;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int64_t KC = 256, MC = 144, NC = 2048;
+};
+
+// Width of the blocks handed to the epilogue: MC x 256 elements stay in L2 between the micro-kernel
+// writing them and the epilogue reading them. A multiple of both NR values.
+constexpr int64_t kEpilogueCols = 256;
+
+// Below this many multiply-adds the fork/join and barriers cost more than a second core saves.
+constexpr double kMinParallelMacs = 1 << 19;
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Grow-only 64-byte aligned scratch, one per thread, so packing never allocates in steady state.
+class ScratchBuffer {
+ public:
+  ~ScratchBuffer() { std::free(ptr_); }
+  template <typename T>
+  T* get(int64_t count) {
+    const size_t bytes = static_cast<size_t>(round_up(count * static_cast<int64_t>(sizeof(T)), 64));
+    if (bytes > capacity_) {
+      std::free(ptr_);
+      ptr_ = std::aligned_alloc(64, bytes);
+      if (!ptr_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+      capacity_ = bytes;
+    }
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t capacity_ = 0;
+};
+thread_local ScratchBuffer tls_pack_a;
+thread_local ScratchBuffer tls_pack_b;
+
+// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row micro-panels: panel r holds
+// element (i, p) at r*kc*MR + p*MR + i. Rows past mc are zero so the kernel can always run full tiles.
+template <typename T>
+void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* dst) {
+  constexpr int64_t MR = Tile<T>::MR;
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += kc * MR) {
+    const int64_t mr = std::min(MR, mc - ir);
+    if (trans) {
+      // A is stored K x M: the MR values for one p are contiguous.
+      const T* src = A + p0 * lda + i0 + ir;
+      for (int64_t p = 0; p < kc; ++p, src += lda) {
+        for (int64_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i];
+        for (int64_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
+      }
+    } else if (mr == MR) {
+      // A is stored M x K: walk the MR rows side by side so each row is read sequentially.
+      const T* src = A + (i0 + ir) * lda + p0;
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * lda + p];
+    } else {
+      const T* src = A + (i0 + ir) * lda + p0;
+      for (int64_t p = 0; p < kc; ++p) {
+        for (int64_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i * lda + p];
+        for (int64_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
+      }
+    }
+  }
+}
+
+// Packs one NR-column micro-panel of op(B): rows [p0, p0+kc) x cols [j0, j0+nr), element (p, j) at
+// p*NR + j, columns past nr zero.
+template <typename T>
+void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nr, T* dst) {
+  constexpr int64_t NR = Tile<T>::NR;
+  if (trans) {
+    // B is stored N x K: gather one element from each of the nr rows per p, reading all rows in step.
+    const T* src = B + j0 * ldb + p0;
+    for (int64_t p = 0; p < kc; ++p) {
+      for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j * ldb + p];
+      for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+    }
+  } else if (nr == NR) {
+    const T* src = B + p0 * ldb + j0;
+    for (int64_t p = 0; p < kc; ++p, src += ldb)
+      for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = src[j];
+  } else {
+    const T* src = B + p0 * ldb + j0;
+    for (int64_t p = 0; p < kc; ++p, src += ldb) {
+      for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j];
+      for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+    }
+  }
+}
+
+// Portable micro-kernel: same contract and tile shape as the AVX2 one, plain loops the compiler may
+// vectorize for the baseline ISA.
+template <typename T>
+void microkernel_scalar(int64_t k, const T* a, const T* b, T alpha, T beta, T* c, int64_t ldc) {
+  constexpr int64_t MR = Tile<T>::MR, NR = Tile<T>::NR;
+  T acc[MR][NR] = {};
+  for (int64_t p = 0; p < k; ++p, a += MR, b += NR)
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+  for (int64_t i = 0; i < MR; ++i)
+    for (int64_t j = 0; j < NR; ++j)
+      c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
+template <typename T>
+inline void store_scaled(T* y, T sum, T alpha, T beta) {
+  *y = beta == T(0) ? alpha * sum : alpha * sum + beta * *y;
+}
+
+// Portable matrix-vector kernels, same contract as the AVX2 ones (see GemvKernel).
+template <typename T>
+void gemv_dot_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y,
+                     int64_t incy) {
+  for (int64_t j = 0; j < n; ++j) {
+    T sum = T(0);
+    for (int64_t p = 0; p < k; ++p) sum += w[j * ldw + p] * x[p];
+    store_scaled(y + j * incy, sum, alpha, beta);
+  }
+}
+
+template <typename T>
+void gemv_axpy_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y,
+                      int64_t incy) {
+  // Column blocks keep the partial sums in L1 while the rows of W are read sequentially.
+  constexpr int64_t kCols = 64;
+  T sums[kCols];
+  for (int64_t j0 = 0; j0 < n; j0 += kCols) {
+    const int64_t nb = std::min(kCols, n - j0);
+    std::fill(sums, sums + nb, T(0));
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t j = 0; j < nb; ++j) sums[j] += x[p] * w[p * ldw + j0 + j];
+    for (int64_t j = 0; j < nb; ++j) store_scaled(y + (j0 + j) * incy, sums[j], alpha, beta);
+  }
+}
+
+std::atomic<bool> g_force_scalar{false};
+
+bool cpu_has_avx2_fma() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+}
+
+bool use_avx2() { return cpu_has_avx2_fma() && !g_force_scalar.load(std::memory_order_relaxed); }
+
+template <typename T>
+MicroKernel<T> select_kernel() {
+  if (use_avx2()) return static_cast<MicroKernel<T>>(&microkernel_avx2);
+  return &microkernel_scalar<T>;
+}
+
+template <typename T>
+GemvKernel<T> select_gemv(bool dot_form) {
+  if (use_avx2())
+    return dot_form ? static_cast<GemvKernel<T>>(&gemv_dot_avx2) : static_cast<GemvKernel<T>>(&gemv_axpy_avx2);
+  return dot_form ? &gemv_dot_scalar<T> : &gemv_axpy_scalar<T>;
+}
+
+// Splits [0, n) into `parts` nearly equal pieces and returns the bounds of piece `idx`.
+inline void split_range(int64_t n, int64_t parts, int64_t idx, int64_t* lo, int64_t* hi) {
+  *lo = n * idx / parts;
+  *hi = n * (idx + 1) / parts;
+}
+
+// Chooses how nth threads tile the (row tiles x column panels) of one jc block: the factorization
+// tm x tn with the least work for the busiest thread; ties go to splitting M, since each thread then
+// packs a different part of A instead of duplicating it.
+inline void thread_grid(int64_t row_tiles, int64_t col_panels, int nth, int* tm, int* tn) {
+  int64_t best = -1;
+  for (int m = nth; m >= 1; --m) {
+    if (nth % m) continue;
+    const int64_t work = ceil_div(row_tiles, m) * ceil_div(col_panels, nth / m);
+    if (best < 0 || work < best) {
+      best = work;
+      *tm = m;
+      *tn = nth / m;
+    }
+  }
+}
+
+// K == 0 or alpha == 0: C = beta * C, then the epilogue over the same blocks the main path would use.
+template <typename T>
+void scale_only(int64_t M, int64_t N, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+  for (int64_t i0 = 0; i0 < M; i0 += Blocking<T>::MC) {
+    const int64_t m = std::min(Blocking<T>::MC, M - i0);
+    for (int64_t j0 = 0; j0 < N; j0 += kEpilogueCols) {
+      const int64_t n = std::min(kEpilogueCols, N - j0);
+      for (int64_t i = i0; i < i0 + m; ++i) {
+        T* c = C + i * ldc;
+        for (int64_t j = j0; j < j0 + n; ++j) c[j] = beta == T(0) ? T(0) : beta * c[j];
+      }
+      if (epilogue) epilogue(ctx, C, ldc, i0, j0, m, n);
+    }
+  }
+}
+
+// M == 1 or N == 1: every element of the matrix operand is used once, so the product is bound by reading
+// it; stream it directly instead of packing. The vector operand is made contiguous, the outputs are split
+// into chunks across threads and each finished chunk goes to the epilogue.
+template <typename T>
+void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+  // Outputs per chunk: a multiple of the AVX2 kernels' column block, small enough to give both cores work.
+  constexpr int64_t kChunk = 256;
+  const bool row = M == 1;  // C is one row: y = op(A) row . op(B); otherwise one column: y = op(A) . op(B) col
+  const int64_t n = row ? N : M;
+  const int64_t incy = row ? 1 : ldc;
+  const T* w = row ? B : A;
+  const int64_t ldw = row ? ldb : lda;
+  // W(p, j) = w[j*ldw + p] when op(B) is stored transposed (row case) or op(A) is not (column case).
+  const bool dot_form = row ? trans_b : !trans_a;
+  const T* x = row ? A : B;
+  const int64_t incx = row ? (trans_a ? lda : 1) : (trans_b ? 1 : ldb);
+  if (incx != 1) {
+    T* xc = tls_pack_a.get<T>(K);
+    for (int64_t p = 0; p < K; ++p) xc[p] = x[p * incx];
+    x = xc;
+  }
+  const GemvKernel<T> kernel = select_gemv<T>(dot_form);
+  const int64_t chunks = ceil_div(n, kChunk);
+  const bool parallel = static_cast<double>(n) * K >= kMinParallelMacs && chunks > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t j0 = c * kChunk, nb = std::min(kChunk, n - j0);
+    kernel(nb, K, dot_form ? w + j0 * ldw : w + j0, ldw, x, alpha, beta, C + j0 * incy, incy);
+    if (epilogue) {
+      if (row)
+        epilogue(ctx, C, ldc, 0, j0, 1, nb);
+      else
+        epilogue(ctx, C, ldc, j0, 0, nb, 1);
+    }
+  }
+}
+
+template <typename T>
+void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+  constexpr int64_t MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t KC = Blocking<T>::KC, MC = Blocking<T>::MC, NC = Blocking<T>::NC;
+  const MicroKernel<T> kernel = select_kernel<T>();
+
+  // Equal-sized K blocks avoid a thin last block that would run the kernel at poor efficiency.
+  const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
+  const int64_t row_tiles = ceil_div(M, MR);
+
+  // The B block is shared by all threads: it comes from the calling thread's scratch.
+  T* const packed_b = tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
+
+  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && omp_get_max_threads() > 1;
+#pragma omp parallel if (parallel)
+  {
+    const int tid = omp_get_thread_num();
+    const int nth = omp_get_num_threads();
+    T* const packed_a = tls_pack_a.get<T>(round_up(MC, MR) * kc_step);
+    alignas(64) T edge[MR * NR];
+
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = std::min(NC, N - jc);
+      const int64_t panels = ceil_div(nc, NR);
+      int tm = 1, tn = 1;
+      thread_grid(row_tiles, panels, nth, &tm, &tn);
+      int64_t t_lo, t_hi, q_lo, q_hi;
+      split_range(row_tiles, tm, tid / tn, &t_lo, &t_hi);
+      split_range(panels, tn, tid % tn, &q_lo, &q_hi);
+      const int64_t m_lo = t_lo * MR, m_hi = std::min(t_hi * MR, M);
+      const int64_t j_lo = jc + q_lo * NR, j_hi = jc + std::min(q_hi * NR, nc);
+      // This thread's rows in equal MC-sized blocks (a multiple of MR), again to avoid a thin remainder.
+      const int64_t mc_step = m_hi > m_lo ? round_up(ceil_div(m_hi - m_lo, ceil_div(m_hi - m_lo, MC)), MR) : MR;
+
+      for (int64_t pc = 0; pc < K; pc += kc_step) {
+        const int64_t kc = std::min(kc_step, K - pc);
+        const bool last_k = pc + kc == K;
+        // Only the first K block applies beta; later ones accumulate onto it.
+        const T beta_k = pc == 0 ? beta : T(1);
+
+        int64_t b_lo, b_hi;
+        split_range(panels, nth, tid, &b_lo, &b_hi);
+        for (int64_t q = b_lo; q < b_hi; ++q)
+          pack_b_panel(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), packed_b + q * kc * NR);
+#pragma omp barrier
+
+        for (int64_t ic = m_lo; ic < m_hi; ic += mc_step) {
+          const int64_t mc = std::min(mc_step, m_hi - ic);
+          pack_a(trans_a, A, lda, ic, mc, pc, kc, packed_a);
+          for (int64_t jg = j_lo; jg < j_hi; jg += kEpilogueCols) {
+            const int64_t ng = std::min(kEpilogueCols, j_hi - jg);
+            for (int64_t jr = jg; jr < jg + ng; jr += NR) {
+              const int64_t nr = std::min(NR, jg + ng - jr);
+              const T* bp = packed_b + (jr - jc) / NR * kc * NR;
+              for (int64_t ir = 0; ir < mc; ir += MR) {
+                const int64_t mr = std::min(MR, mc - ir);
+                const T* ap = packed_a + ir * kc;
+                T* cp = C + (ic + ir) * ldc + jr;
+                if (mr == MR && nr == NR) {
+                  kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
+                  continue;
+                }
+                // Partial tile: compute the full padded tile aside and merge only the valid part.
+                kernel(kc, ap, bp, alpha, T(0), edge, NR);
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t j = 0; j < nr; ++j)
+                    cp[i * ldc + j] = beta_k == T(0) ? edge[i * NR + j] : edge[i * NR + j] + beta_k * cp[i * ldc + j];
+              }
+            }
+            if (last_k && epilogue) epilogue(ctx, C, ldc, ic, jg, mc, ng);
+          }
+        }
+        // Nobody may repack B while another thread still reads it.
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemm_detail
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* epilogue_ctx) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) {
+    gemm_detail::scale_only(M, N, beta, C, ldc, epilogue, epilogue_ctx);
+    return;
+  }
+  if (M == 1 || N == 1) {
+    gemm_detail::gemv(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, epilogue_ctx);
+    return;
+  }
+  gemm_detail::gemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, epilogue_ctx);
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                          float, float*, int64_t, GemmEpilogueFn<float>, void*);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*);
+
+void gemm_force_scalar(bool on) { gemm_detail::g_force_scalar.store(on, std::memory_order_relaxed); }
+
+const char* gemm_kernel_name() { return gemm_detail::use_avx2() ? "avx2" : "scalar"; }
+
+}  // namespace dlc
