@@ -208,14 +208,14 @@ class Elaborator:
     # ---- parameters ----
 
     def new_param(self, name: str, t: TensorType, init: tuple[Any, ...], fans: tuple[int, int] | None,
-                  loc: Loc) -> int:
+                  loc: Loc, kind: str = "param") -> int:
         from ..dims import is_concrete
         if not is_concrete(t.shape):
             raise CompileError(f"parameter '{name}' has a symbolic shape {t}; parameter shapes must be fixed", loc)
         if name in self.param_types:
             raise CompileError(f"parameter '{name}' is defined twice; give one of the layers a different name=",
                                loc)
-        v = self.b.add_param(name, t, init, fans=fans)
+        v = self.b.add_param(name, t, init, kind=kind, trainable=kind == "param", fans=fans)
         self.param_types[name] = t
         self.param_values[name] = v
         return v
@@ -604,6 +604,14 @@ class _LayerCtx:
         except ShapeError as e:
             raise CompileError(str(e), self.loc) from None
         return self.el.new_param(f"{self.scope.prefix}{self.name}.{local}", t, spec, fans, self.loc)
+
+    def state(self, local: str, t: TensorType, init: Any) -> int:
+        """Persistent non-trainable state (batch-norm running statistics): saved in checkpoints, never touched
+        by the optimizer. Shared layers share their state too."""
+        if self.share is not None:
+            return self.el.shared_param(f"{self.scope.prefix}{self.share}.{local}", t, self.loc)
+        return self.el.new_param(f"{self.scope.prefix}{self.name}.{local}", t, initializers.as_spec(init), None,
+                                 self.loc, kind="state")
 
     def salt(self) -> int:
         self.el._salt += 1
