@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import FLOAT_DTYPES, TensorType
-from .common import (binary_samples, broadcast_all, erf_np, need_float, rand, rand_away, same_dtype, sum_to,
+from .common import (binary_samples, broadcast_all, dtype_np, erf_np, need_float, rand, rand_away, same_dtype, sum_to,
                      unary_samples)
 from .registry import AttrSpec, OpDef, Pattern, Sample, register
 
@@ -136,9 +136,14 @@ def _gelu_grad_emit(pb: Any, node: Any, args: list[int]) -> int:
 
 
 def _gelu_grad_np(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    h = 1e-6
     xd = x.astype(np.float64)
-    return ((_gelu_np(xd + h, approximate) - _gelu_np(xd - h, approximate)) / (2 * h)).astype(x.dtype)
+    if approximate == "tanh":
+        k = math.sqrt(2 / math.pi)
+        t = np.tanh(k * (xd + 0.044715 * xd ** 3))
+        d = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * k * (1 + 3 * 0.044715 * xd * xd)
+    else:
+        d = 0.5 * (1 + erf_np(xd / math.sqrt(2))) + xd * np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+    return d.astype(x.dtype)
 
 
 _APPROX = AttrSpec("approximate", "str", "none", ("none", "tanh"), "'none' (exact, erf) or 'tanh'")
@@ -207,7 +212,12 @@ def _minmax_grad(cmp: str) -> Callable[..., tuple[int, int]]:
 
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return (rng.permutation(max(int(np.prod(shape)), 1))[:int(np.prod(shape))].reshape(shape) * 0.37 - 1
-            ).astype(dtype)
+            ).astype(dtype_np(dtype))
+
+
+def _distinct_shifted(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Never equal to a _distinct value: ties would sit on the kink of min/max."""
+    return (_distinct(rng, shape, "f64") + 0.1).astype(dtype_np(dtype))
 
 
 BINARY = [
@@ -223,14 +233,14 @@ for _name, _opcode, _ref, _rule, _gen, _doc in BINARY:
     register(OpDef(_name, ("a", "b"), infer=arith_infer, pattern=Pattern.BROADCAST, kernel="ew",
                    emit=simple(_opcode), grad=_binary_grad(_rule),
                    reference=(lambda f: lambda a, b: f(a, b).astype(np.result_type(a, b)))(_ref),
-                   samples=binary_samples(_gen), doc=_doc))
+                   samples=binary_samples(_gen, _distinct_shifted if _gen is _distinct else None), doc=_doc))
 
 COMPARE = [("eq", "EQ", np.equal, "=="), ("ne", "NE", np.not_equal, "!="), ("lt", "LT", np.less, "<"),
            ("le", "LE", np.less_equal, "<="), ("gt", "GT", np.greater, ">"), ("ge", "GE", np.greater_equal, ">=")]
 for _name, _opcode, _ref, _sym in COMPARE:
     register(OpDef(_name, ("a", "b"), infer=compare_infer, pattern=Pattern.BROADCAST, kernel="ew",
                    emit=simple(_opcode), differentiable=False, reference=_ref,
-                   samples=binary_samples(lambda rng, s, dt: rng.integers(0, 3, size=s).astype(dt)),
+                   samples=binary_samples(lambda rng, s, dt: rng.integers(0, 3, size=s).astype(dtype_np(dt))),
                    doc=f"a {_sym} b, as a bool tensor"))
 
 
@@ -271,7 +281,7 @@ register(OpDef("cast", ("x",), (AttrSpec("dtype", "dtype"),), infer=_cast_infer,
                kernel="ew", emit=simple("COPY"), grad=_cast_grad,
                reference=lambda x, dtype: x.astype({"f32": np.float32, "f64": np.float64, "i32": np.int32,
                                                     "i64": np.int64, "bool": np.bool_}[dtype]),
-               samples=lambda rng, dt: [Sample([rand(rng, (3, 4), dt, -5, 5)], {"dtype": t})
+               samples=lambda rng, dt: [Sample([rand(rng, (3, 4), dt, -5, 5)], {"dtype": t}, grad=t == dt)
                                         for t in ("f32", "f64", "i32")],
                doc="convert to another dtype (float to int truncates toward zero)"))
 

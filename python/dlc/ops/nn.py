@@ -92,6 +92,7 @@ def _ln_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
 register(OpDef("layer_norm_core", ("x", "scale", "shift"), (AttrSpec("eps", "float", 1e-5),),
                infer=_ln_core_infer, pattern=Pattern.REDUCTION, kernel="layer_norm",
                lower=lambda n, t: ([], [n.attr("eps")]), grad=_ln_grad, user=False, reference=_ln_np,
+               differentiable_outputs=(0,),
                samples=_ln_samples, doc="layer normalization over the last axis; outputs y, mean, 1/std"))
 
 

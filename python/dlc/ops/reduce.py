@@ -8,7 +8,7 @@ import numpy as np
 
 from ..dims import concrete, dims_product
 from ..ir import TensorType
-from .common import need_float, norm_axes, norm_axis, rand
+from .common import dtype_np, need_float, norm_axes, norm_axis, rand
 from .registry import AttrSpec, OpDef, Pattern, Sample, register
 
 REDUCE_KIND = {"sum": 0, "mean": 1, "max": 2, "min": 3}
@@ -70,7 +70,7 @@ def _reduce_lower(kind: int) -> Any:
 
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...], dt: str) -> np.ndarray:
     n = int(np.prod(shape))
-    return (rng.permutation(n).reshape(shape) * 0.1 - 0.3).astype(dt)
+    return (rng.permutation(n).reshape(shape) * 0.1 - 0.3).astype(dtype_np(dt))
 
 
 def _reduce_samples(gen: Any) -> Any:

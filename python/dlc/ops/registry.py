@@ -82,6 +82,9 @@ class OpDef:
     layer: bool = False  # owns parameters
     # Ops whose kernel writes into some of its inputs (optimizer updates, running statistics).
     mutates: tuple[int, ...] = ()
+    # Outputs a gradient can flow back through; None means all. Extra outputs saved only for the backward
+    # pass (layer norm's mean and 1/std) are excluded, and the gradient check puts no loss on them.
+    differentiable_outputs: tuple[int, ...] | None = None
     doc: str = ""
 
     @property
