@@ -1,0 +1,143 @@
+// Layer normalization over the last axis (size D) and its gradient. Rows are independent in the forward
+// pass; the backward pass also sums gamma/beta gradients over rows, which it does through per-chunk
+// partials combined in chunk order (chunks are fixed by the shape, so the result does not depend on the
+// thread count).
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/reduce/reduce.h"
+
+namespace dlc {
+namespace {
+
+using kern::ceil_div;
+using kern::kParallelWork;
+
+// Rows per backward chunk are chosen so a chunk covers at least this many elements.
+constexpr int64_t kChunkWork = 32768;
+// Chunk count cap for the backward pass; it also bounds the partial buffers to kMaxChunks * 2 * D.
+constexpr int64_t kMaxChunks = 32;
+
+// Product of all dims but the last (well defined even when D == 0).
+int64_t leading_rows(const Tensor& x) {
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < x.ndim; ++d) rows *= x.shape[d];
+  return rows;
+}
+
+void check_vec(const Tensor& t, int64_t n, DType dt, const char* what) {
+  kernel_check(t.dtype == dt && t.numel() == n, what);
+}
+
+template <class T>
+void layer_norm_fwd(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t D,
+                    double eps) {
+#pragma omp parallel for schedule(static) if (rows * D > kParallelWork)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
+    // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
+    const double mu = kern::lane_sum(D, [xr](int64_t i) { return static_cast<double>(xr[i]); }) / D;
+    const double var = kern::lane_sum(D, [xr, mu](int64_t i) {
+                         const double d = static_cast<double>(xr[i]) - mu;
+                         return d * d;
+                       }) / D;
+    const double rs = 1.0 / std::sqrt(var + eps);
+    const T mu_t = static_cast<T>(mu), rs_t = static_cast<T>(rs);
+    for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mu_t) * rs_t * gamma[i] + beta[i];
+    mean[r] = mu_t;
+    rstd[r] = rs_t;
+  }
+}
+
+// With xhat = (x - mean) * rstd and g = gy * gamma:
+//   gx = rstd * (g - mean_D(g) - xhat * mean_D(g * xhat)),  ggamma = sum_rows gy * xhat,  gbeta = sum_rows gy.
+template <class T>
+void layer_norm_bwd(const T* x, const T* gamma, const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma,
+                    T* gbeta, int64_t rows, int64_t D) {
+  if (D == 0) return;
+  const int64_t nch = std::max<int64_t>(1, std::min({rows, kMaxChunks, rows * D / kChunkWork}));
+  const int64_t rc = ceil_div(rows, nch);
+  // Per chunk: D partial sums for ggamma, then D for gbeta.
+  double* part = kern::scratch<double>(static_cast<size_t>(nch * 2 * D));
+  const bool par = rows * D > kParallelWork;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t ch = 0; ch < nch; ++ch) {
+    double* pg = part + ch * 2 * D;
+    double* pb = pg + D;
+    for (int64_t i = 0; i < D; ++i) pg[i] = pb[i] = 0;
+    for (int64_t r = ch * rc; r < std::min(rows, (ch + 1) * rc); ++r) {
+      const T *xr = x + r * D, *gyr = gy + r * D;
+      T* gxr = gx + r * D;
+      const T mu = mean[r], rs = rstd[r];
+      const double sg = kern::lane_sum(D, [gyr, gamma](int64_t i) { return static_cast<double>(gyr[i] * gamma[i]); });
+      const double sgx = kern::lane_sum(D, [=](int64_t i) {
+        return static_cast<double>(gyr[i] * gamma[i]) * static_cast<double>((xr[i] - mu) * rs);
+      });
+      const T a = static_cast<T>(sg / D), b = static_cast<T>(sgx / D);
+      for (int64_t i = 0; i < D; ++i) {
+        const T xhat = (xr[i] - mu) * rs;
+        gxr[i] = rs * (gyr[i] * gamma[i] - a - xhat * b);
+        pg[i] += static_cast<double>(gyr[i]) * static_cast<double>(xhat);
+        pb[i] += static_cast<double>(gyr[i]);
+      }
+    }
+  }
+#pragma omp parallel for schedule(static) if (par && D * nch > kParallelWork)
+  for (int64_t i = 0; i < D; ++i) {
+    double sg = 0, sb = 0;
+    for (int64_t ch = 0; ch < nch; ++ch) {
+      sg += part[ch * 2 * D + i];
+      sb += part[ch * 2 * D + D + i];
+    }
+    ggamma[i] = static_cast<T>(sg);
+    gbeta[i] = static_cast<T>(sb);
+  }
+}
+
+void layer_norm_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 3 && a.n_out == 3 && a.n_floats == 1,
+               "layer_norm: expects [x, gamma, beta] -> [y, mean, rstd], floats [eps]");
+  const Tensor& x = a.in[0];
+  kernel_check(x.ndim >= 1, "layer_norm: x must have at least one dim");
+  const int64_t D = x.shape[x.ndim - 1];
+  const int64_t rows = leading_rows(x);
+  check_vec(a.in[1], D, x.dtype, "layer_norm: gamma must be [D] of x's dtype");
+  check_vec(a.in[2], D, x.dtype, "layer_norm: beta must be [D] of x's dtype");
+  check_vec(a.out[0], x.numel(), x.dtype, "layer_norm: y must match x");
+  check_vec(a.out[1], rows, x.dtype, "layer_norm: mean must be [rows] of x's dtype");
+  check_vec(a.out[2], rows, x.dtype, "layer_norm: rstd must be [rows] of x's dtype");
+  kern::dispatch_float(x.dtype, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_fwd(x.ptr<const T>(), a.in[1].ptr<const T>(), a.in[2].ptr<const T>(), a.out[0].ptr<T>(),
+                   a.out[1].ptr<T>(), a.out[2].ptr<T>(), rows, D, a.floats[0]);
+  });
+}
+
+void layer_norm_grad_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 5 && a.n_out == 3,
+               "layer_norm_grad: expects [x, gamma, mean, rstd, gy] -> [gx, ggamma, gbeta]");
+  const Tensor& x = a.in[0];
+  kernel_check(x.ndim >= 1, "layer_norm_grad: x must have at least one dim");
+  const int64_t D = x.shape[x.ndim - 1];
+  const int64_t rows = leading_rows(x);
+  check_vec(a.in[1], D, x.dtype, "layer_norm_grad: gamma must be [D] of x's dtype");
+  check_vec(a.in[2], rows, x.dtype, "layer_norm_grad: mean must be [rows] of x's dtype");
+  check_vec(a.in[3], rows, x.dtype, "layer_norm_grad: rstd must be [rows] of x's dtype");
+  check_vec(a.in[4], x.numel(), x.dtype, "layer_norm_grad: gy must match x");
+  check_vec(a.out[0], x.numel(), x.dtype, "layer_norm_grad: gx must match x");
+  check_vec(a.out[1], D, x.dtype, "layer_norm_grad: ggamma must be [D] of x's dtype");
+  check_vec(a.out[2], D, x.dtype, "layer_norm_grad: gbeta must be [D] of x's dtype");
+  kern::dispatch_float(x.dtype, "layer_norm_grad", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_bwd(x.ptr<const T>(), a.in[1].ptr<const T>(), a.in[2].ptr<const T>(), a.in[3].ptr<const T>(),
+                   a.in[4].ptr<const T>(), a.out[0].ptr<T>(), a.out[1].ptr<T>(), a.out[2].ptr<T>(), rows, D);
+  });
+}
+
+}  // namespace
+
+DLC_REGISTER_KERNEL("layer_norm", ::dlc::Device::CPU, layer_norm_kernel);
+DLC_REGISTER_KERNEL("layer_norm_grad", ::dlc::Device::CPU, layer_norm_grad_kernel);
+
+}  // namespace dlc
