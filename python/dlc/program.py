@@ -22,6 +22,7 @@ from .ir import Graph, TensorType, np_dtype
 from .lower import LoweredPlan, lower
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
+from .training.api import TrainingMixin
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def spec_of(t: TensorType) -> TensorSpec:
     return TensorSpec(t.dtype, tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
 
-class Program:
+class Program(TrainingMixin):
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
                  fuse: bool = True, seed: int = 0):
         self._module = module
@@ -61,6 +62,7 @@ class Program:
         self._lock = threading.Lock()
         self._training = False
         self._last_binding: dict[str, int] = {}
+        self._init_training()
 
     # ---- description ----
 
@@ -181,8 +183,7 @@ class Program:
                 raise ValueError(f"bind the symbolic dimension(s) {', '.join(missing)} (dims={{...}} or -D)")
             graph = run_pipeline(graph, self.pass_context(mode))
             graph = _only_used_inputs(graph)
-            lowered = lower(graph, list(self._params))
-            lowered.plan.set_persistent(list(self._params.values()))
+            lowered = self.lower_with_persistent(graph)
             self._plans[key] = lowered
             return lowered
 
@@ -222,11 +223,15 @@ class Program:
         lowered = self.compile_plan(binding)
         return self.run_plan(lowered, arrays)
 
-    def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], step: int = 0,
-                 profile: bool = False) -> dict[str, np.ndarray]:
+    def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], step: int | None = None,
+                 training: bool | None = None) -> dict[str, np.ndarray]:
+        for name in lowered.input_names:
+            if name not in arrays:
+                raise ValueError(f"missing input '{name}'")
         outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
         ins = [arrays[n] for n in lowered.input_names]
-        lowered.plan.run(ins, outs, seed=self._seed, step=step, training=self._training, profile=profile)
+        lowered.plan.run(ins, outs, seed=self._seed, step=self._step if step is None else step,
+                         training=self._training if training is None else training)
         return dict(zip(lowered.output_names, outs))
 
     def _used_inputs(self) -> list[str]:

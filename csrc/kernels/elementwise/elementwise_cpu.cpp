@@ -141,9 +141,10 @@ void run_tile(const int64_t* instr, int n_instr, const double* imm, const T* con
       continue;
     }
     T* d = reg[ins[1]];
-    // Unused operand fields are 0 and validated, so reading them is harmless.
-    const T* x = operand(ins[2]);
-    const T* y = operand(ins[3]);
+    // Operand fields beyond an opcode's arity may hold anything (a salt): resolve only what it reads.
+    const T* x = ins[0] != static_cast<int64_t>(EwOp::DROPOUT_MASK) && ins[0] != static_cast<int64_t>(EwOp::CONST)
+                     ? operand(ins[2]) : nullptr;
+    const T* y = op >= EwOp::ADD && op <= EwOp::WHERE ? operand(ins[3]) : nullptr;
 #define UNARY(expr)                                 \
   for (int64_t t = 0; t < n; ++t) { const T v = x[t]; d[t] = (expr); } \
   break;
@@ -227,7 +228,13 @@ void validate_program(const KernelArgs& a, const int64_t* code, int n_code, int 
     } else {
       kernel_check(ins[1] >= 0 && ins[1] < n_regs, "ew destination register");
     }
-    for (int j = 2; j < 5; ++j) kernel_check(ins[j] < n_regs && ins[j] >= -a.n_in, "ew operand");
+    // Only real operands are checked: DROPOUT_MASK keeps its salt in the b field.
+    static const int kArity[] = {
+#define DLC_EW_ARITY_ENTRY(name, arity) arity,
+        DLC_EW_OPCODES(DLC_EW_ARITY_ENTRY)
+#undef DLC_EW_ARITY_ENTRY
+    };
+    for (int j = 2; j < 2 + kArity[ins[0]]; ++j) kernel_check(ins[j] < n_regs && ins[j] >= -a.n_in, "ew operand");
   }
   if (a.n_out > 0)
     for (int k = 0; k < a.n_in; ++k) kernel_check(a.in[k].ndim <= a.out[0].ndim, "ew input rank");

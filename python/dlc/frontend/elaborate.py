@@ -45,6 +45,7 @@ class Scope:
     prefix: str  # parameter-name prefix, e.g. "enc.0."
     path: tuple[str, ...] = ()  # block call path, for messages
     depth: int = 0
+    sharing: bool = False  # inside a block call with share=: every parameter already exists and is reused
     # Per-statement layer naming state.
     target: str | None = None
     layer_calls: int = 0
@@ -155,7 +156,9 @@ class Elaborator:
         self.set_context(scope.module.loc(stmt), scope, None)
         init = self.init_spec(init_tree, scope) if init_tree is not None else initializers.make_spec("xavier_uniform")
         self.check_unbound(scope, name_tok)
-        v = self.new_param(scope.prefix + str(name_tok), t, init, None, scope.module.loc(name_tok))
+        full = scope.prefix + str(name_tok)
+        loc = scope.module.loc(name_tok)
+        v = self.shared_param(full, t, loc) if scope.sharing else self.new_param(full, t, init, None, loc)
         scope.env[str(name_tok)] = TensorVal(v)
 
     def tensor_type(self, tree: Tree, scope: Scope, allow_symbols: bool) -> TensorType:
@@ -435,11 +438,13 @@ class Elaborator:
         share = kwargs.pop("share", None) if op.layer else None
         tensors, attrs = self.bind_arguments(op, pos, kwargs, loc, kw_locs, scope)
         try:
-            if not op.layer:
+            if op.expand is None:
                 outs = self.b.op(op.name, [t.v for t in tensors], **attrs)
                 return TensorVal(outs[0]) if len(outs) == 1 else tuple(TensorVal(o) for o in outs)
-            lname = name_override or self.layer_name(scope, op.name, explicit_name, loc)
-            self.set_context(loc, scope, lname)
+            # Composite ops (losses) expand like layers but own no parameters, so they take no name.
+            lname = (name_override or self.layer_name(scope, op.name, explicit_name, loc)) if op.layer else op.name
+            if op.layer:
+                self.set_context(loc, scope, lname)
             ctx = _LayerCtx(self, scope, lname, share, loc)
             full = op.bind_attrs(attrs)
             outs = op.expand(self.b, ctx, [t.v for t in tensors], full)
@@ -517,7 +522,7 @@ class Elaborator:
                 raise CompileError(f"block {block.name} got two values for '{key}'", loc)
             env[key] = value
         inner = Scope(block.module, env, prefix, scope.path + (f"{block.name} ({loc.file}:{loc.line})",),
-                      scope.depth + 1)
+                      scope.depth + 1, sharing=scope.sharing or share is not None)
         for pname, ptype, default in block.params:
             if pname not in env:
                 if default is None:
@@ -596,9 +601,17 @@ class _LayerCtx:
         if share is not None and not isinstance(share, str):
             raise CompileError("share= must name another layer, as a string", loc)
 
-    def param(self, local: str, t: TensorType, init: Any, fans: tuple[int, int]) -> int:
+    def _shared_name(self, local: str) -> str | None:
         if self.share is not None:
-            return self.el.shared_param(f"{self.scope.prefix}{self.share}.{local}", t, self.loc)
+            return f"{self.scope.prefix}{self.share}.{local}"
+        if self.scope.sharing:
+            return f"{self.scope.prefix}{self.name}.{local}"
+        return None
+
+    def param(self, local: str, t: TensorType, init: Any, fans: tuple[int, int]) -> int:
+        shared = self._shared_name(local)
+        if shared is not None:
+            return self.el.shared_param(shared, t, self.loc)
         try:
             spec = initializers.as_spec(init)
         except ShapeError as e:
@@ -608,8 +621,9 @@ class _LayerCtx:
     def state(self, local: str, t: TensorType, init: Any) -> int:
         """Persistent non-trainable state (batch-norm running statistics): saved in checkpoints, never touched
         by the optimizer. Shared layers share their state too."""
-        if self.share is not None:
-            return self.el.shared_param(f"{self.scope.prefix}{self.share}.{local}", t, self.loc)
+        shared = self._shared_name(local)
+        if shared is not None:
+            return self.el.shared_param(shared, t, self.loc)
         return self.el.new_param(f"{self.scope.prefix}{self.name}.{local}", t, initializers.as_spec(init), None,
                                  self.loc, kind="state")
 

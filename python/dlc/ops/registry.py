@@ -80,7 +80,8 @@ class OpDef:
     view: bool = False  # output aliases the input's memory (reshape): no kernel, no copy
     user: bool = True  # callable from .dlm; internal ops (gradients, optimizer updates) are not
     layer: bool = False  # owns parameters
-    # Ops whose kernel writes into some of its inputs (optimizer updates, running statistics).
+    # Ops whose kernel writes into some of its inputs (optimizer updates, running statistics): their indices,
+    # or (-1,) for every input after the first (the variadic optimizer updates).
     mutates: tuple[int, ...] = ()
     # Outputs a gradient can flow back through; None means all. Extra outputs saved only for the backward
     # pass (layer norm's mean and 1/std) are excluded, and the gradient check puts no loss on them.
@@ -116,6 +117,12 @@ class OpDef:
             else:
                 out[spec.name] = spec.default
         return out
+
+    def mutated_inputs(self, inputs: tuple[int, ...]) -> list[int]:
+        """The values a node of this op writes into."""
+        if self.mutates == (-1,):
+            return list(inputs[1:])
+        return [inputs[i] for i in self.mutates]
 
     def signature(self) -> str:
         parts = [i for i in self.inputs]

@@ -91,11 +91,18 @@ def _contiguous(nodes: list[Node]) -> list[Node]:
         members.setdefault(u, []).append(i)
     producer = {o: i for i, n in enumerate(nodes) for o in n.outputs}
     preds: dict[tuple[str, int], set[tuple[str, int]]] = {u: set() for u in members}
+    readers: dict[int, set[tuple[str, int]]] = {}
     for u, idxs in members.items():
         for i in idxs:
             for v in nodes[i].inputs:
+                readers.setdefault(v, set()).add(u)
                 if v in producer and unit_of[producer[v]] != u:
                     preds[u].add(unit_of[producer[v]])
+    # A node that writes into a tensor (an optimizer update) runs after every other reader of that tensor.
+    for u, idxs in members.items():
+        for i in idxs:
+            for v in registry.get(nodes[i].op).mutated_inputs(nodes[i].inputs):
+                preds[u] |= readers.get(v, set()) - {u}
     order = sorted(members, key=lambda u: members[u][0])
     done: set[tuple[str, int]] = set()
     out: list[Node] = []

@@ -1,0 +1,1 @@
+"""Training: the recipe in the model file, the compiled training step, the fit loop, checkpoints."""

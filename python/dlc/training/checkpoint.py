@@ -1,0 +1,107 @@
+"""Checkpoints: parameters, running statistics and optimizer state as safetensors (never pickle), the step
+and epoch counters and the optimizer settings as JSON metadata, and a SHA-256 of every tensor byte so that a
+corrupted file is detected, not silently loaded. Written atomically: a temporary file in the same folder,
+flushed to disk, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import CheckpointError
+
+if TYPE_CHECKING:
+    from .api import TrainingMixin
+
+FORMAT = "dlc-checkpoint"
+
+
+def _digest(tensors: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(tensors[name]).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write_safetensors(tensors: dict[str, np.ndarray], metadata: dict[str, str], path: str | Path) -> None:
+    from safetensors.numpy import save
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as e:  # safetensors raises its own error types for bad headers and short files
+        raise CheckpointError(f"{path}: not a readable {expected_format} file ({e})") from None
+    if metadata.get("format") != expected_format:
+        raise CheckpointError(f"{path}: not a {expected_format} file (format is {metadata.get('format')!r})")
+    return tensors, metadata
+
+
+def save_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
+    tensors = {f"param/{k}": v for k, v in program._params.items()}
+    tensors.update({f"opt/{k}": v for k, v in program._opt.items()})
+    spec = program.spec()
+    metadata = {"format": FORMAT, "version": "1", "step": str(program._step), "epoch": str(program._epoch),
+                "seed": str(program._seed), "sha256": _digest(tensors),
+                "optimizer": json.dumps({"name": spec.optimizer.name, "lr": spec.optimizer.lr,
+                                         "hyper": dict(spec.optimizer.hyper)})}
+    atomic_write_safetensors(tensors, metadata, path)
+
+
+def load_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
+    tensors, metadata = read_safetensors(path, FORMAT)
+    if metadata.get("sha256") != _digest(tensors):
+        raise CheckpointError(f"{path}: checksum mismatch; the file is corrupt")
+    try:
+        step, epoch = int(metadata["step"]), int(metadata["epoch"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path}: missing or bad step/epoch counters") from None
+    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
+    missing = sorted(set(program._params) - set(params))
+    unknown = sorted(set(params) - set(program._params))
+    if missing or unknown:
+        raise CheckpointError(f"{path}: parameters do not match the model (missing: {missing or 'none'}, "
+                              f"unexpected: {unknown or 'none'})")
+    for name, arr in params.items():
+        if arr.shape != program._params[name].shape or arr.dtype != program._params[name].dtype:
+            raise CheckpointError(f"{path}: parameter '{name}' is {arr.dtype}{list(arr.shape)}, the model has "
+                                  f"{program._params[name].dtype}{list(program._params[name].shape)}")
+    for name, arr in params.items():
+        np.copyto(program._params[name], arr)
+    for key, arr in tensors.items():
+        if not key.startswith("opt/"):
+            continue
+        name = key[len("opt/"):]
+        if name in program._opt:
+            if program._opt[name].shape != arr.shape:
+                raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
+            np.copyto(program._opt[name], arr)
+        else:
+            program._opt[name] = np.ascontiguousarray(arr).copy()
+    program._step, program._epoch = step, epoch

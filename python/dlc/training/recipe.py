@@ -1,0 +1,290 @@
+"""The training recipe: what a `train { ... }` block declares, and what Python may override.
+
+    train {
+        loss = cross_entropy(logits, y) + 0.1 * mse(recon, x)   # any scalar expression
+        metrics = [accuracy(logits, y)]
+        optimizer = adam(lr=1e-3, weight_decay=1e-4)            # sgd, adam, adamw, rmsprop, adagrad
+        schedule = cosine(steps=2000, warmup=100)               # constant, step, exponential, cosine
+        clip_norm = 1.0                                         # clip_value = 0.5
+        l2 = 1e-4                                               # l1 = ...; regularize = ["h1", "h2"]
+        freeze = ["encoder"]                                    # name prefixes; batch-norm state included
+        lr_mult = [["head", 10.0]]
+        input_grads = [x]                                       # gradients w.r.t. inputs (saliency)
+        epochs = 20
+        batch_size = 64
+        early_stopping = early_stopping(patience=5, monitor="val_loss", restore_best=true)
+    }
+
+Other assignments in the block define tensors (intermediate terms of the loss, for example).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from lark import Tree
+
+from ..errors import CompileError
+from ..frontend.elaborate import Elaborated, Scope, TensorVal
+from ..frontend.modules import Module
+from ..frontend.parser import parse
+from ..ops.optim import OPTIMIZERS
+
+SCHEDULES: dict[str, dict[str, float]] = {
+    "constant": {"warmup": 0},
+    "step": {"every": 1000, "gamma": 0.1, "warmup": 0},
+    "exponential": {"gamma": 0.999, "warmup": 0},
+    "cosine": {"steps": 1000, "min_lr": 0.0, "warmup": 0},
+}
+EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
+CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
+               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str  # sgd | adam | rmsprop | adagrad (adamw is adam with decoupled weight decay)
+    lr: float
+    hyper: tuple[tuple[str, float], ...]
+
+
+@dataclass
+class TrainSpec:
+    loss: int | None = None
+    metrics: list[tuple[str, int]] = field(default_factory=list)
+    optimizer: OptimizerConfig = field(default_factory=lambda: make_optimizer("adam", {}))
+    schedule: tuple[str, dict[str, float]] = ("constant", {"warmup": 0})
+    clip_norm: float = 0.0
+    clip_value: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    regularize: list[str] | None = None  # name prefixes; None: every parameter named *.weight
+    freeze: list[str] = field(default_factory=list)
+    lr_mult: list[tuple[str, float]] = field(default_factory=list)
+    input_grads: list[str] = field(default_factory=list)
+    epochs: int | None = None
+    batch_size: int | None = None
+    early_stopping: dict[str, Any] | None = None
+
+
+def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
+    kwargs = dict(kwargs)
+    decoupled = name == "adamw"
+    base = "adam" if decoupled else name
+    if base not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}' (use sgd, adam, adamw, rmsprop or adagrad)")
+    defaults = dict(OPTIMIZERS[base][1])
+    if decoupled:
+        defaults["decoupled"] = 1.0
+        defaults["weight_decay"] = 0.01
+    lr = kwargs.pop("lr", 1e-3 if base in ("adam", "rmsprop") else 1e-2)
+    if "betas" in kwargs:
+        betas = kwargs.pop("betas")
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise ValueError("betas must be a pair, e.g. betas=[0.9, 0.999]")
+        kwargs["beta1"], kwargs["beta2"] = betas
+    for key, value in kwargs.items():
+        if key not in defaults or key == "decoupled":
+            known = ", ".join(["lr", *(k for k in defaults if k != "decoupled"), *(["betas"] if base == "adam" else [])])
+            raise ValueError(f"{name} takes no argument '{key}' (it takes: {known})")
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{name}: '{key}' must be a number, got {value!r}")
+        defaults[key] = float(value)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
+        raise ValueError(f"{name}: lr must be a non-negative number, got {lr!r}")
+    return OptimizerConfig(base, float(lr), tuple(defaults.items()))
+
+
+def make_schedule(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{name}' (use {', '.join(SCHEDULES)})")
+    out = dict(SCHEDULES[name])
+    for key, value in kwargs.items():
+        if key not in out:
+            raise ValueError(f"schedule {name} takes no argument '{key}' (it takes: {', '.join(out)})")
+        out[key] = float(value)
+    return name, out
+
+
+def make_early_stopping(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(EARLY_STOPPING)
+    for key, value in kwargs.items():
+        if key not in out:
+            raise ValueError(f"early_stopping takes no argument '{key}' (it takes: {', '.join(out)})")
+        out[key] = value
+    return out
+
+
+class RecipeReader:
+    """Interprets the train block inside the model's top-level scope, so it can name any model tensor."""
+
+    def __init__(self, el: Elaborated):
+        self.el = el
+        self.elab = el.elaborator
+        self.scope: Scope = el.train_scope  # type: ignore[assignment]
+
+    def read(self, overrides: Mapping[str, Any]) -> TrainSpec:
+        spec = TrainSpec()
+        body = self.el.train
+        if body is not None:
+            for stmt in body.children:
+                if not isinstance(stmt, Tree):
+                    continue
+                if stmt.data != "assign" or len(stmt.children) != 2:
+                    raise CompileError("a train block holds assignments (key = value)", self.scope.module.loc(stmt))
+                target, expr = stmt.children
+                key = str(target)
+                if key in CONFIG_KEYS:
+                    try:
+                        self.apply(spec, key, expr, self.scope.module)
+                    except ValueError as e:
+                        raise CompileError(str(e), self.scope.module.loc(expr)) from None
+                else:
+                    self.elab.statement(stmt, self.scope)
+        for key, value in overrides.items():
+            self.override(spec, key, value)
+        return spec
+
+    def apply(self, spec: TrainSpec, key: str, expr: Tree, module: Module) -> None:
+        if key == "loss":
+            value = self.elab.eval_statement(expr, self.scope, "loss")
+            if not isinstance(value, TensorVal):
+                raise ValueError("loss must be a tensor expression")
+            spec.loss = value.v
+        elif key == "metrics":
+            if expr.data != "list":
+                raise ValueError("metrics is a list, e.g. metrics = [accuracy(logits, y)]")
+            spec.metrics = []
+            for item in expr.children:
+                if item is None:
+                    continue
+                name = self.metric_name(item, spec)
+                value = self.elab.eval_statement(item, self.scope, None)
+                if not isinstance(value, TensorVal) or self.elab.b.type_of(value.v).shape != ():
+                    raise ValueError(f"metric '{name}' must be a scalar tensor")
+                spec.metrics.append((name, value.v))
+        elif key == "input_grads":
+            names = self.input_names(expr)
+            spec.input_grads = names
+        elif key in ("optimizer", "schedule", "early_stopping"):
+            name, kwargs = self.config_call(expr)
+            if key == "optimizer":
+                spec.optimizer = make_optimizer(name, kwargs)
+            elif key == "schedule":
+                spec.schedule = make_schedule(name, kwargs)
+            else:
+                if name != "early_stopping":
+                    raise ValueError("use early_stopping(patience=..., monitor=..., restore_best=...)")
+                spec.early_stopping = make_early_stopping(kwargs)
+        else:
+            self.override(spec, key, self.elab.eval(expr, self.scope))
+
+    def metric_name(self, item: Tree, spec: TrainSpec) -> str:
+        base = (str(item.children[0].children[0]) if item.data == "name"
+                else self.elab.dotted(item.children[0]) if item.data == "call" else "metric")
+        names = {n for n, _ in spec.metrics}
+        name, k = base, 1
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def input_names(self, expr: Tree) -> list[str]:
+        if expr.data != "list":
+            raise ValueError("input_grads is a list of input names, e.g. input_grads = [x]")
+        by_value = {v: n for n, v in self.elab.b.inputs}
+        names = []
+        for item in expr.children:
+            value = self.elab.eval(item, self.scope)
+            if not isinstance(value, TensorVal) or value.v not in by_value:
+                raise ValueError("input_grads lists model inputs")
+            names.append(by_value[value.v])
+        return names
+
+    def config_call(self, expr: Tree) -> tuple[str, dict[str, Any]]:
+        if expr.data != "call":
+            raise ValueError("expected a call such as adam(lr=1e-3)")
+        name = self.elab.dotted(expr.children[0])
+        kwargs: dict[str, Any] = {}
+        for arg in expr.children[1:]:
+            if arg is None:
+                continue
+            key, value = arg.children
+            if value is None or key.data != "name":
+                raise ValueError(f"{name} takes keyword arguments only, e.g. {name}(lr=0.01)")
+            k = str(key.children[0].children[0])
+            if k in kwargs:
+                raise ValueError(f"duplicate keyword argument '{k}'")
+            kwargs[k] = self.elab.eval(value, self.scope)
+        return name, kwargs
+
+    def override(self, spec: TrainSpec, key: str, value: Any) -> None:
+        """Applies one recipe entry given as a Python value (from the block's literals or configure())."""
+        if key == "optimizer":
+            spec.optimizer = value if isinstance(value, OptimizerConfig) else _named_config(value, make_optimizer)
+        elif key == "schedule":
+            spec.schedule = _named_config(value, make_schedule)
+        elif key == "early_stopping":
+            spec.early_stopping = None if value is None else make_early_stopping(value if isinstance(value, dict) else {})
+        elif key in ("loss", "metrics"):
+            self.expression_override(spec, key, value)
+        elif key in ("clip_norm", "clip_value", "l1", "l2"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+            setattr(spec, key, float(value))
+        elif key in ("regularize", "freeze", "input_grads"):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key} must be a list of names")
+            if key == "input_grads":
+                known = [n for n, _ in self.elab.b.inputs]
+                for v in value:
+                    if v not in known:
+                        raise ValueError(f"input_grads: '{v}' is not a model input ({', '.join(known)})")
+            setattr(spec, key, list(value))
+        elif key == "lr_mult":
+            pairs = [tuple(p) for p in value]
+            if not all(len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float)) for p in pairs):
+                raise ValueError("lr_mult is a list of [name_prefix, multiplier] pairs")
+            spec.lr_mult = [(str(p[0]), float(p[1])) for p in pairs]
+        elif key in ("epochs", "batch_size"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            setattr(spec, key, value)
+        else:
+            hint = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+            raise ValueError(f"unknown training setting '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+
+    def expression_override(self, spec: TrainSpec, key: str, value: Any) -> None:
+        """loss/metrics given from Python as .dlm expression text, e.g. configure(loss="mse(out, target)")."""
+        texts = [value] if key == "loss" else list(value)
+        trees = []
+        source = ""
+        for text in texts:
+            if not isinstance(text, str):
+                raise ValueError(f"{key} overrides are .dlm expressions given as strings")
+            source = f"__override__ = {text}\n"
+            trees.append(parse(source, f"<{key}>").children[0].children[1])
+        # Same names as the model's top level (the env dict is shared), locations in the override text.
+        outer = self.scope
+        self.scope = replace(outer, module=Module(f"<{key}>", source, Tree("start", [])))
+        try:
+            if key == "loss":
+                self.apply(spec, "loss", trees[0], self.scope.module)
+            else:
+                self.apply(spec, "metrics", Tree("list", trees), self.scope.module)
+        finally:
+            self.scope = outer
+
+
+def _named_config(value: Any, make: Any) -> Any:
+    if isinstance(value, str):
+        return make(value, {})
+    if isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str):
+        return make(value[0], dict(value[1]))
+    if isinstance(value, dict) and "name" in value:
+        rest = {k: v for k, v in value.items() if k != "name"}
+        return make(value["name"], rest)
+    raise ValueError(f"expected a name or (name, {{arguments}}), got {value!r}")

@@ -1,0 +1,128 @@
+"""Builds the training graphs of a program, each compiled to one plan:
+
+- "loss": forward (evaluation mode), loss and metrics, for `evaluate`;
+- "grads": forward, loss, backward; outputs the loss and the gradients, for `loss_and_grads`;
+- "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`.
+
+Regularization terms join the loss before differentiation; frozen parameters get no gradient and no update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Mapping
+
+from ..autodiff import backward
+from ..errors import DlcError
+from ..frontend.elaborate import elaborate
+from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
+from ..ops.optim import OPTIMIZERS
+from .recipe import RecipeReader, TrainSpec
+
+if TYPE_CHECKING:
+    from ..program import Program
+
+HYPER = "__hyper__"
+
+
+@dataclass(frozen=True)
+class TrainingGraph:
+    graph: Graph
+    spec: TrainSpec
+    grad_names: list[str]  # outputs "grads" carries, in order (parameter names, then input names)
+    trainable: list[str]  # parameters the optimizer updates
+
+
+def matches(name: str, prefixes: list[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") or name.startswith(p + "/") for p in prefixes)
+
+
+def read_spec(program: "Program", binding: Mapping[str, int]) -> tuple[GraphBuilder, TrainSpec]:
+    el = elaborate(program._module, binding, program._dtype)
+    spec = RecipeReader(el).read(program._overrides)
+    if spec.loss is None:
+        raise DlcError("the model declares no loss: add `train { loss = ... }` or call "
+                       "configure(loss=\"cross_entropy(logits, y)\")")
+    b = el.builder
+    if b.type_of(spec.loss).shape != ():
+        raise DlcError(f"the loss must be a scalar, got {b.type_of(spec.loss)}; reduce it with mean()")
+    return b, spec
+
+
+def trainable_params(graph: Graph, spec: TrainSpec) -> list[ParamSpec]:
+    return [p for p in graph.params if p.kind == "param" and not matches(p.name, spec.freeze)]
+
+
+def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spec: TrainSpec) -> int:
+    chosen = [p for p in params if (matches(p.name, spec.regularize) if spec.regularize is not None
+                                    else p.name.endswith("weight"))]
+    for coeff, op in ((spec.l2, "square"), (spec.l1, "abs")):
+        if coeff <= 0 or not chosen:
+            continue
+        total = None
+        for p in chosen:
+            term = b.op1("sum", b.op1(op, p.value))
+            if b.type_of(term).dtype != b.type_of(loss).dtype:
+                term = b.op1("cast", term, dtype=b.type_of(loss).dtype)
+            total = term if total is None else b.op1("add", total, term)
+        loss = b.op1("add", loss, b.op1("mul_scalar", total, value=coeff))
+    return loss
+
+
+def build(program: "Program", binding: Mapping[str, int], kind: str) -> TrainingGraph:
+    b, spec = read_spec(program, binding)
+    graph0 = b.build()
+    params = trainable_params(graph0, spec)
+    b.loc, b.scope = None, ""
+    loss = _add_regularization(b, spec.loss, params, spec) if kind != "loss" else spec.loss
+    outputs = [("loss", loss)] + [(name, v) for name, v in spec.metrics]
+    if kind == "loss":
+        b.outputs = outputs
+        return TrainingGraph(b.build(), spec, [], [p.name for p in params])
+
+    inputs = {n: v for n, v in b.inputs}
+    wrt = [p.value for p in params] + [inputs[n] for n in spec.input_grads]
+    diff = backward(b.build(), loss, wrt)
+    b = GraphBuilder(diff.graph)
+    names = [p.name for p in params] + list(spec.input_grads)
+    grads = {}
+    for name, v in zip(names, wrt):
+        g = diff.grads.get(v)
+        if g is None:  # no path to the loss: the gradient is zero
+            t = b.type_of(v)
+            g = b.op1("mul_scalar", v, value=0.0) if t.dtype in ("f32", "f64") else None
+        grads[name] = g
+    if kind == "grads":
+        b.outputs = outputs + [(f"grad:{n}", g) for n, g in grads.items() if g is not None]
+        return TrainingGraph(b.build(), spec, [n for n in names if grads[n] is not None], [p.name for p in params])
+
+    b.phase = "update"
+    if params:
+        opt = spec.optimizer
+        hyper = b.add_input(HYPER, TensorType("f64", (4,)))
+        operands = [hyper]
+        mults = []
+        for p in params:
+            operands += [p.value, grads[p.name]]
+            for state in OPTIMIZERS[opt.name][0]:
+                operands.append(b.add_param(f"{p.name}/{opt.name}.{state}", p.type, ("zeros",), kind="opt",
+                                            trainable=False))
+            mult = 1.0
+            for prefix, m in spec.lr_mult:
+                if matches(p.name, [prefix]):
+                    mult = m
+            mults.append(mult)
+        b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
+             clip_value=spec.clip_value, lr_mults=tuple(mults))
+    b.outputs = outputs
+    return TrainingGraph(b.build(), spec, [], [p.name for p in params])
+
+
+def spec_only(program: "Program") -> TrainSpec:
+    """The recipe without building a graph (for fit's defaults: epochs, batch size, early stopping)."""
+    return read_spec(program, dict(program._dims))[1]
+
+
+def strip_unused_inputs(graph: Graph) -> Graph:
+    used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
+    return replace(graph, inputs=tuple((n, v) for n, v in graph.inputs if v in used))
