@@ -176,7 +176,8 @@ class GraphBuilder:
         return v
 
     def const(self, array: np.ndarray, dtype: str | None = None) -> int:
-        arr = np.ascontiguousarray(array if dtype is None else np.asarray(array, dtype=np_dtype(dtype)))
+        # np.array, not ascontiguousarray: the latter turns a 0-d array into shape (1,).
+        arr = np.array(array if dtype is None else np.asarray(array, dtype=np_dtype(dtype)), order="C")
         name = dtype_of_array(arr)
         if name is None:
             raise ShapeError(f"unsupported constant dtype {arr.dtype}")
