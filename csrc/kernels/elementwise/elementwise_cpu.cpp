@@ -7,21 +7,20 @@
 // an output index. DROPOUT_MASK's b is the op's salt and its immediate the keep probability. Inputs broadcast to
 // the output shape (NumPy rules); every output has the output shape and is written contiguously.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "kernels/elementwise/elementwise.h"
+#include "kernels/elementwise/elementwise_tile.h"
 
 namespace dlc {
 namespace {
 
-constexpr int64_t kTile = 256;
 constexpr int kMaxRegs = 32;
 constexpr int kMaxIn = 16;
 constexpr int kHeader = 3;
-constexpr int kInstrInts = 5;
 
 struct Geometry {
   int nd = 1;
@@ -79,137 +78,28 @@ Geometry make_geometry(const KernelArgs& a, bool keep_last) {
   return g;
 }
 
-template <typename S, typename T>
-inline void load_convert(const void* base, int64_t off, int64_t stride, int64_t n, T* dst) {
-  const S* p = static_cast<const S*>(base) + off;
-  if (stride == 0) {
-    T v = static_cast<T>(p[0]);
-    for (int64_t t = 0; t < n; ++t) dst[t] = v;
-  } else {
-    for (int64_t t = 0; t < n; ++t) dst[t] = static_cast<T>(p[t]);
-  }
+// The tile loop for this CPU, chosen once.
+template <typename T>
+using TileFn = void (*)(const TileArgs<T>&);
+
+std::atomic<bool> g_force_generic{false};
+
+bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes && !g_force_generic.load();
 }
 
 template <typename T>
-void load_any(const Tensor& in, int64_t off, int64_t stride, int64_t n, T* dst) {
-  switch (in.dtype) {
-    case DType::F32: load_convert<float>(in.data, off, stride, n, dst); break;
-    case DType::F64: load_convert<double>(in.data, off, stride, n, dst); break;
-    case DType::I32: load_convert<int32_t>(in.data, off, stride, n, dst); break;
-    case DType::I64: load_convert<int64_t>(in.data, off, stride, n, dst); break;
-    case DType::Bool: load_convert<uint8_t>(in.data, off, stride, n, dst); break;
-  }
-}
-
-template <typename D, typename T>
-inline void store_convert(void* base, int64_t off, int64_t n, const T* src) {
-  D* p = static_cast<D*>(base) + off;
-  if constexpr (std::is_same_v<D, uint8_t>) {
-    for (int64_t t = 0; t < n; ++t) p[t] = src[t] != T(0);
-  } else {
-    for (int64_t t = 0; t < n; ++t) p[t] = static_cast<D>(src[t]);
-  }
-}
-
-template <typename T>
-void store_any(const Tensor& out, int64_t off, int64_t n, const T* src) {
-  switch (out.dtype) {
-    case DType::F32: store_convert<float>(out.data, off, n, src); break;
-    case DType::F64: store_convert<double>(out.data, off, n, src); break;
-    case DType::I32: store_convert<int32_t>(out.data, off, n, src); break;
-    case DType::I64: store_convert<int64_t>(out.data, off, n, src); break;
-    case DType::Bool: store_convert<uint8_t>(out.data, off, n, src); break;
-  }
+TileFn<T> tile_fn() {
+  if constexpr (std::is_same_v<T, float>)
+    return cpu_has_avx2() ? &ew_tile_f32_avx2 : &ew_tile_f32_generic;
+  else
+    return cpu_has_avx2() ? &ew_tile_f64_avx2 : &ew_tile_f64_generic;
 }
 
 template <typename T>
 constexpr DType dtype_of() {
   return std::is_same_v<T, float> ? DType::F32 : DType::F64;
-}
-
-// Executes the program on one tile of n elements. src[k] points at input k's n values, reg[r] at register r.
-template <typename T>
-void run_tile(const int64_t* instr, int n_instr, const double* imm, const T* const* src, T (*reg)[kTile],
-              int64_t n, const KernelArgs& a, int64_t out_off, int64_t flat0) {
-  auto operand = [&](int64_t r) -> const T* { return r >= 0 ? reg[r] : src[-r - 1]; };
-  for (int i = 0; i < n_instr; ++i) {
-    const int64_t* ins = instr + i * kInstrInts;
-    const EwOp op = static_cast<EwOp>(ins[0]);
-    const T c = static_cast<T>(imm[i]);
-    if (op == EwOp::STORE) {
-      store_any<T>(a.out[ins[1]], out_off, n, operand(ins[2]));
-      continue;
-    }
-    T* d = reg[ins[1]];
-    // Operand fields beyond an opcode's arity may hold anything (a salt): resolve only what it reads.
-    const T* x = ins[0] != static_cast<int64_t>(EwOp::DROPOUT_MASK) && ins[0] != static_cast<int64_t>(EwOp::CONST)
-                     ? operand(ins[2]) : nullptr;
-    const T* y = op >= EwOp::ADD && op <= EwOp::WHERE ? operand(ins[3]) : nullptr;
-#define UNARY(expr)                                 \
-  for (int64_t t = 0; t < n; ++t) { const T v = x[t]; d[t] = (expr); } \
-  break;
-#define BINARY(expr)                                                     \
-  for (int64_t t = 0; t < n; ++t) { const T u = x[t], v = y[t]; d[t] = (expr); } \
-  break;
-    switch (op) {
-      case EwOp::CONST: for (int64_t t = 0; t < n; ++t) d[t] = c; break;
-      case EwOp::COPY: UNARY(v)
-      case EwOp::NEG: UNARY(-v)
-      case EwOp::EXP: UNARY(std::exp(v))
-      case EwOp::LOG: UNARY(std::log(v))
-      case EwOp::SQRT: UNARY(std::sqrt(v))
-      case EwOp::RSQRT: UNARY(T(1) / std::sqrt(v))
-      case EwOp::ABS: UNARY(std::fabs(v))
-      case EwOp::SIGN: UNARY(T((v > T(0)) - (v < T(0))))
-      case EwOp::RECIP: UNARY(T(1) / v)
-      case EwOp::SQUARE: UNARY(v * v)
-      case EwOp::RELU: UNARY(v > T(0) ? v : T(0))
-      case EwOp::STEP: UNARY(v > T(0) ? T(1) : T(0))
-      case EwOp::LEAKY_RELU: UNARY(v > T(0) ? v : c * v)
-      case EwOp::LEAKY_STEP: UNARY(v > T(0) ? T(1) : c)
-      case EwOp::SIGMOID: UNARY(ew::sigmoid(v))
-      case EwOp::TANH: UNARY(std::tanh(v))
-      case EwOp::GELU_ERF: UNARY(ew::gelu_erf(v))
-      case EwOp::GELU_ERF_GRAD: UNARY(ew::gelu_erf_grad(v))
-      case EwOp::GELU_TANH: UNARY(ew::gelu_tanh(v))
-      case EwOp::GELU_TANH_GRAD: UNARY(ew::gelu_tanh_grad(v))
-      case EwOp::SOFTPLUS: UNARY(ew::softplus(v))
-      case EwOp::ERF: UNARY(std::erf(v))
-      case EwOp::ADD_SCALAR: UNARY(v + c)
-      case EwOp::MUL_SCALAR: UNARY(v * c)
-      case EwOp::POW_SCALAR: UNARY(std::pow(v, c))
-      case EwOp::CLAMP_ABS: UNARY(v > c ? c : (v < -c ? -c : v))
-      case EwOp::ADD: BINARY(u + v)
-      case EwOp::SUB: BINARY(u - v)
-      case EwOp::MUL: BINARY(u * v)
-      case EwOp::DIV: BINARY(u / v)
-      case EwOp::POW: BINARY(std::pow(u, v))
-      case EwOp::MIN: BINARY(u < v ? u : v)
-      case EwOp::MAX: BINARY(u > v ? u : v)
-      case EwOp::EQ: BINARY(T(u == v))
-      case EwOp::NE: BINARY(T(u != v))
-      case EwOp::LT: BINARY(T(u < v))
-      case EwOp::LE: BINARY(T(u <= v))
-      case EwOp::GT: BINARY(T(u > v))
-      case EwOp::GE: BINARY(T(u >= v))
-      case EwOp::WHERE: {
-        const T* z = operand(ins[4]);
-        for (int64_t t = 0; t < n; ++t) d[t] = x[t] != T(0) ? y[t] : z[t];
-        break;
-      }
-      case EwOp::DROPOUT_MASK: {
-        const double keep = imm[i];
-        const T scale = keep > 0 ? T(1.0 / keep) : T(0);
-        const uint64_t salt = static_cast<uint64_t>(ins[3]);
-        for (int64_t t = 0; t < n; ++t)
-          d[t] = ew::uniform01(a.ctx->seed, a.ctx->step, salt, static_cast<uint64_t>(flat0 + t)) < keep ? scale : T(0);
-        break;
-      }
-      case EwOp::STORE: break;
-    }
-#undef UNARY
-#undef BINARY
-  }
 }
 
 void validate_program(const KernelArgs& a, const int64_t* code, int n_code, int n_imm) {
@@ -255,6 +145,7 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
   const int64_t tiles_per_row = (col1 - col0 + kTile - 1) / kTile;
   const int64_t n_tasks = (row1 - row0) * tiles_per_row;
   const bool go_parallel = parallel && (row1 - row0) * (col1 - col0) > 32768;
+  const TileFn<T> tile = tile_fn<T>();
 
 #pragma omp parallel if (go_parallel)
   {
@@ -281,7 +172,7 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
           src[k] = inbuf[k];
         }
       }
-      run_tile<T>(instr, n_instr, imm, src, reg, n, a, r * L + j0, r * L + j0);
+      tile(TileArgs<T>{instr, n_instr, imm, src, reg, n, &a, r * L + j0, r * L + j0});
     }
   }
 }
@@ -309,6 +200,10 @@ void ew_run_window(const KernelArgs& a, const int64_t* code, int n_code, const d
 void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm) {
   validate_program(a, code, n_code, n_imm);
 }
+
+void ew_force_generic(bool on) { g_force_generic.store(on); }
+
+const char* ew_kernel_name() { return cpu_has_avx2() ? "avx2" : "generic"; }
 
 std::vector<std::string> ew_opcode_names() {
   return {
