@@ -1,13 +1,26 @@
 """Evaluation mode: removes what only training does. Dropout becomes the identity, so an evaluation plan
-has no mask kernel at all (one .dlm file serves training and deployment)."""
+has no mask kernel at all (one .dlm file serves training and deployment); batch norm normalizes with its
+running statistics instead of updating them."""
 
 from __future__ import annotations
 
-from ..ir import Graph
+from dataclasses import replace
+
+from ..ir import Graph, Node, freeze_attrs
+from ..ops import registry
 from . import PassContext
 from .rewrite import prune_values, substitute
 
 TRAINING_ONLY = ("dropout_mask_mul",)
+# Training forms with an evaluation form over the same inputs; only the first output survives (the others,
+# batch statistics, must be unused in an evaluation graph; dead-code elimination runs next).
+EVAL_FORMS = {"batch_norm_train": "batch_norm_eval"}
+
+
+def _eval_form(node: Node) -> Node:
+    op = registry.get(EVAL_FORMS[node.op])
+    attrs = {k: v for k, v in node.attrs if op.attr_spec(k) is not None}
+    return replace(node, op=op.name, outputs=node.outputs[:1], attrs=freeze_attrs(attrs))
 
 
 def strip_training_only(graph: Graph, ctx: PassContext) -> Graph:
@@ -19,7 +32,7 @@ def strip_training_only(graph: Graph, ctx: PassContext) -> Graph:
         if node.op in TRAINING_ONLY:
             mapping[node.outputs[0]] = node.inputs[0]
         else:
-            kept.append(node)
-    if not mapping:
+            kept.append(_eval_form(node) if node.op in EVAL_FORMS else node)
+    if not mapping and not any(n.op in EVAL_FORMS for n in graph.nodes):
         return graph
     return prune_values(substitute(graph, kept, mapping))

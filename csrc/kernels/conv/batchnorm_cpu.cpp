@@ -1,0 +1,158 @@
+// Batch normalization over axis 1 of x [N, C, *spatial] (statistics over N and the spatial axes).
+//
+//   "batch_norm_train": in = [x, gamma, beta, running_mean, running_var], out = [y, batch_mean, batch_invstd]
+//                       floats = [momentum, eps]. Also updates running_mean/var IN PLACE (the op declares
+//                       mutates=(3, 4)): running = (1 - momentum) * running + momentum * batch, with the unbiased
+//                       batch variance as in PyTorch; normalization uses the biased one.
+//   "batch_norm_eval":  in = [x, gamma, beta, running_mean, running_var], out = [y], floats = [eps]
+//   "batch_norm_grad":  in = [x, gamma, batch_mean, batch_invstd, gy], out = [gx, ggamma, gbeta]
+// gamma, beta and the statistics are [C]. Channels are independent: threads split channels, and each
+// channel's sums run in double in a fixed order, so results do not depend on the thread count.
+#include <cmath>
+
+#include "kernels/conv/conv.h"
+
+namespace dlc {
+namespace {
+
+struct Layout {
+  int64_t N, C, inner;  // x viewed as [N, C, inner]
+};
+
+Layout layout(const Tensor& x, const Tensor& stat) {
+  kernel_check(x.ndim >= 2 && stat.numel() == x.shape[1] && stat.dtype == x.dtype, "batch_norm operands");
+  const int64_t per = x.shape[0] * x.shape[1];
+  return Layout{x.shape[0], x.shape[1], per ? x.numel() / per : 0};
+}
+
+// Sum over one channel of f(value offset), visiting the N planes in order.
+template <class F>
+double channel_sum(const Layout& l, int64_t c, const F& f) {
+  double total = 0;
+  for (int64_t n = 0; n < l.N; ++n) {
+    const int64_t base = (n * l.C + c) * l.inner;
+    double acc[4] = {0, 0, 0, 0};  // independent lanes so the loop pipelines
+    int64_t i = 0;
+    for (; i + 4 <= l.inner; i += 4)
+      for (int k = 0; k < 4; ++k) acc[k] += f(base + i + k);
+    for (; i < l.inner; ++i) acc[0] += f(base + i);
+    total += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+  return total;
+}
+
+// Every per-channel operand (inputs [1, in_end), outputs from 1) must be a [C] vector of x's dtype.
+void check_channels(const KernelArgs& a, int in_end) {
+  kernel_check(a.in[0].ndim >= 2, "batch_norm rank");
+  for (int k = 1; k < in_end; ++k) layout(a.in[0], a.in[k]);
+  for (int k = 1; k < a.n_out; ++k) layout(a.in[0], a.out[k]);
+}
+
+bool parallel(const Tensor& x) { return x.numel() > conv::kParallelWork; }
+
+template <class T>
+void bn_train(const KernelArgs& a) {
+  kernel_check(a.n_floats == 2, "batch_norm_train floats");
+  const Tensor& X = a.in[0];
+  const Layout l = layout(X, a.in[1]);
+  const double momentum = a.floats[0], eps = a.floats[1];
+  const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *beta = a.in[2].ptr<T>();
+  T *rmean = a.in[3].ptr<T>(), *rvar = a.in[4].ptr<T>();
+  T *y = a.out[0].ptr<T>(), *mean = a.out[1].ptr<T>(), *invstd = a.out[2].ptr<T>();
+  const int64_t count = l.N * l.inner;
+  if (count == 0) return;
+#pragma omp parallel for schedule(static) if (parallel(X))
+  for (int64_t c = 0; c < l.C; ++c) {
+    // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
+    const double mu = channel_sum(l, c, [x](int64_t i) { return static_cast<double>(x[i]); }) / count;
+    const double var = channel_sum(l, c, [x, mu](int64_t i) {
+                         const double d = static_cast<double>(x[i]) - mu;
+                         return d * d;
+                       }) / count;
+    const double rs = 1.0 / std::sqrt(var + eps);
+    const T scale = static_cast<T>(rs * gamma[c]), shift = static_cast<T>(beta[c] - mu * rs * gamma[c]);
+    for (int64_t n = 0; n < l.N; ++n) {
+      const int64_t base = (n * l.C + c) * l.inner;
+      for (int64_t i = 0; i < l.inner; ++i) y[base + i] = x[base + i] * scale + shift;
+    }
+    mean[c] = static_cast<T>(mu);
+    invstd[c] = static_cast<T>(rs);
+    const double unbiased = count > 1 ? var * count / (count - 1) : var;
+    rmean[c] = static_cast<T>((1 - momentum) * rmean[c] + momentum * mu);
+    rvar[c] = static_cast<T>((1 - momentum) * rvar[c] + momentum * unbiased);
+  }
+}
+
+template <class T>
+void bn_eval(const KernelArgs& a) {
+  kernel_check(a.n_floats == 1, "batch_norm_eval floats");
+  const Tensor& X = a.in[0];
+  const Layout l = layout(X, a.in[1]);
+  const double eps = a.floats[0];
+  const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *beta = a.in[2].ptr<T>();
+  const T *rmean = a.in[3].ptr<T>(), *rvar = a.in[4].ptr<T>();
+  T* y = a.out[0].ptr<T>();
+#pragma omp parallel for schedule(static) if (parallel(X))
+  for (int64_t p = 0; p < l.N * l.C; ++p) {
+    const int64_t c = p % l.C;
+    const double rs = 1.0 / std::sqrt(static_cast<double>(rvar[c]) + eps);
+    const T scale = static_cast<T>(rs * gamma[c]), shift = static_cast<T>(beta[c] - rmean[c] * rs * gamma[c]);
+    for (int64_t i = p * l.inner; i < (p + 1) * l.inner; ++i) y[i] = x[i] * scale + shift;
+  }
+}
+
+// With xhat = (x - mean) * invstd over the m = N * inner values of a channel:
+//   gbeta = sum gy,  ggamma = sum gy * xhat,  gx = gamma * invstd * (gy - gbeta / m - xhat * ggamma / m).
+template <class T>
+void bn_grad(const KernelArgs& a) {
+  const Tensor& X = a.in[0];
+  const Layout l = layout(X, a.in[1]);
+  const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *mean = a.in[2].ptr<T>(), *invstd = a.in[3].ptr<T>();
+  const T* gy = a.in[4].ptr<T>();
+  T *gx = a.out[0].ptr<T>(), *ggamma = a.out[1].ptr<T>(), *gbeta = a.out[2].ptr<T>();
+  const int64_t count = l.N * l.inner;
+#pragma omp parallel for schedule(static) if (parallel(X))
+  for (int64_t c = 0; c < l.C; ++c) {
+    const double mu = mean[c], rs = invstd[c];
+    const double sg = channel_sum(l, c, [gy](int64_t i) { return static_cast<double>(gy[i]); });
+    const double sgx = channel_sum(l, c, [=](int64_t i) {
+      return static_cast<double>(gy[i]) * ((static_cast<double>(x[i]) - mu) * rs);
+    });
+    gbeta[c] = static_cast<T>(sg);
+    ggamma[c] = static_cast<T>(sgx);
+    if (count == 0) continue;
+    const double k = gamma[c] * rs, mg = sg / count, mgx = sgx / count;
+    for (int64_t n = 0; n < l.N; ++n) {
+      const int64_t base = (n * l.C + c) * l.inner;
+      for (int64_t i = base; i < base + l.inner; ++i) {
+        const double xhat = (static_cast<double>(x[i]) - mu) * rs;
+        gx[i] = static_cast<T>(k * (static_cast<double>(gy[i]) - mg - xhat * mgx));
+      }
+    }
+  }
+}
+
+void batch_norm_train_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 5 && a.n_out == 3, "batch_norm_train operands");
+  check_channels(a, 5);
+  conv::dispatch_float(a.in[0].dtype, "batch_norm_train", [&](auto t) { bn_train<decltype(t)>(a); });
+}
+void batch_norm_eval_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 5 && a.n_out == 1, "batch_norm_eval operands");
+  check_channels(a, 5);
+  conv::dispatch_float(a.in[0].dtype, "batch_norm_eval", [&](auto t) { bn_eval<decltype(t)>(a); });
+}
+void batch_norm_grad_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 5 && a.n_out == 3, "batch_norm_grad operands");
+  kernel_check(a.in[4].numel() == a.in[0].numel() && a.out[0].numel() == a.in[0].numel(), "batch_norm_grad shapes");
+  check_channels(a, 4);
+  conv::dispatch_float(a.in[0].dtype, "batch_norm_grad", [&](auto t) { bn_grad<decltype(t)>(a); });
+}
+
+}  // namespace
+
+DLC_REGISTER_KERNEL("batch_norm_train", Device::CPU, batch_norm_train_kernel);
+DLC_REGISTER_KERNEL("batch_norm_eval", Device::CPU, batch_norm_eval_kernel);
+DLC_REGISTER_KERNEL("batch_norm_grad", Device::CPU, batch_norm_grad_kernel);
+
+}  // namespace dlc

@@ -1,0 +1,180 @@
+// 2-D convolution (NCHW) forward, data gradient and weight gradient, all through dlc::gemm.
+//
+// ints = [sh, sw, ph, pw, dh, dw, groups] for the three kernels (ph/pw: top/left padding; see conv.h).
+//   "conv2d":             in = [x [N,C,H,W], w [O,C/g,KH,KW]],   out = [y [N,O,Ho,Wo]]
+//   "conv2d_grad_input":  in = [gy [N,O,Ho,Wo], w],              out = [gx [N,C,H,W]]
+//                          (also conv_transpose2d's forward, with x in gy's place)
+//   "conv2d_grad_weight": in = [x, gy],                          out = [gw [O,C/g,KH,KW]]
+//
+// Per image n and group g the work is one GEMM over the im2col matrix col [K = Cg*KH*KW, P = Ho*Wo]:
+//   forward       y[n,g]  (Og x P) = w_g (Og x K) @ col
+//   data grad     col     (K x P)  = w_g^T @ gy[n,g], then col2im into gx[n,g]
+//   weight grad   gw_g    (Og x K) += gy[n,g] @ col^T
+// A 1x1 stride-1 unpadded convolution uses the image itself as col. When the (image, group) products are
+// small or plentiful, threads take whole products (each with its own col slice and a single-threaded GEMM);
+// otherwise products run one after another and the GEMM and im2col split the work. Every output element is
+// computed in an order fixed by the shapes and the thread count, so results are deterministic.
+#include <algorithm>
+
+#include "kernels/conv/conv.h"
+#include "kernels/gemm/gemm.h"
+
+namespace dlc {
+namespace {
+
+using conv::Geom;
+
+// Products below this many multiply-adds run single-threaded inside GEMM anyway (its own threshold).
+constexpr int64_t kSmallProduct = 1 << 19;
+// Weight-gradient partial sums per group when threads split the batch; bounds the extra memory.
+constexpr int64_t kMaxChunks = 8;
+
+// Whether threads should take whole (image, group) products rather than share each one.
+bool across_items(int64_t items, int64_t macs_per_item) {
+  const int64_t nth = omp_get_max_threads();
+  return items > 1 && nth > 1 && (items >= nth || macs_per_item < kSmallProduct);
+}
+
+template <class T>
+void conv_forward(const KernelArgs& a) {
+  const Tensor &X = a.in[0], &Wt = a.in[1], &Y = a.out[0];
+  const Geom g = conv::make_geom(a, X, Wt, Y);
+  const int64_t K = g.K(), P = g.P(), items = g.N * g.groups;
+  if (Y.numel() == 0) return;
+  const bool direct = g.pointwise();
+  const bool across = across_items(items, g.Og() * K * P);
+  const int64_t slices = across ? omp_get_max_threads() : 1;
+  T* const cols = direct ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
+  const T* x = X.ptr<T>();
+  const T* w = Wt.ptr<T>();
+  T* y = Y.ptr<T>();
+  auto run = [&](int64_t item, T* col, bool inner_parallel) {
+    const int64_t n = item / g.groups, gi = item % g.groups;
+    const T* xg = x + (n * g.C + gi * g.Cg()) * g.H * g.W;
+    const T* b = xg;
+    if (!direct) {
+      conv::im2col(xg, g, col, inner_parallel);
+      b = col;
+    }
+    gemm<T>(false, false, g.Og(), P, K, T(1), w + gi * g.Og() * K, K, b, P, T(0), y + (n * g.O + gi * g.Og()) * P, P);
+  };
+  if (across) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * K * P : nullptr, false);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run(item, cols, true);
+  }
+}
+
+template <class T>
+void conv_grad_input(const KernelArgs& a) {
+  const Tensor &GY = a.in[0], &Wt = a.in[1], &GX = a.out[0];
+  const Geom g = conv::make_geom(a, GX, Wt, GY);
+  const int64_t K = g.K(), P = g.P(), items = g.N * g.groups, plane = g.Cg() * g.H * g.W;
+  if (GX.numel() == 0) return;
+  const bool direct = g.pointwise();
+  const bool across = across_items(items, g.Og() * K * P);
+  const int64_t slices = across ? omp_get_max_threads() : 1;
+  T* const cols = direct ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
+  const T* gy = GY.ptr<T>();
+  const T* w = Wt.ptr<T>();
+  T* gx = GX.ptr<T>();
+  auto run = [&](int64_t item, T* col, bool inner_parallel) {
+    const int64_t n = item / g.groups, gi = item % g.groups;
+    const T* gyg = gy + (n * g.O + gi * g.Og()) * P;
+    const T* wg = w + gi * g.Og() * K;
+    T* gxg = gx + (n * g.C + gi * g.Cg()) * g.H * g.W;
+    if (direct) {
+      gemm<T>(true, false, K, P, g.Og(), T(1), wg, K, gyg, P, T(0), gxg, P);
+      return;
+    }
+    gemm<T>(true, false, K, P, g.Og(), T(1), wg, K, gyg, P, T(0), col, P);
+    std::fill(gxg, gxg + plane, T(0));
+    conv::col2im(col, g, gxg, inner_parallel);
+  };
+  if (across) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * K * P : nullptr, false);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run(item, cols, true);
+  }
+}
+
+template <class T>
+void conv_grad_weight(const KernelArgs& a) {
+  const Tensor &X = a.in[0], &GY = a.in[1], &GW = a.out[0];
+  const Geom g = conv::make_geom(a, X, GW, GY);
+  const int64_t K = g.K(), P = g.P(), total = GW.numel();
+  T* gw = GW.ptr<T>();
+  if (total == 0) return;
+  if (g.N == 0 || P == 0) {
+    std::fill(gw, gw + total, T(0));
+    return;
+  }
+  const bool direct = g.pointwise();
+  // Threads split the batch into chunks, each summing its images into its own partial gw; the partials are
+  // then added in chunk order.
+  const bool across = across_items(g.N * g.groups, g.Og() * K * P);
+  const int64_t chunks = across ? std::min(g.N, kMaxChunks) : 1;
+  const int64_t slices = across ? omp_get_max_threads() : 1;
+  const int64_t col_size = direct ? 0 : slices * K * P;
+  const int64_t part_size = chunks > 1 ? chunks * total : 0;
+  T* const buf = conv::scratch<T>(static_cast<size_t>(col_size + part_size));
+  T* const parts = buf + col_size;
+  const T* x = X.ptr<T>();
+  const T* gy = GY.ptr<T>();
+  auto run = [&](int64_t item, T* col, bool inner_parallel) {
+    const int64_t ch = item / g.groups, gi = item % g.groups;
+    T* dst = (chunks > 1 ? parts + ch * total : gw) + gi * g.Og() * K;
+    const int64_t n0 = g.N * ch / chunks, n1 = g.N * (ch + 1) / chunks;
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* xg = x + (n * g.C + gi * g.Cg()) * g.H * g.W;
+      const T* b = xg;
+      if (!direct) {
+        conv::im2col(xg, g, col, inner_parallel);
+        b = col;
+      }
+      gemm<T>(false, true, g.Og(), K, P, T(1), gy + (n * g.O + gi * g.Og()) * P, P, b, P, n == n0 ? T(0) : T(1), dst,
+              K);
+    }
+  };
+  const int64_t items = chunks * g.groups;
+  if (across) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < items; ++item)
+      run(item, direct ? nullptr : buf + omp_get_thread_num() * K * P, false);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run(item, direct ? nullptr : buf, true);
+  }
+  if (chunks > 1) {
+#pragma omp parallel for schedule(static) if (total * chunks > conv::kParallelWork)
+    for (int64_t e = 0; e < total; ++e) {
+      T s = parts[e];
+      for (int64_t ch = 1; ch < chunks; ++ch) s += parts[ch * total + e];
+      gw[e] = s;
+    }
+  }
+}
+
+void conv2d_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d operands");
+  conv::dispatch_float(a.out[0].dtype, "conv2d", [&](auto t) { conv_forward<decltype(t)>(a); });
+}
+
+void conv2d_grad_input_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d_grad_input operands");
+  conv::dispatch_float(a.out[0].dtype, "conv2d_grad_input", [&](auto t) { conv_grad_input<decltype(t)>(a); });
+}
+
+void conv2d_grad_weight_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d_grad_weight operands");
+  conv::dispatch_float(a.out[0].dtype, "conv2d_grad_weight", [&](auto t) { conv_grad_weight<decltype(t)>(a); });
+}
+
+}  // namespace
+
+DLC_REGISTER_KERNEL("conv2d", Device::CPU, conv2d_kernel);
+DLC_REGISTER_KERNEL("conv2d_grad_input", Device::CPU, conv2d_grad_input_kernel);
+DLC_REGISTER_KERNEL("conv2d_grad_weight", Device::CPU, conv2d_grad_weight_kernel);
+
+}  // namespace dlc
