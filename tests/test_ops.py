@@ -10,7 +10,8 @@ from dlc.ops import registry
 from harness import check_forward, check_grad
 
 # Internal ops checked through the gradient checks of the op whose rule uses them.
-COVERED_BY_GRADIENTS = {"slice_grad", "layer_norm_grad", "dropout_mask_mul"}
+COVERED_BY_GRADIENTS = {"slice_grad", "layer_norm_grad", "dropout_mask_mul", "softmax_xent_grad",
+                        "softmax_xent_soft_grad"}
 
 
 def _cases(kind: str) -> list:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import TensorType
-from .common import need_float, rand
+from .common import dtype_np, need_float, rand
 from .registry import AttrSpec, OpDef, Pattern, Sample, register
 
 _REDUCTION = AttrSpec("reduction", "str", "mean", ("mean", "sum"))
@@ -84,7 +84,20 @@ def _xent_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
 
 def _xent_soft_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
     t = rng.random((4, 5))
-    return [Sample([rand(rng, (4, 5), dt, -2, 2), (t / t.sum(-1, keepdims=True)).astype(dt)])]
+    return [Sample([rand(rng, (4, 5), dt, -2, 2), (t / t.sum(-1, keepdims=True)).astype(dtype_np(dt))])]
+
+
+def _xent_soft_grad(b: Any, n: Any, gs: list[int | None]) -> list[int | None]:
+    logits, target = n.inputs
+    g_logits = b.op1("softmax_xent_soft_grad", n.outputs[1], target, gs[0], reduction=n.attr("reduction"))
+    # d loss / d target = -log_softmax(logits), scaled like the loss (targets may be learned, as in distillation).
+    lt = b.type_of(logits)
+    rows = 1
+    for d in lt.shape[:-1]:
+        rows *= int(d)
+    scale = -1.0 / rows if n.attr("reduction") == "mean" else -1.0
+    g_target = b.op1("mul", b.op1("mul_scalar", b.op1("log_softmax", logits, axis=-1), value=scale), gs[0])
+    return [g_logits, g_target]
 
 
 register(OpDef("softmax_xent", ("logits", "labels"), (_REDUCTION, AttrSpec("label_smoothing", "float", 0.0)),
@@ -100,8 +113,7 @@ register(OpDef("softmax_xent_grad", ("probs", "labels", "gloss"),
 register(OpDef("softmax_xent_soft", ("logits", "target"), (_REDUCTION,), infer=_xent_soft_infer,
                pattern=Pattern.REDUCTION, kernel="softmax_xent_soft",
                lower=lambda n, t: ([0 if n.attr("reduction") == "mean" else 1], []),
-               grad=lambda b, n, gs: [b.op1("softmax_xent_soft_grad", n.outputs[1], n.inputs[1], gs[0],
-                                            reduction=n.attr("reduction")), None],
+               grad=_xent_soft_grad,
                differentiable_outputs=(0,), user=False, reference=_xent_soft_np, samples=_xent_soft_samples,
                doc="cross-entropy of probability targets from logits"))
 register(OpDef("softmax_xent_soft_grad", ("probs", "target", "gloss"), (_REDUCTION,),
