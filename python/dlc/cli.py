@@ -1,4 +1,4 @@
-"""The `dlc` command line: check, compile and run .dlm models.
+"""The `dlc` command line: check, compile, run, train and evaluate .dlm models.
 
 Each subcommand is a `cmd_<name>(args) -> int` function plus one `add_parser` block in `build_parser`; adding
 a command is adding those two. User errors (a bad model, a bad input file, a bad flag) print one clean
@@ -179,6 +179,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_data(program: Program, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    from .data import for_model, load_dataset
+    ds = load_dataset(name)
+    return for_model(program, *ds.train), for_model(program, *ds.test)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    program = load_program(args)
+    if args.params:
+        load_params(program, args.params)
+    train, test = training_data(program, args.data)
+    start = time.perf_counter()
+    history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet)
+    seconds = time.perf_counter() - start
+    result = program.evaluate(test)
+    if args.out:
+        program.save_checkpoint(args.out)
+    epochs = len(history.get("loss", []))
+    summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
+               "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
+               "test_loss": result["loss"], **{f"test_{k}": v for k, v in result.items() if k != "loss"},
+               "checkpoint": args.out}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        metrics = ", ".join(f"test {k} {v:.4f}" for k, v in result.items())
+        print(f"trained {epochs} epochs ({program.step_count} steps) in {seconds:.1f} s: {metrics}")
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    program = load_program(args)
+    load_params(program, args.params)
+    _, test = training_data(program, args.data)
+    result = program.evaluate(test)
+    if args.json:
+        print(json.dumps({f"test_{k}": v for k, v in result.items()}))
+    else:
+        print(", ".join(f"test {k} {v:.4f}" for k, v in result.items()))
+    return 0
+
+
 # ---- parser ----
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +258,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="FILE", help="load parameters from a checkpoint or a compiled artifact")
     p.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs to an .npz file")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", parents=[model], help="train a model on a built-in dataset",
+                       description="Trains with the model's train block (epochs, batch size, optimizer...) on a "
+                                   "built-in dataset, then evaluates on its test split.")
+    p.add_argument("--data", required=True, help="dataset: digits")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--batch", type=int, help="override the recipe's batch size")
+    p.add_argument("--params", metavar="CKPT", help="start from a checkpoint (fine-tuning, resuming)")
+    p.add_argument("--out", metavar="CKPT", help="write a checkpoint at the end")
+    p.add_argument("--json", action="store_true", help="end with one JSON object of results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
+    p.add_argument("--params", metavar="CKPT", required=True, help="checkpoint or compiled artifact")
+    p.add_argument("--data", required=True, help="dataset: digits")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
