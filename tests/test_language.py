@@ -241,9 +241,6 @@ def test_f64_mode() -> None:
     np.testing.assert_allclose(prog(x=x)["y"], dense_ref(prog.params, "y", x), rtol=1e-12)
 
 
-@pytest.mark.xfail(reason="dtype='f64' maps f32 type annotations to f64 (Elaborator.tensor_type) but not the "
-                          "dtype attribute of cast(), so cast(..., \"f32\") stays f32 and mixes with f64 tensors",
-                   strict=True)
 def test_f64_mode_covers_cast() -> None:
     prog = dlc.compile('input x: f32[3]\ninput k: i32[3]\ny = x * cast(k, "f32")\noutput y\n', dtype="f64")
     assert prog.outputs["y"].dtype == "f64"

@@ -55,7 +55,9 @@ class ProgramBuilder:
         used = 0
         out: list[tuple[int, int, int, int, int]] = []
         for i, (op, dst, a, b, c) in enumerate(self.instrs):
-            ra, rb, rc = (mapping.get(x, x) if x >= 0 else x for x in (a, b, c))
+            # Only operand fields are registers; a field past the opcode's arity is data (dropout's salt).
+            arity = len(self._reads(op, a, b, c))
+            ra, rb, rc = (mapping.get(x, x) if k < arity and x >= 0 else x for k, x in enumerate((a, b, c)))
             for r in self._reads(op, a, b, c):
                 if r >= 0 and last_use.get(r) == i:
                     free.append(mapping[r])

@@ -6,6 +6,7 @@ folded right away (`units * 2` inside a block is a plain integer).
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -37,7 +38,14 @@ def binary(b: GraphBuilder, op: str, left: Any, right: Any) -> Any:
             raise ShapeError("division by zero")
         if op == "**" and abs(right) > 64:
             raise ShapeError("exponent too large")
-        result = NUMBER_OPS[op](left, right)
+        try:
+            result = NUMBER_OPS[op](left, right)
+        except OverflowError:
+            raise ShapeError("number out of range") from None
+        if isinstance(result, float) and not math.isfinite(result):
+            raise ShapeError("number out of range")
+        if isinstance(result, int) and abs(result) > 2 ** 53:
+            raise ShapeError("integer too large")
         return result
     raise ShapeError(f"unsupported operands {_describe(left)} and {_describe(right)}")
 

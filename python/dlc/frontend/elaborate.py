@@ -28,6 +28,7 @@ from .modules import BlockDef, Module
 
 MAX_BLOCK_DEPTH = 32
 MAX_INT_LITERAL = 2 ** 53
+MAX_PARAM_ELEMENTS = 2 ** 31  # 8 GiB of f32: beyond it an initializer would only fail with MemoryError
 TYPE_NAMES = ("int", "float", "str", "bool", "tensor", "list")
 
 
@@ -218,6 +219,12 @@ class Elaborator:
         if name in self.param_types:
             raise CompileError(f"parameter '{name}' is defined twice; give one of the layers a different name=",
                                loc)
+        count = 1
+        for d in t.shape:
+            count *= int(d)
+        if count > MAX_PARAM_ELEMENTS:
+            raise CompileError(f"parameter '{name}' {t} has {count:,} elements; the limit is "
+                               f"{MAX_PARAM_ELEMENTS:,}", loc)
         v = self.b.add_param(name, t, init, kind=kind, trainable=kind == "param", fans=fans)
         self.param_types[name] = t
         self.param_values[name] = v
@@ -491,6 +498,9 @@ class Elaborator:
                                    kw_locs.get(key, loc))
             attrs[key] = value
         for key, value in attrs.items():
+            spec = op.attr_spec(key)
+            if spec is not None and spec.kind == "dtype" and value == "f32" and self.dtype == "f64":
+                attrs[key] = "f64"  # f64 mode runs every f32 tensor in double, casts included
             if isinstance(value, TensorVal):
                 raise CompileError(f"{op.name}: '{key}' must be a constant, not a tensor", kw_locs.get(key, loc))
             if isinstance(value, list):

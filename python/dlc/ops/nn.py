@@ -139,6 +139,9 @@ def _dropout_emit(pb: Any, node: Any, args: list[int]) -> int:
 
 
 def _dropout_expand(b: Any, ctx: LayerContext, ins: list[int], attrs: dict[str, Any]) -> tuple[int, ...]:
+    if not 0.0 <= attrs["rate"] < 1.0:
+        from ..errors import ShapeError
+        raise ShapeError(f"rate must be in [0, 1), got {attrs['rate']}")
     return b.op("dropout_mask_mul", ins, rate=attrs["rate"], salt=ctx.salt())
 
 

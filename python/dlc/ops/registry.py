@@ -133,12 +133,15 @@ class OpDef:
 
 def check_attr(op: str, spec: AttrSpec, value: Any) -> Any:
     def bad(what: str) -> ShapeError:
-        return ShapeError(f"{op}: '{spec.name}' must be {what}, got {value!r}")
+        shown = str(value) if type(value).__name__ == "Sym" else repr(value)
+        return ShapeError(f"'{spec.name}' must be {what}, got {shown}")
 
     kind = spec.kind
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("an integer")
+        if abs(value) > 2 ** 40:
+            raise ShapeError(f"'{spec.name}' = {value} is too large")
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
