@@ -352,6 +352,17 @@ class Elaborator:
         suffix = f"; did you mean '{hint[0]}'?" if hint else ""
         raise CompileError(f"undefined name '{name}'{suffix}", scope.module.loc(tok))
 
+    def ev_cond_expr(self, tree: Tree, scope: Scope) -> Any:
+        """`a if cond else b`, decided at compile time: only the chosen branch is elaborated, so the other one
+        creates no nodes and no parameters (an identity or a projection shortcut in one residual block)."""
+        then_t, cond_t, else_t = tree.children
+        cond = self.eval(cond_t, scope)
+        if not isinstance(cond, bool):
+            what = "a tensor (use where() to select elementwise)" if isinstance(cond, TensorVal) else repr(cond)
+            raise CompileError(f"the condition of 'if' must be a compile-time true/false, got {what}",
+                               scope.module.loc(cond_t))
+        return self.eval(then_t if cond else else_t, scope)
+
     def ev_neg(self, tree: Tree, scope: Scope) -> Any:
         value = self.eval(tree.children[0], scope)
         if isinstance(value, TensorVal):

@@ -31,7 +31,8 @@ def grammar_path() -> Path:
 
 
 class _BracketNewlines:
-    """Postlexer: newlines inside () or [] do not end a statement, so calls and lists can wrap."""
+    """Postlexer: newlines inside () or [] do not end a statement, so calls and lists can wrap. (It must not
+    look ahead: the contextual lexer lexes each token in the parser state of the moment.)"""
 
     always_accept = ("_NL",)
 
@@ -58,7 +59,7 @@ _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "SEMICOLON": "';'", "DOT": "'.'", "$END": "end of file",
     "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'", "POW_OP": "'**'",
-    "MINUS": "'-'", "__ANON_0": "'|>'",
+    "MINUS": "'-'", "_PIPE": "'|>'",
 }
 
 

@@ -36,3 +36,10 @@ def strip_training_only(graph: Graph, ctx: PassContext) -> Graph:
     if not mapping and not any(n.op in EVAL_FORMS for n in graph.nodes):
         return graph
     return prune_values(substitute(graph, kept, mapping))
+
+
+def freeze_normalization(graph: Graph, frozen: set[int]) -> Graph:
+    """Training graphs: a normalization layer whose scale parameter is frozen runs in evaluation form, so its
+    running statistics are neither used from the batch nor updated (freezing freezes everything)."""
+    nodes = [_eval_form(n) if n.op in EVAL_FORMS and n.inputs[1] in frozen else n for n in graph.nodes]
+    return prune_values(graph.with_nodes(nodes))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 from tqdm import tqdm
 
+from ..augment import rng_for
+
 if TYPE_CHECKING:
     from .api import TrainingMixin
 
@@ -110,8 +112,14 @@ def fit(program: "TrainingMixin", data: Any, *, epochs: int | None, batch_size: 
         seen = 0
         with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not verbose, file=sys.stderr,
                   leave=True, dynamic_ncols=True) as bar:
-            for idx in batches(n, size, order):
-                out = program.train_step(**{k: v[idx] for k, v in arrays.items()})
+            for k_batch, idx in enumerate(batches(n, size, order)):
+                batch = {k: v[idx] for k, v in arrays.items()}
+                if spec.augment is not None and spec.augment.active:
+                    images = next((k for k, v in batch.items() if v.ndim == 4 and v.dtype.kind == "f"), None)
+                    if images is None:
+                        raise ValueError("augment needs an image input of shape [N, C, H, W]")
+                    batch[images] = spec.augment(batch[images], rng_for(program.seed, epoch, k_batch))
+                out = program.train_step(**batch)
                 for k, v in out.items():
                     if k != "lr":
                         sums[k] = sums.get(k, 0.0) + v * len(idx)

@@ -13,6 +13,7 @@
         epochs = 20
         batch_size = 64
         early_stopping = early_stopping(patience=5, monitor="val_loss", restore_best=true)
+        augment = augment(crop=2, flip=true, rotate=10, scale=0.1)   # image batches (NCHW), seeded
     }
 
 Other assignments in the block define tensors (intermediate terms of the loss, for example).
@@ -30,6 +31,7 @@ from ..errors import CompileError
 from ..frontend.elaborate import Elaborated, Scope, TensorVal
 from ..frontend.modules import Module
 from ..frontend.parser import parse
+from ..augment import Augment
 from ..ops.optim import OPTIMIZERS
 
 SCHEDULES: dict[str, dict[str, float]] = {
@@ -40,7 +42,7 @@ SCHEDULES: dict[str, dict[str, float]] = {
 }
 EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
 CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
-               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss")
+               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class TrainSpec:
     epochs: int | None = None
     batch_size: int | None = None
     early_stopping: dict[str, Any] | None = None
+    augment: Augment | None = None
 
 
 def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
@@ -170,8 +173,13 @@ class RecipeReader:
         elif key == "input_grads":
             names = self.input_names(expr)
             spec.input_grads = names
-        elif key in ("optimizer", "schedule", "early_stopping"):
+        elif key in ("optimizer", "schedule", "early_stopping", "augment"):
             name, kwargs = self.config_call(expr)
+            if key == "augment":
+                if name != "augment":
+                    raise ValueError("use augment(crop=..., flip=..., rotate=..., scale=...)")
+                self.override(spec, "augment", kwargs)
+                return
             if key == "optimizer":
                 spec.optimizer = make_optimizer(name, kwargs)
             elif key == "schedule":
@@ -231,6 +239,17 @@ class RecipeReader:
             spec.early_stopping = None if value is None else make_early_stopping(value if isinstance(value, dict) else {})
         elif key in ("loss", "metrics"):
             self.expression_override(spec, key, value)
+        elif key == "augment":
+            if value is None or isinstance(value, Augment):
+                spec.augment = value
+            elif isinstance(value, dict):
+                known = ("crop", "flip", "rotate", "scale")
+                for k in value:
+                    if k not in known:
+                        raise ValueError(f"augment takes no argument '{k}' (it takes: {', '.join(known)})")
+                spec.augment = Augment(**value)
+            else:
+                raise ValueError(f"augment must be a dict or dlc.augment.Augment, got {value!r}")
         elif key in ("clip_norm", "clip_value", "l1", "l2"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{key} must be a non-negative number, got {value!r}")

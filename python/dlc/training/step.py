@@ -17,6 +17,7 @@ from ..errors import DlcError
 from ..frontend.elaborate import elaborate
 from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
 from ..ops.optim import OPTIMIZERS
+from ..passes.eval_mode import freeze_normalization
 from .recipe import RecipeReader, TrainSpec
 
 if TYPE_CHECKING:
@@ -73,6 +74,10 @@ def build(program: "Program", binding: Mapping[str, int], kind: str) -> Training
     b, spec = read_spec(program, binding)
     graph0 = b.build()
     params = trainable_params(graph0, spec)
+    frozen = {p.value for p in graph0.params if p.kind == "param" and matches(p.name, spec.freeze)}
+    if frozen:
+        b = GraphBuilder(freeze_normalization(graph0, frozen))
+        b.outputs = list(graph0.outputs)
     b.loc, b.scope = None, ""
     loss = _add_regularization(b, spec.loss, params, spec) if kind != "loss" else spec.loss
     outputs = [("loss", loss)] + [(name, v) for name, v in spec.metrics]
