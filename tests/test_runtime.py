@@ -1,0 +1,124 @@
+"""The runtime: the reference MLP against a NumPy forward pass (f32 and f64), concurrent calls from several
+Python threads, plans cached per binding, thread settings, the SIMD and portable kernel paths agreeing."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import dlc
+from dlc import _core
+
+
+def _numpy_mlp(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    xd = x.astype(np.float64)
+    h = np.maximum(xd @ params["h1.weight"] + params["h1.bias"], 0)
+    h = np.maximum(h @ params["h2.weight"] + params["h2.bias"], 0)
+    return h @ params["logits.weight"] + params["logits.bias"]
+
+
+@pytest.mark.parametrize("dtype,rtol", [("f32", 1e-5), ("f64", 1e-12)])
+def test_mlp_matches_numpy(dtype: str, rtol: float) -> None:
+    p = dlc.compile("models/mlp.dlm", dtype=dtype, seed=3)
+    x = np.random.default_rng(0).standard_normal((64, 784)).astype(np.float32 if dtype == "f32" else np.float64)
+    got = p(x=x)["logits"]
+    ref = _numpy_mlp({k: v.astype(np.float64) for k, v in p.params.items()}, x)
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+
+
+def test_concurrent_calls_from_threads_are_correct() -> None:
+    p = dlc.compile("models/mlp.dlm")
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((n, 784)).astype(np.float32) for n in (16, 64, 16, 33, 64, 16, 7, 64)]
+    expected = [p(x=b)["logits"] for b in batches]
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for rep in range(20):
+            i = (k + rep) % len(batches)
+            out = p(x=batches[i])["logits"]
+            if not np.array_equal(out, expected[i]):
+                errors.append(f"thread {k} rep {rep}: wrong result for batch {i}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def test_one_plan_per_binding_and_memory_reported() -> None:
+    p = dlc.compile("models/mlp.dlm")
+    x4, x9 = np.zeros((4, 784), np.float32), np.zeros((9, 784), np.float32)
+    p(x=x4)
+    p(x=x9)
+    p(x=x4)
+    keys = [k for k in p._plans if k[0] == "infer"]
+    assert len(keys) == 2
+    mem = p.memory
+    assert 0 < mem["lower_bound_bytes"] <= mem["arena_bytes"] <= mem["naive_bytes"]
+
+
+def test_thread_count_setting_keeps_results() -> None:
+    p = dlc.compile("models/gelu_mlp.dlm")
+    x = np.random.default_rng(2).standard_normal((64, 256)).astype(np.float32)
+    before = dlc.get_num_threads()
+    try:
+        dlc.set_num_threads(1)
+        one = p(x=x)["y"]
+        dlc.set_num_threads(2)
+        two = p(x=x)["y"]
+        again = p(x=x)["y"]
+    finally:
+        dlc.set_num_threads(before)
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(two, again)  # deterministic run to run at a fixed thread count
+    with pytest.raises(ValueError):
+        dlc.set_num_threads(0)
+
+
+@pytest.mark.parametrize("expr", ["exp(x)", "log(abs(x) + 1)", "tanh(x)", "sigmoid(x)", "gelu(x)",
+                                  'gelu(x, approximate="tanh")', "erf(x)", "softplus(x)", "x * 2 + 1"])
+def test_simd_and_portable_elementwise_paths_agree(expr: str) -> None:
+    p = dlc.compile(f"input x: f32[N, 300]\noutput y = {expr}\n")
+    x = np.random.default_rng(3).uniform(-8, 8, (5, 300)).astype(np.float32)
+    try:
+        _core.ew_force_generic(True)
+        generic = p(x=x)["y"]
+    finally:
+        _core.ew_force_generic(False)
+    simd = p(x=x)["y"]
+    np.testing.assert_allclose(simd, generic, rtol=2e-6, atol=2e-7)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (17, 33, 19), (64, 256, 10), (129, 65, 257)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_simd_and_scalar_agree_with_numpy(m: int, k: int, n: int, ta: bool, tb: bool) -> None:
+    rng = np.random.default_rng(m * 7 + n)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    fast = _core.gemm_f32(a, b, ta, tb)
+    try:
+        _core.gemm_force_scalar(True)
+        scalar = _core.gemm_f32(a, b, ta, tb)
+    finally:
+        _core.gemm_force_scalar(False)
+    np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scalar, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_core.gemm_f64(a.astype(np.float64), b.astype(np.float64), ta, tb), ref,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_bad_plan_use_is_an_exception_not_a_crash() -> None:
+    p = dlc.compile("models/mlp.dlm", dims={"N": 4})
+    lowered = p.compile_plan()
+    with pytest.raises(ValueError):
+        lowered.plan.run([np.zeros((2, 784), np.float32)], [np.empty((4, 10), np.float32)])
+    with pytest.raises(ValueError):
+        lowered.plan.run([], [np.empty((4, 10), np.float32)])
+    with pytest.raises(ValueError, match="input 'x'"):
+        p(x=np.zeros((4, 784), np.float64))
