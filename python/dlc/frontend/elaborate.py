@@ -619,6 +619,7 @@ class _LayerCtx:
 
     def __init__(self, el: Elaborator, scope: Scope, name: str, share: Any, loc: Loc):
         self.el, self.scope, self.name, self.share, self.loc = el, scope, name, share, loc
+        self.dtype = el.dtype
         if share is not None and not isinstance(share, str):
             raise CompileError("share= must name another layer, as a string", loc)
 

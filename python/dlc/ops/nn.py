@@ -18,6 +18,8 @@ from .registry import AttrSpec, OpDef, Pattern, Sample, register
 
 
 class LayerContext(Protocol):
+    dtype: str  # the program's floating-point precision ("f64" promotes declared f32 tensors)
+
     def param(self, local: str, t: TensorType, init: Any, fans: tuple[int, int]) -> int: ...
 
     def state(self, local: str, t: TensorType, init: Any) -> int: ...
@@ -142,6 +144,8 @@ def _dropout_expand(b: Any, ctx: LayerContext, ins: list[int], attrs: dict[str, 
     if not 0.0 <= attrs["rate"] < 1.0:
         from ..errors import ShapeError
         raise ShapeError(f"rate must be in [0, 1), got {attrs['rate']}")
+    if attrs["rate"] == 0.0:  # no mask kernel at all, so blocks can take a rate that defaults to 0
+        return (ins[0],)
     return b.op("dropout_mask_mul", ins, rate=attrs["rate"], salt=ctx.salt())
 
 
