@@ -1,4 +1,4 @@
-"""The `dlc` command line: check, compile, run, train and evaluate .dlm models.
+"""The `dlc` command line: check, compile, run, train, evaluate, benchmark and sample from .dlm models.
 
 Each subcommand is a `cmd_<name>(args) -> int` function plus one `add_parser` block in `build_parser`; adding
 a command is adding those two. User errors (a bad model, a bad input file, a bad flag) print one clean
@@ -179,7 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def training_data(program: Program, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def training_data(program: Program, name: str, dims: dict[str, int]) -> tuple[dict[str, np.ndarray],
+                                                                             dict[str, np.ndarray]]:
+    """(train, test) arrays by input name. pysource: byte windows of length T (-D T=..., default 128), with
+    the held-out tail of the text as the test split."""
+    if name == "pysource":
+        from .text import load_pysource
+        return load_pysource(seq_len=dims.get("T", 128))
     from .data import for_model, load_dataset
     ds = load_dataset(name)
     return for_model(program, *ds.train), for_model(program, *ds.test)
@@ -189,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
-    train, test = training_data(program, args.data)
+    train, test = training_data(program, args.data, dict(args.dims))
     start = time.perf_counter()
     history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet)
     seconds = time.perf_counter() - start
@@ -201,6 +207,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
                "test_loss": result["loss"], **{f"test_{k}": v for k, v in result.items() if k != "loss"},
                "checkpoint": args.out}
+    if args.data == "pysource":
+        from .text import unigram_entropy
+        summary["unigram_baseline_loss"] = unigram_entropy(test["y"])
     if args.json:
         print(json.dumps(summary))
     else:
@@ -214,12 +223,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     program = load_program(args)
     load_params(program, args.params)
-    _, test = training_data(program, args.data)
+    _, test = training_data(program, args.data, dict(args.dims))
     result = program.evaluate(test)
     if args.json:
         print(json.dumps({f"test_{k}": v for k, v in result.items()}))
     else:
         print(", ".join(f"test {k} {v:.4f}" for k, v in result.items()))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .text import sample
+    program = load_program(args)
+    if args.params:
+        load_params(program, args.params)
+    text = sample(program, args.prompt, length=args.length, temperature=args.temperature, seed=args.sample_seed)
+    print(text)
     return 0
 
 
@@ -262,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[model], help="train a model on a built-in dataset",
                        description="Trains with the model's train block (epochs, batch size, optimizer...) on a "
                                    "built-in dataset, then evaluates on its test split.")
-    p.add_argument("--data", required=True, help="dataset: digits")
+    p.add_argument("--data", required=True, help="dataset: digits, or pysource (bytes of Python's standard library)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--batch", type=int, help="override the recipe's batch size")
     p.add_argument("--params", metavar="CKPT", help="start from a checkpoint (fine-tuning, resuming)")
@@ -273,9 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
     p.add_argument("--params", metavar="CKPT", required=True, help="checkpoint or compiled artifact")
-    p.add_argument("--data", required=True, help="dataset: digits")
+    p.add_argument("--data", required=True, help="dataset: digits or pysource")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", parents=[model], help="sample text from a character-level language model",
+                       description="Feeds the prompt's bytes and samples one byte at a time from "
+                                   "softmax(logits / temperature).")
+    p.add_argument("--params", metavar="CKPT", help="trained parameters (checkpoint or artifact)")
+    p.add_argument("--prompt", default="def ", help="text to continue (default 'def ')")
+    p.add_argument("--length", type=int, default=200, help="bytes to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the sampler")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 
