@@ -58,7 +58,7 @@ class ProgramBuilder:
             # Only operand fields are registers; a field past the opcode's arity is data (dropout's salt).
             arity = len(self._reads(op, a, b, c))
             ra, rb, rc = (mapping.get(x, x) if k < arity and x >= 0 else x for k, x in enumerate((a, b, c)))
-            for r in self._reads(op, a, b, c):
+            for r in set(self._reads(op, a, b, c)):  # add(m, m) reads m twice but frees it once
                 if r >= 0 and last_use.get(r) == i:
                     free.append(mapping[r])
             if op == OPCODES["STORE"]:

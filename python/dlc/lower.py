@@ -5,7 +5,9 @@ an elementwise group is one evaluator program, a matmul group is a GEMM with tha
 View ops (reshape, flatten) emit nothing: their output aliases the input's memory. Intermediate buffers get
 arena offsets from the memory planner, after in-place merges (an elementwise step may write over an input of
 the same shape whose last use it is). Parameters and other persistent tensors are addressed by index into a
-table the Program owns.
+table the Program owns. Gradients that an optimizer update consumes go to a gradient region after the
+planned arena, one fixed buffer each for the whole step (like PyTorch's `.grad`): the arena holds activations
+only, and the planner's figures describe it (docs/optimizer.md explains the choice).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .dims import is_concrete
 from .errors import DlcError
 from .ewprogram import MAX_INPUTS, ProgramBuilder, input_ref
 from .ir import DTYPE_CODES, Graph, Node, TensorType
-from .memory_plan import Buffer, MemoryPlan, plan_memory
+from .memory_plan import Buffer, MemoryPlan, align, plan_memory
 from .ops import registry
 
 ARENA, PERSISTENT, INPUT, CONST = 0, 1, 2, 3
@@ -157,9 +159,22 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
     def storage(v: int) -> int:
         return root.get(v, v)
 
-    def is_arena(v: int) -> bool:
+    def is_produced(v: int) -> bool:
         r = storage(v)
         return r not in params and r not in input_index and r not in graph.consts
+
+    # Values an update kernel writes into (or reads as a gradient operand) that this plan produces.
+    gradient_roots = {storage(v) for n in graph.nodes for v in registry.get(n.op).mutated_inputs(n.inputs)
+                      if is_produced(v)}
+
+    def is_arena(v: int) -> bool:
+        return is_produced(v) and storage(v) not in gradient_roots
+
+    # One buffer per tensor of the graph (views alias, so they add nothing): the baseline the plan is judged
+    # against. Counted before fusion keeps values in registers, so fused and unfused plans of one graph
+    # share it.
+    naive_bytes = sum(align(nbytes(graph.values[o])) for n in graph.nodes if not registry.get(n.op).view
+                      for o in n.outputs if is_arena(o))
 
     # Step numbering and live intervals of arena roots.
     step_of_unit: dict[int, int] = {}
@@ -219,11 +234,16 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
         if r in merged:
             continue
         buffers.append(Buffer(r, nbytes(graph.values[r]), s, end.get(r, s)))
-    from .memory_plan import align
-    memory = plan_memory(buffers, sum(align(nbytes(graph.values[r])) for r in start))
+    gradient_offsets: dict[int, int] = {}
+    top = 0
+    for r in sorted(gradient_roots):
+        gradient_offsets[r] = top
+        top += align(nbytes(graph.values[r]))
+    memory = plan_memory(buffers, naive_bytes, gradient_bytes=top)
 
     # ---- build the C++ plan ----
-    recipe = PlanRecipe(memory.arena_bytes)
+    # One allocation per run: the planned arena, then the gradient region.
+    recipe = PlanRecipe(memory.arena_bytes + memory.gradient_bytes)
     slots: dict[int, int] = {}
     const_index: dict[int, int] = {}
 
@@ -241,6 +261,8 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
             if r not in const_index:
                 const_index[r] = recipe.add_const(np.ascontiguousarray(graph.consts[r]))
             region, where = CONST, const_index[r]
+        elif r in gradient_offsets:
+            region, where = ARENA, memory.arena_bytes + gradient_offsets[r]
         else:
             region, where = ARENA, memory.offsets[_find(merged, r)]
         slots[v] = recipe.add_slot(region, where, DTYPE_CODES[t.dtype], [int(d) for d in t.shape])

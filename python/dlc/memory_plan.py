@@ -32,10 +32,14 @@ class MemoryPlan:
     arena_bytes: int
     naive_bytes: int
     lower_bound_bytes: int
+    gradient_bytes: int = 0  # the training step's gradient region, outside the arena (see lower.py)
 
     def as_dict(self) -> dict[str, int]:
-        return {"arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
-                "lower_bound_bytes": self.lower_bound_bytes}
+        out = {"arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
+               "lower_bound_bytes": self.lower_bound_bytes}
+        if self.gradient_bytes:  # only update plans have one; inference artifacts keep the three keys
+            out["gradient_bytes"] = self.gradient_bytes
+        return out
 
 
 def overlaps(a: Buffer, b: Buffer) -> bool:
@@ -78,8 +82,9 @@ def lower_bound(buffers: list[Buffer]) -> int:
     return peak
 
 
-def plan_memory(buffers: list[Buffer], naive_bytes: int | None = None) -> MemoryPlan:
-    """Offsets for `buffers`. naive_bytes: one buffer per tensor, before in-place merges (default: these)."""
+def plan_memory(buffers: list[Buffer], naive_bytes: int | None = None, gradient_bytes: int = 0) -> MemoryPlan:
+    """Offsets for `buffers`. naive_bytes: one buffer per tensor, before in-place merges (default: these);
+    gradient_bytes is only recorded."""
     orders = [
         sorted(buffers, key=lambda b: (-align(b.size), b.start, b.id)),
         sorted(buffers, key=lambda b: (-align(b.size) * (b.end - b.start + 1), b.start, b.id)),
@@ -92,7 +97,7 @@ def plan_memory(buffers: list[Buffer], naive_bytes: int | None = None) -> Memory
             best = result
     offsets, arena = best if best is not None else ({}, 0)
     naive = naive_bytes if naive_bytes is not None else sum(align(b.size) for b in buffers)
-    plan = MemoryPlan(offsets, arena, naive, lower_bound(buffers))
+    plan = MemoryPlan(offsets, arena, naive, lower_bound(buffers), gradient_bytes)
     validate(plan, buffers)
     return plan
 

@@ -18,25 +18,44 @@ Pass = Callable[[Graph, "PassContext"], Graph]
 class PassContext:
     training: bool = False  # dropout active; batch norm uses batch statistics
     fuse: bool = True
+    optimize: bool = True  # False: only the passes a plan needs to be correct (REQUIRED), for comparisons
     disabled: frozenset[str] = field(default_factory=frozenset)
     dump: Callable[[str, Graph], None] | None = None  # called after every pass, for IR dumps
 
 
+# Passes that define what the plan computes (evaluation mode) or that lowering relies on (no dead nodes).
+REQUIRED = ("strip_training_only", "dead_code")
+
+
 def pipeline() -> list[tuple[str, Pass]]:
-    """The pass order. Cleanups run before fusion so it sees the final set of nodes."""
+    """The pass order. Evaluation mode first (it decides which nodes exist); simplification before folding
+    and CSE so they see canonical nodes; folding before CSE, which merges equal constants and their
+    readers; dead-code elimination drops what the rewrites orphaned; fusion on the final set of nodes;
+    scheduling last, since it orders whole kernels."""
+    from .batchnorm_fold import fold_batch_norm
+    from .constant_fold import fold_constants
+    from .cse import eliminate_common_subexpressions
     from .dead_code import eliminate_dead_code
     from .eval_mode import strip_training_only
     from .fusion import fuse_operators
+    from .schedule import schedule_for_memory
+    from .simplify import simplify_algebra
     return [
         ("strip_training_only", strip_training_only),
+        ("batchnorm_fold", fold_batch_norm),
+        ("simplify", simplify_algebra),
+        ("constant_fold", fold_constants),
+        ("cse", eliminate_common_subexpressions),
         ("dead_code", eliminate_dead_code),
         ("fusion", fuse_operators),
+        ("schedule", schedule_for_memory),
     ]
 
 
 def run_pipeline(graph: Graph, ctx: PassContext) -> Graph:
     for name, fn in pipeline():
-        if name in ctx.disabled or (name == "fusion" and not ctx.fuse):
+        if (name in ctx.disabled or (name == "fusion" and not ctx.fuse)
+                or (not ctx.optimize and name not in REQUIRED and name != "fusion")):
             continue
         graph = fn(graph, ctx)
         if ctx.dump is not None:

@@ -8,6 +8,11 @@ training the forward kernels also produce what the backward pass reads.
 
 A node may join a producer's group only if that creates no cycle between groups: none of its other inputs
 may depend on the group. Groups are then made contiguous by a stable topological sort of the groups.
+
+In a training graph a backward node joins a forward group only when that stores nothing more: when every
+value it reads from the group is read by nobody else, so its output replaces the one the forward kernel
+would have written (gelu_grad(x) beside gelu(x)). Otherwise (relu_mask(h) where h itself is kept for the
+weight gradient) the forward kernel would write a second tensor that stays live until the backward pass.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
     group_type: dict[int, object] = {}
     group_inputs: dict[int, set[int]] = {}
     group_values: dict[int, set[int]] = {}
+    group_phase: dict[int, str] = {}
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            readers.setdefault(v, []).append(i)
     next_group = 0
 
     for i, node in enumerate(graph.nodes):
@@ -48,6 +58,9 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
                 g = group_of[producer_idx[v]]
                 if g < 0 or not _compatible(graph, node, g, group_kind, group_type, out_type):
                     continue
+                if node.phase != group_phase[g] and not _replaces_a_stored_value(node, i, g, group_values[g],
+                                                                                  group_of, readers):
+                    continue
                 if any(u in producer_idx and group_of[producer_idx[u]] != g and g in deps[producer_idx[u]]
                        for u in node.inputs):
                     continue
@@ -61,6 +74,7 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
             next_group += 1
             group_kind[chosen] = "matmul" if node.op == "matmul" else "ew"
             group_type[chosen] = graph.values[node.outputs[0]]
+            group_phase[chosen] = node.phase
             group_inputs[chosen] = set()
             group_values[chosen] = set()
         if chosen >= 0:
@@ -72,8 +86,57 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
         for o in node.outputs:
             producer_idx[o] = i
 
+    _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers)
     nodes = [replace(n, group=g) for n, g in zip(graph.nodes, group_of)]
     return graph.with_nodes(_contiguous(nodes))
+
+
+def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
+                         phase: dict[int, str], readers: dict[int, list[int]]) -> None:
+    """Moves an elementwise group into the one group that reads its results (same phase), so its values
+    never reach memory: the greedy pass only joins a node to a producer's group, which misses a node whose
+    inputs come from elsewhere (relu_mask(h) feeding the epilogue of the matmul that computes dh, gelu_grad of
+    a layer norm's output). Later groups go first, so chains are absorbed whole. Updates group_of."""
+    graph_outputs = {v for _, v in graph.outputs}
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(group_of):
+        if g >= 0:
+            members.setdefault(g, []).append(i)
+    for p in sorted(members, key=lambda g: -members[g][0]):
+        if kind[p] != "ew":
+            continue
+        values = {o for i in members[p] for o in graph.nodes[i].outputs}
+        targets = {group_of[r] for v in values for r in readers.get(v, []) if group_of[r] != p}
+        if len(targets) != 1 or values & graph_outputs:
+            continue
+        g = targets.pop()
+        if g < 0 or phase[g] != phase[p] or not _fits(graph, members[p], members[g], kind[g], gtype[g], values):
+            continue
+        for i in members[p]:
+            group_of[i] = g
+        members[g] = sorted(members[g] + members.pop(p))
+
+
+def _fits(graph: Graph, absorbed: list[int], into: list[int], kind: str, gtype: object, values: set[int]) -> bool:
+    """Whether nodes `absorbed` can run inside group `into`: an epilogue computes on the GEMM result's tile,
+    so every node must produce that type and the GEMM itself must not read them; the evaluator takes at
+    most MAX_INPUTS - 2 inputs."""
+    outs = [graph.values[o] for i in absorbed for o in graph.nodes[i].outputs]
+    if kind == "matmul":
+        if any(t != gtype for t in outs) or values & set(graph.nodes[into[0]].inputs):
+            return False
+    elif any(getattr(t, "shape", None) != getattr(gtype, "shape", None) for t in outs):
+        return False
+    produced = {o for i in absorbed + into for o in graph.nodes[i].outputs}
+    external = {u for i in absorbed + into for u in graph.nodes[i].inputs} - produced
+    return len(external) <= MAX_INPUTS - 2
+
+
+def _replaces_a_stored_value(node: Node, i: int, g: int, values: set[int], group_of: list[int],
+                             readers: dict[int, list[int]]) -> bool:
+    """Whether every value node i reads from group g is read only inside g (earlier nodes) or by node i."""
+    return all(r == i or (r < i and group_of[r] == g)
+               for u in node.inputs if u in values for r in readers[u])
 
 
 def _compatible(graph: Graph, node: Node, g: int, kind: dict[int, str], gtype: dict[int, object],
@@ -110,7 +173,8 @@ def _contiguous(nodes: list[Node]) -> list[Node]:
         progressed = False
         for u in order:
             if u not in done and preds[u] <= done:
-                out.extend(nodes[i] for i in members[u])
+                # A matmul group's GEMM comes first: its epilogue may hold absorbed nodes from before it.
+                out.extend(nodes[i] for i in sorted(members[u], key=lambda i: (nodes[i].op != "matmul", i)))
                 done.add(u)
                 progressed = True
                 break
