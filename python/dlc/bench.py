@@ -1,0 +1,209 @@
+"""`dlc bench`: times one model fused and unfused, for inference or for a whole training step.
+
+Both variants are compiled from the same file with the same seed, so they hold the same parameters and see the
+same random batch. Each is run `warmup` times, then `repeat` times; the figure is the median wall time of the
+call a user makes (`program(**inputs)` or `program.train_step(**batch)`). A separate profiled run of the same
+plan gives the per-kernel table: the plan's C++ executor times every step, and the lowered plan knows each
+step's label and the bytes its tensors occupy (read and written once: a lower bound on memory traffic).
+
+Entry points: `run_bench(...) -> dict` (JSON-ready), `format_bench(result) -> str`, and for the CLI
+`add_bench_arguments(parser)` with `bench_main(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import DlcError
+from .ir import Graph, np_dtype
+from .lower import LoweredPlan
+from .program import Program
+
+LABEL_OPS = ("softmax_xent", "softmax_xent_grad")  # ops whose operand 1 is a class index below logits' width
+
+
+def random_batch(program: Program, graph: Graph, rng: np.random.Generator,
+                 binding: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Random values for the program's inputs, of the right dtypes and shapes. Integer inputs that `graph` (a
+    training graph, which has the loss) uses as class labels fall in [0, classes)."""
+    label_of = {v: name for name, v in graph.inputs}
+    classes: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op in LABEL_OPS and node.inputs[1] in label_of:
+            classes[label_of[node.inputs[1]]] = int(graph.values[node.inputs[0]].shape[-1])
+    out: dict[str, np.ndarray] = {}
+    for name, v in program.graph.inputs:
+        t = program.graph.values[v]
+        shape = tuple(int(binding[str(d)]) if not isinstance(d, int) else d for d in t.shape)
+        if t.dtype in ("f32", "f64"):
+            out[name] = rng.standard_normal(shape).astype(np_dtype(t.dtype))
+        elif t.dtype == "bool":
+            out[name] = rng.random(shape) < 0.5
+        else:
+            out[name] = rng.integers(0, classes.get(name, 2), shape).astype(np_dtype(t.dtype))
+    return out
+
+
+def label_graph(program: Program, dims: Mapping[str, int]) -> Graph:
+    """The graph that says which inputs are class labels: the loss plan's, or the model's if it has no loss."""
+    try:
+        return program.training_plan("loss", dims)[1].graph
+    except DlcError:
+        return program.graph
+
+
+def _interleaved_ms(calls: list[Callable[[], Any]], repeat: int, warmup: int) -> list[float]:
+    """Median milliseconds of each call, timed in turns (A B A B ...) so that both see the same machine: on a
+    shared, noisy machine a ratio of medians taken side by side is what holds."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeat):
+        for k, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            times[k].append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(ts) for ts in times]
+
+
+def _profile(program: Program, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], train: bool,
+             runs: int) -> list[dict[str, Any]]:
+    """Per-step median seconds over `runs` profiled runs, as table rows sorted by time."""
+    ins = [np.ascontiguousarray(arrays[n]) for n in lowered.input_names]
+    per_step: list[list[float]] = [[] for _ in lowered.steps]
+    for _ in range(runs):
+        outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
+        times = lowered.plan.run(ins, outs, seed=program.seed, step=max(1, program.step_count), training=train,
+                                 profile=True)
+        for k, t in enumerate(times):
+            per_step[k].append(t)
+    medians = [statistics.median(ts) for ts in per_step]
+    total = sum(medians) or 1.0
+    rows = [{"label": s.label, "kernel": s.kernel, "ms": 1e3 * t, "share": t / total, "bytes": s.bytes_moved,
+             "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0}
+            for s, t in zip(lowered.steps, medians)]
+    return sorted(rows, key=lambda r: -r["ms"])
+
+
+@dataclass
+class _Variant:
+    program: Program
+    lowered: LoweredPlan
+    compile_s: float
+    call: Callable[[], Any]
+    arrays: dict[str, np.ndarray]  # what the plan itself takes, for the profiled runs
+
+
+def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: int) -> _Variant:
+    import dlc
+    from .training.step import HYPER
+    t0 = time.perf_counter()
+    program = dlc.compile(model, dims=dims, fuse=fuse, seed=seed)
+    lowered = program.training_plan("step", dims)[0] if train else program.compile_plan(dims, training=False)
+    compile_s = time.perf_counter() - t0
+    batch = random_batch(program, label_graph(program, dims), np.random.default_rng(seed), dims)
+    if train:
+        hyper = np.array([1e-3, 1.0, 1.0, 0.0])  # lr, step, gradient scale: what train_step passes
+        return _Variant(program, lowered, compile_s, lambda: program.train_step(**batch), {**batch, HYPER: hyper})
+    inputs = {n: batch[n] for n in lowered.input_names}
+    return _Variant(program, lowered, compile_s, lambda: program(**inputs), inputs)
+
+
+def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, threads: int | None = None,
+              repeat: int = 30, warmup: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Times `model_path` fused and unfused. dims must bind every symbolic dimension."""
+    import dlc
+    if threads is not None:
+        dlc.set_num_threads(threads)
+    d = {k: int(v) for k, v in dims.items()}
+    variants = {"fused": _prepare(model_path, d, train, True, seed),
+                "unfused": _prepare(model_path, d, train, False, seed)}
+    times = dict(zip(variants, _interleaved_ms([v.call for v in variants.values()], repeat, warmup)))
+    detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory.as_dict(),
+                     "steps": len(v.lowered.steps),
+                     "kernels": _profile(v.program, v.lowered, v.arrays, train, max(3, repeat // 3))}
+              for name, v in variants.items()}
+    return {
+        "model": str(model_path), "dims": d, "mode": "train_step" if train else "inference",
+        "threads": dlc.get_num_threads(), "repeat": repeat, "warmup": warmup,
+        "fused_ms": times["fused"], "unfused_ms": times["unfused"], "speedup": times["unfused"] / times["fused"],
+        "fused_arena_bytes": detail["fused"]["memory"]["arena_bytes"],
+        "unfused_arena_bytes": detail["unfused"]["memory"]["arena_bytes"],
+        **detail,
+    }
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def _memory_line(mem: Mapping[str, int]) -> str:
+    line = (f"arena {_mib(mem['arena_bytes'])}, lower bound {_mib(mem['lower_bound_bytes'])} "
+            f"(x{mem['arena_bytes'] / max(1, mem['lower_bound_bytes']):.3f}), naive {_mib(mem['naive_bytes'])} "
+            f"(x{mem['arena_bytes'] / max(1, mem['naive_bytes']):.3f})")
+    if mem.get("gradient_bytes"):
+        line += f", gradient region {_mib(mem['gradient_bytes'])}"
+    return line
+
+
+def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
+    lines = [f"{result['model']} {result['mode']} dims={result['dims']} threads={result['threads']} "
+             f"(median of {result['repeat']} after {result['warmup']} warm-ups)"]
+    for name in ("fused", "unfused"):
+        v = result[name]
+        lines.append(f"  {name:8s} {v['ms']:8.3f} ms  {v['steps']:3d} kernels  compile {1e3 * v['compile_s']:.0f} ms  "
+                     f"{_memory_line(v['memory'])}")
+    lines.append(f"  speedup  {result['speedup']:.2f}x")
+    for name in ("fused", "unfused"):
+        lines.append(f"  {name} kernels (profiled run):")
+        lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6}  kernel / nodes")
+        rows = result[name]["kernels"]
+        for r in rows[:top]:
+            lines.append(f"    {r['ms']:8.3f} {100 * r['share']:5.1f}% {r['bytes'] / 1e6:8.2f} {r['gb_per_s']:6.1f}  "
+                         f"{r['kernel']}: {r['label']}")
+        if len(rows) > top:
+            rest = rows[top:]
+            lines.append(f"    {sum(r['ms'] for r in rest):8.3f} {100 * sum(r['share'] for r in rest):5.1f}%"
+                         f"           ({len(rest)} more)")
+    return "\n".join(lines)
+
+
+def parse_dims(items: list[str] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"-D expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .dlm file")
+    parser.add_argument("-D", dest="dims", action="append", metavar="NAME=VALUE",
+                        help="bind a symbolic dimension (repeatable), e.g. -D N=64")
+    parser.add_argument("--train", action="store_true", help="time a whole training step instead of inference")
+    parser.add_argument("--threads", type=int, default=None, help="kernel threads (dlc.set_num_threads)")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    result = run_bench(args.model, parse_dims(args.dims), args.train, args.threads, args.repeat, args.warmup)
+    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m dlc.bench", description=__doc__.splitlines()[0])
+    add_bench_arguments(_parser)
+    raise SystemExit(bench_main(_parser.parse_args()))
