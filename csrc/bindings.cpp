@@ -132,4 +132,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("trans_b") = false);
   m.def("gemm_force_scalar", &gemm_force_scalar);
   m.def("gemm_kernel_name", &gemm_kernel_name);
+  m.def("gemm_last_team_size", &gemm_last_team_size);
 }

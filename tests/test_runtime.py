@@ -122,3 +122,16 @@ def test_bad_plan_use_is_an_exception_not_a_crash() -> None:
         lowered.plan.run([], [np.empty((4, 10), np.float32)])
     with pytest.raises(ValueError, match="input 'x'"):
         p(x=np.zeros((4, 784), np.float64))
+
+
+def test_plan_matmuls_use_every_thread() -> None:
+    """Regression: a one-thread parallel region around the GEMM made its own region nested, so every matmul in a
+    plan ran on a single core."""
+    before = dlc.get_num_threads()
+    try:
+        dlc.set_num_threads(2)
+        p = dlc.compile("input a: f32[N, 512]\nparam W: f32[512, 512]\noutput y = a @ W\n")
+        p(a=np.ones((512, 512), np.float32))
+        assert _core.gemm_last_team_size() == 2
+    finally:
+        dlc.set_num_threads(before)

@@ -174,36 +174,3 @@ def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
             lines.append(f"    {sum(r['ms'] for r in rest):8.3f} {100 * sum(r['share'] for r in rest):5.1f}%"
                          f"           ({len(rest)} more)")
     return "\n".join(lines)
-
-
-def parse_dims(items: list[str] | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        if not value:
-            raise ValueError(f"-D expects NAME=VALUE, got {item!r}")
-        out[name.strip()] = int(value)
-    return out
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .dlm file")
-    parser.add_argument("-D", dest="dims", action="append", metavar="NAME=VALUE",
-                        help="bind a symbolic dimension (repeatable), e.g. -D N=64")
-    parser.add_argument("--train", action="store_true", help="time a whole training step instead of inference")
-    parser.add_argument("--threads", type=int, default=None, help="kernel threads (dlc.set_num_threads)")
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def bench_main(args: argparse.Namespace) -> int:
-    result = run_bench(args.model, parse_dims(args.dims), args.train, args.threads, args.repeat, args.warmup)
-    print(json.dumps(result, indent=2) if args.json else format_bench(result))
-    return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m dlc.bench", description=__doc__.splitlines()[0])
-    add_bench_arguments(_parser)
-    raise SystemExit(bench_main(_parser.parse_args()))

@@ -25,5 +25,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
 void gemm_force_scalar(bool on);
 // Name of the micro-kernel path in use: "avx2" or "scalar".
 const char* gemm_kernel_name();
+// Threads that ran the most recent GEMM large enough to go parallel (a test hook: a plan must not run its
+// GEMMs inside another parallel region, where they would get one thread).
+int gemm_last_team_size();
 
 }  // namespace dlc

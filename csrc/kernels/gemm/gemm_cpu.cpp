@@ -173,6 +173,7 @@ void gemv_axpy_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x,
 }
 
 std::atomic<bool> g_force_scalar{false};
+std::atomic<int> g_last_team{0};  // threads of the most recent large GEMM (tests check plans use them all)
 
 bool cpu_has_avx2_fma() {
   static const bool has = [] {
@@ -292,6 +293,7 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   {
     const int tid = omp_get_thread_num();
     const int nth = omp_get_num_threads();
+    if (parallel && tid == 0) g_last_team.store(nth, std::memory_order_relaxed);
     T* const packed_a = tls_pack_a.get<T>(round_up(MC, MR) * kc_step);
     alignas(64) T edge[MR * NR];
 
@@ -377,6 +379,8 @@ template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const 
                            int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*);
 
 void gemm_force_scalar(bool on) { gemm_detail::g_force_scalar.store(on, std::memory_order_relaxed); }
+
+int gemm_last_team_size() { return gemm_detail::g_last_team.load(std::memory_order_relaxed); }
 
 const char* gemm_kernel_name() { return gemm_detail::use_avx2() ? "avx2" : "scalar"; }
 

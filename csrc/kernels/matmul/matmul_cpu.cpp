@@ -102,10 +102,15 @@ void matmul_typed(const KernelArgs& a) {
     gemm<T>(ta, tb, M, N, K, T(1), A.ptr<T>() + offa, lda, B.ptr<T>() + offb, ldb, T(0), C.ptr<T>() + b * M * N, N,
             fn, &e);
   };
-  // Many small products (attention heads): one product per thread beats splitting each tiny GEMM.
-  const bool across_batches = batches > 1 && M * N * K < (1 << 18);
-#pragma omp parallel for schedule(static) if (across_batches)
-  for (int64_t b = 0; b < batches; ++b) run_one(b);
+  // Many small products (attention heads): one product per thread beats splitting each tiny GEMM. Otherwise
+  // no enclosing parallel region at all: even an inactive one (if(false)) would make the GEMM's own region a
+  // nested one, which OpenMP runs on a single thread.
+  if (batches > 1 && M * N * K < (1 << 18)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < batches; ++b) run_one(b);
+  } else {
+    for (int64_t b = 0; b < batches; ++b) run_one(b);
+  }
 }
 
 void matmul_kernel(const KernelArgs& a) {
