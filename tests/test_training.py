@@ -3,7 +3,6 @@ clipping, schedules, whole-model and input gradients, losses, checkpoints (bit-i
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -6,14 +6,12 @@ call a user makes (`program(**inputs)` or `program.train_step(**batch)`). A sepa
 plan gives the per-kernel table: the plan's C++ executor times every step, and the lowered plan knows each
 step's label and the bytes its tensors occupy (read and written once: a lower bound on memory traffic).
 
-Entry points: `run_bench(...) -> dict` (JSON-ready), `format_bench(result) -> str`, and for the CLI
-`add_bench_arguments(parser)` with `bench_main(args) -> int`.
+Entry points: `run_bench(...) -> dict` (JSON-ready) and `format_bench(result) -> str`; cli.py's `bench`
+command calls them.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from dataclasses import dataclass

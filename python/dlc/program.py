@@ -19,7 +19,7 @@ from .dims import Dim, Sym, substitute
 from .frontend.elaborate import elaborate
 from .frontend.modules import Module
 from .ir import Graph, TensorType, np_dtype
-from .lower import LoweredPlan, lower
+from .lower import LoweredPlan
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
 from .training.api import TrainingMixin

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dims import broadcast_shapes, dim_mul, shape_str
+from ..dims import broadcast_shapes, dim_mul
 from ..errors import ShapeError
 from ..ir import TensorType
 from .common import need_float, rand, same_dtype, sum_to

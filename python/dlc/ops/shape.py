@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dims import Dim, concrete, dim_div, dim_mul, dims_product, shape_str
+from ..dims import Dim, concrete, dim_div, dims_product, shape_str
 from ..errors import ShapeError
 from ..ir import TensorType
-from .common import norm_axes, norm_axis, rand, sum_to
-from .registry import REQUIRED, AttrSpec, OpDef, Pattern, Sample, register
+from .common import norm_axes, norm_axis, rand
+from .registry import AttrSpec, OpDef, Pattern, Sample, register
 
 
 def _reshape_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
