@@ -38,7 +38,7 @@ from safetensors.numpy import save
 from .errors import CheckpointError, DlcError
 from .ir import DTYPE_CODES, DTYPES, dtype_of_array, np_dtype
 from .lower import ARENA, CONST, INPUT, PERSISTENT, PlanRecipe
-from .program import TensorSpec
+from .program import TensorSpec, readonly_views
 
 if TYPE_CHECKING:
     from .program import Program
@@ -152,12 +152,7 @@ class LoadedProgram:
     @property
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by name, as read-only views."""
-        out = {}
-        for name, arr in self._params.items():
-            view = arr.view()
-            view.flags.writeable = False
-            out[name] = view
-        return out
+        return readonly_views(self._params)
 
     @property
     def memory(self) -> dict[str, int]:

@@ -36,6 +36,17 @@ class TensorSpec:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
 
 
+def readonly_views(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Views callers can read but not write: persistent buffers are changed only through set_params, so the
+    compiled plans that point at them stay valid."""
+    out = {}
+    for name, arr in arrays.items():
+        view = arr.view()
+        view.flags.writeable = False
+        out[name] = view
+    return out
+
+
 def spec_of(t: TensorType) -> TensorSpec:
     return TensorSpec(t.dtype, tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
@@ -82,12 +93,7 @@ class Program(TrainingMixin):
     @property
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by hierarchical name, as read-only views (use set_params to change them)."""
-        out = {}
-        for name, arr in self._params.items():
-            view = arr.view()
-            view.flags.writeable = False
-            out[name] = view
-        return out
+        return readonly_views(self._params)
 
     @property
     def dtype(self) -> str:

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/kernel_util.h"
 
 namespace dlc::conv {
 
@@ -19,26 +20,13 @@ constexpr int64_t kParallelWork = 32768;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Calls fn(float{}) or fn(double{}) by dtype, so one generic lambda instantiates a kernel per type.
-template <class Fn>
-inline void dispatch_float(DType t, const char* who, const Fn& fn) {
-  if (t == DType::F32)
-    fn(float{});
-  else if (t == DType::F64)
-    fn(double{});
-  else
-    throw std::invalid_argument(std::string(who) + ": expected an f32 or f64 tensor, got " + dtype_name(t));
-}
+using dlc::dispatch_float;
 
-// Grow-only scratch owned by the calling thread, kept between calls so a training step does not page-fault
-// fresh im2col buffers every time. Callers take it once, outside any parallel region (allocation may throw),
-// and carve per-thread slices out of it. The memory planner will later hand a planned workspace in
-// KernelArgs::workspace instead; today that pointer is always nullptr.
+// im2col buffers: grow-only, per thread (see kernel_util.h). The memory planner will later hand a planned
+// workspace in KernelArgs::workspace instead; today that pointer is always nullptr.
 template <class T>
 inline T* scratch(size_t n) {
-  static thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  return dlc::scratch<T, ScratchSlot::Conv>(n);
 }
 
 // Geometry of one 2-D convolution: x [N, C, H, W] * w [O, C/groups, KH, KW] -> y [N, O, Ho, Wo].

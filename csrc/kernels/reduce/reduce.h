@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/kernel_util.h"
 
 namespace dlc::kern {
 
@@ -82,25 +83,11 @@ inline T row_min(const T* x, int64_t n) {
   return acc[0];
 }
 
-// Calls fn(float{}) or fn(double{}) by dtype, so a generic lambda instantiates the kernel body per type.
-template <class Fn>
-inline void dispatch_float(DType t, const char* who, const Fn& fn) {
-  if (t == DType::F32)
-    fn(float{});
-  else if (t == DType::F64)
-    fn(double{});
-  else
-    throw std::invalid_argument(std::string(who) + ": expected an f32 or f64 tensor, got " + dtype_name(t));
-}
+using dlc::dispatch_float;
 
-// Per-thread scratch of at least n elements, kept between calls so that kernels run every training step
-// do not page-fault a fresh allocation each time. One buffer per element type: a caller must not hold
-// two at once of the same type. Use it outside parallel regions and hand the pointer to the workers.
 template <class T>
 inline T* scratch(size_t n) {
-  static thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  return dlc::scratch<T, ScratchSlot::Reduce>(n);
 }
 
 // Reads element i of an I32 or I64 index/label tensor.

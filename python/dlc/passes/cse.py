@@ -17,7 +17,7 @@ from typing import Any, Hashable
 from ..ir import Graph, Node
 from ..ops import registry
 from . import PassContext
-from .rewrite import prune_values, substitute
+from .rewrite import prune_values, resolve, substitute
 
 
 def eliminate_common_subexpressions(graph: Graph, ctx: PassContext) -> Graph:
@@ -26,14 +26,9 @@ def eliminate_common_subexpressions(graph: Graph, ctx: PassContext) -> Graph:
     seen: dict[Hashable, Node] = {}
     kept: list[Node] = []
 
-    def resolve(v: int) -> int:
-        while v in mapping:
-            v = mapping[v]
-        return v
-
     for node in graph.nodes:
         op = registry.get(node.op)
-        inputs = tuple(resolve(v) for v in node.inputs)
+        inputs = tuple(resolve(mapping, v) for v in node.inputs)
         if op.mutates:
             for v in op.mutated_inputs(inputs):
                 version[v] = version.get(v, 0) + 1

@@ -8,14 +8,17 @@ from typing import Iterable
 from ..ir import Graph, Node
 
 
+def resolve(mapping: dict[int, int], v: int) -> int:
+    """The value v finally stands for, following a chain of replacements."""
+    while v in mapping:
+        v = mapping[v]
+    return v
+
+
 def substitute(graph: Graph, nodes: Iterable[Node], mapping: dict[int, int]) -> Graph:
     """A graph with `nodes`, where every use of a value in `mapping` reads its replacement instead."""
-    def resolve(v: int) -> int:
-        while v in mapping:
-            v = mapping[v]
-        return v
-    new_nodes = tuple(replace(n, inputs=tuple(resolve(i) for i in n.inputs)) for n in nodes)
-    outputs = tuple((name, resolve(v)) for name, v in graph.outputs)
+    new_nodes = tuple(replace(n, inputs=tuple(resolve(mapping, i) for i in n.inputs)) for n in nodes)
+    outputs = tuple((name, resolve(mapping, v)) for name, v in graph.outputs)
     return replace(graph, nodes=new_nodes, outputs=outputs)
 
 

@@ -21,7 +21,7 @@ from ..ir import Graph, Node, freeze_attrs
 from ..ops import registry
 from ..ops.shape import _perm
 from . import PassContext
-from .rewrite import prune_values, substitute
+from .rewrite import prune_values, resolve, substitute
 
 IDENTITY_SCALARS = {"mul_scalar": 1.0, "add_scalar": 0.0, "pow_scalar": 1.0}
 # Binary ops whose second operand, a constant of this value, leaves the first unchanged (and vice versa
@@ -35,13 +35,8 @@ def simplify_algebra(graph: Graph, ctx: PassContext) -> Graph:
     mapping: dict[int, int] = {}
     kept: list[Node] = []
 
-    def resolve(v: int) -> int:
-        while v in mapping:
-            v = mapping[v]
-        return v
-
     for node in graph.nodes:
-        node = replace(node, inputs=tuple(resolve(v) for v in node.inputs))
+        node = replace(node, inputs=tuple(resolve(mapping, v) for v in node.inputs))
         same = _identity_input(graph, node)
         if same is not None:
             mapping[node.outputs[0]] = same

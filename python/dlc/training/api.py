@@ -76,12 +76,8 @@ class TrainingMixin:
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        view = {}
-        for name, arr in self._opt.items():
-            v = arr.view()
-            v.flags.writeable = False
-            view[name] = v
-        return view
+        from ..program import readonly_views
+        return readonly_views(self._opt)
 
     # ---- plans ----
 
