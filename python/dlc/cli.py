@@ -187,7 +187,7 @@ def training_data(program: Program, name: str, dims: dict[str, int]) -> tuple[di
         from .text import load_pysource
         return load_pysource(seq_len=dims.get("T", 128))
     from .data import for_model, load_dataset
-    ds = load_dataset(name)
+    ds = load_dataset(name, program, dims)
     return for_model(program, *ds.train), for_model(program, *ds.test)
 
 
@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[model], help="train a model on a built-in dataset",
                        description="Trains with the model's train block (epochs, batch size, optimizer...) on a "
                                    "built-in dataset, then evaluates on its test split.")
-    p.add_argument("--data", required=True, help="dataset: digits, or pysource (bytes of Python's standard library)")
+    p.add_argument("--data", required=True,
+                   help="dataset: digits, sequences (synthetic, shaped to the model) or pysource (Python's source)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--batch", type=int, help="override the recipe's batch size")
     p.add_argument("--params", metavar="CKPT", help="start from a checkpoint (fine-tuning, resuming)")
@@ -300,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
     p.add_argument("--params", metavar="CKPT", required=True, help="checkpoint or compiled artifact")
-    p.add_argument("--data", required=True, help="dataset: digits or pysource")
+    p.add_argument("--data", required=True, help="dataset: digits, sequences or pysource")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 

@@ -3,6 +3,12 @@
 `digits`: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; installed with the `data`
 extra, no download). Pixels are scaled to [0, 1]. The split is fixed: a permutation of the indices drawn with
 seed 0; the first 360 (20%) are the test set, the remaining 1,437 the training set.
+
+`sequences`: synthetic sequence classification shaped to the model's [N, T, F] input (lstm, gru, rnn,
+transformer). A sequence of class k is a sine wave of k + 1 cycles over T steps and amplitude 0.6 + 0.08 k,
+with a random phase per sample, mixed into the F channels with fixed random weights, plus noise. Recurrent
+models can read the frequency; order-blind ones (a transformer without positional encoding, mean-pooled) the
+amplitude. 2,000 training and 500 test sequences, drawn with seed 0.
 """
 
 from __future__ import annotations
@@ -36,13 +42,41 @@ def digits() -> Dataset:
     return Dataset("digits", (x[train], y[train]), (x[test], y[test]), 10)
 
 
+def sequences(steps: int, features: int, classes: int = 10, train: int = 2000, test: int = 500) -> Dataset:
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((2, features)) / np.sqrt(2)
+    n = train + test
+    y = rng.integers(0, classes, n)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    t = np.arange(steps) / steps
+    angle = 2 * np.pi * (y[:, None] + 1) * t[None, :] + phase[:, None]
+    amplitude = (0.6 + 0.08 * y)[:, None, None]
+    wave = amplitude * np.stack([np.sin(angle), np.cos(angle)], axis=-1)  # [n, T, 2]
+    x = (wave @ mix + 0.3 * rng.standard_normal((n, steps, features))).astype(np.float32)
+    y = y.astype(np.int32)
+    return Dataset("sequences", (x[:train], y[:train]), (x[train:], y[train:]), classes)
+
+
 DATASETS = {"digits": digits}
 
 
-def load_dataset(name: str) -> Dataset:
+def load_dataset(name: str, program: Any = None, dims: dict[str, int] | None = None) -> Dataset:
+    """A dataset by name; `sequences` takes its [T, F] from the model's first float input (or -D)."""
+    if name == "sequences":
+        if program is None:
+            raise DlcError("the sequences dataset is shaped by a model")
+        return sequences(*_sequence_shape(program, dims or {}))
     if name not in DATASETS:
-        raise DlcError(f"unknown dataset '{name}' (available: {', '.join(DATASETS)})")
+        raise DlcError(f"unknown dataset '{name}' (available: {', '.join([*DATASETS, 'sequences'])})")
     return DATASETS[name]()
+
+
+def _sequence_shape(program: Any, dims: dict[str, int]) -> tuple[int, int]:
+    spec = next((s for s in program.inputs.values() if s.dtype in ("f32", "f64")), None)
+    if spec is None or len(spec.shape) != 3:
+        raise DlcError("the sequences dataset needs a model whose first float input is [N, T, F]")
+    size = [d if isinstance(d, int) else dims.get(d, 32) for d in spec.shape[1:]]
+    return size[0], size[1]
 
 
 def for_model(program: Any, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
