@@ -236,7 +236,7 @@ def test_subprocess_has_no_traceback(tmp_path: Path) -> None:
 
 def test_train_sequence_model_on_synthetic_sequences(capsys) -> None:
     """lstm/gru/rnn/transformer train from the CLI on data shaped to their input."""
-    code = main(["train", "models/gru.dlm", "--data", "sequences", "--epochs", "1", "--json", "--quiet"])
+    code = cli.main(["train", "models/gru.dlm", "--data", "sequences", "--epochs", "1", "--json", "--quiet"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["epochs"] == 1 and result["test_accuracy"] > 0.2  # chance is 0.1
