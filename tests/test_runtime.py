@@ -135,3 +135,20 @@ def test_plan_matmuls_use_every_thread() -> None:
         assert _core.gemm_last_team_size() == 2
     finally:
         dlc.set_num_threads(before)
+
+
+@pytest.mark.parametrize("expr,ref", [
+    ("sum(exp(x) * 2.0, axis=-1)", lambda x: (np.exp(x) * 2).sum(-1)),
+    ("sum(exp(x), axis=1)", lambda x: np.exp(x).sum(1)),
+    ("mean(square(x) + x, axis=[0, 2])", lambda x: (x ** 2 + x).mean((0, 2))),
+    ("mean(relu(x), axis=-1, keepdims=true)", lambda x: np.maximum(x, 0).mean(-1, keepdims=True)),
+    ("sum(abs(x))", lambda x: np.abs(x).sum()),
+])
+def test_fused_reductions_with_an_elementwise_prologue(expr: str, ref) -> None:
+    """Regression: the reduced output of a fused reduction over an inner axis without keepdims was addressed
+    as if its axes were the leading ones, writing past the end of its buffer."""
+    p = dlc.compile(f"input x: f32[N, 5, 7]\noutput y = {expr}\n")
+    kernels = [s.kernel for s in p.compile_plan({"N": 3}).steps]
+    assert kernels == ["ew_reduce"]
+    x = np.random.default_rng(4).standard_normal((3, 5, 7)).astype(np.float32)
+    np.testing.assert_allclose(p(x=x)["y"], ref(x.astype(np.float64)), rtol=1e-5, atol=1e-5)

@@ -24,6 +24,7 @@ from .ewprogram import MAX_INPUTS, ProgramBuilder, input_ref
 from .ir import DTYPE_CODES, Graph, Node, TensorType
 from .memory_plan import Buffer, MemoryPlan, align, plan_memory
 from .ops import registry
+from .passes.fusion import REDUCTIONS
 
 ARENA, PERSISTENT, INPUT, CONST = 0, 1, 2, 3
 
@@ -117,6 +118,9 @@ def make_units(graph: Graph) -> list[Unit]:
         else:
             units.append(Unit([node], "ew" if op.kernel == "ew" else ("matmul" if node.op == "matmul"
                                                                         else "single")))
+    for unit in units:  # an elementwise group with a reduction tail (see passes/fusion.py)
+        if unit.kind == "ew" and any(n.op in REDUCTIONS for n in unit.nodes):
+            unit.kind = "ew_reduce"
     return units
 
 
@@ -305,6 +309,8 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
     if unit.kind == "ew":
         ints, floats = _program(graph, unit.nodes, unit.inputs, unit.outputs)
         return "ew", list(unit.inputs), list(unit.outputs), ints, floats
+    if unit.kind == "ew_reduce":
+        return _emit_reduction(graph, unit)
     # matmul (+ epilogue)
     mm = unit.nodes[0]
     a, b = mm.inputs
@@ -325,7 +331,32 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
     return "matmul", [a, b] + extra, outs, [base_ints[0], base_ints[1], len(ints)] + ints, floats
 
 
-def _program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[int]) -> tuple[list[int], list[float]]:
+def _emit_reduction(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int], list[float]]:
+    """An elementwise group whose tail reduces one of its values: kernel "ew_reduce" (elementwise_cpu.cpp)."""
+    tail = next(n for n in unit.nodes if n.op in REDUCTIONS)
+    body = [n for n in unit.nodes if n is not tail]
+    source = tail.inputs[0]
+    space = graph.values[source].shape
+    rank = len(space)
+    if tail.op == "sum_to":
+        target = tuple(tail.attr("shape"))
+        kept = (1,) * (rank - len(target)) + target
+    else:
+        axis = tail.attr("axis")
+        axes = range(rank) if axis is None else [a % rank for a in (axis if isinstance(axis, tuple) else (axis,))]
+        kept = tuple(1 if d in axes else space[d] for d in range(rank))
+    count = 1
+    for full, k in zip(space, kept):
+        count *= int(full) // int(k)
+    scale = 1.0 / max(count, 1) if tail.op == "mean" else 1.0
+    outputs = [tail.outputs[0]] + [o for o in unit.outputs if o != tail.outputs[0]]
+    program, floats = _program(graph, body, unit.inputs, outputs, reduce=source)
+    ints = [rank, *[int(d) for d in space], *[int(d) for d in kept], *program]
+    return "ew_reduce", list(unit.inputs), outputs, ints, [scale, *floats]
+
+
+def _program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[int],
+             reduce: int | None = None) -> tuple[list[int], list[float]]:
     if len(inputs) > MAX_INPUTS:
         raise DlcError(f"elementwise group reads {len(inputs)} tensors; the evaluator takes {MAX_INPUTS}")
     dtypes = {graph.values[v].dtype for n in nodes for v in (*n.inputs, *n.outputs)}
@@ -337,6 +368,8 @@ def _program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[i
             raise DlcError(f"op {node.op} cannot run in an elementwise group")
         refs[node.outputs[0]] = op.emit(pb, node, [refs[v] for v in node.inputs])
     for k, o in enumerate(outputs):
-        if o not in inputs:  # a matmul's C is already in place
+        if o not in inputs and o in refs:  # a matmul's C is already in place; a reduction is not stored
             pb.store(k, refs[o])
+    if reduce is not None:  # ew_reduce reads the value to reduce from the last instruction's register
+        pb.instr("COPY", refs[reduce])
     return pb.encode()

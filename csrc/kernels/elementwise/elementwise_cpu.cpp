@@ -6,6 +6,8 @@
 // floats = one immediate per instruction. Operand r >= 0 is register r; r < 0 is input (-r - 1). STORE's dst is
 // an output index. DROPOUT_MASK's b is the op's salt and its immediate the keep probability. Inputs broadcast to
 // the output shape (NumPy rules); every output has the output shape and is written contiguously.
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -187,6 +189,138 @@ void ew_kernel(const KernelArgs& a) {
     run_window<float>(a, a.ints, a.floats, 0, -1, 0, -1, false, true);
 }
 
+// ---- reductions with an elementwise prologue ----
+//
+// Kernel "ew_reduce": ints = [rank, iter_shape[rank], kept_shape[rank], <program>], floats = [scale,
+// immediates...]. The program runs over the iteration space (the shape of the tensor being reduced) and its LAST
+// instruction computes the value to reduce; STOREs write the group's other outputs (iteration-shaped) to
+// out[1...]. out[0] is the reduced tensor; kept_shape is its shape with a 1 on every reduced axis (it is given
+// because reduced axes may sit anywhere): out[0] = scale * sum of the value over those axes. Threads take fixed row ranges and keep partial sums in double, combined in thread order, so
+// results are deterministic for a thread count. The value never reaches memory: mse, mean(y * y), the
+// bias gradient sum_to(g * relu_mask(y)) are one pass.
+template <typename T>
+void run_reduce(const KernelArgs& a) {
+  const int rank = static_cast<int>(a.ints[0]);
+  kernel_check(rank >= 0 && rank <= kMaxRank && a.n_ints > 1 + 2 * rank, "ew_reduce header");
+  const int64_t* code = a.ints + 1 + 2 * rank;
+  const int n_code = a.n_ints - 1 - 2 * rank;
+  const double scale = a.floats[0];
+  const double* imm = a.floats + 1;
+  const Tensor& red = a.out[0];
+  kernel_check(red.ndim <= rank, "ew_reduce output rank");
+
+  // The evaluator's view: outputs [iteration space, stored outputs...], inputs [program inputs..., reduced
+  // output] (the last only gives the geometry its strides: where each element's value is summed to).
+  Tensor iter;
+  iter.dtype = dtype_of<T>();
+  iter.ndim = rank;
+  for (int d = 0; d < rank; ++d) iter.shape[d] = a.ints[1 + d];
+  std::vector<Tensor> outs(a.out, a.out + a.n_out);
+  outs[0] = iter;
+  std::vector<Tensor> ins(a.in, a.in + a.n_in);
+  Tensor red_view = red;
+  red_view.ndim = rank;
+  int64_t kept = 1;
+  for (int d = 0; d < rank; ++d) {
+    red_view.shape[d] = a.ints[1 + rank + d];
+    kernel_check(red_view.shape[d] == 1 || red_view.shape[d] == iter.shape[d], "ew_reduce kept shape");
+    kept *= red_view.shape[d];
+  }
+  kernel_check(kept == red.numel(), "ew_reduce output size");
+  ins.push_back(red_view);
+  KernelArgs e = a;
+  e.in = ins.data();
+  e.n_in = static_cast<int>(ins.size());
+  e.out = outs.data();
+  validate_program(e, code, n_code, a.n_floats - 1);
+  const int n_instr = static_cast<int>(code[2]);
+  kernel_check(n_instr > 0 && static_cast<EwOp>(code[kHeader + (n_instr - 1) * kInstrInts]) != EwOp::STORE,
+               "ew_reduce: the last instruction computes the reduced value");
+  const int64_t reduce_reg = code[kHeader + (n_instr - 1) * kInstrInts + 1];
+  const int n_prog_in = a.n_in;
+
+  const int64_t total = red.numel();
+  // The reduced tensor keeps its own dtype; the program may compute in f64 (integer inputs) for an f32 result.
+  auto write = [&](int64_t i, double value) {
+    if (red.dtype == DType::F64)
+      red.ptr<double>()[i] = value;
+    else
+      red.ptr<float>()[i] = static_cast<float>(value);
+  };
+  if (iter.numel() == 0) {
+    for (int64_t i = 0; i < total; ++i) write(i, 0.0);
+    return;
+  }
+  const Geometry g = make_geometry(e, false);
+  const int64_t L = g.dims[g.nd - 1];
+  const int64_t rows = iter.numel() / L;
+  const int64_t red_inner = g.strides[n_prog_in][g.nd - 1];
+  const TileFn<T> tile = tile_fn<T>();
+  const int threads = iter.numel() > 32768 ? std::max(1, omp_get_max_threads()) : 1;
+  std::vector<double> partial(static_cast<size_t>(threads) * total, 0.0);
+
+#pragma omp parallel num_threads(threads)
+  {
+    alignas(64) T reg[kMaxRegs][kTile];
+    alignas(64) T inbuf[kMaxIn][kTile];
+    const T* src[kMaxIn];
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    double* acc = partial.data() + static_cast<size_t>(t) * total;
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+      int64_t offs[kMaxIn + 1];
+      for (int k = 0; k <= n_prog_in; ++k) {
+        int64_t off = 0, rem = r;
+        for (int d = g.nd - 2; d >= 0; --d) {
+          off += (rem % g.dims[d]) * g.strides[k][d];
+          rem /= g.dims[d];
+        }
+        offs[k] = off;
+      }
+      for (int64_t j0 = 0; j0 < L; j0 += kTile) {
+        const int64_t n = std::min(kTile, L - j0);
+        for (int k = 0; k < n_prog_in; ++k) {
+          const int64_t inner = g.strides[k][g.nd - 1];
+          const int64_t off = offs[k] + j0 * inner;
+          if (a.in[k].dtype == dtype_of<T>() && inner == 1) {
+            src[k] = static_cast<const T*>(a.in[k].data) + off;
+          } else {
+            load_any<T>(a.in[k], off, inner, n, inbuf[k]);
+            src[k] = inbuf[k];
+          }
+        }
+        tile(TileArgs<T>{code + kHeader, n_instr, imm, src, reg, n, &e, r * L + j0, r * L + j0});
+        const T* v = reg[reduce_reg];
+        if (red_inner == 0) {
+          double s = 0;
+          for (int64_t q = 0; q < n; ++q) s += v[q];
+          acc[offs[n_prog_in]] += s;
+        } else {
+          double* dst = acc + offs[n_prog_in] + j0;
+          for (int64_t q = 0; q < n; ++q) dst[q] += v[q];
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < total; ++i) {
+    double s = 0;
+    for (int t = 0; t < threads; ++t) s += partial[static_cast<size_t>(t) * total + i];
+    write(i, s * scale);
+  }
+}
+
+void ew_reduce_kernel(const KernelArgs& a) {
+  kernel_check(a.n_out >= 1 && a.n_ints >= 1 && a.n_floats >= 1, "ew_reduce operands");
+  kernel_check(a.n_in < kMaxIn, "ew_reduce input count");
+  const int rank = static_cast<int>(a.ints[0]);
+  kernel_check(rank >= 0 && rank <= kMaxRank && a.n_ints > 1 + 2 * rank, "ew_reduce header");
+  if (a.out[0].dtype != DType::F32 && a.out[0].dtype != DType::F64)
+    throw std::invalid_argument("ew_reduce: the reduced tensor must be f32 or f64");
+  if (a.ints[1 + 2 * rank] == 1)
+    run_reduce<double>(a);
+  else
+    run_reduce<float>(a);
+}
+
 }  // namespace
 
 void ew_run_window(const KernelArgs& a, const int64_t* code, int n_code, const double* imm, int n_imm,
@@ -222,5 +356,6 @@ std::vector<int> ew_opcode_arities() {
 }
 
 DLC_REGISTER_KERNEL("ew", Device::CPU, ew_kernel);
+DLC_REGISTER_KERNEL("ew_reduce", Device::CPU, ew_reduce_kernel);
 
 }  // namespace dlc

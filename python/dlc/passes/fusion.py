@@ -9,6 +9,10 @@ training the forward kernels also produce what the backward pass reads.
 A node may join a producer's group only if that creates no cycle between groups: none of its other inputs
 may depend on the group. Groups are then made contiguous by a stable topological sort of the groups.
 
+A reduction (sum, mean, sum_to) whose input an elementwise group computes becomes that group's tail: the
+group lowers to one kernel that reduces the value as it computes it, so mse, mean(y * y) or the bias gradient
+sum_to(g * relu_mask(y)) never write their elementwise intermediate.
+
 In a training graph a backward node joins a forward group only when that stores nothing more: when every
 value it reads from the group is read by nobody else, so its output replaces the one the forward kernel
 would have written (gelu_grad(x) beside gelu(x)). Otherwise (relu_mask(h) where h itself is kept for the
@@ -87,8 +91,45 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
             producer_idx[o] = i
 
     _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers)
+    _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers)
     nodes = [replace(n, group=g) for n, g in zip(graph.nodes, group_of)]
     return graph.with_nodes(_contiguous(nodes))
+
+
+REDUCTIONS = ("sum", "mean", "sum_to")
+
+
+def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
+                       phase: dict[int, str], readers: dict[int, list[int]]) -> None:
+    """Makes a lone reduction the tail of the elementwise group computing its input (one tail per group). The
+    reduced value exists only when the kernel ends, so no member of the group may depend on it."""
+    producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
+    tails: set[int] = set()
+    for i, node in enumerate(graph.nodes):
+        if node.op not in REDUCTIONS or group_of[i] >= 0 or node.inputs[0] not in producer:
+            continue
+        g = group_of[producer[node.inputs[0]]]
+        if (g < 0 or kind[g] != "ew" or g in tails or phase[g] != node.phase
+                or graph.values[node.inputs[0]].shape != getattr(gtype[g], "shape", None)
+                or graph.values[node.outputs[0]].dtype not in ("f32", "f64")):
+            continue
+        if any(group_of[j] == g for j in _downstream(graph, i, readers)):
+            continue
+        group_of[i] = g
+        tails.add(g)
+
+
+def _downstream(graph: Graph, start: int, readers: dict[int, list[int]]) -> set[int]:
+    """Nodes that depend, directly or not, on node `start`'s results."""
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        for o in graph.nodes[stack.pop()].outputs:
+            for r in readers.get(o, []):
+                if r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+    return seen
 
 
 def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
