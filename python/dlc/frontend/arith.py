@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from ..ir import FLOAT_DTYPES, GraphBuilder
-from .elaborate import TensorVal
+from .values import TensorVal
 
 TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "**": "pow", "==": "eq",
               "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}

@@ -28,7 +28,8 @@ from typing import Any, Mapping
 from lark import Tree
 
 from ..errors import CompileError
-from ..frontend.elaborate import Elaborated, Scope, TensorVal
+from ..frontend.elaborate import Elaborated
+from ..frontend.values import Scope, TensorVal
 from ..frontend.modules import Module
 from ..frontend.parser import parse
 from ..augment import Augment
