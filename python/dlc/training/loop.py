@@ -124,8 +124,8 @@ def fit(program: "TrainingMixin", data: Any, *, epochs: int | None, batch_size: 
                     if k != "lr":
                         sums[k] = sums.get(k, 0.0) + v * len(idx)
                 seen += len(idx)
-                rate = seen / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()} | {"samples/s": f"{rate:,.0f}"})
+                # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
+                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
                 bar.update(len(idx))
             logs = {k: v / n for k, v in sums.items()}
             if validation is not None:
