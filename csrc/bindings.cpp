@@ -131,6 +131,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_f64", &gemm_np<double>, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false);
   m.def("gemm_force_scalar", &gemm_force_scalar);
+  m.def("gemm_force_isa", &gemm_force_isa);
   m.def("gemm_kernel_name", &gemm_kernel_name);
   m.def("gemm_last_team_size", &gemm_last_team_size);
 }

@@ -4,6 +4,8 @@ Python threads, plans cached per binding, thread settings, the SIMD and portable
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -94,23 +96,106 @@ def test_simd_and_portable_elementwise_paths_agree(expr: str) -> None:
     np.testing.assert_allclose(simd, generic, rtol=2e-6, atol=2e-7)
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (17, 33, 19), (64, 256, 10), (129, 65, 257)])
-@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_gemm_simd_and_scalar_agree_with_numpy(m: int, k: int, n: int, ta: bool, tb: bool) -> None:
-    rng = np.random.default_rng(m * 7 + n)
-    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
-    fast = _core.gemm_f32(a, b, ta, tb)
+GEMM_ISAS = ("avx512", "avx2", "scalar")
+# (M, K, N): single elements and vectors (the matrix-vector kernels), primes and other non-multiples of every
+# register tile (6x16 / 6x8 for avx2 and scalar, 8x32 / 8x16 for avx512), exact tiles, few rows (where the
+# avx512 path reads B unpacked) and enough work to run on several threads and several K / epilogue blocks.
+GEMM_SHAPES = [(1, 1, 1), (1, 37, 53), (53, 37, 1), (2, 3, 2), (7, 13, 5), (17, 33, 19), (8, 256, 32),
+               (9, 257, 33), (31, 101, 47), (16, 144, 1024), (64, 256, 10), (129, 65, 257), (300, 600, 70)]
+
+
+@contextmanager
+def forced_gemm_isa(isa: str) -> Iterator[None]:
+    """Runs the block on one GEMM kernel path; skips the test where the CPU lacks it."""
+    _core.gemm_force_isa(isa)
     try:
-        _core.gemm_force_scalar(True)
-        scalar = _core.gemm_f32(a, b, ta, tb)
+        if _core.gemm_kernel_name() != isa:
+            pytest.skip(f"this CPU has no {isa}")
+        yield
+    finally:
+        _core.gemm_force_isa("")
+
+
+def _gemm_operands(m: int, k: int, n: int, ta: bool, tb: bool, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(m * 7919 + k * 31 + n)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("isa", GEMM_ISAS)
+@pytest.mark.parametrize("m,k,n", GEMM_SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_paths_agree_with_numpy(isa: str, m: int, k: int, n: int, ta: bool, tb: bool) -> None:
+    a, b = _gemm_operands(m, k, n, ta, tb, np.float64)
+    ref = (a.T if ta else a) @ (b.T if tb else b)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    ref32 = (a32.T if ta else a32).astype(np.float64) @ (b32.T if tb else b32).astype(np.float64)
+    with forced_gemm_isa(isa):
+        got32 = _core.gemm_f32(a32, b32, ta, tb)
+        got64 = _core.gemm_f64(a, b, ta, tb)
+    assert got32.dtype == np.float32 and got64.dtype == np.float64
+    np.testing.assert_allclose(got32, ref32, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    np.testing.assert_allclose(got64, ref, rtol=1e-12, atol=1e-12 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("isa", GEMM_ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_paths_are_deterministic(isa: str, dtype: type) -> None:
+    """Same bits run to run and for any thread count: each element of C is summed by one thread in a fixed
+    order, whatever the thread grid, the edge tiles or the matrix-vector split."""
+    gemm = _core.gemm_f32 if dtype == np.float32 else _core.gemm_f64
+    before = dlc.get_num_threads()
+    try:
+        with forced_gemm_isa(isa):
+            for m, k, n in [(203, 517, 301), (1, 4099, 777), (777, 4099, 1), (20, 300, 1000)]:
+                for ta, tb in [(False, False), (True, True)]:
+                    a, b = _gemm_operands(m, k, n, ta, tb, dtype)
+                    dlc.set_num_threads(2)
+                    first = gemm(a, b, ta, tb)
+                    np.testing.assert_array_equal(gemm(a, b, ta, tb), first)
+                    dlc.set_num_threads(1)
+                    np.testing.assert_array_equal(gemm(a, b, ta, tb), first)
+    finally:
+        dlc.set_num_threads(before)
+
+
+@pytest.mark.parametrize("isa", GEMM_ISAS)
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("rows,k,n", [(1, 37, 53), (5, 37, 53), (67, 37, 53), (300, 300, 600)])
+def test_gemm_paths_with_plan_epilogue(isa: str, dtype: str, fuse: bool, rows: int, k: int, n: int) -> None:
+    """relu(a @ W + b) through a plan: fused, the bias and relu run as the GEMM's epilogue on each finished
+    block of C (several row and column blocks at 300 x 600, the matrix-vector path at one row)."""
+    p = dlc.compile(f"input a: {dtype}[N, {k}]\nparam W: {dtype}[{k}, {n}]\nparam b: {dtype}[{n}]\n"
+                    "output y = relu(a @ W + b)\n", dtype=dtype, fuse=fuse)
+    np_dtype = np.float32 if dtype == "f32" else np.float64
+    rng = np.random.default_rng(rows + k + n)
+    w = rng.standard_normal((k, n)).astype(np_dtype)
+    bias = rng.standard_normal(n).astype(np_dtype)
+    a = rng.standard_normal((rows, k)).astype(np_dtype)
+    p.set_params({"W": w, "b": bias})
+    ref = np.maximum(a.astype(np.float64) @ w.astype(np.float64) + bias, 0)
+    with forced_gemm_isa(isa):
+        got = p(a=a)["y"]
+        again = p(a=a)["y"]
+    tol = 1e-4 if dtype == "f32" else 1e-12
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.sqrt(k))
+    np.testing.assert_array_equal(again, got)
+
+
+def test_gemm_isa_selection() -> None:
+    automatic = _core.gemm_kernel_name()
+    assert automatic in GEMM_ISAS
+    with pytest.raises(ValueError):
+        _core.gemm_force_isa("sse9")
+    assert _core.gemm_kernel_name() == automatic
+    _core.gemm_force_scalar(True)
+    try:
+        assert _core.gemm_kernel_name() == "scalar"
     finally:
         _core.gemm_force_scalar(False)
-    np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(scalar, ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(_core.gemm_f64(a.astype(np.float64), b.astype(np.float64), ta, tb), ref,
-                               rtol=1e-12, atol=1e-12)
+    assert _core.gemm_kernel_name() == automatic
 
 
 def test_bad_plan_use_is_an_exception_not_a_crash() -> None:

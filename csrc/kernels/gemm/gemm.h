@@ -21,9 +21,15 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
           GemmEpilogueFn<T> epilogue = nullptr, void* epilogue_ctx = nullptr);
 // explicit instantiations for float and double exist in gemm_cpu.cpp
 
-// Forces the portable scalar micro-kernel (for tests comparing the SIMD and scalar paths). Process-wide.
+// Forces the portable scalar micro-kernel (for tests comparing the SIMD and scalar paths). Process-wide;
+// off means automatic selection again. Same as gemm_force_isa(on ? "scalar" : "").
 void gemm_force_scalar(bool on);
-// Name of the micro-kernel path in use: "avx2" or "scalar".
+// Forces one kernel path for all later GEMMs (tests and benchmarks comparing the paths). Process-wide.
+// "avx512", "avx2" or "scalar"; "" (or nullptr) restores automatic selection, which takes the best the CPU
+// supports in that order. An ISA the CPU lacks falls back to the best one below it (gemm_kernel_name()
+// says which runs); an unknown name throws std::invalid_argument.
+void gemm_force_isa(const char* isa);
+// Name of the kernel path in use: "avx512", "avx2" or "scalar".
 const char* gemm_kernel_name();
 // Threads that ran the most recent GEMM large enough to go parallel (a test hook: a plan must not run its
 // GEMMs inside another parallel region, where they would get one thread).

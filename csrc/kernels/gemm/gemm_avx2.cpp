@@ -179,15 +179,15 @@ void gemv_axpy(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alph
 
 }  // namespace
 
-static_assert(Tile<float>::NR == 2 * F32::L && Tile<double>::NR == 2 * F64::L, "kernel is two vectors wide");
+static_assert(Avx2Tile<float>::NR == 2 * F32::L && Avx2Tile<double>::NR == 2 * F64::L, "kernel is two vectors wide");
 
 void microkernel_avx2(int64_t k, const float* a, const float* b, float alpha, float beta, float* c, int64_t ldc) {
-  kernel_2v<F32, Tile<float>::MR>(k, a, b, alpha, beta, c, ldc);
+  kernel_2v<F32, Avx2Tile<float>::MR>(k, a, b, alpha, beta, c, ldc);
 }
 
 void microkernel_avx2(int64_t k, const double* a, const double* b, double alpha, double beta, double* c,
                       int64_t ldc) {
-  kernel_2v<F64, Tile<double>::MR>(k, a, b, alpha, beta, c, ldc);
+  kernel_2v<F64, Avx2Tile<double>::MR>(k, a, b, alpha, beta, c, ldc);
 }
 
 void gemv_dot_avx2(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x, float alpha, float beta,

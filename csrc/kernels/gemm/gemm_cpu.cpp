@@ -16,6 +16,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -24,22 +26,28 @@ namespace dlc {
 namespace gemm_detail {
 namespace {
 
-// Cache blocking. KC x NR of B (16 KiB for both types) plus MR x KC of A must sit in the 32-48 KiB L1;
-// MC x KC of A (~300 KiB) in the private L2 next to the C tiles being updated; KC x NC of B in L3.
-template <typename T>
-struct Blocking;
-template <>
-struct Blocking<float> {
-  static constexpr int64_t KC = 256, MC = 288, NC = 4096;
-};
-template <>
-struct Blocking<double> {
-  static constexpr int64_t KC = 256, MC = 144, NC = 2048;
+// Which micro-kernels run. Ordered: a CPU that has an ISA has every one before it.
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// Cache blocking per register tile. KC x NR of B (the micro-panel every row tile of a block reuses) plus
+// the MR x KC A panel streaming past it must sit in the 32-48 KiB L1; MC x KC of A in the private L2 next
+// to the C tiles being updated; KC x NC of B in L3. KC = 256 keeps the B micro-panel at 16 KiB for the
+// AVX2 tiles and 32 KiB for the twice-as-wide AVX-512 ones (of Zen 5's 48 KiB). For the AVX-512 path,
+// KC in 192..320 and MC in 192..512 measured the same within noise.
+template <int64_t MR_, int64_t NR_, int64_t KC_, int64_t MC_, int64_t NC_>
+struct Blocking {
+  static constexpr int64_t MR = MR_, NR = NR_, KC = KC_, MC = MC_, NC = NC_;
+  static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole tiles");
 };
 
 // Width of the blocks handed to the epilogue: MC x 256 elements stay in L2 between the micro-kernel
 // writing them and the epilogue reading them. A multiple of both NR values.
 constexpr int64_t kEpilogueCols = 256;
+
+// Up to this many rows of C, each packed B panel would serve at most this many / MR row tiles, too few to
+// repay copying it: paths with a direct_b kernel read op(B) in place instead (when it is not transposed).
+// On the AVX-512 path that measured ~1.5x faster at M = 16 and ~10% at M = 64 (batch-64 MLP layers).
+constexpr int64_t kDirectBMaxRows = 64;
 
 // Below this many multiply-adds the fork/join and barriers cost more than a second core saves.
 constexpr double kMinParallelMacs = 1 << 19;
@@ -73,57 +81,32 @@ class ScratchBuffer {
 thread_local ScratchBuffer tls_pack_a;
 thread_local ScratchBuffer tls_pack_b;
 
-// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row micro-panels: panel r holds
-// element (i, p) at r*kc*MR + p*MR + i. Rows past mc are zero so the kernel can always run full tiles.
-template <typename T>
-void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* dst) {
-  constexpr int64_t MR = Tile<T>::MR;
-  for (int64_t ir = 0; ir < mc; ir += MR, dst += kc * MR) {
-    const int64_t mr = std::min(MR, mc - ir);
-    if (trans) {
-      // A is stored K x M: the MR values for one p are contiguous.
-      const T* src = A + p0 * lda + i0 + ir;
-      for (int64_t p = 0; p < kc; ++p, src += lda) {
-        for (int64_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i];
-        for (int64_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
-      }
-    } else if (mr == MR) {
-      // A is stored M x K: walk the MR rows side by side so each row is read sequentially.
-      const T* src = A + (i0 + ir) * lda + p0;
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * lda + p];
-    } else {
-      const T* src = A + (i0 + ir) * lda + p0;
-      for (int64_t p = 0; p < kc; ++p) {
-        for (int64_t i = 0; i < mr; ++i) dst[p * MR + i] = src[i * lda + p];
-        for (int64_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
-      }
-    }
+// Portable packing kernels, same contract as PackKernel with R fixed at compile time. Full panels
+// (n == R) get loops of constant trip count, which the compiler unrolls.
+template <int64_t R, typename T>
+void pack_copy_portable(const T* src, int64_t ld, int64_t n, int64_t kc, T* dst) {
+  if (n == R) {
+    for (int64_t p = 0; p < kc; ++p, src += ld, dst += R)
+      for (int64_t j = 0; j < R; ++j) dst[j] = src[j];
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p, src += ld, dst += R) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+    for (int64_t j = n; j < R; ++j) dst[j] = T(0);
   }
 }
 
-// Packs one NR-column micro-panel of op(B): rows [p0, p0+kc) x cols [j0, j0+nr), element (p, j) at
-// p*NR + j, columns past nr zero.
-template <typename T>
-void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nr, T* dst) {
-  constexpr int64_t NR = Tile<T>::NR;
-  if (trans) {
-    // B is stored N x K: gather one element from each of the nr rows per p, reading all rows in step.
-    const T* src = B + j0 * ldb + p0;
-    for (int64_t p = 0; p < kc; ++p) {
-      for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j * ldb + p];
-      for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
-    }
-  } else if (nr == NR) {
-    const T* src = B + p0 * ldb + j0;
-    for (int64_t p = 0; p < kc; ++p, src += ldb)
-      for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = src[j];
-  } else {
-    const T* src = B + p0 * ldb + j0;
-    for (int64_t p = 0; p < kc; ++p, src += ldb) {
-      for (int64_t j = 0; j < nr; ++j) dst[p * NR + j] = src[j];
-      for (int64_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
-    }
+template <int64_t R, typename T>
+void pack_transpose_portable(const T* src, int64_t ld, int64_t n, int64_t kc, T* dst) {
+  // Walk the n rows side by side so each is read sequentially.
+  if (n == R) {
+    for (int64_t p = 0; p < kc; ++p, dst += R)
+      for (int64_t j = 0; j < R; ++j) dst[j] = src[j * ld + p];
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p, dst += R) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j * ld + p];
+    for (int64_t j = n; j < R; ++j) dst[j] = T(0);
   }
 }
 
@@ -131,7 +114,7 @@ void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, i
 // vectorize for the baseline ISA.
 template <typename T>
 void microkernel_scalar(int64_t k, const T* a, const T* b, T alpha, T beta, T* c, int64_t ldc) {
-  constexpr int64_t MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t MR = Avx2Tile<T>::MR, NR = Avx2Tile<T>::NR;
   T acc[MR][NR] = {};
   for (int64_t p = 0; p < k; ++p, a += MR, b += NR)
     for (int64_t i = 0; i < MR; ++i)
@@ -172,30 +155,119 @@ void gemv_axpy_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x,
   }
 }
 
-std::atomic<bool> g_force_scalar{false};
+// One GEMM path: its tile and blocking, its micro-kernels, packing kernels and matrix-vector kernels. A
+// nullptr edge kernel means the driver runs the full kernel into a scratch tile; nullptr packing kernels
+// mean the portable loops; a nullptr direct_b kernel, that B is always packed.
+template <Isa I, typename T>
+struct Path;
+template <>
+struct Path<Isa::kScalar, float> : Blocking<Avx2Tile<float>::MR, Avx2Tile<float>::NR, 256, 288, 4096> {
+  static constexpr MicroKernel<float> kernel = &microkernel_scalar<float>;
+  static constexpr EdgeKernel<float> edge = nullptr;
+  static constexpr DirectBKernel<float> direct_b = nullptr;
+  static constexpr PackKernel<float> pack_copy = nullptr, pack_transpose = nullptr;
+  static constexpr GemvKernel<float> dot = &gemv_dot_scalar<float>, axpy = &gemv_axpy_scalar<float>;
+};
+template <>
+struct Path<Isa::kScalar, double> : Blocking<Avx2Tile<double>::MR, Avx2Tile<double>::NR, 256, 144, 2048> {
+  static constexpr MicroKernel<double> kernel = &microkernel_scalar<double>;
+  static constexpr EdgeKernel<double> edge = nullptr;
+  static constexpr DirectBKernel<double> direct_b = nullptr;
+  static constexpr PackKernel<double> pack_copy = nullptr, pack_transpose = nullptr;
+  static constexpr GemvKernel<double> dot = &gemv_dot_scalar<double>, axpy = &gemv_axpy_scalar<double>;
+};
+template <typename T>
+struct Path<Isa::kAvx2, T> : Path<Isa::kScalar, T> {
+  static constexpr MicroKernel<T> kernel = &microkernel_avx2;
+  static constexpr GemvKernel<T> dot = &gemv_dot_avx2, axpy = &gemv_axpy_avx2;
+};
+template <>
+struct Path<Isa::kAvx512, float> : Blocking<Avx512Tile<float>::MR, Avx512Tile<float>::NR, 256, 256, 4096> {
+  static constexpr MicroKernel<float> kernel = &microkernel_avx512;
+  static constexpr EdgeKernel<float> edge = &microkernel_edge_avx512;
+  static constexpr DirectBKernel<float> direct_b = &microkernel_direct_b_avx512;
+  static_assert(MR % 8 == 0 && NR % 8 == 0, "the AVX-512 packing kernels work in blocks of 8");
+  static constexpr PackKernel<float> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
+  static constexpr GemvKernel<float> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
+};
+template <>
+struct Path<Isa::kAvx512, double> : Blocking<Avx512Tile<double>::MR, Avx512Tile<double>::NR, 256, 128, 2048> {
+  static constexpr MicroKernel<double> kernel = &microkernel_avx512;
+  static constexpr EdgeKernel<double> edge = &microkernel_edge_avx512;
+  static constexpr DirectBKernel<double> direct_b = &microkernel_direct_b_avx512;
+  static_assert(MR % 8 == 0 && NR % 8 == 0, "the AVX-512 packing kernels work in blocks of 8");
+  static constexpr PackKernel<double> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
+  static constexpr GemvKernel<double> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
+};
+
+// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row micro-panels: panel r holds
+// element (i, p) at r*kc*MR + p*MR + i. Rows past mc are zero so the kernel can always run full tiles.
+template <typename P, typename T>
+void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* dst) {
+  constexpr int64_t MR = P::MR;
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += kc * MR) {
+    const int64_t mr = std::min(MR, mc - ir);
+    if (trans) {
+      // A is stored K x M: the MR values for one p are contiguous.
+      const T* src = A + p0 * lda + i0 + ir;
+      if constexpr (P::pack_copy != nullptr)
+        P::pack_copy(src, lda, mr, kc, MR, dst);
+      else
+        pack_copy_portable<MR>(src, lda, mr, kc, dst);
+    } else {
+      const T* src = A + (i0 + ir) * lda + p0;
+      if constexpr (P::pack_transpose != nullptr)
+        P::pack_transpose(src, lda, mr, kc, MR, dst);
+      else
+        pack_transpose_portable<MR>(src, lda, mr, kc, dst);
+    }
+  }
+}
+
+// Packs one NR-column micro-panel of op(B): rows [p0, p0+kc) x cols [j0, j0+nr), element (p, j) at
+// p*NR + j, columns past nr zero.
+template <typename P, typename T>
+void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nr, T* dst) {
+  constexpr int64_t NR = P::NR;
+  if (trans) {
+    // B is stored N x K.
+    const T* src = B + j0 * ldb + p0;
+    if constexpr (P::pack_transpose != nullptr)
+      P::pack_transpose(src, ldb, nr, kc, NR, dst);
+    else
+      pack_transpose_portable<NR>(src, ldb, nr, kc, dst);
+  } else {
+    const T* src = B + p0 * ldb + j0;
+    if constexpr (P::pack_copy != nullptr)
+      P::pack_copy(src, ldb, nr, kc, NR, dst);
+    else
+      pack_copy_portable<NR>(src, ldb, nr, kc, dst);
+  }
+}
+
+// -1: the best the CPU supports; otherwise an Isa value set by gemm_force_isa / gemm_force_scalar.
+std::atomic<int> g_forced_isa{-1};
 std::atomic<int> g_last_team{0};  // threads of the most recent large GEMM (tests check plans use them all)
 
-bool cpu_has_avx2_fma() {
-  static const bool has = [] {
+Isa cpu_isa() {
+  static const Isa best = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Isa::kScalar;
+    // gemm_avx512.cpp is compiled for all four; __builtin_cpu_supports also checks that the OS saves the
+    // zmm and mask registers.
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+      return Isa::kAvx512;
+    return Isa::kAvx2;
   }();
-  return has;
+  return best;
 }
 
-bool use_avx2() { return cpu_has_avx2_fma() && !g_force_scalar.load(std::memory_order_relaxed); }
-
-template <typename T>
-MicroKernel<T> select_kernel() {
-  if (use_avx2()) return static_cast<MicroKernel<T>>(&microkernel_avx2);
-  return &microkernel_scalar<T>;
-}
-
-template <typename T>
-GemvKernel<T> select_gemv(bool dot_form) {
-  if (use_avx2())
-    return dot_form ? static_cast<GemvKernel<T>>(&gemv_dot_avx2) : static_cast<GemvKernel<T>>(&gemv_axpy_avx2);
-  return dot_form ? &gemv_dot_scalar<T> : &gemv_axpy_scalar<T>;
+// A forced ISA the CPU lacks falls back to the best one it has.
+Isa active_isa() {
+  const int forced = g_forced_isa.load(std::memory_order_relaxed);
+  const Isa best = cpu_isa();
+  return forced < 0 ? best : std::min(static_cast<Isa>(forced), best);
 }
 
 // Splits [0, n) into `parts` nearly equal pieces and returns the bounds of piece `idx`.
@@ -220,11 +292,11 @@ inline void thread_grid(int64_t row_tiles, int64_t col_panels, int nth, int* tm,
   }
 }
 
-// K == 0 or alpha == 0: C = beta * C, then the epilogue over the same blocks the main path would use.
-template <typename T>
+// K == 0 or alpha == 0: C = beta * C, then the epilogue over blocks of the size the main path uses.
+template <typename P, typename T>
 void scale_only(int64_t M, int64_t N, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
-  for (int64_t i0 = 0; i0 < M; i0 += Blocking<T>::MC) {
-    const int64_t m = std::min(Blocking<T>::MC, M - i0);
+  for (int64_t i0 = 0; i0 < M; i0 += P::MC) {
+    const int64_t m = std::min(P::MC, M - i0);
     for (int64_t j0 = 0; j0 < N; j0 += kEpilogueCols) {
       const int64_t n = std::min(kEpilogueCols, N - j0);
       for (int64_t i = i0; i < i0 + m; ++i) {
@@ -239,10 +311,10 @@ void scale_only(int64_t M, int64_t N, T beta, T* C, int64_t ldc, GemmEpilogueFn<
 // M == 1 or N == 1: every element of the matrix operand is used once, so the product is bound by reading
 // it; stream it directly instead of packing. The vector operand is made contiguous, the outputs are split
 // into chunks across threads and each finished chunk goes to the epilogue.
-template <typename T>
+template <typename P, typename T>
 void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
-  // Outputs per chunk: a multiple of the AVX2 kernels' column block, small enough to give both cores work.
+  // Outputs per chunk: a multiple of the SIMD kernels' column block, small enough to give both cores work.
   constexpr int64_t kChunk = 256;
   const bool row = M == 1;  // C is one row: y = op(A) row . op(B); otherwise one column: y = op(A) . op(B) col
   const int64_t n = row ? N : M;
@@ -258,7 +330,7 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     for (int64_t p = 0; p < K; ++p) xc[p] = x[p * incx];
     x = xc;
   }
-  const GemvKernel<T> kernel = select_gemv<T>(dot_form);
+  const GemvKernel<T> kernel = dot_form ? P::dot : P::axpy;
   const int64_t chunks = ceil_div(n, kChunk);
   const bool parallel = static_cast<double>(n) * K >= kMinParallelMacs && chunks > 1;
 #pragma omp parallel for schedule(static) if (parallel)
@@ -274,19 +346,19 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   }
 }
 
-template <typename T>
+template <typename P, typename T>
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                   const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
-  constexpr int64_t MR = Tile<T>::MR, NR = Tile<T>::NR;
-  constexpr int64_t KC = Blocking<T>::KC, MC = Blocking<T>::MC, NC = Blocking<T>::NC;
-  const MicroKernel<T> kernel = select_kernel<T>();
+  constexpr int64_t MR = P::MR, NR = P::NR, KC = P::KC, MC = P::MC, NC = P::NC;
 
   // Equal-sized K blocks avoid a thin last block that would run the kernel at poor efficiency.
   const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
   const int64_t row_tiles = ceil_div(M, MR);
 
+  bool direct_b = false;
+  if constexpr (P::direct_b != nullptr) direct_b = !trans_b && M <= kDirectBMaxRows;
   // The B block is shared by all threads: it comes from the calling thread's scratch.
-  T* const packed_b = tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
+  T* const packed_b = direct_b ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
 
   const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
@@ -295,7 +367,6 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
     const int nth = omp_get_num_threads();
     if (parallel && tid == 0) g_last_team.store(nth, std::memory_order_relaxed);
     T* const packed_a = tls_pack_a.get<T>(round_up(MC, MR) * kc_step);
-    alignas(64) T edge[MR * NR];
 
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = std::min(NC, N - jc);
@@ -316,33 +387,46 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
         // Only the first K block applies beta; later ones accumulate onto it.
         const T beta_k = pc == 0 ? beta : T(1);
 
-        int64_t b_lo, b_hi;
-        split_range(panels, nth, tid, &b_lo, &b_hi);
-        for (int64_t q = b_lo; q < b_hi; ++q)
-          pack_b_panel(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), packed_b + q * kc * NR);
+        if (!direct_b) {
+          int64_t b_lo, b_hi;
+          split_range(panels, nth, tid, &b_lo, &b_hi);
+          for (int64_t q = b_lo; q < b_hi; ++q)
+            pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR),
+                            packed_b + q * kc * NR);
+        }
 #pragma omp barrier
 
         for (int64_t ic = m_lo; ic < m_hi; ic += mc_step) {
           const int64_t mc = std::min(mc_step, m_hi - ic);
-          pack_a(trans_a, A, lda, ic, mc, pc, kc, packed_a);
+          pack_a<P>(trans_a, A, lda, ic, mc, pc, kc, packed_a);
           for (int64_t jg = j_lo; jg < j_hi; jg += kEpilogueCols) {
             const int64_t ng = std::min(kEpilogueCols, j_hi - jg);
             for (int64_t jr = jg; jr < jg + ng; jr += NR) {
               const int64_t nr = std::min(NR, jg + ng - jr);
-              const T* bp = packed_b + (jr - jc) / NR * kc * NR;
+              const T* bp = direct_b ? B + pc * ldb + jr : packed_b + (jr - jc) / NR * kc * NR;
               for (int64_t ir = 0; ir < mc; ir += MR) {
                 const int64_t mr = std::min(MR, mc - ir);
                 const T* ap = packed_a + ir * kc;
                 T* cp = C + (ic + ir) * ldc + jr;
-                if (mr == MR && nr == NR) {
-                  kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
-                  continue;
+                if constexpr (P::direct_b != nullptr) {
+                  if (direct_b) {
+                    P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
+                    continue;
+                  }
                 }
-                // Partial tile: compute the full padded tile aside and merge only the valid part.
-                kernel(kc, ap, bp, alpha, T(0), edge, NR);
-                for (int64_t i = 0; i < mr; ++i)
-                  for (int64_t j = 0; j < nr; ++j)
-                    cp[i * ldc + j] = beta_k == T(0) ? edge[i * NR + j] : edge[i * NR + j] + beta_k * cp[i * ldc + j];
+                if (mr == MR && nr == NR) {
+                  P::kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
+                } else if constexpr (P::edge != nullptr) {
+                  P::edge(kc, ap, bp, alpha, beta_k, cp, ldc, mr, nr);
+                } else {
+                  // Partial tile: compute the full padded tile aside and merge only the valid part.
+                  alignas(64) T full[MR * NR];
+                  P::kernel(kc, ap, bp, alpha, T(0), full, NR);
+                  for (int64_t i = 0; i < mr; ++i)
+                    for (int64_t j = 0; j < nr; ++j)
+                      cp[i * ldc + j] =
+                          beta_k == T(0) ? full[i * NR + j] : full[i * NR + j] + beta_k * cp[i * ldc + j];
+                }
               }
             }
             if (last_k && epilogue) epilogue(ctx, C, ldc, ic, jg, mc, ng);
@@ -355,22 +439,40 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   }
 }
 
+template <Isa I, typename T>
+void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+             const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+  using P = Path<I, T>;
+  if (K <= 0 || alpha == T(0))
+    scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
+  else if (M == 1 || N == 1)
+    gemv<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+  else
+    gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+}
+
 }  // namespace
 }  // namespace gemm_detail
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* epilogue_ctx) {
+  using gemm_detail::Isa;
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == T(0)) {
-    gemm_detail::scale_only(M, N, beta, C, ldc, epilogue, epilogue_ctx);
-    return;
+  switch (gemm_detail::active_isa()) {
+    case Isa::kAvx512:
+      gemm_detail::gemm_on<Isa::kAvx512>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
+                                         epilogue_ctx);
+      return;
+    case Isa::kAvx2:
+      gemm_detail::gemm_on<Isa::kAvx2>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
+                                       epilogue_ctx);
+      return;
+    case Isa::kScalar:
+      gemm_detail::gemm_on<Isa::kScalar>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
+                                         epilogue_ctx);
+      return;
   }
-  if (M == 1 || N == 1) {
-    gemm_detail::gemv(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, epilogue_ctx);
-    return;
-  }
-  gemm_detail::gemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, epilogue_ctx);
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
@@ -378,10 +480,39 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*);
 
-void gemm_force_scalar(bool on) { gemm_detail::g_force_scalar.store(on, std::memory_order_relaxed); }
+void gemm_force_scalar(bool on) {
+  gemm_detail::g_forced_isa.store(on ? static_cast<int>(gemm_detail::Isa::kScalar) : -1, std::memory_order_relaxed);
+}
+
+void gemm_force_isa(const char* isa) {
+  using gemm_detail::Isa;
+  const std::string name = isa ? isa : "";
+  int forced;
+  if (name.empty())
+    forced = -1;
+  else if (name == "avx512")
+    forced = static_cast<int>(Isa::kAvx512);
+  else if (name == "avx2")
+    forced = static_cast<int>(Isa::kAvx2);
+  else if (name == "scalar")
+    forced = static_cast<int>(Isa::kScalar);
+  else
+    throw std::invalid_argument("gemm_force_isa: unknown ISA '" + name + "' (avx512, avx2, scalar or empty)");
+  gemm_detail::g_forced_isa.store(forced, std::memory_order_relaxed);
+}
 
 int gemm_last_team_size() { return gemm_detail::g_last_team.load(std::memory_order_relaxed); }
 
-const char* gemm_kernel_name() { return gemm_detail::use_avx2() ? "avx2" : "scalar"; }
+const char* gemm_kernel_name() {
+  switch (gemm_detail::active_isa()) {
+    case gemm_detail::Isa::kAvx512:
+      return "avx512";
+    case gemm_detail::Isa::kAvx2:
+      return "avx2";
+    case gemm_detail::Isa::kScalar:
+      break;
+  }
+  return "scalar";
+}
 
 }  // namespace dlc
