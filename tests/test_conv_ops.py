@@ -52,6 +52,46 @@ def test_conv_kernels_at_threaded_sizes(threads: int, xs: tuple, ws: tuple, attr
     np.testing.assert_array_equal(gw, _run("conv2d_grad_weight", [x, gy], wattrs))  # deterministic
 
 
+# f32 convolutions without groups take the direct kernels on AVX-512 CPUs (conv_direct.h) and im2col + GEMM
+# elsewhere; float64 always takes im2col + GEMM. Odd sizes: output channels that are not whole 4-channel tiles,
+# rows that end mid-vector, strides 2 and 3 (phase planes), dilation, asymmetric padding, padding wider than the
+# kernel (the data gradient's own padding is then negative), a batch of 1 (threads share one image's tiles) and
+# weight gradients over several image chunks (40x40 images).
+DIRECT = [((1, 5, 9, 7), (7, 5, 3, 3), {"padding": 1}),
+          ((3, 3, 32, 32), (16, 3, 3, 3), {"padding": 1}),
+          ((4, 16, 17, 15), (33, 16, 3, 3), {"padding": 1, "stride": 2}),
+          ((2, 5, 11, 13), (6, 5, 3, 2), {"padding": [2, 0], "dilation": [2, 1]}),
+          ((2, 4, 12, 11), (5, 4, 5, 5), {"padding": [3, 1], "stride": [2, 3]}),
+          ((3, 6, 10, 10), (3, 6, 3, 3), {"padding": 2, "dilation": 2}),
+          ((2, 4, 6, 7), (5, 4, 3, 3), {"padding": [3, 2]}),
+          ((7, 16, 40, 40), (9, 16, 3, 3), {"padding": 1}),
+          ((2, 64, 8, 8), (64, 64, 3, 3), {"padding": 1})]
+
+
+@pytest.mark.parametrize("xs,ws,attrs", DIRECT)
+def test_f32_convolutions_match_float64(xs: tuple, ws: tuple, attrs: dict) -> None:
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    g = make_geom({"stride": 1, "padding": 0, "dilation": 1, "groups": 1, **attrs}, ws[2:], xs[2:])
+    gy = rng.standard_normal((xs[0], ws[0], *g.out_hw(*xs[2:])))
+    wattrs = {**g.attrs(), "kernel_size": g.kernel}
+    cases = [("conv2d_core", [x, w], attrs), ("conv2d_grad_input", [gy, w], {**g.attrs(), "input_hw": xs[2:]}),
+             ("conv2d_grad_weight", [x, gy], wattrs)]
+    before = dlc.get_num_threads()
+    try:
+        for op, ins, op_attrs in cases:
+            ref = _run(op, ins, op_attrs)  # float64: im2col + GEMM
+            got = []
+            for n in (1, 2):
+                dlc.set_num_threads(n)
+                got.append(_run(op, [a.astype(np.float32) for a in ins], op_attrs))
+            assert got[0].dtype == np.float32
+            np.testing.assert_allclose(got[0], ref, rtol=0, atol=2e-5 * np.abs(ref).max(), err_msg=op)
+            np.testing.assert_array_equal(got[0], got[1], err_msg=op)  # the same with 1 and 2 threads
+    finally:
+        dlc.set_num_threads(before)
+
+
 CNN = """
 input x: f32[N, 2, 8, 8]
 input y: i32[N]

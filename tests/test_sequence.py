@@ -132,6 +132,42 @@ def test_stacked_bidirectional_gradients(kind: str) -> None:
     _finite_difference_check(prog, {"x": rand(2, 4, 3), "r": rand(2, 4, 8)})
 
 
+# f32 per-step products take a register-blocked kernel with w_hh packed once per sequence on AVX-512 CPUs
+# (step_gemm.h), the GEMM elsewhere; float64 references check both. Batch 45 splits into row blocks that are not
+# whole 12-row tiles (45 rows on one thread, 22 + 23 on two), and hidden size 38 makes gate widths (152, 114, 38)
+# that end inside a 32-column panel. Both kernels must also give the same bits on 1 and 2 threads.
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_f32_sequence_kernels_match_float64_references(kind: str, reverse: bool) -> None:
+    from harness import _graph_for, run_graph
+
+    from dlc.ops.recurrent import CELLS, REFERENCES, _seq_inputs
+    rng = np.random.default_rng(11)
+    cell, (fwd_ref, grad_ref) = CELLS[kind], REFERENCES[kind]
+    attrs = {"reverse_time": reverse}
+    ins = _seq_inputs(kind, rng, "f64", 45, 20, 7, 38)
+    ins[2] /= np.sqrt(38)  # w_hh at its usual init scale: uniform(-1, 1) would make the tanh RNN chaotic
+    outs = fwd_ref(*ins, **attrs)
+    g_outs = [rng.uniform(-1, 1, o.shape) for o in outs[:1 + cell.states]]
+    grad_ins = [*ins[:3], *ins[3 + cell.biases:], outs[0], *outs[1 + cell.states:], *g_outs]
+    before = dlc.get_num_threads()
+    try:
+        cases = [(f"{kind}_seq", ins, outs), (f"{kind}_seq_grad", grad_ins, grad_ref(*grad_ins, **attrs))]
+        for op, arrays, ref in cases:
+            f32 = [a.astype(np.float32) for a in arrays]
+            got = []
+            for n in (1, 2):
+                dlc.set_num_threads(n)
+                res = run_graph(_graph_for(op, f32, attrs)[0], f32)
+                got.append([res[f"out{i}"] for i in range(len(ref))])
+            for k, (one, two, r) in enumerate(zip(*got, ref)):
+                assert one.dtype == np.float32
+                np.testing.assert_allclose(one, r, rtol=0, atol=1e-4 * max(1.0, np.abs(r).max()), err_msg=f"{op} {k}")
+                np.testing.assert_array_equal(one, two, err_msg=f"{op} {k}")
+    finally:
+        dlc.set_num_threads(before)
+
+
 def _attention_ref(q, k, v, keep=None):
     s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
     if keep is not None:

@@ -7,7 +7,10 @@
 //   "batch_norm_eval":  in = [x, gamma, beta, running_mean, running_var], out = [y], floats = [eps]
 //   "batch_norm_grad":  in = [x, gamma, batch_mean, batch_invstd, gy], out = [gx, ggamma, gbeta]
 // gamma, beta and the statistics are [C]. Channels are independent: threads split channels, and each
-// channel's sums run in double in a fixed order, so results do not depend on the thread count.
+// channel's sums run in a fixed order (blocks summed in T, joined in double), so results do not depend on the
+// thread count.
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "kernels/conv/conv.h"
@@ -25,18 +28,37 @@ Layout layout(const Tensor& x, const Tensor& stat) {
   return Layout{x.shape[0], x.shape[1], per ? x.numel() / per : 0};
 }
 
-// Sum over one channel of f(value offset), visiting the N planes in order.
-template <class F>
-double channel_sum(const Layout& l, int64_t c, const F& f) {
-  double total = 0;
+// Elements summed in T before the partial sum joins the double total: 16 lanes of at most 64 terms each, so f32
+// sums keep about f32 precision per block while the lanes vectorize (double lanes would halve the width and
+// cost a conversion per element).
+constexpr int64_t kLanes = 16, kBlock = 1024;
+
+// Sums over one channel of f(value offset) for each of the K results f returns (an array), visiting the N planes
+// and the blocks within them in order.
+template <class T, int K, class F>
+std::array<double, K> channel_sums(const Layout& l, int64_t c, const F& f) {
+  std::array<double, K> total{};
   for (int64_t n = 0; n < l.N; ++n) {
     const int64_t base = (n * l.C + c) * l.inner;
-    double acc[4] = {0, 0, 0, 0};  // independent lanes so the loop pipelines
-    int64_t i = 0;
-    for (; i + 4 <= l.inner; i += 4)
-      for (int k = 0; k < 4; ++k) acc[k] += f(base + i + k);
-    for (; i < l.inner; ++i) acc[0] += f(base + i);
-    total += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (int64_t b0 = 0; b0 < l.inner; b0 += kBlock) {
+      const int64_t b1 = std::min(l.inner, b0 + kBlock);
+      T acc[K][kLanes] = {};
+      int64_t i = b0;
+      for (; i + kLanes <= b1; i += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) {
+          const std::array<T, K> v = f(base + i + j);
+          for (int k = 0; k < K; ++k) acc[k][j] += v[k];
+        }
+      for (; i < b1; ++i) {
+        const std::array<T, K> v = f(base + i);
+        for (int k = 0; k < K; ++k) acc[k][0] += v[k];
+      }
+      for (int k = 0; k < K; ++k) {
+        T s = T(0);
+        for (int64_t j = 0; j < kLanes; ++j) s += acc[k][j];
+        total[k] += static_cast<double>(s);
+      }
+    }
   }
   return total;
 }
@@ -64,11 +86,12 @@ void bn_train(const KernelArgs& a) {
 #pragma omp parallel for schedule(static) if (parallel(X))
   for (int64_t c = 0; c < l.C; ++c) {
     // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
-    const double mu = channel_sum(l, c, [x](int64_t i) { return static_cast<double>(x[i]); }) / count;
-    const double var = channel_sum(l, c, [x, mu](int64_t i) {
-                         const double d = static_cast<double>(x[i]) - mu;
-                         return d * d;
-                       }) / count;
+    const double mu = channel_sums<T, 1>(l, c, [x](int64_t i) { return std::array<T, 1>{x[i]}; })[0] / count;
+    const T mu_t = static_cast<T>(mu);
+    const double var = channel_sums<T, 1>(l, c, [x, mu_t](int64_t i) {
+                         const T d = x[i] - mu_t;
+                         return std::array<T, 1>{d * d};
+                       })[0] / count;
     const double rs = 1.0 / std::sqrt(var + eps);
     const T scale = static_cast<T>(rs * gamma[c]), shift = static_cast<T>(beta[c] - mu * rs * gamma[c]);
     for (int64_t n = 0; n < l.N; ++n) {
@@ -113,21 +136,23 @@ void bn_grad(const KernelArgs& a) {
   const int64_t count = l.N * l.inner;
 #pragma omp parallel for schedule(static) if (parallel(X))
   for (int64_t c = 0; c < l.C; ++c) {
-    const double mu = mean[c], rs = invstd[c];
-    const double sg = channel_sum(l, c, [gy](int64_t i) { return static_cast<double>(gy[i]); });
-    const double sgx = channel_sum(l, c, [=](int64_t i) {
-      return static_cast<double>(gy[i]) * ((static_cast<double>(x[i]) - mu) * rs);
+    const double rs = invstd[c];
+    const T mu = mean[c];
+    // One pass for both sums; sum gy * xhat = invstd * sum gy * (x - mean).
+    const std::array<double, 2> sums = channel_sums<T, 2>(l, c, [=](int64_t i) {
+      return std::array<T, 2>{gy[i], gy[i] * (x[i] - mu)};
     });
+    const double sg = sums[0], sgx = sums[1] * rs;
     gbeta[c] = static_cast<T>(sg);
     ggamma[c] = static_cast<T>(sgx);
     if (count == 0) continue;
+    // gx = k * (gy - mg - (x - mean) * invstd * mgx) = p * gy + q * (x - mean) + r, the constants in double
+    // (x - mean is formed first: folding mean into r would cancel badly when |mean| >> the spread).
     const double k = gamma[c] * rs, mg = sg / count, mgx = sgx / count;
+    const T p = static_cast<T>(k), q = static_cast<T>(-k * rs * mgx), r = static_cast<T>(-k * mg);
     for (int64_t n = 0; n < l.N; ++n) {
       const int64_t base = (n * l.C + c) * l.inner;
-      for (int64_t i = base; i < base + l.inner; ++i) {
-        const double xhat = (static_cast<double>(x[i]) - mu) * rs;
-        gx[i] = static_cast<T>(k * (static_cast<double>(gy[i]) - mg - xhat * mgx));
-      }
+      for (int64_t i = base; i < base + l.inner; ++i) gx[i] = p * gy[i] + q * (x[i] - mu) + r;
     }
   }
 }

@@ -1,4 +1,4 @@
-// 2-D convolution (NCHW) forward, data gradient and weight gradient, all through dlc::gemm.
+// 2-D convolution (NCHW) forward, data gradient and weight gradient, through dlc::gemm or the direct kernels.
 //
 // ints = [sh, sw, ph, pw, dh, dw, groups] for the three kernels (ph/pw: top/left padding; see conv.h).
 //   "conv2d":             in = [x [N,C,H,W], w [O,C/g,KH,KW]],   out = [y [N,O,Ho,Wo]]
@@ -14,9 +14,15 @@
 // small or plentiful, threads take whole products (each with its own col slice and a single-threaded GEMM);
 // otherwise products run one after another and the GEMM and im2col split the work. Every output element is
 // computed in an order fixed by the shapes and the thread count, so results are deterministic.
+//
+// On CPUs with AVX-512, f32 convolutions without groups whose kernel has several taps take the direct kernels
+// of conv_direct.h instead (for the data gradient, only stride-1 ones): at the channel counts of small CNNs
+// they skip the im2col matrix and the GEMM's packing, which cost about as much as the multiplications.
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/conv/conv.h"
+#include "kernels/conv/conv_direct.h"
 #include "kernels/gemm/gemm.h"
 
 namespace dlc {
@@ -28,6 +34,29 @@ using conv::Geom;
 constexpr int64_t kSmallProduct = 1 << 19;
 // Weight-gradient partial sums per group when threads split the batch; bounds the extra memory.
 constexpr int64_t kMaxChunks = 8;
+
+// Input channels x taps the direct kernels take: each output tile walks all of them, and the input rows it reads
+// must stay in the core's caches (128 channels of a 3x3 kernel).
+constexpr int64_t kDirectMaxDepth = 1152;
+
+// Whether the direct kernels run this f32 convolution; cin is the input-channel count of the role (O for the data
+// gradient), and the data gradient needs stride 1.
+bool use_direct(const Geom& g, int64_t cin, bool grad_input) {
+  const int64_t taps = g.KH * g.KW;
+  return conv::direct_available() && g.groups == 1 && taps > 1 &&
+         taps <= conv::kDirectMaxTaps && cin * taps <= kDirectMaxDepth && (!grad_input || (g.sh == 1 && g.sw == 1));
+}
+
+conv::DirectShape direct_shape(const Geom& g) {
+  return {g.N, g.C, g.H, g.W, g.O, g.Ho, g.Wo, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw};
+}
+
+// The data gradient of a stride-1 convolution is a convolution of gy with the flipped, transposed kernel, padded
+// so that gx[h] reads gy[h + ph - i*dh]: top/left padding (K-1)*d - p.
+conv::DirectShape direct_grad_input_shape(const Geom& g) {
+  return {g.N, g.O, g.Ho, g.Wo, g.C, g.H, g.W, g.KH, g.KW, 1, 1, (g.KH - 1) * g.dh - g.ph, (g.KW - 1) * g.dw - g.pw,
+          g.dh, g.dw};
+}
 
 // Whether threads should take whole (image, group) products rather than share each one.
 bool across_items(int64_t items, int64_t macs_per_item) {
@@ -41,10 +70,18 @@ void conv_forward(const KernelArgs& a) {
   const Geom g = conv::make_geom(a, X, Wt, Y);
   const int64_t K = g.K(), P = g.P(), items = g.N * g.groups;
   if (Y.numel() == 0) return;
-  const bool direct = g.pointwise();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(g, g.C, false)) {
+      const conv::DirectShape d = direct_shape(g);
+      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, omp_get_max_threads()));
+      conv::direct_conv(d, X.ptr<float>(), Wt.ptr<float>(), false, Y.ptr<float>(), buf);
+      return;
+    }
+  }
+  const bool pointwise = g.pointwise();
   const bool across = across_items(items, g.Og() * K * P);
   const int64_t slices = across ? omp_get_max_threads() : 1;
-  T* const cols = direct ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
+  T* const cols = pointwise ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
   const T* x = X.ptr<T>();
   const T* w = Wt.ptr<T>();
   T* y = Y.ptr<T>();
@@ -52,7 +89,7 @@ void conv_forward(const KernelArgs& a) {
     const int64_t n = item / g.groups, gi = item % g.groups;
     const T* xg = x + (n * g.C + gi * g.Cg()) * g.H * g.W;
     const T* b = xg;
-    if (!direct) {
+    if (!pointwise) {
       conv::im2col(xg, g, col, inner_parallel);
       b = col;
     }
@@ -72,10 +109,18 @@ void conv_grad_input(const KernelArgs& a) {
   const Geom g = conv::make_geom(a, GX, Wt, GY);
   const int64_t K = g.K(), P = g.P(), items = g.N * g.groups, plane = g.Cg() * g.H * g.W;
   if (GX.numel() == 0) return;
-  const bool direct = g.pointwise();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(g, g.O, true)) {
+      const conv::DirectShape d = direct_grad_input_shape(g);
+      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, omp_get_max_threads()));
+      conv::direct_conv(d, GY.ptr<float>(), Wt.ptr<float>(), true, GX.ptr<float>(), buf);
+      return;
+    }
+  }
+  const bool pointwise = g.pointwise();
   const bool across = across_items(items, g.Og() * K * P);
   const int64_t slices = across ? omp_get_max_threads() : 1;
-  T* const cols = direct ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
+  T* const cols = pointwise ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
   const T* gy = GY.ptr<T>();
   const T* w = Wt.ptr<T>();
   T* gx = GX.ptr<T>();
@@ -84,7 +129,7 @@ void conv_grad_input(const KernelArgs& a) {
     const T* gyg = gy + (n * g.O + gi * g.Og()) * P;
     const T* wg = w + gi * g.Og() * K;
     T* gxg = gx + (n * g.C + gi * g.Cg()) * g.H * g.W;
-    if (direct) {
+    if (pointwise) {
       gemm<T>(true, false, K, P, g.Og(), T(1), wg, K, gyg, P, T(0), gxg, P);
       return;
     }
@@ -111,13 +156,21 @@ void conv_grad_weight(const KernelArgs& a) {
     std::fill(gw, gw + total, T(0));
     return;
   }
-  const bool direct = g.pointwise();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_direct(g, g.C, false)) {
+      const conv::DirectShape d = direct_shape(g);
+      float* buf = conv::scratch<float>(conv::direct_wgrad_scratch(d, omp_get_max_threads()));
+      conv::direct_wgrad(d, X.ptr<float>(), GY.ptr<float>(), GW.ptr<float>(), buf);
+      return;
+    }
+  }
+  const bool pointwise = g.pointwise();
   // Threads split the batch into chunks, each summing its images into its own partial gw; the partials are
   // then added in chunk order.
   const bool across = across_items(g.N * g.groups, g.Og() * K * P);
   const int64_t chunks = across ? std::min(g.N, kMaxChunks) : 1;
   const int64_t slices = across ? omp_get_max_threads() : 1;
-  const int64_t col_size = direct ? 0 : slices * K * P;
+  const int64_t col_size = pointwise ? 0 : slices * K * P;
   const int64_t part_size = chunks > 1 ? chunks * total : 0;
   T* const buf = conv::scratch<T>(static_cast<size_t>(col_size + part_size));
   T* const parts = buf + col_size;
@@ -130,7 +183,7 @@ void conv_grad_weight(const KernelArgs& a) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* xg = x + (n * g.C + gi * g.Cg()) * g.H * g.W;
       const T* b = xg;
-      if (!direct) {
+      if (!pointwise) {
         conv::im2col(xg, g, col, inner_parallel);
         b = col;
       }
@@ -142,9 +195,9 @@ void conv_grad_weight(const KernelArgs& a) {
   if (across) {
 #pragma omp parallel for schedule(static)
     for (int64_t item = 0; item < items; ++item)
-      run(item, direct ? nullptr : buf + omp_get_thread_num() * K * P, false);
+      run(item, pointwise ? nullptr : buf + omp_get_thread_num() * K * P, false);
   } else {
-    for (int64_t item = 0; item < items; ++item) run(item, direct ? nullptr : buf, true);
+    for (int64_t item = 0; item < items; ++item) run(item, pointwise ? nullptr : buf, true);
   }
   if (chunks > 1) {
 #pragma omp parallel for schedule(static) if (total * chunks > conv::kParallelWork)

@@ -6,7 +6,9 @@
 // with x also when ints[0] (reverse_time) is set, in which case loop step s visits time t = T-1-s.
 //
 // Forward: one GEMM projects the inputs of all time steps at once (B*T rows); the loop over time then adds
-// h_{t-1} @ w_hh with a small GEMM that writes straight into that step's rows, and applies the gate math.
+// h_{t-1} @ w_hh with a small product that writes straight into that step's rows, and applies the gate math.
+// The per-step products go through StepProduct: for f32 on AVX-512 CPUs, step_gemm.h's kernel with w_hh packed
+// once per call; otherwise the GEMM, which repacks w_hh every step.
 // The activated gates are outputs (graph values the memory planner sees), kept for the backward pass. The
 // per-row gate math lives in cells.h (built generic and AVX2, picked at run time).
 // Backward: the reverse loop turns dh into the gates' pre-activation gradients dG and pushes dh back through
@@ -27,6 +29,7 @@
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/recurrent/cells.h"
+#include "kernels/recurrent/step_gemm.h"
 #include "kernels/reduce/reduce.h"
 
 namespace dlc {
@@ -85,13 +88,49 @@ void over_batch(const Dims& d, int64_t width, const F& fn) {
   for (int64_t k = 0; k < slices; ++k) fn(d.B * k / slices, d.B * (k + 1) / slices);
 }
 
-// Grow-only scratch for the backward pass's gradient buffers (gemm keeps its own packing buffers).
-template <class T>
+// Owners of the scratch buffers below, so that the packed recurrent weight never aliases the gradient buffers.
+enum class Slot { Grads, PackedWeight };
+
+// Grow-only per-thread scratch, one buffer per (type, slot) (gemm keeps its own packing buffers).
+template <class T, Slot S = Slot::Grads>
 T* scratch(size_t n) {
   static thread_local std::vector<T> buf;
   if (buf.size() < n) buf.resize(n);
   return buf.data();
 }
+
+// C [M, N] = A [M, K] @ op(w) (+ C when accumulating) for the rows of one time step, where op(w) is w [K, N] or,
+// with trans, w^T for w [N, K]. Construct it on the calling thread, before the time loop (it may allocate).
+template <class T>
+class StepProduct {
+ public:
+  StepProduct(const T* w, int64_t K, int64_t N, bool trans) : w_(w), K_(K), N_(N), trans_(trans) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (step_gemm_available()) {
+        packed_ = scratch<float, Slot::PackedWeight>(step_gemm_packed_size(K, N));
+        step_gemm_pack(trans, K, N, w, ldw(), packed_);
+      }
+    }
+  }
+
+  void operator()(int64_t M, const T* A, int64_t lda, bool accumulate, T* C, int64_t ldc) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_ != nullptr) {
+        step_gemm(M, N_, K_, A, lda, packed_, accumulate, C, ldc);
+        return;
+      }
+    }
+    gemm<T>(false, trans_, M, N_, K_, T(1), A, lda, w_, ldw(), accumulate ? T(1) : T(0), C, ldc);
+  }
+
+ private:
+  int64_t ldw() const { return trans_ ? K_ : N_; }
+
+  const T* w_;
+  int64_t K_, N_;
+  bool trans_;
+  float* packed_ = nullptr;
+};
 
 // The rows of h_{t-1} that step t reads: h0 at the first step, else y at the previous time.
 template <class T>
@@ -177,14 +216,14 @@ void lstm_forward(const KernelArgs& a, const Dims& d) {
   T *y = a.out[0].ptr<T>(), *gates = a.out[3].ptr<T>(), *cs = a.out[4].ptr<T>();
   const int64_t H = d.H, N = 4 * H;
   project_inputs(d, x, w_ih, bias, N, gates, N);
+  const StepProduct<T> recur(w_hh, H, N, false);
   over_batch(d, N, [&](int64_t b0, int64_t b1) {
     for (int64_t s = 0; s < d.T; ++s) {
       const int64_t t = d.t_at(s);
       int64_t ldh, ldc;
       const T* hp = prev_rows(d, y, h0, t, &ldh);
       const T* cp = prev_rows(d, cs, c0, t, &ldc);
-      gemm<T>(false, false, b1 - b0, N, H, T(1), hp + b0 * ldh, ldh, w_hh, N, T(1), gates + (b0 * d.T + t) * N,
-              d.T * N);
+      recur(b1 - b0, hp + b0 * ldh, ldh, true, gates + (b0 * d.T + t) * N, d.T * N);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t row = b * d.T + t;
         cells<T>().lstm(H, gates + row * N, cp + b * ldc, cs + row * H, y + row * H);
@@ -207,6 +246,7 @@ void lstm_backward(const KernelArgs& a, const Dims& d) {
   init_state_grad(a.in[9], d.B * H, dh, "lstm_seq_grad: gh_T");
   init_state_grad(a.in[10], d.B * H, dc, "lstm_seq_grad: gc_T");
   T* dG = scratch<T>(static_cast<size_t>(d.rows() * (N + H)));
+  const StepProduct<T> recur(w_hh, N, H, true);
   over_batch(d, N, [&](int64_t b0, int64_t b1) {
     for (int64_t s = d.T - 1; s >= 0; --s) {
       const int64_t t = d.t_at(s);
@@ -218,7 +258,7 @@ void lstm_backward(const KernelArgs& a, const Dims& d) {
         cells<T>().lstm_grad(H, gates + row * N, cs + row * H, cp + b * ldc, dh + b * H, dc + b * H,
                              dG + row * N);
       }
-      gemm<T>(false, true, b1 - b0, H, N, T(1), dG + (b0 * d.T + t) * N, d.T * N, w_hh, N, T(0), dh + b0 * H, H);
+      recur(b1 - b0, dG + (b0 * d.T + t) * N, d.T * N, false, dh + b0 * H, H);
     }
   });
   input_grads(d, x, w_ih, dG, N, a.out[0].ptr<T>(), a.out[1].ptr<T>());
@@ -235,6 +275,7 @@ void gru_forward(const KernelArgs& a, const Dims& d) {
   T *y = a.out[0].ptr<T>(), *saved = a.out[2].ptr<T>();
   const int64_t H = d.H, N = 3 * H, S = 4 * H;
   project_inputs(d, x, w_ih, b_ih, N, saved, S);
+  const StepProduct<T> recur(w_hh, H, N, false);
   over_batch(d, N, [&](int64_t b0, int64_t b1) {
     T* hproj = scratch<T>(static_cast<size_t>((b1 - b0) * N));  // this thread's own buffer
     for (int64_t s = 0; s < d.T; ++s) {
@@ -242,7 +283,7 @@ void gru_forward(const KernelArgs& a, const Dims& d) {
       int64_t ldh;
       const T* hp = prev_rows(d, y, h0, t, &ldh);
       // n needs r * (W_hn h + b_hn), so the hidden projection cannot be summed into the input projection.
-      gemm<T>(false, false, b1 - b0, N, H, T(1), hp + b0 * ldh, ldh, w_hh, N, T(0), hproj, N);
+      recur(b1 - b0, hp + b0 * ldh, ldh, false, hproj, N);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t row = b * d.T + t;
         cells<T>().gru(H, saved + row * S, hproj + (b - b0) * N, b_hh, hp + b * ldh, y + row * H);
@@ -263,6 +304,7 @@ void gru_backward(const KernelArgs& a, const Dims& d) {
   init_state_grad(a.in[7], d.B * H, dh, "gru_seq_grad: gh_T");
   T* dGx = scratch<T>(static_cast<size_t>(R * (2 * N + H)));
   T* dGh = dGx + R * N;
+  const StepProduct<T> recur(w_hh, N, H, true);
   over_batch(d, N, [&](int64_t b0, int64_t b1) {
     for (int64_t s = d.T - 1; s >= 0; --s) {
       const int64_t t = d.t_at(s);
@@ -273,7 +315,7 @@ void gru_backward(const KernelArgs& a, const Dims& d) {
         add_row(H, gy, row, dh + b * H);
         cells<T>().gru_grad(H, saved + row * S, hp + b * ldh, dh + b * H, dGx + row * N, dGh + row * N);
       }
-      gemm<T>(false, true, b1 - b0, H, N, T(1), dGh + (b0 * d.T + t) * N, d.T * N, w_hh, N, T(1), dh + b0 * H, H);
+      recur(b1 - b0, dGh + (b0 * d.T + t) * N, d.T * N, true, dh + b0 * H, H);
     }
   });
   input_grads(d, x, w_ih, dGx, N, a.out[0].ptr<T>(), a.out[1].ptr<T>());
@@ -291,12 +333,13 @@ void rnn_forward(const KernelArgs& a, const Dims& d, bool relu) {
   T* y = a.out[0].ptr<T>();
   const int64_t H = d.H;
   project_inputs(d, x, w_ih, bias, H, y, H);  // pre-activations, activated in place step by step
+  const StepProduct<T> recur(w_hh, H, H, false);
   over_batch(d, H, [&](int64_t b0, int64_t b1) {
     for (int64_t s = 0; s < d.T; ++s) {
       const int64_t t = d.t_at(s);
       int64_t ldh;
       const T* hp = prev_rows(d, y, h0, t, &ldh);
-      gemm<T>(false, false, b1 - b0, H, H, T(1), hp + b0 * ldh, ldh, w_hh, H, T(1), y + (b0 * d.T + t) * H, d.T * H);
+      recur(b1 - b0, hp + b0 * ldh, ldh, true, y + (b0 * d.T + t) * H, d.T * H);
       for (int64_t b = b0; b < b1; ++b) cells<T>().rnn(H, relu, y + (b * d.T + t) * H);
     }
   });
@@ -313,6 +356,7 @@ void rnn_backward(const KernelArgs& a, const Dims& d, bool relu) {
   const int64_t H = d.H, R = d.rows();
   init_state_grad(a.in[6], d.B * H, dh, "rnn_seq_grad: gh_T");
   T* dA = scratch<T>(static_cast<size_t>(2 * R * H));
+  const StepProduct<T> recur(w_hh, H, H, true);
   over_batch(d, H, [&](int64_t b0, int64_t b1) {
     for (int64_t s = d.T - 1; s >= 0; --s) {
       const int64_t t = d.t_at(s);
@@ -321,7 +365,7 @@ void rnn_backward(const KernelArgs& a, const Dims& d, bool relu) {
         add_row(H, gy, row, dh + b * H);
         cells<T>().rnn_grad(H, relu, y + row * H, dh + b * H, dA + row * H);
       }
-      gemm<T>(false, true, b1 - b0, H, H, T(1), dA + (b0 * d.T + t) * H, d.T * H, w_hh, H, T(0), dh + b0 * H, H);
+      recur(b1 - b0, dA + (b0 * d.T + t) * H, d.T * H, false, dh + b0 * H, H);
     }
   });
   input_grads(d, x, w_ih, dA, H, a.out[0].ptr<T>(), a.out[1].ptr<T>());
