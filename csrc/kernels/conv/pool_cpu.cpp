@@ -61,15 +61,42 @@ int64_t argmax(const T* xp, const Pool& p, int64_t oh, int64_t ow) {
   return best;
 }
 
+// max(a, b) that lets a NaN through from either side, written so that it vectorizes as a blend.
+template <class T>
+inline T nan_max(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
+
+// Unpadded windows never leave the image: each output row is the running maximum of kh * kw strided input
+// rows, a branch-free loop the compiler vectorizes (the general path scans one clipped window at a time).
+template <class T>
+void max_pool_unpadded_plane(const T* xp, T* yp, const Pool& p) {
+  for (int64_t oh = 0; oh < p.Ho; ++oh) {
+    T* yr = yp + oh * p.Wo;
+    const T* first = xp + oh * p.sh * p.W;
+    for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] = first[ow * p.sw];
+    for (int64_t i = 0; i < p.kh; ++i)
+      for (int64_t j = i == 0 ? 1 : 0; j < p.kw; ++j) {
+        const T* xr = xp + (oh * p.sh + i) * p.W + j;
+        for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] = nan_max(yr[ow], xr[ow * p.sw]);
+      }
+  }
+}
+
 template <class T>
 void max_pool(const KernelArgs& a) {
   const Pool p = make_pool(a, a.in[0], a.out[0], 6);
   const T* x = a.in[0].ptr<T>();
   T* y = a.out[0].ptr<T>();
+  const bool unpadded = p.ph == 0 && p.pw == 0 && (p.Ho - 1) * p.sh + p.kh <= p.H && (p.Wo - 1) * p.sw + p.kw <= p.W;
 #pragma omp parallel for schedule(static) if (p.parallel())
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * p.H * p.W;
     T* yp = y + pl * p.Ho * p.Wo;
+    if (unpadded) {
+      max_pool_unpadded_plane(xp, yp, p);
+      continue;
+    }
     for (int64_t oh = 0; oh < p.Ho; ++oh)
       for (int64_t ow = 0; ow < p.Wo; ++ow) {
         const int64_t k = argmax(xp, p, oh, ow);
