@@ -122,7 +122,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("device") = 0);
   m.def("ew_opcode_names", &ew_opcode_names);
   m.def("ew_opcode_arities", &ew_opcode_arities);
-  m.def("ew_force_generic", &ew_force_generic);
+  m.def("ew_force_isa", &ew_force_isa);
   m.def("ew_kernel_name", &ew_kernel_name);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);

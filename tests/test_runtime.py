@@ -85,15 +85,20 @@ def test_thread_count_setting_keeps_results() -> None:
 @pytest.mark.parametrize("expr", ["exp(x)", "log(abs(x) + 1)", "tanh(x)", "sigmoid(x)", "gelu(x)",
                                   'gelu(x, approximate="tanh")', "erf(x)", "softplus(x)", "x * 2 + 1"])
 def test_simd_and_portable_elementwise_paths_agree(expr: str) -> None:
+    """Every tile-loop build (generic, AVX2, AVX-512; a path the CPU lacks falls back to the next one down)."""
     p = dlc.compile(f"input x: f32[N, 300]\noutput y = {expr}\n")
     x = np.random.default_rng(3).uniform(-8, 8, (5, 300)).astype(np.float32)
+    results = {}
     try:
-        _core.ew_force_generic(True)
-        generic = p(x=x)["y"]
+        for isa in ("generic", "avx2", "avx512"):
+            _core.ew_force_isa(isa)
+            results[isa] = p(x=x)["y"]
     finally:
-        _core.ew_force_generic(False)
-    simd = p(x=x)["y"]
-    np.testing.assert_allclose(simd, generic, rtol=2e-6, atol=2e-7)
+        _core.ew_force_isa("")
+    for isa in ("avx2", "avx512"):
+        np.testing.assert_allclose(results[isa], results["generic"], rtol=2e-6, atol=2e-7, err_msg=isa)
+    with pytest.raises(ValueError):
+        _core.ew_force_isa("neon")
 
 
 GEMM_ISAS = ("avx512", "avx2", "scalar")

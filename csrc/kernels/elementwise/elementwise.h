@@ -125,8 +125,9 @@ void ew_run_window(const KernelArgs& a, const int64_t* code, int n_code, const d
 // Checks a program against its operands before anything runs (bad programs throw, never corrupt memory).
 void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm);
 std::vector<std::string> ew_opcode_names();
-// Forces the portable tile loop (tests compare it with the AVX2 one). Process-wide.
-void ew_force_generic(bool on);
+// Forces a tile loop: "generic", "avx2", "avx512" (capped at what the CPU has), or "" for the best. Tests
+// compare the paths. Process-wide.
+void ew_force_isa(const std::string& name);
 const char* ew_kernel_name();
 std::vector<int> ew_opcode_arities();
 

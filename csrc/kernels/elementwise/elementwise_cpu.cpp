@@ -84,19 +84,32 @@ Geometry make_geometry(const KernelArgs& a, bool keep_last) {
 template <typename T>
 using TileFn = void (*)(const TileArgs<T>&);
 
-std::atomic<bool> g_force_generic{false};
+enum class Isa { Generic, Avx2, Avx512 };
 
-bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes && !g_force_generic.load();
+// -1: the best the CPU has; otherwise a forced Isa (tests compare the paths). Never above what the CPU has.
+std::atomic<int> g_forced{-1};
+
+Isa cpu_isa() {
+  static const Isa best = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+                              ? Isa::Avx512
+                          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::Avx2
+                                                                                            : Isa::Generic;
+  const int forced = g_forced.load();
+  return forced < 0 ? best : static_cast<Isa>(std::min(forced, static_cast<int>(best)));
 }
+
+// The tile loop for this CPU, chosen once.
+template <typename T>
+using TileFn = void (*)(const TileArgs<T>&);
 
 template <typename T>
 TileFn<T> tile_fn() {
+  const Isa isa = cpu_isa();
   if constexpr (std::is_same_v<T, float>)
-    return cpu_has_avx2() ? &ew_tile_f32_avx2 : &ew_tile_f32_generic;
+    return isa == Isa::Avx512 ? &ew_tile_f32_avx512 : isa == Isa::Avx2 ? &ew_tile_f32_avx2 : &ew_tile_f32_generic;
   else
-    return cpu_has_avx2() ? &ew_tile_f64_avx2 : &ew_tile_f64_generic;
+    return isa == Isa::Avx512 ? &ew_tile_f64_avx512 : isa == Isa::Avx2 ? &ew_tile_f64_avx2 : &ew_tile_f64_generic;
 }
 
 template <typename T>
@@ -335,9 +348,23 @@ void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm
   validate_program(a, code, n_code, n_imm);
 }
 
-void ew_force_generic(bool on) { g_force_generic.store(on); }
+void ew_force_isa(const std::string& name) {
+  if (name.empty())
+    g_forced.store(-1);
+  else if (name == "generic")
+    g_forced.store(static_cast<int>(Isa::Generic));
+  else if (name == "avx2")
+    g_forced.store(static_cast<int>(Isa::Avx2));
+  else if (name == "avx512")
+    g_forced.store(static_cast<int>(Isa::Avx512));
+  else
+    throw std::invalid_argument("unknown instruction set '" + name + "' (generic, avx2, avx512 or empty)");
+}
 
-const char* ew_kernel_name() { return cpu_has_avx2() ? "avx2" : "generic"; }
+const char* ew_kernel_name() {
+  const Isa isa = cpu_isa();
+  return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "generic";
+}
 
 std::vector<std::string> ew_opcode_names() {
   return {

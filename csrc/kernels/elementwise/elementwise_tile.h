@@ -1,6 +1,6 @@
-// The instruction loop of the elementwise evaluator, over one tile. It is compiled twice, into a generic and an
-// AVX2+FMA translation unit (elementwise_tile_*.cpp), and elementwise_cpu.cpp picks one at run time. Internal
-// linkage throughout (see fastmath.h): the two copies must never be merged by the linker.
+// The instruction loop of the elementwise evaluator, over one tile. It is compiled three times, into generic,
+// AVX2+FMA and AVX-512 translation units (elementwise_tile_*.cpp), and elementwise_cpu.cpp picks one at run
+// time. Internal linkage throughout (see fastmath.h): the copies must never be merged by the linker.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -32,6 +32,8 @@ void ew_tile_f32_generic(const TileArgs<float>& t);
 void ew_tile_f64_generic(const TileArgs<double>& t);
 void ew_tile_f32_avx2(const TileArgs<float>& t);
 void ew_tile_f64_avx2(const TileArgs<double>& t);
+void ew_tile_f32_avx512(const TileArgs<float>& t);
+void ew_tile_f64_avx512(const TileArgs<double>& t);
 
 namespace {
 
