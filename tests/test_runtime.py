@@ -242,3 +242,19 @@ def test_fused_reductions_with_an_elementwise_prologue(expr: str, ref) -> None:
     assert kernels == ["ew_reduce"]
     x = np.random.default_rng(4).standard_normal((3, 5, 7)).astype(np.float32)
     np.testing.assert_allclose(p(x=x)["y"], ref(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
+
+
+def test_calls_reusing_a_plan_still_check_their_inputs() -> None:
+    """The fast path for repeated calls keys on names, shapes and dtypes, so it never skips a check."""
+    p = dlc.compile("input x: f32[N, 4]\ninput k: i32[N]\noutput y = x * 2.0\n")
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(p(x=x)["y"], 2 * x)
+    np.testing.assert_array_equal(p(x=x)["y"], 2 * x)
+    with pytest.raises(ValueError, match="input 'x'"):
+        p(x=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="unknown input 'z'"):
+        p(x=x, z=x)
+    with pytest.raises(ValueError, match="input 'x'"):
+        p(x=np.ones((2, 5), np.float32))
+    np.testing.assert_array_equal(p(x=np.asfortranarray(np.ones((3, 4), np.float32)))["y"], np.full((3, 4), 2.0))
+    np.testing.assert_array_equal(p(x=x, k=np.zeros(2, np.int32))["y"], 2 * x)  # a known input the plan ignores
