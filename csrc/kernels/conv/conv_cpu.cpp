@@ -64,6 +64,19 @@ bool across_items(int64_t items, int64_t macs_per_item) {
   return items > 1 && nth > 1 && (items >= nth || macs_per_item < kSmallProduct);
 }
 
+// Runs run(item, col, inner_parallel) for every item: one item per thread with that thread's slice of the
+// scratch `cols` (slice elements each) when `across`, else one after another with the GEMM and im2col
+// splitting each item. `cols` may be null (pointwise convs need no im2col buffer).
+template <class T, class Run>
+void for_items(int64_t items, bool across, T* cols, int64_t slice, const Run& run) {
+  if (across) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * slice : nullptr, false);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run(item, cols, true);
+  }
+}
+
 template <class T>
 void conv_forward(const KernelArgs& a) {
   const Tensor &X = a.in[0], &Wt = a.in[1], &Y = a.out[0];
@@ -95,12 +108,7 @@ void conv_forward(const KernelArgs& a) {
     }
     gemm<T>(false, false, g.Og(), P, K, T(1), w + gi * g.Og() * K, K, b, P, T(0), y + (n * g.O + gi * g.Og()) * P, P);
   };
-  if (across) {
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * K * P : nullptr, false);
-  } else {
-    for (int64_t item = 0; item < items; ++item) run(item, cols, true);
-  }
+  for_items(items, across, cols, K * P, run);
 }
 
 template <class T>
@@ -137,12 +145,7 @@ void conv_grad_input(const KernelArgs& a) {
     std::fill(gxg, gxg + plane, T(0));
     conv::col2im(col, g, gxg, inner_parallel);
   };
-  if (across) {
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * K * P : nullptr, false);
-  } else {
-    for (int64_t item = 0; item < items; ++item) run(item, cols, true);
-  }
+  for_items(items, across, cols, K * P, run);
 }
 
 template <class T>
@@ -192,13 +195,7 @@ void conv_grad_weight(const KernelArgs& a) {
     }
   };
   const int64_t items = chunks * g.groups;
-  if (across) {
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < items; ++item)
-      run(item, pointwise ? nullptr : buf + omp_get_thread_num() * K * P, false);
-  } else {
-    for (int64_t item = 0; item < items; ++item) run(item, pointwise ? nullptr : buf, true);
-  }
+  for_items(items, across, pointwise ? static_cast<T*>(nullptr) : buf, K * P, run);
   if (chunks > 1) {
 #pragma omp parallel for schedule(static) if (total * chunks > conv::kParallelWork)
     for (int64_t e = 0; e < total; ++e) {
