@@ -28,13 +28,18 @@ def load_module(model: str | os.PathLike[str]):
     return load_text(str(model), "<string>", Path.cwd())
 
 
-def compile(model: str | os.PathLike[str], *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
-            fuse: bool = True, seed: int = 0) -> Program:
-    """Compiles a model (a path or source text). `dims` fixes symbolic dimensions; unbound ones are taken from
-    the inputs at call time, with one plan compiled and cached per binding. `dtype="f64"` runs every f32
-    tensor of the model in double precision."""
+def compile(model: str | os.PathLike[str] | None = None, *, source: str | None = None,
+            dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0) -> Program:
+    """Compiles a model: a path to a .dlm file, or `.dlm` text given as `source=`. `dims` fixes symbolic
+    dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
+    binding. `dtype="f64"` runs every f32 tensor of the model in double precision."""
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
+    if (model is None) == (source is None):
+        raise ValueError("dlc.compile takes a model path or source=, exactly one of them")
+    if source is not None:
+        from .frontend.modules import load_text
+        return Program(load_text(source, "<string>", Path.cwd()), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
     return Program(load_module(model), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
 
 
