@@ -1,0 +1,55 @@
+"""The `dlc` command line: check, compile, run, train, evaluate, benchmark and sample from .dlm models.
+
+Each command is one module here exposing `register(subparsers, model_arguments)` (adds its parser and sets
+`func` to its `cmd_<name>(args) -> int`); `COMMANDS` lists them in help order, so adding a command is one new
+module plus one line in that list. User errors (a bad model, a bad input file, a bad flag) print one clean
+message and exit 1, or 2 for usage errors, never a traceback: `CompileError`s print their located diagnostic,
+other expected errors `dlc: error: <message>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+from typing import Callable, Sequence
+
+import dlc
+
+from ..errors import CompileError, DlcError
+from . import bench, check, compile, generate, run, train
+from .common import model_arguments
+
+COMMANDS: list[ModuleType] = [check, compile, run, train, bench, generate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlc", description="A declarative deep-learning graph compiler.")
+    parser.add_argument("--version", action="version", version=f"dlc {dlc.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    model = model_arguments()
+    for command in COMMANDS:
+        command.register(sub, model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dlc` script; returns the exit status (tests call it in-process)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has printed what it had to
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CompileError as e:
+        print(e.format(), file=sys.stderr)
+    except (DlcError, ValueError, OSError) as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+    except MemoryError as e:  # a model can ask for more memory than there is (huge layers)
+        print(f"dlc: error: out of memory{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("dlc: interrupted", file=sys.stderr)
+        return 130
+    return 1

@@ -1,0 +1,26 @@
+"""`dlc bench MODEL -D N=..`: time the plan fused and unfused, kernel by kernel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench import format_bench, run_bench
+    result = run_bench(args.model, dict(args.dims), args.train, args.threads, args.repeat, args.warmup,
+                       seed=args.seed)
+    print(json.dumps(result) if args.json else format_bench(result))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("bench", parents=[model], help="time the plan fused and unfused, kernel by kernel",
+                       description="Runs the same plan fused and unfused (alternating, after warm-up) and prints "
+                                   "the medians, the speedup, each variant's arena and a per-kernel table.")
+    p.add_argument("--train", action="store_true", help="time a whole training step instead of inference")
+    p.add_argument("--threads", type=int, help="kernel threads")
+    p.add_argument("--repeat", type=int, default=30, help="timed runs (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)

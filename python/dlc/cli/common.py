@@ -1,0 +1,102 @@
+"""Helpers several `dlc` commands share: the model arguments every command takes, loading the model and its
+parameters, and the wording of common messages (so two commands never word the same problem differently)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import dlc
+
+from ..errors import CheckpointError
+from ..program import Program, TensorSpec
+
+
+def parse_dim(text: str) -> tuple[str, int]:
+    """`-D N=64`: a symbolic dimension and its size."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=SIZE (e.g. -D N=64), got {text!r}")
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size of {name} must be an integer, got {value!r}") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"size of {name} must be positive, got {size}")
+    return name, size
+
+
+def model_arguments() -> argparse.ArgumentParser:
+    """The arguments every command that reads a model takes (an argparse parent parser)."""
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("model", metavar="MODEL.dlm", help="the model file")
+    model.add_argument("-D", dest="dims", metavar="NAME=SIZE", type=parse_dim, action="append", default=[],
+                       help="bind a symbolic dimension (repeatable), e.g. -D N=64")
+    model.add_argument("--dtype", choices=("f32", "f64"), default="f32",
+                       help="run f32 tensors in this precision (default f32)")
+    model.add_argument("--seed", type=int, default=0, help="parameter initialization seed (default 0)")
+    return model
+
+
+def load_program(args: argparse.Namespace) -> Program:
+    return dlc.compile(Path(args.model), dims=dict(args.dims), dtype=args.dtype,
+                       fuse=not getattr(args, "no_fuse", False), seed=args.seed)
+
+
+def param_count(program: Program) -> int:
+    return sum(int(a.size) for a in program.params.values())
+
+
+def spec_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"dtype": spec.dtype, "shape": list(spec.shape)}
+
+
+def require_bound(program: Program) -> None:
+    """Compiling a plan needs every symbolic dimension: name the unbound ones and show the -D syntax."""
+    unbound = sorted({d for s in program.inputs.values() for d in s.shape if isinstance(d, str)})
+    if unbound:
+        flags = " ".join(f"-D {n}=<size>" for n in unbound)
+        raise ValueError(f"symbolic dimension{'s' * (len(unbound) > 1)} {', '.join(unbound)} "
+                         f"{'are' if len(unbound) > 1 else 'is'} unbound; bind with {flags}")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def io_lines(program: Program) -> list[str]:
+    return ["inputs:  " + ", ".join(f"{n}: {s}" for n, s in program.inputs.items()),
+            "outputs: " + ", ".join(f"{n}: {s}" for n, s in program.outputs.items())]
+
+
+def load_params(program: Program, path: str) -> None:
+    """`--params`: parameters from a training checkpoint or from a compiled artifact of the same model."""
+    from ..artifact import FORMAT, file_format, load_artifact
+    if file_format(path) != FORMAT:
+        program.load_checkpoint(path)
+        return
+    stored = load_artifact(path).params
+    missing, unknown = sorted(set(program.params) - set(stored)), sorted(set(stored) - set(program.params))
+    if missing or unknown:
+        raise CheckpointError(f"{path}: parameters do not match the model (missing: {', '.join(missing) or 'none'}; "
+                              f"unexpected: {', '.join(unknown) or 'none'})")
+    program.set_params(stored)
+
+
+def training_data(program: Program, name: str, dims: dict[str, int]) -> tuple[dict[str, np.ndarray],
+                                                                             dict[str, np.ndarray]]:
+    """(train, test) arrays by input name. pysource: byte windows of length T (-D T=..., default 128), with
+    the held-out tail of the text as the test split."""
+    if name == "pysource":
+        from ..text import load_pysource
+        return load_pysource(seq_len=dims.get("T", 128))
+    from ..data import for_model, load_dataset
+    ds = load_dataset(name, program, dims)
+    return for_model(program, *ds.train), for_model(program, *ds.test)

@@ -1,0 +1,59 @@
+"""`dlc compile MODEL -D N=..`: compile the inference plan and summarize it (ops, kernels, memory), optionally
+writing a compiled artifact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+
+from .common import human_bytes, io_lines, load_program, param_count, require_bound, spec_json
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    program = load_program(args)
+    require_bound(program)
+    lowered = program.compile_plan(training=False)
+    seconds = time.perf_counter() - start
+    if args.output:
+        from ..artifact import save_artifact
+        save_artifact(program, args.output)
+    counts = Counter(node.op for node in program.graph.nodes)
+    summary = {
+        "model": args.model, "dtype": program.dtype, "dims": dict(args.dims),
+        "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
+        "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
+        "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
+        "kernels": [{"kernel": s.kernel, "label": s.label} for s in lowered.steps],
+        "params": param_count(program), "memory": lowered.memory.as_dict(),
+        "compile_seconds": round(seconds, 6), "artifact": args.output,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    dims = ", ".join(f"{k}={v}" for k, v in summary["dims"].items())
+    print(f"{args.model}: compiled in {seconds:.3f} s ({program.dtype}{', ' + dims if dims else ''})")
+    print("\n".join(io_lines(program)))
+    print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in counts.most_common())})")
+    print(f"kernels: {len(lowered.steps)}")
+    for i, step in enumerate(lowered.steps):
+        print(f"  {i:4d}  {step.kernel:<12} {step.label}")
+    print(f"parameters: {summary['params']:,}")
+    mem = lowered.memory
+    print(f"memory: arena {human_bytes(mem.arena_bytes)} (naive {human_bytes(mem.naive_bytes)}, "
+          f"lower bound {human_bytes(mem.lower_bound_bytes)})")
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("compile", parents=[model], help="compile a model and summarize the plan",
+                       description="Compiles the inference plan (every symbolic dimension bound with -D) and "
+                                   "prints its ops, kernels, parameters and planned memory.")
+    p.add_argument("--no-fuse", action="store_true", help="disable operator fusion")
+    p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_compile)

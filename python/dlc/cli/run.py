@@ -1,0 +1,64 @@
+"""`dlc run MODEL --input x=x.npy`: inference on arrays from .npy files."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .common import load_params, load_program
+
+
+def parse_input(text: str) -> tuple[str, str]:
+    """`--input x=x.npy`: an input name and the .npy file holding its array."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy (e.g. --input x=x.npy), got {text!r}")
+    return name, path
+
+
+def load_inputs(pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name, path in pairs:
+        if name in arrays:
+            raise ValueError(f"input '{name}' is given twice")
+        try:
+            value = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError) as e:  # not an .npy file, truncated, or object arrays (pickles)
+            raise ValueError(f"{path}: cannot read an array for input '{name}' ({e})") from None
+        if not isinstance(value, np.ndarray):  # an .npz archive
+            value.close()
+            raise ValueError(f"{path}: expected a .npy file holding one array, got an .npz archive")
+        arrays[name] = value
+    return arrays
+
+
+def preview(arr: np.ndarray, count: int = 6) -> str:
+    flat = arr.reshape(-1)
+    text = np.array2string(flat[:count], precision=5, separator=", ", max_line_width=1_000)
+    return text[:-1] + ", ...]" if flat.size > count else text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    program = load_program(args)
+    if args.params:
+        load_params(program, args.params)
+    results = program(**load_inputs(args.inputs))
+    for name, arr in results.items():
+        print(f"{name}: {program.outputs[name].dtype}{list(arr.shape)} {preview(arr)}")
+    if args.output:
+        with open(args.output, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, **results)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[model], help="run inference on .npy inputs",
+                       description="Runs the model on inputs from .npy files, with freshly initialized parameters "
+                                   "unless --params gives trained ones.")
+    p.add_argument("--input", dest="inputs", metavar="NAME=FILE.npy", type=parse_input, action="append",
+                   default=[], help="an input array (repeatable)")
+    p.add_argument("--params", metavar="FILE", help="load parameters from a checkpoint or a compiled artifact")
+    p.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs to an .npz file")
+    p.set_defaults(func=cmd_run)
