@@ -47,7 +47,7 @@ def adding_batch(rng: np.random.Generator, n: int, length: int) -> dict[str, np.
 def train(cell: str, length: int = 50, steps: int = 1500, hidden: int = 64, batch: int = 64, lr: float = 3e-3,
           seed: int = 0) -> dict[str, float]:
     """Trains on fresh batches; returns the MSE on 2,000 held-out sequences and the training time."""
-    program = dlc.compile(MODEL.format(cell=cell, length=length, hidden=hidden, lr=lr), seed=seed)
+    program = dlc.compile(source=MODEL.format(cell=cell, length=length, hidden=hidden, lr=lr), seed=seed)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for _ in range(steps):

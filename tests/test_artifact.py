@@ -56,7 +56,7 @@ def edit_plan(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, n
 
 @pytest.fixture
 def saved(tmp_path: Path) -> tuple[dlc.Program, Path]:
-    prog = dlc.compile(INLINE)
+    prog = dlc.compile(source=INLINE)
     path = tmp_path / "model.dlc"
     save_artifact(prog, path, {"N": 5})
     return prog, path
@@ -89,7 +89,7 @@ def test_reference_model_round_trip(tmp_path: Path) -> None:
 
 
 def test_f64_round_trip(tmp_path: Path) -> None:
-    prog = dlc.compile("input x: f32[N, 3]\noutput y = dense(x, 4) |> gelu |> layer_norm\n", dtype="f64",
+    prog = dlc.compile(source="input x: f32[N, 3]\noutput y = dense(x, 4) |> gelu |> layer_norm\n", dtype="f64",
                        dims={"N": 2})
     save_artifact(prog, tmp_path / "m.dlc")
     art = dlc.load(tmp_path / "m.dlc")
@@ -151,7 +151,7 @@ def test_input_errors(saved: tuple[dlc.Program, Path], inputs: dict[str, Any], p
 
 def test_unbound_dimension_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="N"):
-        save_artifact(dlc.compile(INLINE), tmp_path / "m.dlc")
+        save_artifact(dlc.compile(source=INLINE), tmp_path / "m.dlc")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -173,7 +173,7 @@ def test_run_with_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_run_params_from_other_model(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_path = tmp_path / "other.dlc"
     from dlc.artifact import save_artifact
-    save_artifact(dlc.compile("input x: f32[2, 6]\noutput z = dense(x, 3)\n"), save_path)
+    save_artifact(dlc.compile(source="input x: f32[2, 6]\noutput z = dense(x, 3)\n"), save_path)
     np.save(tmp_path / "x.npy", np.ones((2, 6), np.float32))
     code, _, err = run(capsys, "run", model, "--input", f"x={tmp_path / 'x.npy'}", "--params", save_path)
     assert code == 1 and "parameters do not match the model" in err

@@ -68,7 +68,7 @@ train { loss = cross_entropy(logits, y) }
 
 
 def test_freezing_a_layer_freezes_its_batch_norm_statistics() -> None:
-    p = dlc.compile(BN_MODEL).freeze("h")
+    p = dlc.compile(source=BN_MODEL).freeze("h")
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 3, 8, 8)).astype(np.float32), np.array([0, 1, 2, 0], np.int32)
     before = {k: v.copy() for k, v in p.params.items()}

@@ -108,7 +108,7 @@ train {
 
 
 def test_layers_create_pytorch_layout_parameters() -> None:
-    p = dlc.compile(CNN)
+    p = dlc.compile(source=CNN)
     shapes = {k: v.shape for k, v in p.params.items()}
     assert shapes["a.conv2d.weight"] == (4, 2, 3, 3) and shapes["a.conv2d.bias"] == (4,)
     assert shapes["c.weight"] == (6, 1 * 2, 3, 3)  # [out, in/groups, kh, kw]
@@ -119,7 +119,7 @@ def test_layers_create_pytorch_layout_parameters() -> None:
 
 
 def test_whole_cnn_gradients_match_finite_differences() -> None:
-    p = dlc.compile(CNN, dtype="f64", seed=1)
+    p = dlc.compile(source=CNN, dtype="f64", seed=1)
     rng = np.random.default_rng(0)
     batch = {"x": rng.standard_normal((3, 2, 8, 8)), "y": rng.integers(0, 3, 3).astype(np.int32)}
     _, grads = p.loss_and_grads(**batch)
@@ -139,7 +139,7 @@ def test_whole_cnn_gradients_match_finite_differences() -> None:
 
 
 def test_batch_norm_training_updates_running_stats_and_eval_uses_them() -> None:
-    p = dlc.compile("input x: f32[N, 3, 4, 4]\noutput y = batch_norm(x, momentum=0.25)\n")
+    p = dlc.compile(source="input x: f32[N, 3, 4, 4]\noutput y = batch_norm(x, momentum=0.25)\n")
     x = (np.random.default_rng(0).standard_normal((5, 3, 4, 4)) * 2 + 1).astype(np.float32)
     mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3))
     y = p.train()(x=x)["y"]
@@ -153,7 +153,7 @@ def test_batch_norm_training_updates_running_stats_and_eval_uses_them() -> None:
 
 
 def test_eval_pass_swaps_in_batch_norm_eval() -> None:
-    graph = dlc.compile("input x: f32[2, 3, 4]\noutput y = batch_norm(x)\n").graph
+    graph = dlc.compile(source="input x: f32[2, 3, 4]\noutput y = batch_norm(x)\n").graph
     assert strip_training_only(graph, PassContext(training=True)) is graph
     evaluated = strip_training_only(graph, PassContext(training=False))
     assert [n.op for n in evaluated.nodes] == ["batch_norm_eval"]
@@ -171,7 +171,7 @@ def test_max_pool_gradient_goes_to_first_maximum_and_nan_wins() -> None:
 
 
 def test_padding_same_keeps_size_and_transpose_inverts_stride() -> None:
-    p = dlc.compile("input x: f32[1, 2, 7, 6]\n"
+    p = dlc.compile(source="input x: f32[1, 2, 7, 6]\n"
                     "a = conv2d(x, 3, kernel_size=4, padding=\"same\")\n"
                     "b = conv2d(x, 3, kernel_size=3, stride=2, padding=\"same\")\n"
                     "c = conv_transpose2d(b, 2, kernel_size=3, stride=2, padding=1, output_padding=[0, 1])\n"
@@ -193,9 +193,9 @@ def test_padding_same_keeps_size_and_transpose_inverts_stride() -> None:
 ])
 def test_shape_errors_are_clear(src: str, message: str) -> None:
     with pytest.raises(CompileError, match=message):
-        dlc.compile(f"input x: f32[2, 3, 8, 8]\noutput y = {src}\n")
+        dlc.compile(source=f"input x: f32[2, 3, 8, 8]\noutput y = {src}\n")
 
 
 def test_batch_norm_rejects_a_single_value_per_channel() -> None:
     with pytest.raises(CompileError, match="more than one value per channel"):
-        dlc.compile("input x: f32[1, 3]\noutput y = batch_norm(x)\n")
+        dlc.compile(source="input x: f32[1, 3]\noutput y = batch_norm(x)\n")

@@ -76,7 +76,7 @@ def test_examples_parse(source: str) -> None:
 
 @pytest.mark.parametrize("source", MODELS, ids=[f"example{i}" for i in range(len(MODELS))])
 def test_model_examples_compile(source: str) -> None:
-    program = dlc.compile(source)
+    program = dlc.compile(source=source)
     inputs = {n: np.ones([2 if isinstance(d, str) else d for d in s.shape], np_dtype(s.dtype))
               for n, s in program.inputs.items()}
     for name, value in program(**inputs).items():
@@ -84,7 +84,7 @@ def test_model_examples_compile(source: str) -> None:
 
 
 def test_complete_example_parameter_names() -> None:
-    program = dlc.compile(MODELS[-1])
+    program = dlc.compile(source=MODELS[-1])
     stack = [f"stack.{i}.{fc}.{p}" for i in range(3) for fc in ("fc1", "fc2") for p in ("weight", "bias")]
     assert list(program.params) == ["temperature", "h.weight", "h.bias", "h_norm.weight", "h_norm.bias", *stack,
                                     "head.weight", "head.bias"]  # as the text after the example says

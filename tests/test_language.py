@@ -32,7 +32,7 @@ block mlp(x, hidden: int = 8) {
 
 
 def test_block_calls_get_separate_parameters() -> None:
-    prog = dlc.compile("input x: f32[N, 5]\n" + BLOCK + "a = mlp(x)\nb = mlp(x, hidden=6)\noutput a, b\n")
+    prog = dlc.compile(source="input x: f32[N, 5]\n" + BLOCK + "a = mlp(x)\nb = mlp(x, hidden=6)\noutput a, b\n")
     assert list(prog.params) == ["a.h.weight", "a.h.bias", "a.dense.weight", "a.dense.bias",
                                  "b.h.weight", "b.h.bias", "b.dense.weight", "b.dense.bias"]
     assert prog.params["b.h.weight"].shape == (5, 6)
@@ -46,17 +46,17 @@ def test_block_calls_get_separate_parameters() -> None:
 
 
 def test_explicit_layer_name() -> None:
-    prog = dlc.compile('input x: f32[2, 3]\ny = relu(dense(x, 4, name="enc")) + 1\noutput y\n')
+    prog = dlc.compile(source='input x: f32[2, 3]\ny = relu(dense(x, 4, name="enc")) + 1\noutput y\n')
     assert list(prog.params) == ["enc.weight", "enc.bias"]
 
 
 def test_statement_with_several_layers_numbers_them() -> None:
-    prog = dlc.compile("input x: f32[2, 3]\ny = dense(dense(x, 4), 5)\noutput y\n")
+    prog = dlc.compile(source="input x: f32[2, 3]\ny = dense(dense(x, 4), 5)\noutput y\n")
     assert sorted(prog.params) == ["y.dense.bias", "y.dense.weight", "y.dense_1.bias", "y.dense_1.weight"]
 
 
 def test_layer_share_uses_one_set() -> None:
-    prog = dlc.compile('input x: f32[2, 4]\na = dense(x, 4)\nb = dense(a, 4, share="a")\noutput b\n')
+    prog = dlc.compile(source='input x: f32[2, 4]\na = dense(x, 4)\nb = dense(a, 4, share="a")\noutput b\n')
     assert list(prog.params) == ["a.weight", "a.bias"]
     x = rand(2, 4)
     p = prog.params
@@ -64,14 +64,14 @@ def test_layer_share_uses_one_set() -> None:
 
 
 def test_block_share_uses_one_set() -> None:
-    prog = dlc.compile("input x: f32[N, 5]\n" + BLOCK + 'a = mlp(x)\nb = mlp(x, share="a")\noutput a, b\n')
+    prog = dlc.compile(source="input x: f32[N, 5]\n" + BLOCK + 'a = mlp(x)\nb = mlp(x, share="a")\noutput a, b\n')
     assert list(prog.params) == ["a.h.weight", "a.h.bias", "a.dense.weight", "a.dense.bias"]
     out = prog(x=rand(2, 5))
     np.testing.assert_array_equal(out["a"], out["b"])
 
 
 def test_repeat_names_each_copy() -> None:
-    prog = dlc.compile("input x: f32[N, 5]\n" + BLOCK.replace("dense(h, 4)", "dense(h, 5)")
+    prog = dlc.compile(source="input x: f32[N, 5]\n" + BLOCK.replace("dense(h, 4)", "dense(h, 5)")
                        + "h = x |> repeat 3 mlp(hidden=7)\nk = repeat 2 dense(x, 5)\noutput h, k\n")
     names = list(prog.params)
     assert names[:4] == ["h.0.h.weight", "h.0.h.bias", "h.0.dense.weight", "h.0.dense.bias"]
@@ -86,7 +86,7 @@ def test_repeat_names_each_copy() -> None:
 
 
 def test_pipes_and_several_outputs() -> None:
-    prog = dlc.compile("input x: f32[2, 3]\na = x |> relu |> mul_scalar(value=2.0)\n"
+    prog = dlc.compile(source="input x: f32[2, 3]\na = x |> relu |> mul_scalar(value=2.0)\n"
                        "b = x |> softmax(axis=-1)\noutput a, b, c = a + b\n")
     assert list(prog.outputs) == ["a", "b", "c"]
     x = rand(2, 3)
@@ -98,7 +98,7 @@ def test_pipes_and_several_outputs() -> None:
 
 
 def test_tuple_assignment_from_block() -> None:
-    prog = dlc.compile("input x: f32[4]\nblock two(t) {\n  return relu(t), neg(t)\n}\n"
+    prog = dlc.compile(source="input x: f32[4]\nblock two(t) {\n  return relu(t), neg(t)\n}\n"
                        "p, q = two(x)\noutput p, q\n")
     x = rand(4)
     out = prog(x=x)
@@ -107,7 +107,7 @@ def test_tuple_assignment_from_block() -> None:
 
 
 def test_numbers_and_tensors() -> None:
-    prog = dlc.compile("input x: f32[3]\nblock f(t, k: int) {\n  return t * (k * 2) + 1 - 2 / t\n}\n"
+    prog = dlc.compile(source="input x: f32[3]\nblock f(t, k: int) {\n  return t * (k * 2) + 1 - 2 / t\n}\n"
                        "y = f(x, 3) ** 2\noutput y\n")
     x = np.array([0.5, 1.0, 2.0], np.float32)
     np.testing.assert_allclose(prog(x=x)["y"], (x * 6 + 1 - 2 / x) ** 2, rtol=1e-5)
@@ -129,7 +129,7 @@ def test_import_without_alias_uses_file_stem(tmp_path: Path) -> None:
 
 
 def test_explicit_param() -> None:
-    prog = dlc.compile("input x: f32[N, 784]\nparam W: f32[784, 10] = normal(std=0.02)\n"
+    prog = dlc.compile(source="input x: f32[N, 784]\nparam W: f32[784, 10] = normal(std=0.02)\n"
                        "param b: f32[10] = 0.5\ny = x @ W + b\noutput y\n")
     w = prog.params["W"]
     assert w.shape == (784, 10) and w.dtype == np.float32
@@ -142,7 +142,7 @@ def test_explicit_param() -> None:
 # ---- initializers ----
 
 def init_of(spec: str, shape: str = "400, 300", seed: int = 0) -> np.ndarray:
-    prog = dlc.compile(f"input x: f32[2, 4]\nparam W: f32[{shape}] = {spec}\noutput x\n", seed=seed)
+    prog = dlc.compile(source=f"input x: f32[2, 4]\nparam W: f32[{shape}] = {spec}\noutput x\n", seed=seed)
     return prog.params["W"].astype(np.float64)
 
 
@@ -182,14 +182,14 @@ def test_seeding() -> None:
 
 
 def test_adding_a_layer_keeps_other_inits() -> None:
-    one = dlc.compile("input x: f32[2, 4]\nb = dense(x, 8)\noutput b\n")
-    two = dlc.compile("input x: f32[2, 4]\na = dense(x, 6)\nb = dense(x, 8)\noutput a, b\n")
+    one = dlc.compile(source="input x: f32[2, 4]\nb = dense(x, 8)\noutput b\n")
+    two = dlc.compile(source="input x: f32[2, 4]\na = dense(x, 6)\nb = dense(x, 8)\noutput a, b\n")
     np.testing.assert_array_equal(one.params["b.weight"], two.params["b.weight"])
     assert not np.array_equal(two.params["a.weight"][:, :6], two.params["b.weight"][:, :6])
 
 
 def test_layer_initializer_override() -> None:
-    prog = dlc.compile('input x: f32[2, 4]\nb = dense(x, 8, init="ones", bias_init=0.5)\noutput b\n')
+    prog = dlc.compile(source='input x: f32[2, 4]\nb = dense(x, 8, init="ones", bias_init=0.5)\noutput b\n')
     np.testing.assert_array_equal(prog.params["b.weight"], np.ones((4, 8), np.float32))
     np.testing.assert_array_equal(prog.params["b.bias"], np.full(8, 0.5, np.float32))
 
@@ -197,7 +197,7 @@ def test_layer_initializer_override() -> None:
 # ---- symbolic dimensions and input checks ----
 
 def test_symbolic_dims_one_plan_per_binding() -> None:
-    prog = dlc.compile("input x: f32[N, 6]\ny = dense(x, 3)\noutput y\n")
+    prog = dlc.compile(source="input x: f32[N, 6]\ny = dense(x, 3)\noutput y\n")
     assert prog.inputs["x"] == dlc.TensorSpec("f32", ("N", 6))
     for n in (4, 7, 4):
         x = rand(n, 6)
@@ -209,14 +209,14 @@ def test_symbolic_dims_one_plan_per_binding() -> None:
 
 
 def test_dims_fixed_at_compile_time() -> None:
-    prog = dlc.compile("input x: f32[N, 6]\ny = relu(x)\noutput y\n", dims={"N": 2})
+    prog = dlc.compile(source="input x: f32[N, 6]\ny = relu(x)\noutput y\n", dims={"N": 2})
     assert prog.inputs["x"].shape == (2, 6)
     with pytest.raises(ValueError, match=r"input 'x'.*\[2, 6\].*\[3, 6\]"):
         prog(x=rand(3, 6))
 
 
 def test_shared_symbol_must_agree() -> None:
-    prog = dlc.compile("input a: f32[N, 2]\ninput b: f32[N, 2]\ny = a + b\noutput y\n")
+    prog = dlc.compile(source="input a: f32[N, 2]\ninput b: f32[N, 2]\ny = a + b\noutput y\n")
     with pytest.raises(ValueError, match="input 'b'.*N.*bound to 3"):
         prog(a=rand(3, 2), b=rand(4, 2))
 
@@ -229,18 +229,18 @@ def test_shared_symbol_must_agree() -> None:
     ({"x": rand(2, 5)}, r"input 'x': expected shape \[2, 6\] \(f32\[N, 6\]\), got \[2, 5\]"),
 ])
 def test_input_errors_name_the_input(inputs: dict[str, np.ndarray], pattern: str) -> None:
-    prog = dlc.compile("input x: f32[N, 6]\ny = relu(x)\noutput y\n")
+    prog = dlc.compile(source="input x: f32[N, 6]\ny = relu(x)\noutput y\n")
     with pytest.raises(ValueError, match=pattern):
         prog(**inputs)
 
 
 def test_f64_mode() -> None:
-    prog = dlc.compile("input x: f32[2, 3]\ny = dense(x, 2)\noutput y\n", dtype="f64")
+    prog = dlc.compile(source="input x: f32[2, 3]\ny = dense(x, 2)\noutput y\n", dtype="f64")
     assert prog.inputs["x"].dtype == "f64" and prog.params["y.weight"].dtype == np.float64
     x = RNG.standard_normal((2, 3))
     np.testing.assert_allclose(prog(x=x)["y"], dense_ref(prog.params, "y", x), rtol=1e-12)
 
 
 def test_f64_mode_covers_cast() -> None:
-    prog = dlc.compile('input x: f32[3]\ninput k: i32[3]\ny = x * cast(k, "f32")\noutput y\n', dtype="f64")
+    prog = dlc.compile(source='input x: f32[3]\ninput k: i32[3]\ny = x * cast(k, "f32")\noutput y\n', dtype="f64")
     assert prog.outputs["y"].dtype == "f64"

@@ -86,7 +86,7 @@ def test_thread_count_setting_keeps_results() -> None:
                                   'gelu(x, approximate="tanh")', "erf(x)", "softplus(x)", "x * 2 + 1"])
 def test_simd_and_portable_elementwise_paths_agree(expr: str) -> None:
     """Every tile-loop build (generic, AVX2, AVX-512; a path the CPU lacks falls back to the next one down)."""
-    p = dlc.compile(f"input x: f32[N, 300]\noutput y = {expr}\n")
+    p = dlc.compile(source=f"input x: f32[N, 300]\noutput y = {expr}\n")
     x = np.random.default_rng(3).uniform(-8, 8, (5, 300)).astype(np.float32)
     results = {}
     try:
@@ -172,7 +172,7 @@ def test_gemm_paths_are_deterministic(isa: str, dtype: type) -> None:
 def test_gemm_paths_with_plan_epilogue(isa: str, dtype: str, fuse: bool, rows: int, k: int, n: int) -> None:
     """relu(a @ W + b) through a plan: fused, the bias and relu run as the GEMM's epilogue on each finished
     block of C (several row and column blocks at 300 x 600, the matrix-vector path at one row)."""
-    p = dlc.compile(f"input a: {dtype}[N, {k}]\nparam W: {dtype}[{k}, {n}]\nparam b: {dtype}[{n}]\n"
+    p = dlc.compile(source=f"input a: {dtype}[N, {k}]\nparam W: {dtype}[{k}, {n}]\nparam b: {dtype}[{n}]\n"
                     "output y = relu(a @ W + b)\n", dtype=dtype, fuse=fuse)
     np_dtype = np.float32 if dtype == "f32" else np.float64
     rng = np.random.default_rng(rows + k + n)
@@ -220,7 +220,7 @@ def test_plan_matmuls_use_every_thread() -> None:
     before = dlc.get_num_threads()
     try:
         dlc.set_num_threads(2)
-        p = dlc.compile("input a: f32[N, 512]\nparam W: f32[512, 512]\noutput y = a @ W\n")
+        p = dlc.compile(source="input a: f32[N, 512]\nparam W: f32[512, 512]\noutput y = a @ W\n")
         p(a=np.ones((512, 512), np.float32))
         assert _core.gemm_last_team_size() == 2
     finally:
@@ -237,7 +237,7 @@ def test_plan_matmuls_use_every_thread() -> None:
 def test_fused_reductions_with_an_elementwise_prologue(expr: str, ref) -> None:
     """Regression: the reduced output of a fused reduction over an inner axis without keepdims was addressed
     as if its axes were the leading ones, writing past the end of its buffer."""
-    p = dlc.compile(f"input x: f32[N, 5, 7]\noutput y = {expr}\n")
+    p = dlc.compile(source=f"input x: f32[N, 5, 7]\noutput y = {expr}\n")
     kernels = [s.kernel for s in p.compile_plan({"N": 3}).steps]
     assert kernels == ["ew_reduce"]
     x = np.random.default_rng(4).standard_normal((3, 5, 7)).astype(np.float32)
@@ -246,7 +246,7 @@ def test_fused_reductions_with_an_elementwise_prologue(expr: str, ref) -> None:
 
 def test_calls_reusing_a_plan_still_check_their_inputs() -> None:
     """The fast path for repeated calls keys on names, shapes and dtypes, so it never skips a check."""
-    p = dlc.compile("input x: f32[N, 4]\ninput k: i32[N]\noutput y = x * 2.0\n")
+    p = dlc.compile(source="input x: f32[N, 4]\ninput k: i32[N]\noutput y = x * 2.0\n")
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(p(x=x)["y"], 2 * x)
     np.testing.assert_array_equal(p(x=x)["y"], 2 * x)

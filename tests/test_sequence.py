@@ -58,7 +58,7 @@ def recurrent_ref(kind: str, p: dict[str, np.ndarray], name: str, x: np.ndarray,
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_multilayer_bidirectional_matches_reference(kind: str) -> None:
     names = "h, hn, cn" if kind == "lstm" else "h, hn"
-    prog = dlc.compile(f"input x: f32[3, 5, 4]\n{names} = {kind}(x, 6, layers=2, bidirectional=true, "
+    prog = dlc.compile(source=f"input x: f32[3, 5, 4]\n{names} = {kind}(x, 6, layers=2, bidirectional=true, "
                        f"return_state=true, return_sequences=false)\n"
                        f"s = {kind}(x, 6, layers=2, bidirectional=true, share=\"h\")\noutput {names}, s\n",
                        dtype="f64")
@@ -75,7 +75,7 @@ def test_multilayer_bidirectional_matches_reference(kind: str) -> None:
 
 
 def test_lstm_return_state_gives_h_and_c() -> None:
-    prog = dlc.compile("input x: f32[2, 4, 3]\ny, hn, cn = lstm(x, 5, return_state=true)\noutput y, hn, cn\n",
+    prog = dlc.compile(source="input x: f32[2, 4, 3]\ny, hn, cn = lstm(x, 5, return_state=true)\noutput y, hn, cn\n",
                        dtype="f64")
     x = rand(2, 4, 3)
     out = prog(x=x)
@@ -92,7 +92,7 @@ def test_state_carry_over_equals_concatenated_sequence(kind: str) -> None:
     states = "h0, c0" if kind == "lstm" else "h0"
     outs = "y, hn, cn" if kind == "lstm" else "y, hn"
     decl = "".join(f"input {s}: f32[2, B, 5]\n" for s in states.split(", "))
-    prog = dlc.compile(f"input x: f32[B, T, 3]\n{decl}{outs} = {kind}_state(x, {states}, 5, layers=2)\n"
+    prog = dlc.compile(source=f"input x: f32[B, T, 3]\n{decl}{outs} = {kind}_state(x, {states}, 5, layers=2)\n"
                        f"output {outs}\n", dtype="f64")
     x = rand(4, 9, 3)
     init = {s: rand(2, 4, 5) for s in states.split(", ")}
@@ -127,7 +127,7 @@ def _finite_difference_check(prog, batch: dict[str, np.ndarray], eps: float = 1e
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_stacked_bidirectional_gradients(kind: str) -> None:
-    prog = dlc.compile(f"input x: f32[2, 4, 3]\ninput r: f32[2, 4, 8]\nh = {kind}(x, 4, layers=2, "
+    prog = dlc.compile(source=f"input x: f32[2, 4, 3]\ninput r: f32[2, 4, 8]\nh = {kind}(x, 4, layers=2, "
                        "bidirectional=true)\noutput h\ntrain { loss = sum(h * r) }\n", dtype="f64")
     _finite_difference_check(prog, {"x": rand(2, 4, 3), "r": rand(2, 4, 8)})
 
@@ -177,7 +177,7 @@ def _attention_ref(q, k, v, keep=None):
 
 
 def test_attention_causal_and_padding_masks() -> None:
-    prog = dlc.compile("input q: f32[2, 5, 4]\ninput k: f32[2, 5, 4]\ninput v: f32[2, 5, 3]\ninput m: bool[2, 5]\n"
+    prog = dlc.compile(source="input q: f32[2, 5, 4]\ninput k: f32[2, 5, 4]\ninput v: f32[2, 5, 3]\ninput m: bool[2, 5]\n"
                        "output plain = attention(q, k, v)\noutput causal = attention(q, k, v, causal=true)\n"
                        "output padded = masked_attention(q, k, v, m, causal=true)\n", dtype="f64")
     q, k, v = rand(2, 5, 4), rand(2, 5, 4), rand(2, 5, 3)
@@ -197,7 +197,7 @@ def test_attention_causal_and_padding_masks() -> None:
 def test_multi_head_attention_matches_reference_and_gradients() -> None:
     src = ("input x: f32[2, 6, 8]\ninput m: f32[2, 6]\ninput r: f32[2, 6, 8]\n"
            "a = masked_multi_head_attention(x, m, 8, 2, causal=true)\noutput a\ntrain { loss = sum(a * r) }\n")
-    prog = dlc.compile(src, dtype="f64")
+    prog = dlc.compile(source=src, dtype="f64")
     p = dict(prog.params)
     assert sorted(p) == sorted(f"a.{n}.{w}" for n in "qkvo" for w in ("weight", "bias"))
     x, r = rand(2, 6, 8), rand(2, 6, 8)
@@ -212,7 +212,7 @@ def test_multi_head_attention_matches_reference_and_gradients() -> None:
 
 
 def test_positional_encodings() -> None:
-    prog = dlc.compile("input x: f32[2, 7, 6]\noutput s = positional_encoding(x)\n"
+    prog = dlc.compile(source="input x: f32[2, 7, 6]\noutput s = positional_encoding(x)\n"
                        "output l = positional_encoding(x, kind=\"learned\", max_len=10)\n", dtype="f64")
     x = rand(2, 7, 6)
     out = prog(x=x)
@@ -222,11 +222,11 @@ def test_positional_encodings() -> None:
     np.testing.assert_allclose(out["s"], x + table, rtol=1e-12)
     np.testing.assert_allclose(out["l"], x + prog.params["l.weight"][:7], rtol=1e-12)
     with pytest.raises(dlc.CompileError, match="max_len"):
-        dlc.compile("input x: f32[2, 7, 6]\noutput l = positional_encoding(x, kind=\"learned\", max_len=5)\n")
+        dlc.compile(source="input x: f32[2, 7, 6]\noutput l = positional_encoding(x, kind=\"learned\", max_len=5)\n")
 
 
 def test_embedding_layer_and_gradient() -> None:
-    prog = dlc.compile("input ids: i32[3, 4]\ninput r: f32[3, 4, 5]\ne = embedding(ids, 6, 5)\noutput e\n"
+    prog = dlc.compile(source="input ids: i32[3, 4]\ninput r: f32[3, 4, 5]\ne = embedding(ids, 6, 5)\noutput e\n"
                        "train { loss = sum(e * r) }\n", dtype="f64")
     ids = np.array([[0, 1, 1, 5], [2, 2, 2, 0], [5, 4, 3, 1]], dtype=np.int32)
     r = rand(3, 4, 5)
@@ -255,7 +255,7 @@ def test_transformer_imports_its_layer_from_the_library() -> None:
     assert 'from "transformer_lib.dlm" import encoder_layer' in text
     prog = dlc.compile(ROOT / "models" / "transformer.dlm")
     assert {"h.attn.q.weight", "h.ff1.weight", "h.norm2.weight"} <= set(prog.params)
-    dec = dlc.compile(f'from "{ROOT / "models" / "transformer_lib.dlm"}" import decoder_layer\n'
+    dec = dlc.compile(source=f'from "{ROOT / "models" / "transformer_lib.dlm"}" import decoder_layer\n'
                       "input x: f32[2, 5, 16]\ninput m: f32[2, 7, 16]\noutput y = decoder_layer(x, m, 16, 4, 32)\n")
     assert dec(x=rand(2, 5, 16).astype(np.float32), m=rand(2, 7, 16).astype(np.float32))["y"].shape == (2, 5, 16)
 
@@ -267,7 +267,7 @@ def test_char_model_text_windows_and_sampling() -> None:
     assert win["x"].shape == ((len(data) - 1) // 16, 16)
     assert 0 < unigram_entropy(win["x"]) < np.log(VOCAB)
     src = (ROOT / "models" / "char_lstm.dlm").read_text().replace("lstm(e, 256)", "lstm(e, 32)")
-    prog = dlc.compile(src)
+    prog = dlc.compile(source=src)
     losses = [prog.train_step(**{k: v[:8] for k, v in win.items()})["loss"] for _ in range(3)]
     assert losses[-1] < losses[0]
     text = sample(prog, "def ", length=20, temperature=0.8, seed=3, window=16)

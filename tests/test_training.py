@@ -81,7 +81,7 @@ OPTIMIZER_CASES = [
 
 @pytest.mark.parametrize("name,hp", OPTIMIZER_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZER_CASES)])
 def test_optimizer_matches_reference_formula(name: str, hp: dict) -> None:
-    p = dlc.compile(LINEAR, seed=3).configure(optimizer=(name, hp))
+    p = dlc.compile(source=LINEAR, seed=3).configure(optimizer=(name, hp))
     flat = dict(hp)
     if "betas" in flat:
         flat["beta1"], flat["beta2"] = flat.pop("betas")
@@ -96,7 +96,7 @@ def test_optimizer_matches_reference_formula(name: str, hp: dict) -> None:
 
 
 def test_lr_multiplier_and_schedule() -> None:
-    p = dlc.compile(LINEAR).configure(optimizer=("sgd", {"lr": 0.1}), lr_mult=[["W", 0.5]],
+    p = dlc.compile(source=LINEAR).configure(optimizer=("sgd", {"lr": 0.1}), lr_mult=[["W", 0.5]],
                                       schedule=("step", {"every": 2, "gamma": 0.1}))
     for t in range(4):
         w = p.params["W"].copy()
@@ -117,11 +117,11 @@ def test_schedules() -> None:
 
 
 def test_clip_by_global_norm_and_value() -> None:
-    p = dlc.compile(LINEAR).configure(optimizer=("sgd", {"lr": 1.0}), clip_norm=1e-3)
+    p = dlc.compile(source=LINEAR).configure(optimizer=("sgd", {"lr": 1.0}), clip_norm=1e-3)
     w = p.params["W"].copy()
     p.train_step(**_batch())
     assert np.linalg.norm(p.params["W"] - w) == pytest.approx(1e-3, rel=1e-4)
-    q = dlc.compile(LINEAR).configure(optimizer=("sgd", {"lr": 1.0}), clip_value=1e-3)
+    q = dlc.compile(source=LINEAR).configure(optimizer=("sgd", {"lr": 1.0}), clip_value=1e-3)
     w = q.params["W"].copy()
     _, g = q.loss_and_grads(**_batch())
     q.train_step(**_batch())
@@ -129,9 +129,9 @@ def test_clip_by_global_norm_and_value() -> None:
 
 
 def test_l1_l2_penalties_join_the_loss() -> None:
-    base = dlc.compile(LINEAR, seed=1)
+    base = dlc.compile(source=LINEAR, seed=1)
     loss0, g0 = base.loss_and_grads(**_batch())
-    reg = dlc.compile(LINEAR, seed=1).configure(l2=0.01, l1=0.002, regularize=["W"])
+    reg = dlc.compile(source=LINEAR, seed=1).configure(l2=0.01, l1=0.002, regularize=["W"])
     loss1, g1 = reg.loss_and_grads(**_batch())
     w = base.params["W"]
     assert loss1 == pytest.approx(loss0 + 0.01 * (w ** 2).sum() + 0.002 * np.abs(w).sum(), rel=1e-12)
@@ -152,7 +152,7 @@ def test_whole_model_gradients_of_mlp_in_f64() -> None:
     src = open("models/mlp.dlm").read().replace("dense(x, 512)", "dense(x, 16)").replace(
         "dense(h1, 256)", "dense(h1, 12)").replace("f32[N, 784]", "f32[N, 20]")
     src += "\n"
-    p = dlc.compile(src, dtype="f64", seed=2).configure(input_grads=["x"])
+    p = dlc.compile(source=src, dtype="f64", seed=2).configure(input_grads=["x"])
     rng = np.random.default_rng(0)
     batch = {"x": rng.standard_normal((6, 20)), "y": rng.integers(0, 10, 6).astype(np.int32)}
     _, grads = p.loss_and_grads(**batch)
@@ -196,7 +196,7 @@ def test_loss_values_and_gradients(loss: str) -> None:
         target, decl = rng.standard_normal((4, 5)), "f64[N, 5]"
     src = (f"input p: f64[N, 5]\ninput t: {decl}\noutput o = p * 1\n"
            f"train {{\n loss = {loss}(p, t)\n input_grads = [p]\n}}\n")
-    prog = dlc.compile(src)
+    prog = dlc.compile(source=src)
     value, grads = prog.loss_and_grads(p=pred, t=target)
     assert value == pytest.approx(ref(pred, target), rel=1e-10)
     numeric = _numeric_grad(lambda v: prog.loss_and_grads(p=v, t=target)[0], pred)
@@ -205,7 +205,7 @@ def test_loss_values_and_gradients(loss: str) -> None:
 
 def test_weighted_sum_of_losses_and_custom_expression() -> None:
     src = LINEAR.replace("loss = mean(square(y - t))", "loss = 0.5 * mse(y, t) + 2 * mean(abs(y - t)) + 0.1")
-    p = dlc.compile(src, seed=4)
+    p = dlc.compile(source=src, seed=4)
     batch = _batch()
     y = batch["x"] @ p.params["W"]
     d = y - batch["t"]
@@ -226,7 +226,7 @@ train {
 
 def test_dropout_is_identity_in_eval_and_seeded_in_training() -> None:
     x = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
-    p = dlc.compile(DROPOUT_MODEL, seed=5)
+    p = dlc.compile(source=DROPOUT_MODEL, seed=5)
     a, b = p(x=x)["logits"], p(x=x)["logits"]
     np.testing.assert_array_equal(a, b)
     P = p.params
@@ -235,8 +235,8 @@ def test_dropout_is_identity_in_eval_and_seeded_in_training() -> None:
     p.train()
     t1 = p(x=x)["logits"]
     assert not np.allclose(t1, a)
-    np.testing.assert_array_equal(t1, dlc.compile(DROPOUT_MODEL, seed=5).train()(x=x)["logits"])
-    assert not np.allclose(t1, dlc.compile(DROPOUT_MODEL, seed=6).train()(x=x)["logits"])
+    np.testing.assert_array_equal(t1, dlc.compile(source=DROPOUT_MODEL, seed=5).train()(x=x)["logits"])
+    assert not np.allclose(t1, dlc.compile(source=DROPOUT_MODEL, seed=6).train()(x=x)["logits"])
     p.eval()
     np.testing.assert_array_equal(p(x=x)["logits"], a)
 
@@ -244,7 +244,7 @@ def test_dropout_is_identity_in_eval_and_seeded_in_training() -> None:
 def test_frozen_parameters_are_bitwise_unchanged() -> None:
     rng = np.random.default_rng(0)
     data = {"x": rng.standard_normal((40, 8)).astype(np.float32), "y": rng.integers(0, 4, 40).astype(np.int32)}
-    p = dlc.compile(DROPOUT_MODEL).freeze("h")
+    p = dlc.compile(source=DROPOUT_MODEL).freeze("h")
     before = {k: v.copy() for k, v in p.params.items()}
     p.fit(data, epochs=2, batch_size=16, verbose=False)
     np.testing.assert_array_equal(p.params["h.weight"], before["h.weight"])
@@ -261,14 +261,14 @@ def _digits_like(n: int = 96) -> dict[str, np.ndarray]:
 
 def test_resume_from_checkpoint_is_bit_identical(tmp_path) -> None:
     data = _digits_like()
-    straight = dlc.compile(DROPOUT_MODEL, seed=11)
+    straight = dlc.compile(source=DROPOUT_MODEL, seed=11)
     straight.fit(data, epochs=2, batch_size=32, verbose=False)
 
-    first = dlc.compile(DROPOUT_MODEL, seed=11)
+    first = dlc.compile(source=DROPOUT_MODEL, seed=11)
     first.fit(data, epochs=1, batch_size=32, verbose=False)
     ckpt = tmp_path / "run.ckpt"
     first.save_checkpoint(str(ckpt))
-    resumed = dlc.compile(DROPOUT_MODEL, seed=11)
+    resumed = dlc.compile(source=DROPOUT_MODEL, seed=11)
     resumed.load_checkpoint(str(ckpt))
     assert resumed.step_count == first.step_count and resumed.epoch == 1
     resumed.fit(data, epochs=1, batch_size=32, verbose=False)
@@ -277,23 +277,23 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path) -> None:
 
 
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
-    p = dlc.compile(DROPOUT_MODEL)
+    p = dlc.compile(source=DROPOUT_MODEL)
     p.train_step(**_digits_like(8))
     path = tmp_path / "c.ckpt"
     p.save_checkpoint(str(path))
     raw = path.read_bytes()
     (tmp_path / "short.ckpt").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(CheckpointError):
-        dlc.compile(DROPOUT_MODEL).load_checkpoint(str(tmp_path / "short.ckpt"))
+        dlc.compile(source=DROPOUT_MODEL).load_checkpoint(str(tmp_path / "short.ckpt"))
     flipped = bytearray(raw)
     flipped[-5] ^= 0xFF
     (tmp_path / "flip.ckpt").write_bytes(bytes(flipped))
     with pytest.raises(CheckpointError, match="corrupt"):
-        dlc.compile(DROPOUT_MODEL).load_checkpoint(str(tmp_path / "flip.ckpt"))
+        dlc.compile(source=DROPOUT_MODEL).load_checkpoint(str(tmp_path / "flip.ckpt"))
     (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError):
-        dlc.compile(DROPOUT_MODEL).load_checkpoint(str(tmp_path / "junk.ckpt"))
-    other = dlc.compile(LINEAR)
+        dlc.compile(source=DROPOUT_MODEL).load_checkpoint(str(tmp_path / "junk.ckpt"))
+    other = dlc.compile(source=LINEAR)
     with pytest.raises(CheckpointError, match="do not match"):
         other.load_checkpoint(str(path))
     assert not list(tmp_path.glob(".*.tmp")), "atomic write left a temporary file"
@@ -301,7 +301,7 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
 
 def test_early_stopping_restores_best() -> None:
     data = _digits_like()
-    p = dlc.compile(DROPOUT_MODEL, seed=1).configure(optimizer=("sgd", {"lr": 5.0}),
+    p = dlc.compile(source=DROPOUT_MODEL, seed=1).configure(optimizer=("sgd", {"lr": 5.0}),
                                                      early_stopping={"patience": 1, "monitor": "val_loss"})
     hist = p.fit(data, epochs=30, batch_size=32, validation=data, verbose=False)
     assert len(hist["val_loss"]) < 30
@@ -310,7 +310,7 @@ def test_early_stopping_restores_best() -> None:
 
 
 def test_bad_training_settings_are_errors() -> None:
-    p = dlc.compile(LINEAR)
+    p = dlc.compile(source=LINEAR)
     with pytest.raises(ValueError, match="unknown optimizer"):
         p.configure(optimizer="adamax")
     with pytest.raises(ValueError, match="takes no argument"):
@@ -319,7 +319,7 @@ def test_bad_training_settings_are_errors() -> None:
         p.configure(clipnorm=1.0)
     with pytest.raises(ValueError, match="input 'x'"):
         p.train_step(x=np.zeros((2, 4)), t=np.zeros((2, 2)))
-    no_loss = dlc.compile("input x: f32[N, 2]\noutput y = relu(x)\n")
+    no_loss = dlc.compile(source="input x: f32[N, 2]\noutput y = relu(x)\n")
     with pytest.raises(dlc.DlcError, match="no loss"):
         no_loss.train_step(x=np.zeros((2, 2), np.float32))
 

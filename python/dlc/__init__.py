@@ -7,7 +7,6 @@ static memory planning) and returns a `Program` you call with NumPy arrays.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping
 
 from . import _core
@@ -19,28 +18,30 @@ __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "
 __version__ = "0.1.0"
 
 
-def load_module(model: str | os.PathLike[str]):
-    """Parses a model given as a path to a .dlm file or as source text."""
-    from .frontend.modules import load_path, load_text
-    if isinstance(model, os.PathLike) or (isinstance(model, str) and "\n" not in model
-                                          and (model.endswith(".dlm") or Path(model).is_file())):
-        return load_path(model)
-    return load_text(str(model), "<string>", Path.cwd())
+def load_module(path: str | os.PathLike[str] | None = None, *, source: str | None = None):
+    """Parses a model: the .dlm file at `path`, or `.dlm` text given as `source=` (exactly one of them).
+    A positional string is always a path, never text, so no source can be mistaken for a file name."""
+    from .frontend.modules import load_path, load_source
+    if (path is None) == (source is None):
+        raise ValueError("give a model path or source=, exactly one of them")
+    if source is not None:
+        if not isinstance(source, str):
+            raise TypeError(f"source= must be str (the model text), got {type(source).__name__}")
+        return load_source(source)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the model path must be str or os.PathLike, got {type(path).__name__}; "
+                        "pass model text as source=")
+    return load_path(path)
 
 
-def compile(model: str | os.PathLike[str] | None = None, *, source: str | None = None,
+def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = None,
             dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0) -> Program:
-    """Compiles a model: a path to a .dlm file, or `.dlm` text given as `source=`. `dims` fixes symbolic
+    """Compiles a model: the .dlm file at `path`, or `.dlm` text given as `source=`. `dims` fixes symbolic
     dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
     binding. `dtype="f64"` runs every f32 tensor of the model in double precision."""
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
-    if (model is None) == (source is None):
-        raise ValueError("dlc.compile takes a model path or source=, exactly one of them")
-    if source is not None:
-        from .frontend.modules import load_text
-        return Program(load_text(source, "<string>", Path.cwd()), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
-    return Program(load_module(model), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
+    return Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
 
 
 def load(path: str | os.PathLike[str]):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lark import Token, Tree
 
 from ..errors import CompileError, Loc
-from .parser import decode_source, parse
+from .parser import MAX_SOURCE_BYTES, check_text_size, decode_source, normalize_newlines, parse
 
 MAX_IMPORT_DEPTH = 16
 
@@ -38,6 +40,7 @@ class Module:
 
 
 def load_text(text: str, filename: str, base_dir: Path, stack: tuple[str, ...] = ()) -> Module:
+    text = normalize_newlines(text)
     tree = parse(text, filename)
     module = Module(filename, text, tree)
     for stmt in tree.children:
@@ -50,13 +53,35 @@ def load_text(text: str, filename: str, base_dir: Path, stack: tuple[str, ...] =
     return module
 
 
-def load_path(path: str | Path, stack: tuple[str, ...] = ()) -> Module:
+def load_source(text: str) -> Module:
+    """Model text given directly (`dlc.compile(source=...)`); its imports resolve from the working directory."""
+    check_text_size(text, "<string>")
+    return load_text(text, "<string>", Path.cwd())
+
+
+def load_path(path: str | os.PathLike[str], stack: tuple[str, ...] = (), at: Loc | None = None) -> Module:
+    """Reads and parses a model file. `at` is the import statement that named it: problems reading the file
+    (missing, too big, a name too long) are reported there, since that is the line to fix."""
     p = Path(path)
+    name = str(path)
+    if "\n" in name:
+        raise CompileError(f"cannot read {name[:60]!r}...: a model path cannot contain a newline; pass model "
+                           "text as source=", at)
     try:
-        data = p.read_bytes()
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise CompileError(f"cannot read {name}: not a regular file", at)
+        if st.st_size > MAX_SOURCE_BYTES:  # checked before reading, so a huge file costs nothing
+            raise CompileError(f"{name} is {st.st_size} bytes; model files are limited to {MAX_SOURCE_BYTES}", at)
+        with open(p, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)  # bounded even if the file grows after the stat
     except OSError as e:
-        raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
-    return load_text(decode_source(data, str(path)), str(path), p.resolve().parent, stack)
+        raise CompileError(f"cannot read {_short(name)}: {e.strerror or e}", at) from None
+    return load_text(decode_source(data, name, at), name, p.resolve().parent, stack)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 200 else name[:100] + "..." + name[-60:]
 
 
 def _add_block(module: Module, stmt: Tree) -> None:
@@ -76,15 +101,20 @@ def _add_block(module: Module, stmt: Tree) -> None:
 
 def _import(module: Module, stmt: Tree, base_dir: Path, stack: tuple[str, ...]) -> None:
     path_tok = stmt.children[0]
+    at = module.loc(path_tok)
     rel = str(path_tok)[1:-1]
-    target = (base_dir / rel).resolve()
-    if str(target) in {str(Path(s).resolve()) for s in stack if not s.startswith("<")}:
-        raise CompileError(f"import cycle: {rel} imports itself", module.loc(path_tok))
     if len(stack) > MAX_IMPORT_DEPTH:
-        raise CompileError("imports nested too deeply", module.loc(path_tok))
-    if not target.is_file():
-        raise CompileError(f"cannot import '{rel}': no such file {target}", module.loc(path_tok))
-    imported = load_path(target, stack)
+        raise CompileError("imports nested too deeply", at)
+    try:
+        target = (base_dir / rel).resolve()
+        found = target.exists()
+    except OSError as e:  # a name too long for the file system, a loop of symlinks
+        raise CompileError(f"cannot import '{_short(rel)}': {e.strerror or e}", at) from None
+    if str(target) in {str(Path(s).resolve()) for s in stack if not s.startswith("<")}:
+        raise CompileError(f"import cycle: {rel} imports itself", at)
+    if not found:
+        raise CompileError(f"cannot import '{_short(rel)}': no such file {_short(str(target))}", at)
+    imported = load_path(target, stack, at)
     if stmt.data == "import_stmt":
         alias = stmt.children[1]
         ns = str(alias) if alias is not None else target.stem

@@ -70,9 +70,23 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(names)
 
 
-def decode_source(data: bytes, filename: str) -> str:
+def check_text_size(text: str, filename: str, at: Loc | None = None) -> None:
+    """Model text obeys the same limit as a model file. (Characters are counted first: at least one byte each,
+    so a huge string is refused without encoding it.)"""
+    size = len(text) if len(text) > MAX_SOURCE_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        raise CompileError(f"{filename} is {size} bytes; model text is limited to {MAX_SOURCE_BYTES}", at)
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF (Windows) and lone CR (classic Mac) line endings both become LF, so every file reads as lines."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def decode_source(data: bytes, filename: str, at: Loc | None = None) -> str:
+    """Bytes of a model file to text; `at` locates problems that have no place inside the file itself."""
     if len(data) > MAX_SOURCE_BYTES:
-        raise CompileError(f"{filename} is {len(data)} bytes; model files are limited to {MAX_SOURCE_BYTES}")
+        raise CompileError(f"{filename} is {len(data)}+ bytes; model files are limited to {MAX_SOURCE_BYTES}", at)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -1,0 +1,106 @@
+"""How a model reaches the compiler: `dlc.compile(path)` reads a file, `dlc.compile(source=...)` takes text,
+and neither is ever mistaken for the other. Size limits hold for both, before anything big is read, and every
+problem with a file (including an imported one) is a located CompileError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlc
+from dlc.frontend.parser import MAX_SOURCE_BYTES
+
+SMALL = "input x: f32[2, 3]\noutput y = relu(x)\n"
+
+
+def test_long_one_line_source_is_text_not_a_path() -> None:
+    # Regression: a one-line source over 255 bytes was taken for a path ("File name too long").
+    src = "input x: f32[2, 3]; output y = " + " + ".join(["x"] * 100)
+    assert len(src) > 255 and "\n" not in src
+    out = dlc.compile(source=src)(x=np.ones((2, 3), np.float32))["y"]
+    np.testing.assert_allclose(out, 100.0)
+
+
+def test_source_ending_in_a_file_name_is_text() -> None:
+    # Regression: text ending in "# a.dlm" was taken for a path.
+    prog = dlc.compile(source=SMALL + "# a.dlm")
+    assert prog.outputs["y"] == dlc.TensorSpec("f32", (2, 3))
+
+
+def test_positional_argument_is_always_a_path(tmp_path: Path) -> None:
+    with pytest.raises(dlc.CompileError, match="source="):
+        dlc.compile(SMALL)
+    with pytest.raises(dlc.CompileError, match="cannot read"):
+        dlc.compile("input x: f32[2, 3]; output y = relu(x)")  # no such file, even though it parses as text
+    with pytest.raises(dlc.CompileError, match="too long"):
+        dlc.compile("x" * 5000 + ".dlm")
+    with pytest.raises(TypeError, match="source="):
+        dlc.compile(b"input x: f32[2]\noutput x\n")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exactly one"):
+        dlc.compile(tmp_path / "m.dlm", source=SMALL)
+
+
+def test_text_obeys_the_size_limit() -> None:
+    src = SMALL + "#" * MAX_SOURCE_BYTES
+    with pytest.raises(dlc.CompileError, match="limited to"):
+        dlc.compile(source=src)
+    # Multi-byte characters count as bytes: fewer characters than the limit can still exceed it.
+    src = SMALL + "#" + "é" * (MAX_SOURCE_BYTES // 2 + 1)
+    assert len(src) < MAX_SOURCE_BYTES
+    with pytest.raises(dlc.CompileError, match="limited to"):
+        dlc.compile(source=src)
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_line_endings(tmp_path: Path, newline: str) -> None:
+    # Regression: a CR-only file read as one comment line ("the model declares no output").
+    text = f"# a model{newline}input x: f32[2, 3]{newline}y = relu(x){newline}output y{newline}"
+    (tmp_path / "m.dlm").write_bytes(text.encode())
+    assert dlc.compile(tmp_path / "m.dlm").outputs["y"] == dlc.TensorSpec("f32", (2, 3))
+    assert dlc.compile(source=text).outputs["y"] == dlc.TensorSpec("f32", (2, 3))
+
+
+def test_cr_only_errors_have_the_right_line(tmp_path: Path) -> None:
+    (tmp_path / "m.dlm").write_bytes(b"input x: f32[2, 3]\ry = bogus(x)\routput y\r")
+    with pytest.raises(dlc.CompileError) as info:
+        dlc.compile(tmp_path / "m.dlm")
+    assert (info.value.loc.line, info.value.loc.col) == (2, 5)
+
+
+def _import_error(tmp_path: Path, line: str) -> dlc.CompileError:
+    main = tmp_path / "main.dlm"
+    main.write_text(f"input x: f32[2, 3]\n{line}\noutput y = relu(x)\n")
+    with pytest.raises(dlc.CompileError) as info:
+        dlc.compile(main)
+    err = info.value
+    assert err.loc is not None and (err.loc.file, err.loc.line) == (str(main), 2), err.format()
+    return err
+
+
+def test_huge_import_is_refused_before_reading(tmp_path: Path) -> None:
+    # Regression: a 1 GiB import was read whole (4 s, 1 GiB of memory) before the size check, without location.
+    # A sparse file: its size is 1 GiB, its disk use nothing, and reading it would take seconds.
+    with open(tmp_path / "big.dlm", "wb") as f:
+        f.truncate(1 << 30)
+    err = _import_error(tmp_path, 'import "big.dlm"')
+    assert "1073741824 bytes" in err.message and "limited to" in err.message
+
+
+def test_too_long_import_path_is_located(tmp_path: Path) -> None:
+    # Regression: escaped as a bare OSError (File name too long).
+    err = _import_error(tmp_path, f'import "{"a" * 4000}.dlm"')
+    assert "cannot import" in err.message
+
+
+def test_missing_and_undecodable_imports_are_located(tmp_path: Path) -> None:
+    assert "no such file" in _import_error(tmp_path, 'import "nope.dlm"').message
+    (tmp_path / "dir.dlm").mkdir()
+    assert "not a regular file" in _import_error(tmp_path, 'import "dir.dlm"').message
+    # A bad byte inside an imported file is located in that file, at the byte.
+    (tmp_path / "bin.dlm").write_bytes(b"block f(t) {\n  return t\xff\n}\n")
+    (tmp_path / "main.dlm").write_text('from "bin.dlm" import f\ninput x: f32[2]\noutput y = f(x)\n')
+    with pytest.raises(dlc.CompileError, match="UTF-8") as info:
+        dlc.compile(tmp_path / "main.dlm")
+    assert (info.value.loc.file, info.value.loc.line, info.value.loc.col) == (str(tmp_path / "bin.dlm"), 2, 11)
