@@ -95,4 +95,4 @@ def initialize(spec: InitSpec, shape: tuple[int, ...], dtype: np.dtype, seed: in
     _, sampler = INITIALIZERS[canonical]
     fi, fo = fan if fan is not None else fans(shape)
     rng = np.random.default_rng(param_seed(seed, name))
-    return np.ascontiguousarray(sampler(rng, shape, fi, fo, **dict(items)), dtype=dtype)
+    return np.require(sampler(rng, shape, fi, fo, **dict(items)), dtype, "C")  # keeps 0-d parameters 0-d

@@ -219,7 +219,7 @@ class Program(TrainingMixin):
             if arr.dtype != expected:
                 raise ValueError(f"input '{name}': expected dtype {types[name].dtype} ({expected.name}), got "
                                  f"{arr.dtype.name}; convert it with .astype(np.{expected.name})")
-            arrays[name] = np.ascontiguousarray(arr)
+            arrays[name] = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
         return arrays
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:

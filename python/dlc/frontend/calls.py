@@ -145,10 +145,11 @@ class CallsMixin:
                 raise CompileError(f"unknown keyword argument '{key}' for {op.name} (it takes: {known})",
                                    kw_locs.get(key, loc))
             attrs[key] = value
+        if self.dtype == "f64":  # f64 mode runs every f32 tensor in double: casts, and defaults such as one_hot's
+            for spec in op.attrs:
+                if spec.kind == "dtype" and attrs.get(spec.name, spec.default) == "f32":
+                    attrs[spec.name] = "f64"
         for key, value in attrs.items():
-            spec = op.attr_spec(key)
-            if spec is not None and spec.kind == "dtype" and value == "f32" and self.dtype == "f64":
-                attrs[key] = "f64"  # f64 mode runs every f32 tensor in double, casts included
             if isinstance(value, TensorVal):
                 raise CompileError(f"{op.name}: '{key}' must be a constant, not a tensor", kw_locs.get(key, loc))
             if isinstance(value, list):

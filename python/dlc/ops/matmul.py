@@ -44,7 +44,7 @@ def _matmul_grad(b: Any, node: Any, gs: list[int | None]) -> list[int | None]:
             rows = dim_mul(rows, d)
         a2 = b.op1("reshape", A, shape=(dim_mul(rows, at.shape[-2]), at.shape[-1]))
         g2 = b.op1("reshape", g, shape=(dim_mul(rows, at.shape[-2]), b.type_of(g).shape[-1]))
-        gb = b.op1("matmul", g2, a2, trans_a=True, trans_b=True) if tb else b.op1("matmul", a2, g2, trans_a=True)
+        gb = b.op1("matmul", g2, a2, trans_a=True) if tb else b.op1("matmul", a2, g2, trans_a=True)
         ga = b.op1("matmul", g, B, trans_b=not tb)
         return [ga, gb]
     if not ta and not tb:

@@ -26,13 +26,18 @@ def _eval_form(node: Node) -> Node:
 def strip_training_only(graph: Graph, ctx: PassContext) -> Graph:
     if ctx.training:
         return graph
+    # A training form whose batch statistics the model itself reads or outputs (batch_norm_train called by
+    # name) keeps its training form: those values exist only there.
+    used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
     mapping: dict[int, int] = {}
     kept = []
     for node in graph.nodes:
         if node.op in TRAINING_ONLY:
             mapping[node.outputs[0]] = node.inputs[0]
+        elif node.op in EVAL_FORMS and not used.intersection(node.outputs[1:]):
+            kept.append(_eval_form(node))
         else:
-            kept.append(_eval_form(node) if node.op in EVAL_FORMS else node)
+            kept.append(node)
     if not mapping and not any(n.op in EVAL_FORMS for n in graph.nodes):
         return graph
     return prune_values(substitute(graph, kept, mapping))

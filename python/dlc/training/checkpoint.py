@@ -103,5 +103,5 @@ def load_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
                 raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
             np.copyto(program._opt[name], arr)
         else:
-            program._opt[name] = np.ascontiguousarray(arr).copy()
+            program._opt[name] = np.array(arr, order="C")
     program._step, program._epoch = step, epoch
