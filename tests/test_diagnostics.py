@@ -141,7 +141,7 @@ def test_deep_parentheses(tmp_path: Path) -> None:
 
 
 def test_very_long_pipe_chain(tmp_path: Path) -> None:
-    line = "y = x" + " |> relu" * 10_000
+    line = "y = x" + " |> relu" * 1_000
     file, text = diagnose(tmp_path, HEAD + line + "\noutput y\n")
     head = text.splitlines()[0]
     col = int(head.split(":")[2])

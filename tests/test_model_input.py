@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import dlc
+from dlc.frontend import elaborate, parser
 from dlc.frontend.parser import MAX_SOURCE_BYTES
 
 SMALL = "input x: f32[2, 3]\noutput y = relu(x)\n"
@@ -104,3 +105,52 @@ def test_missing_and_undecodable_imports_are_located(tmp_path: Path) -> None:
     with pytest.raises(dlc.CompileError, match="UTF-8") as info:
         dlc.compile(tmp_path / "main.dlm")
     assert (info.value.loc.file, info.value.loc.line, info.value.loc.col) == (str(tmp_path / "bin.dlm"), 2, 11)
+
+
+# ---- size bounds, enforced while reading (regressions: each of these files took > 10 s before an error) ----
+
+def _located(src: str) -> dlc.CompileError:
+    with pytest.raises(dlc.CompileError) as info:
+        dlc.compile(source=src)
+    assert info.value.loc is not None and info.value.loc.file == "<string>", info.value.format()
+    return info.value
+
+
+def test_half_a_million_term_sum_is_refused_while_reading() -> None:
+    err = _located("input a: f32[2]\ny = " + "+".join(["a"] * 500_000) + "\noutput y\n")
+    assert "statement longer than" in err.message and err.loc.line == 2
+
+
+def test_hundred_thousand_statements_are_refused_while_reading() -> None:
+    err = _located("input a: f32[2]\n" + "".join(f"y{i} = a\n" for i in range(100_000)) + "output a\n")
+    assert "statements" in err.message and err.loc.line == parser.MAX_STATEMENTS + 1
+
+
+def test_token_bound_counts_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parser, "MAX_TOKENS", 50)
+    err = _located("input a: f32[2]\n" + "".join(f"y{i} = a + a\n" for i in range(20)) + "output a\n")
+    assert "tokens" in err.message
+
+
+def test_limits_ignore_comments_strings_and_bracketed_newlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parser, "MAX_STATEMENTS", 4)
+    src = ('# ; ; ; ( [ {\ninput a: f32[2, 3]\ny = dense(a,\n  4,\n  name="x;y;z")\nz = y |> relu\n'
+           '  |> relu\noutput z\n')
+    assert dlc.compile(source=src).outputs["z"] == dlc.TensorSpec("f32", (2, 4))
+    assert "statements" in _located(src + "w = z\n").message
+
+
+NESTED = "input x: f32[2, 4]\nblock inner(t) {\n  return relu(t)\n}\nblock outer(t) {\n  return repeat 1024 inner(t)\n}\n"
+
+
+def test_nested_repeat_is_refused_at_the_outer_repeat() -> None:
+    # 1024 x 1024 layers: the outer repeat knows after its first layer what the whole would add.
+    err = _located(NESTED + "y = repeat 1024 outer(x)\noutput y\n")
+    assert "more than 20,000 nodes" in err.message and (err.loc.line, err.loc.col) == (8, 5)
+
+
+def test_node_bound_holds_without_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(elaborate, "MAX_NODES", 30)
+    err = _located("input x: f32[2]\nblock f(t) {\n  a = relu(t)\n  return a + 1\n}\n"
+                   + "".join(f"y{i} = f(x)\n" for i in range(40)) + "output y0\n")
+    assert "nodes" in err.message and err.loc.line > 5

@@ -247,8 +247,12 @@ class CallsMixin:
                                    scope.module.loc(call))
             value = self.eval(args[0].children[0], scope)
             call = Tree("call", [call.children[0], *args[1:]], call.meta)
+        start = len(self.b.nodes)
         for i in range(count):
             value = self.ev_call(call, scope, value, True, name_override=f"{base}.{i}")
+            if i == 0:  # every layer elaborates alike: refuse now what the whole repeat would add
+                self.check_node_budget(len(self.b.nodes) + (len(self.b.nodes) - start) * (count - 1),
+                                       scope.module.loc(tree), scope)
         return value
 
 

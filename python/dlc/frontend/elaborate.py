@@ -28,6 +28,9 @@ from .modules import Module
 from .values import Scope, TensorVal
 
 MAX_INT_LITERAL = 2 ** 53
+# Nodes one model may elaborate to (repeats and block calls included): far above any real network, and low
+# enough that a file which would exceed it (repeat 1024 of a block that repeats 1024) is refused in a second.
+MAX_NODES = 20_000
 MAX_PARAM_ELEMENTS = 2 ** 31  # 8 GiB of f32: beyond it an initializer would only fail with MemoryError
 
 
@@ -73,8 +76,9 @@ class Elaborator(CallsMixin):
             if kind == "output_stmt":
                 for item in stmt.children:
                     outputs.append(self.output_item(item, scope, outputs))
-                continue
-            self.statement(stmt, scope)
+            else:
+                self.statement(stmt, scope)
+            self.check_node_budget(len(self.b.nodes), self.root.loc(stmt), scope)
         if not outputs:
             raise CompileError("the model declares no output (add `output NAME`)",
                                Loc(self.root.filename, 1, 1, self.root.text))
@@ -95,7 +99,13 @@ class Elaborator(CallsMixin):
 
     # ---- statements ----
 
+    def check_node_budget(self, nodes: int, loc: Loc, scope: Scope) -> None:
+        if nodes > MAX_NODES:
+            raise CompileError(f"the model elaborates to more than {MAX_NODES:,} nodes ({nodes:,} here); "
+                               "use fewer or smaller repeats", loc, self.path_notes(scope))
+
     def statement(self, stmt: Tree, scope: Scope) -> Any:
+        self.check_node_budget(len(self.b.nodes), scope.module.loc(stmt), scope)
         kind = stmt.data
         if kind == "input_stmt":
             self.input_stmt(stmt, scope)

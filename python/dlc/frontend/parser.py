@@ -8,6 +8,7 @@ recursion limit.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -101,20 +102,63 @@ def decode_source(data: bytes, filename: str, at: Loc | None = None) -> str:
     return text
 
 
-def _check_nesting(text: str, filename: str) -> None:
-    depth = 0
-    line, col = 1, 0
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-        elif ch in "([{":
+# What one pass over the text lets through to Lark, whose time and memory grow with the token count (a 4 MiB
+# file of `a+a+...` is a million tokens and takes many seconds). Each bound is far above any written model.
+MAX_TOKENS = 100_000
+MAX_STATEMENTS = 10_000
+MAX_STATEMENT_TOKENS = 10_000
+_TOKEN = re.compile(r'#[^\n]*|"[^"\n]*"|[A-Za-z_0-9.]+|\|>|\*\*|[=!<>]=|\S|\n')
+
+
+def _check_limits(text: str, filename: str) -> None:
+    """Bounds bracket nesting, statement count, tokens per statement and tokens in all, reading the text once
+    and stopping at the first token past a bound, so an oversized file is refused in milliseconds."""
+    depth = paren = 0  # all brackets; only () and [], inside which a newline does not end a statement
+    tokens = statements = in_statement = 0
+    fresh = True  # the next token starts a statement (unless it is a |> continuing the previous one)
+    line, line_start = 1, 0
+
+    def fail(message: str, pos: int) -> CompileError:
+        return CompileError(message, Loc(filename, line, pos - line_start + 1, text))
+
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        first = tok[0]
+        if first == "#":
+            continue
+        if first == "\n":
+            line, line_start = line + 1, m.end()
+            fresh = fresh or paren == 0
+            continue
+        if first == ";" and paren == 0:
+            fresh = True
+            continue
+        tokens += 1
+        if tokens > MAX_TOKENS:
+            raise fail(f"the model has more than {MAX_TOKENS:,} tokens; split it into files and import them",
+                       m.start())
+        if fresh and tok != "|>":
+            statements, in_statement = statements + 1, 0
+            if statements > MAX_STATEMENTS:
+                raise fail(f"the model has more than {MAX_STATEMENTS:,} statements; use blocks and repeat",
+                           m.start())
+        fresh = False
+        in_statement += 1
+        if in_statement > MAX_STATEMENT_TOKENS:
+            raise fail(f"statement longer than {MAX_STATEMENT_TOKENS:,} tokens; split it into statements",
+                       m.start())
+        if first in "([{":
             depth += 1
+            paren += first != "{"
+            fresh = first == "{"  # a block body's first statement follows
             if depth > MAX_NESTING:
-                raise CompileError(f"brackets nested more than {MAX_NESTING} deep",
-                                   Loc(filename, line, col, text))
-        elif ch in ")]}":
-            depth -= 1
+                raise fail(f"brackets nested more than {MAX_NESTING} deep", m.start())
+        elif first in ")]}":
+            depth = max(depth - 1, 0)
+            if first == "}":
+                fresh = True
+            else:
+                paren = max(paren - 1, 0)
 
 
 def parse(text: str, filename: str = "<string>") -> Tree:
@@ -122,7 +166,7 @@ def parse(text: str, filename: str = "<string>") -> Tree:
     if not text.strip():
         raise CompileError(f"{filename} is empty: a model needs at least an input and an output",
                            Loc(filename, 1, 1, text))
-    _check_nesting(text, filename)
+    _check_limits(text, filename)
     try:
         tree = _parser().parse(text + "\n")
     except UnexpectedCharacters as e:
