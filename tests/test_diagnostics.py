@@ -41,7 +41,7 @@ def check(text: str, file: str, line: int, col: int, message: str, source_line: 
 
 def test_syntax_error(tmp_path: Path) -> None:
     file, text = diagnose(tmp_path, HEAD + "y = dense(x, 3\noutput y\n")
-    check(text, file, 3, 1, "unexpected 'output', expected ')'", "output y")
+    check(text, file, 2, 10, "'(' is never closed: expected ')' before 'output' on line 3", "y = dense(x, 3")
 
 
 def test_unexpected_character(tmp_path: Path) -> None:

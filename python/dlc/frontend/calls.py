@@ -15,6 +15,7 @@ from ..errors import CompileError, Loc, ShapeError
 from ..ir import GraphBuilder, TensorType
 from ..ops import registry
 from ..ops.registry import OpDef
+from .hints import quote_hint
 from .modules import BlockDef
 from .values import Scope, TensorVal
 
@@ -52,7 +53,10 @@ class CallsMixin:
             key = str(first.children[0].children[0])
             if key in kwargs:
                 raise CompileError(f"duplicate keyword argument '{key}'", scope.module.loc(first))
-            kwargs[key] = self.eval(second, scope)
+            try:
+                kwargs[key] = self.eval(second, scope)
+            except CompileError as e:
+                raise quote_hint(e, key, second, registry.lookup(name)) from None
             kw_locs[key] = scope.module.loc(first)
         loc = scope.module.loc(name_tree)
         block = self.find_block(name, scope)

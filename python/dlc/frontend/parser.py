@@ -16,6 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import CompileError, Loc
+from . import brackets
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 MAX_NESTING = 64
@@ -174,6 +175,7 @@ def parse(text: str, filename: str = "<string>") -> Tree:
         raise CompileError(f"unexpected character {ch!r}", Loc(filename, e.line, e.column, text)) from None
     except UnexpectedEOF as e:
         lines = text.splitlines() or [""]
+        _blame_brackets(text, filename, len(lines), len(lines[-1]) + 1, None)
         raise CompileError(f"unexpected end of file, expected {_describe_expected(set(e.expected))}",
                            Loc(filename, len(lines), len(lines[-1]) + 1, text)) from None
     except UnexpectedToken as e:
@@ -185,12 +187,21 @@ def parse(text: str, filename: str = "<string>") -> Tree:
         if tok.type == "$END":
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
+        _blame_brackets(text, filename, line, col, None if tok.type == "$END" else what)
         raise CompileError(f"unexpected {what}, expected {_describe_expected(set(e.expected))}",
                            Loc(filename, line, col, text)) from None
     except UnexpectedInput as e:
         raise CompileError("syntax error", Loc(filename, e.line, e.column, text)) from None
     _check_depth(tree, filename, text)
     return tree
+
+
+def _blame_brackets(text: str, filename: str, line: int, col: int, token: str | None) -> None:
+    """Reports a parse error caused by an unclosed bracket at the bracket (see brackets.py)."""
+    found = brackets.diagnose(text, line, col, token)
+    if found is not None:
+        message, at_line, at_col = found
+        raise CompileError(message, Loc(filename, at_line, at_col, text))
 
 
 def _check_depth(tree: Tree, filename: str, text: str) -> None:
