@@ -1,4 +1,4 @@
-"""Runs every reference workload present in models/ (shared/reference/workloads.md): dlc inference and
+"""Runs every reference workload present in models/ (benchmarks/workloads.md): dlc inference and
 training step, fused and unfused, compile time and the training step's memory plan; and, where PyTorch and
 ONNX Runtime are installed, the same shapes on them in the same run, with the ratios dlc / ORT (inference)
 and dlc / PyTorch eager (training step). Writes benchmarks/results/workloads.{md,json}.

@@ -1,4 +1,4 @@
-"""PyTorch equivalents of the reference workloads (shared/reference/workloads.md): the same layers and
+"""PyTorch equivalents of the reference workloads (benchmarks/workloads.md): the same layers and
 shapes as models/*.dlm, for measuring PyTorch eager and ONNX Runtime on the same work in the same run.
 
 `WORKLOADS` maps a name to its batch, input shapes, number of classes (None: the loss is the mean of the

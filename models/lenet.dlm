@@ -1,4 +1,4 @@
-# Reference workload "lenet" (shared/reference/workloads.md), NCHW:
+# Reference workload "lenet" (benchmarks/workloads.md), NCHW:
 # conv 6 k5 pad 2 -> relu -> max-pool 2 -> conv 16 k5 -> relu -> max-pool 2 -> flatten (400)
 # -> dense 120 -> relu -> dense 84 -> relu -> dense 10; cross-entropy; Adam lr 1e-3.
 input x: f32[N, 1, 28, 28]

@@ -1,4 +1,4 @@
-# Reference workload "mlp" (shared/reference/workloads.md): 784 -> 512 -> 256 -> 10 with ReLU,
+# Reference workload "mlp" (benchmarks/workloads.md): 784 -> 512 -> 256 -> 10 with ReLU,
 # cross-entropy on logits, one Adam step (lr 1e-3) per training step. Batch is the symbolic N.
 input x: f32[N, 784]
 input y: i32[N]

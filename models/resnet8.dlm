@@ -1,4 +1,4 @@
-# Reference workload "resnet8" (shared/reference/workloads.md), NCHW, 32x32 RGB:
+# Reference workload "resnet8" (benchmarks/workloads.md), NCHW, 32x32 RGB:
 # conv3x3 16 (no bias) -> batch norm -> relu -> block(16->16, s1) -> block(16->32, s2) -> block(32->64, s2)
 # -> global average pool -> dense 10; cross-entropy; Adam lr 1e-3.
 input x: f32[N, 3, 32, 32]

@@ -1,20 +1,18 @@
 """The language reference stays true: its generated Ops section matches the op registry (so every new op is
-documented), every .dlm snippet in it parses, and every complete model example compiles and runs."""
+documented) and the complete example declares the parameters the text names. (Every example of every doc
+runs in tests/test_doc_blocks.py.)"""
 
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
 
 import dlc
-from dlc.frontend.parser import parse
-from dlc.ir import np_dtype
 from dlc.ops import registry
+from doc_blocks import code_blocks
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TEXT = (DOCS / "language.md").read_text(encoding="utf-8")
@@ -48,39 +46,7 @@ def test_check_mode_reports_stale_section(tmp_path: Path, monkeypatch: pytest.Mo
     assert module.main([]) == 0 and stale.read_text(encoding="utf-8") == TEXT
 
 
-def code_blocks(text: str) -> list[tuple[str, str]]:
-    """(language tag, body) of every fenced code block."""
-    blocks: list[tuple[str, str]] = []
-    lang: str | None = None
-    body: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("```"):
-            if lang is None:
-                lang, body = line[3:].strip(), []
-            else:
-                blocks.append((lang, "\n".join(body) + "\n"))
-                lang = None
-        elif lang is not None:
-            body.append(line)
-    return blocks
-
-
-SNIPPETS = [body for lang, body in code_blocks(TEXT) if lang == "dlm"]
-MODELS = [body for body in SNIPPETS if re.search(r"^input ", body, re.M) and re.search(r"^output ", body, re.M)]
-
-
-@pytest.mark.parametrize("source", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
-def test_examples_parse(source: str) -> None:
-    parse(source)
-
-
-@pytest.mark.parametrize("source", MODELS, ids=[f"example{i}" for i in range(len(MODELS))])
-def test_model_examples_compile(source: str) -> None:
-    program = dlc.compile(source=source)
-    inputs = {n: np.ones([2 if isinstance(d, str) else d for d in s.shape], np_dtype(s.dtype))
-              for n, s in program.inputs.items()}
-    for name, value in program(**inputs).items():
-        assert np.all(np.isfinite(value)), name
+MODELS = [b.body for b in code_blocks(DOCS / "language.md") if b.lang == "dlm" and not b.fragment]
 
 
 def test_complete_example_parameter_names() -> None:
