@@ -240,3 +240,21 @@ def test_train_sequence_model_on_synthetic_sequences(capsys) -> None:
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["epochs"] == 1 and result["test_accuracy"] > 0.2  # chance is 0.1
+
+
+@pytest.mark.parametrize("command", ["run", "train", "eval", "bench", "generate"])
+def test_commands_that_run_a_model_take_threads(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([command, "--help"]) == 0
+    assert "--threads N" in capsys.readouterr().out
+    code, _, err = run(capsys, command, MLP, "--threads", "0")
+    assert code == 2 and "expected a positive integer" in err
+
+
+def test_threads_flag_sets_the_kernel_threads(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "x.npy", np.ones((3, 6), np.float32))
+    before = dlc.get_num_threads()
+    try:
+        code, _, _ = run(capsys, "run", model, "--input", f"x={tmp_path / 'x.npy'}", "--threads", "1")
+        assert code == 0 and dlc.get_num_threads() == 1
+    finally:
+        dlc.set_num_threads(before)

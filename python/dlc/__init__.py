@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from . import _core
-from .errors import CheckpointError, CompileError, DlcError
-from .program import Program, TensorSpec
+from .threads import configure_openmp, default_num_threads
+
+configure_openmp()  # before the extension loads libgomp, which reads its settings once
+from . import _core  # noqa: E402
+from .errors import CheckpointError, CompileError, DlcError  # noqa: E402
+from .program import Program, TensorSpec  # noqa: E402
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
            "DlcError", "CheckpointError", "load_module"]
@@ -51,9 +54,18 @@ def load(path: str | os.PathLike[str]):
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by the kernels (OpenMP), for every later call from any Python thread."""
-    _core.set_num_threads(int(n))
+    """Threads the kernels use, for every later call from any Python thread. The default is the number of
+    cores this process may run on (its affinity mask, e.g. as narrowed by `taskset`), or OMP_NUM_THREADS when
+    set. On a machine shared with other busy programs fewer threads than cores can be faster."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"number of threads must be at least 1, got {n}")
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
+    """Threads the kernels use now (see set_num_threads)."""
     return int(_core.get_num_threads())
+
+
+_core.set_num_threads(default_num_threads())

@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "kernels/conv/conv.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -83,8 +84,7 @@ void bn_train(const KernelArgs& a) {
   T *y = a.out[0].ptr<T>(), *mean = a.out[1].ptr<T>(), *invstd = a.out[2].ptr<T>();
   const int64_t count = l.N * l.inner;
   if (count == 0) return;
-#pragma omp parallel for schedule(static) if (parallel(X))
-  for (int64_t c = 0; c < l.C; ++c) {
+  parallel_items(l.C, [&](int64_t c, int) {
     // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
     const double mu = channel_sums<T, 1>(l, c, [x](int64_t i) { return std::array<T, 1>{x[i]}; })[0] / count;
     const T mu_t = static_cast<T>(mu);
@@ -103,7 +103,7 @@ void bn_train(const KernelArgs& a) {
     const double unbiased = count > 1 ? var * count / (count - 1) : var;
     rmean[c] = static_cast<T>((1 - momentum) * rmean[c] + momentum * mu);
     rvar[c] = static_cast<T>((1 - momentum) * rvar[c] + momentum * unbiased);
-  }
+  }, parallel(X));
 }
 
 template <class T>
@@ -115,13 +115,12 @@ void bn_eval(const KernelArgs& a) {
   const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *beta = a.in[2].ptr<T>();
   const T *rmean = a.in[3].ptr<T>(), *rvar = a.in[4].ptr<T>();
   T* y = a.out[0].ptr<T>();
-#pragma omp parallel for schedule(static) if (parallel(X))
-  for (int64_t p = 0; p < l.N * l.C; ++p) {
+  parallel_items(l.N * l.C, [&](int64_t p, int) {
     const int64_t c = p % l.C;
     const double rs = 1.0 / std::sqrt(static_cast<double>(rvar[c]) + eps);
     const T scale = static_cast<T>(rs * gamma[c]), shift = static_cast<T>(beta[c] - rmean[c] * rs * gamma[c]);
     for (int64_t i = p * l.inner; i < (p + 1) * l.inner; ++i) y[i] = x[i] * scale + shift;
-  }
+  }, parallel(X));
 }
 
 // With xhat = (x - mean) * invstd over the m = N * inner values of a channel:
@@ -134,8 +133,7 @@ void bn_grad(const KernelArgs& a) {
   const T* gy = a.in[4].ptr<T>();
   T *gx = a.out[0].ptr<T>(), *ggamma = a.out[1].ptr<T>(), *gbeta = a.out[2].ptr<T>();
   const int64_t count = l.N * l.inner;
-#pragma omp parallel for schedule(static) if (parallel(X))
-  for (int64_t c = 0; c < l.C; ++c) {
+  parallel_items(l.C, [&](int64_t c, int) {
     const double rs = invstd[c];
     const T mu = mean[c];
     // One pass for both sums; sum gy * xhat = invstd * sum gy * (x - mean).
@@ -145,7 +143,7 @@ void bn_grad(const KernelArgs& a) {
     const double sg = sums[0], sgx = sums[1] * rs;
     gbeta[c] = static_cast<T>(sg);
     ggamma[c] = static_cast<T>(sgx);
-    if (count == 0) continue;
+    if (count == 0) return;
     // gx = k * (gy - mg - (x - mean) * invstd * mgx) = p * gy + q * (x - mean) + r, the constants in double
     // (x - mean is formed first: folding mean into r would cancel badly when |mean| >> the spread).
     const double k = gamma[c] * rs, mg = sg / count, mgx = sgx / count;
@@ -154,7 +152,7 @@ void bn_grad(const KernelArgs& a) {
       const int64_t base = (n * l.C + c) * l.inner;
       for (int64_t i = base; i < base + l.inner; ++i) gx[i] = p * gy[i] + q * (x[i] - mu) + r;
     }
-  }
+  }, parallel(X));
 }
 
 void batch_norm_train_kernel(const KernelArgs& a) {

@@ -12,6 +12,7 @@
 
 #include "dispatch.h"
 #include "kernels/kernel_util.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc::conv {
 
@@ -75,8 +76,7 @@ inline void valid_range(int64_t size, int64_t out, int64_t stride, int64_t off, 
 template <class T>
 void im2col(const T* x, const Geom& g, T* col, bool parallel) {
   const int64_t rows = g.K(), P = g.P();
-#pragma omp parallel for schedule(static) if (parallel && rows * P > kParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_items(rows, [&](int64_t r, int) {
     const int64_t c = r / (g.KH * g.KW), i = r / g.KW % g.KH, j = r % g.KW;
     const int64_t off_h = i * g.dh - g.ph, off_w = j * g.dw - g.pw;
     int64_t h_lo, h_hi, w_lo, w_hi;
@@ -95,7 +95,7 @@ void im2col(const T* x, const Geom& g, T* col, bool parallel) {
       std::fill(d + w_hi, d + g.Wo, T(0));
     }
     std::fill(dst + h_hi * g.Wo, dst + P, T(0));
-  }
+  }, parallel && rows * P > kParallelWork);
 }
 
 // The adjoint of im2col: x[c][...] += col[row][...] over every tap, for the Cg planes starting at x (which
@@ -104,8 +104,7 @@ void im2col(const T* x, const Geom& g, T* col, bool parallel) {
 template <class T>
 void col2im(const T* col, const Geom& g, T* x, bool parallel) {
   const int64_t P = g.P(), taps = g.KH * g.KW;
-#pragma omp parallel for schedule(static) if (parallel && g.K() * P > kParallelWork)
-  for (int64_t c = 0; c < g.Cg(); ++c) {
+  parallel_items(g.Cg(), [&](int64_t c, int) {
     for (int64_t t = 0; t < taps; ++t) {
       const int64_t i = t / g.KW, j = t % g.KW;
       const int64_t off_h = i * g.dh - g.ph, off_w = j * g.dw - g.pw;
@@ -119,7 +118,7 @@ void col2im(const T* col, const Geom& g, T* x, bool parallel) {
         for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow * g.sw] += s[ow];
       }
     }
-  }
+  }, parallel && g.K() * P > kParallelWork);
 }
 
 }  // namespace dlc::conv

@@ -24,6 +24,7 @@
 #include "kernels/conv/conv.h"
 #include "kernels/conv/conv_direct.h"
 #include "kernels/gemm/gemm.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -60,7 +61,7 @@ conv::DirectShape direct_grad_input_shape(const Geom& g) {
 
 // Whether threads should take whole (image, group) products rather than share each one.
 bool across_items(int64_t items, int64_t macs_per_item) {
-  const int64_t nth = omp_get_max_threads();
+  const int64_t nth = pool_threads();
   return items > 1 && nth > 1 && (items >= nth || macs_per_item < kSmallProduct);
 }
 
@@ -70,8 +71,9 @@ bool across_items(int64_t items, int64_t macs_per_item) {
 template <class T, class Run>
 void for_items(int64_t items, bool across, T* cols, int64_t slice, const Run& run) {
   if (across) {
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < items; ++item) run(item, cols ? cols + omp_get_thread_num() * slice : nullptr, false);
+    parallel_items(items, [&](int64_t item, int worker) {
+      run(item, cols ? cols + worker * slice : nullptr, false);
+    }, true);
   } else {
     for (int64_t item = 0; item < items; ++item) run(item, cols, true);
   }
@@ -86,14 +88,14 @@ void conv_forward(const KernelArgs& a) {
   if constexpr (std::is_same_v<T, float>) {
     if (use_direct(g, g.C, false)) {
       const conv::DirectShape d = direct_shape(g);
-      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, omp_get_max_threads()));
+      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, pool_threads()));
       conv::direct_conv(d, X.ptr<float>(), Wt.ptr<float>(), false, Y.ptr<float>(), buf);
       return;
     }
   }
   const bool pointwise = g.pointwise();
   const bool across = across_items(items, g.Og() * K * P);
-  const int64_t slices = across ? omp_get_max_threads() : 1;
+  const int64_t slices = across ? pool_threads() : 1;
   T* const cols = pointwise ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
   const T* x = X.ptr<T>();
   const T* w = Wt.ptr<T>();
@@ -120,14 +122,14 @@ void conv_grad_input(const KernelArgs& a) {
   if constexpr (std::is_same_v<T, float>) {
     if (use_direct(g, g.O, true)) {
       const conv::DirectShape d = direct_grad_input_shape(g);
-      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, omp_get_max_threads()));
+      float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, pool_threads()));
       conv::direct_conv(d, GY.ptr<float>(), Wt.ptr<float>(), true, GX.ptr<float>(), buf);
       return;
     }
   }
   const bool pointwise = g.pointwise();
   const bool across = across_items(items, g.Og() * K * P);
-  const int64_t slices = across ? omp_get_max_threads() : 1;
+  const int64_t slices = across ? pool_threads() : 1;
   T* const cols = pointwise ? nullptr : conv::scratch<T>(static_cast<size_t>(slices * K * P));
   const T* gy = GY.ptr<T>();
   const T* w = Wt.ptr<T>();
@@ -162,7 +164,7 @@ void conv_grad_weight(const KernelArgs& a) {
   if constexpr (std::is_same_v<T, float>) {
     if (use_direct(g, g.C, false)) {
       const conv::DirectShape d = direct_shape(g);
-      float* buf = conv::scratch<float>(conv::direct_wgrad_scratch(d, omp_get_max_threads()));
+      float* buf = conv::scratch<float>(conv::direct_wgrad_scratch(d, pool_threads()));
       conv::direct_wgrad(d, X.ptr<float>(), GY.ptr<float>(), GW.ptr<float>(), buf);
       return;
     }
@@ -172,7 +174,7 @@ void conv_grad_weight(const KernelArgs& a) {
   // then added in chunk order.
   const bool across = across_items(g.N * g.groups, g.Og() * K * P);
   const int64_t chunks = across ? std::min(g.N, kMaxChunks) : 1;
-  const int64_t slices = across ? omp_get_max_threads() : 1;
+  const int64_t slices = across ? pool_threads() : 1;
   const int64_t col_size = pointwise ? 0 : slices * K * P;
   const int64_t part_size = chunks > 1 ? chunks * total : 0;
   T* const buf = conv::scratch<T>(static_cast<size_t>(col_size + part_size));
@@ -197,12 +199,13 @@ void conv_grad_weight(const KernelArgs& a) {
   const int64_t items = chunks * g.groups;
   for_items(items, across, pointwise ? static_cast<T*>(nullptr) : buf, K * P, run);
   if (chunks > 1) {
-#pragma omp parallel for schedule(static) if (total * chunks > conv::kParallelWork)
-    for (int64_t e = 0; e < total; ++e) {
-      T s = parts[e];
-      for (int64_t ch = 1; ch < chunks; ++ch) s += parts[ch * total + e];
-      gw[e] = s;
-    }
+    parallel_for(total, 1024, [&](int64_t lo_, int64_t hi_, int) {
+      for (int64_t e = lo_; e < hi_; ++e) {
+        T s = parts[e];
+        for (int64_t ch = 1; ch < chunks; ++ch) s += parts[ch * total + e];
+        gw[e] = s;
+      }
+    }, total * chunks > conv::kParallelWork);
   }
 }
 

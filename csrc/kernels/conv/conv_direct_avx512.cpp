@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include "kernels/conv/conv_direct.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc::conv {
 namespace {
@@ -214,12 +215,11 @@ void fwd_image(const DirectShape& s, const FwdPlan& p, const float* wp, const fl
   pad_image(s, f, src, xp);
   zero(xp + f.img, f.slack);
   const FwdTile tile = kFwdTiles[p.nv];
-#pragma omp parallel for schedule(static) if (inner_parallel)
-  for (int64_t q = 0; q < p.tiles; ++q) {
+  parallel_items(p.tiles, [&](int64_t q, int) {
     const int64_t q0 = q * p.nv * VL;
     for (int64_t ob = 0; ob < p.oblocks; ++ob)
       tile(s.Cin, f.kk, wp + ob * s.Cin * f.kk * MR, xp + q0, f.chan, f.off, outf + ob * MR * p.ldo + q0, p.ldo);
-  }
+  }, inner_parallel);
   const Span row(s.Wo, 1);
   for (int64_t o = 0; o < s.Cout; ++o)
     for (int64_t oh = 0; oh < s.Ho; ++oh) row.copy(dst + (o * s.Ho + oh) * s.Wo, outf + o * p.ldo + oh * f.Wq);
@@ -449,7 +449,7 @@ void wgrad_transposed(const DirectShape& s, const float* x, const float* gy, flo
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
     float* const xp = slices + tid * p.slice;
     float* const gf = xp + f.img + f.slack;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t n = 0; n < s.N; ++n) {
       pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp);
       transpose(xp, p.cp, f.chan, f.chan, xt + n * p.xt_img, p.cp);
@@ -495,7 +495,7 @@ size_t direct_conv_scratch(const DirectShape& s, int threads) {
 }
 
 void direct_conv(const DirectShape& s, const float* src, const float* w, bool flipped, float* dst, float* scratch) {
-  const int threads = omp_get_max_threads();
+  const int threads = pool_threads();
   const FwdPlan p = fwd_plan(s, threads);
   float* const wp = scratch;
   pack_weights(s, w, flipped, p.f.kk, wp);
@@ -503,11 +503,10 @@ void direct_conv(const DirectShape& s, const float* src, const float* w, bool fl
   float* const slices = scratch + p.wp_size;
   const int64_t slice = p.xp_size + p.out_size;
   if (p.across_images) {
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < s.N; ++n) {
-      float* xp = slices + omp_get_thread_num() * slice;
+    parallel_items(s.N, [&](int64_t n, int worker) {
+      float* xp = slices + worker * slice;
       fwd_image(s, p, wp, src + n * src_img, xp, xp + p.xp_size, dst + n * dst_img, false);
-    }
+    }, true);
   } else {
     for (int64_t n = 0; n < s.N; ++n)
       fwd_image(s, p, wp, src + n * src_img, slices, slices + p.xp_size, dst + n * dst_img, p.parallel);
@@ -539,7 +538,7 @@ void direct_wgrad(const DirectShape& s, const float* x, const float* gy, float* 
   const int64_t nvec = p.lg / VL;
 #pragma omp parallel if (parallel)
   {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t n = 0; n < s.N; ++n) {
       pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp + n * f.img);
       flatten_grad(s, f.Wq, p.lg, gy + n * s.Cout * s.Ho * s.Wo, gyf + n * s.Cout * p.lg);

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "kernels/conv/conv.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -89,20 +90,19 @@ void max_pool(const KernelArgs& a) {
   const T* x = a.in[0].ptr<T>();
   T* y = a.out[0].ptr<T>();
   const bool unpadded = p.ph == 0 && p.pw == 0 && (p.Ho - 1) * p.sh + p.kh <= p.H && (p.Wo - 1) * p.sw + p.kw <= p.W;
-#pragma omp parallel for schedule(static) if (p.parallel())
-  for (int64_t pl = 0; pl < p.planes; ++pl) {
+  parallel_items(p.planes, [&](int64_t pl, int) {
     const T* xp = x + pl * p.H * p.W;
     T* yp = y + pl * p.Ho * p.Wo;
     if (unpadded) {
       max_pool_unpadded_plane(xp, yp, p);
-      continue;
+      return;
     }
     for (int64_t oh = 0; oh < p.Ho; ++oh)
       for (int64_t ow = 0; ow < p.Wo; ++ow) {
         const int64_t k = argmax(xp, p, oh, ow);
         yp[oh * p.Wo + ow] = k < 0 ? -std::numeric_limits<T>::infinity() : xp[k];
       }
-  }
+  }, p.parallel());
 }
 
 template <class T>
@@ -111,8 +111,7 @@ void max_pool_grad(const KernelArgs& a) {
   const T* x = a.in[0].ptr<T>();
   const T* gy = a.in[1].ptr<T>();
   T* gx = a.out[0].ptr<T>();
-#pragma omp parallel for schedule(static) if (p.parallel())
-  for (int64_t pl = 0; pl < p.planes; ++pl) {
+  parallel_items(p.planes, [&](int64_t pl, int) {
     const T* xp = x + pl * p.H * p.W;
     const T* gp = gy + pl * p.Ho * p.Wo;
     T* gxp = gx + pl * p.H * p.W;
@@ -122,7 +121,7 @@ void max_pool_grad(const KernelArgs& a) {
         const int64_t k = argmax(xp, p, oh, ow);
         if (k >= 0) gxp[k] += gp[oh * p.Wo + ow];
       }
-  }
+  }, p.parallel());
 }
 
 // Divisor of one average-pooling window: the full window (padding counted as zeros) or its valid part.
@@ -135,8 +134,7 @@ void avg_pool(const KernelArgs& a) {
   const Pool p = make_pool(a, a.in[0], a.out[0], 7);
   const T* x = a.in[0].ptr<T>();
   T* y = a.out[0].ptr<T>();
-#pragma omp parallel for schedule(static) if (p.parallel())
-  for (int64_t pl = 0; pl < p.planes; ++pl) {
+  parallel_items(p.planes, [&](int64_t pl, int) {
     const T* xp = x + pl * p.H * p.W;
     T* yp = y + pl * p.Ho * p.Wo;
     for (int64_t oh = 0; oh < p.Ho; ++oh)
@@ -148,7 +146,7 @@ void avg_pool(const KernelArgs& a) {
           for (int64_t w = w0; w < w1; ++w) s += xp[h * p.W + w];
         yp[oh * p.Wo + ow] = s / static_cast<T>(avg_count(p, h0, h1, w0, w1));
       }
-  }
+  }, p.parallel());
 }
 
 template <class T>
@@ -156,8 +154,7 @@ void avg_pool_grad(const KernelArgs& a) {
   const Pool p = make_pool(a, a.out[0], a.in[0], 7);
   const T* gy = a.in[0].ptr<T>();
   T* gx = a.out[0].ptr<T>();
-#pragma omp parallel for schedule(static) if (p.parallel())
-  for (int64_t pl = 0; pl < p.planes; ++pl) {
+  parallel_items(p.planes, [&](int64_t pl, int) {
     const T* gp = gy + pl * p.Ho * p.Wo;
     T* gxp = gx + pl * p.H * p.W;
     std::fill(gxp, gxp + p.H * p.W, T(0));
@@ -169,7 +166,7 @@ void avg_pool_grad(const KernelArgs& a) {
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) gxp[h * p.W + w] += g;
       }
-  }
+  }, p.parallel());
 }
 
 void max_pool2d_kernel(const KernelArgs& a) {

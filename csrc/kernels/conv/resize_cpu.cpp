@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/conv/conv.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -67,8 +68,7 @@ void upsample_typed(const KernelArgs& a, bool backward) {
   const Taps th = make_taps(H, Ho, bilinear, align), tw = make_taps(W, Wo, bilinear, align);
   T* x = X.ptr<T>();
   T* y = Y.ptr<T>();
-#pragma omp parallel for schedule(static) if (planes * Ho * Wo > conv::kParallelWork)
-  for (int64_t p = 0; p < planes; ++p) {
+  parallel_items(planes, [&](int64_t p, int) {
     T* xp = x + p * H * W;
     T* yp = y + p * Ho * Wo;
     if (backward) {
@@ -78,7 +78,7 @@ void upsample_typed(const KernelArgs& a, bool backward) {
       std::fill(yp, yp + Ho * Wo, T(0));
       for_taps(th, tw, W, Wo, [&](int64_t o, int64_t i, double wt) { yp[o] += static_cast<T>(wt) * xp[i]; });
     }
-  }
+  }, planes * Ho * Wo > conv::kParallelWork);
 }
 
 template <class T>
@@ -97,8 +97,7 @@ void pad_typed(const KernelArgs& a) {
   conv::valid_range(Wi, Wo, 1, -off, &lo, &hi);
   const T* x = X.ptr<T>();
   T* y = Y.ptr<T>();
-#pragma omp parallel for schedule(static) if (Y.numel() > conv::kParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_items(rows, [&](int64_t r, int) {
     // Source row of output row r, or -1 when some leading coordinate falls in the padding.
     int64_t rem = r, src = 0, stride = 1;
     for (int d = rank - 2; d >= 0 && src >= 0; --d) {
@@ -113,13 +112,13 @@ void pad_typed(const KernelArgs& a) {
     T* yr = y + r * Wo;
     if (src < 0) {
       std::fill(yr, yr + Wo, value);
-      continue;
+      return;
     }
     const T* xr = x + src * Wi;
     std::fill(yr, yr + lo, value);
     std::copy(xr + (lo - off), xr + (hi - off), yr + lo);
     std::fill(yr + hi, yr + Wo, value);
-  }
+  }, Y.numel() > conv::kParallelWork);
 }
 
 void upsample_kernel(const KernelArgs& a) {

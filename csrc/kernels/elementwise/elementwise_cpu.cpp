@@ -6,7 +6,6 @@
 // floats = one immediate per instruction. Operand r >= 0 is register r; r < 0 is input (-r - 1). STORE's dst is
 // an output index. DROPOUT_MASK's b is the op's salt and its immediate the keep probability. Inputs broadcast to
 // the output shape (NumPy rules); every output has the output shape and is written contiguously.
-#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "kernels/elementwise/elementwise_tile.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -161,14 +161,13 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
   const int64_t n_tasks = (row1 - row0) * tiles_per_row;
   const bool go_parallel = parallel && (row1 - row0) * (col1 - col0) > 32768;
   const TileFn<T> tile = tile_fn<T>();
-
-#pragma omp parallel if (go_parallel)
-  {
+  // Dynamic chunks of about 1/8 of a thread's share: a thread the OS has descheduled holds back at most one
+  // chunk, the others take the rest. Each tile's arithmetic does not depend on who runs it.
+  parallel_for(n_tasks, grain_for(n_tasks), [&](int64_t lo, int64_t hi, int) {
     alignas(64) T reg[kMaxRegs][kTile];
     alignas(64) T inbuf[kMaxIn][kTile];
     const T* src[kMaxIn];
-#pragma omp for schedule(static)
-    for (int64_t task = 0; task < n_tasks; ++task) {
+    for (int64_t task = lo; task < hi; ++task) {
       const int64_t r = row0 + task / tiles_per_row;
       const int64_t j0 = col0 + (task % tiles_per_row) * kTile;
       const int64_t n = std::min(kTile, col1 - j0);
@@ -189,7 +188,7 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
       }
       tile(TileArgs<T>{instr, n_instr, imm, src, reg, n, &a, r * L + j0, r * L + j0});
     }
-  }
+  }, go_parallel);
 }
 
 void ew_kernel(const KernelArgs& a) {
@@ -208,7 +207,7 @@ void ew_kernel(const KernelArgs& a) {
 // immediates...]. The program runs over the iteration space (the shape of the tensor being reduced) and its LAST
 // instruction computes the value to reduce; STOREs write the group's other outputs (iteration-shaped) to
 // out[1...]. out[0] is the reduced tensor; kept_shape is its shape with a 1 on every reduced axis (it is given
-// because reduced axes may sit anywhere): out[0] = scale * sum of the value over those axes. Threads take fixed row ranges and keep partial sums in double, combined in thread order, so
+// because reduced axes may sit anywhere): out[0] = scale * sum of the value over those axes. Threads take fixed row chunks and keep partial sums in double, combined in chunk order, so
 // results are deterministic for a thread count. The value never reaches memory: mse, mean(y * y), the
 // bias gradient sum_to(g * relu_mask(y)) are one pass.
 template <typename T>
@@ -269,17 +268,18 @@ void run_reduce(const KernelArgs& a) {
   const int64_t rows = iter.numel() / L;
   const int64_t red_inner = g.strides[n_prog_in][g.nd - 1];
   const TileFn<T> tile = tile_fn<T>();
-  const int threads = iter.numel() > 32768 ? std::max(1, omp_get_max_threads()) : 1;
-  std::vector<double> partial(static_cast<size_t>(threads) * total, 0.0);
+  const int threads = iter.numel() > 32768 ? pool_threads() : 1;
+  // Partial sums per fixed chunk of rows (4 per thread), taken dynamically and added in chunk order: the
+  // result depends on the thread count only, never on which thread ran which chunk or when.
+  const int64_t chunks = threads == 1 ? 1 : std::min<int64_t>(rows, 4 * threads);
+  std::vector<double> partial(static_cast<size_t>(chunks) * total, 0.0);
 
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_items(chunks, [&](int64_t c, int) {
     alignas(64) T reg[kMaxRegs][kTile];
     alignas(64) T inbuf[kMaxIn][kTile];
     const T* src[kMaxIn];
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    double* acc = partial.data() + static_cast<size_t>(t) * total;
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+    double* acc = partial.data() + static_cast<size_t>(c) * total;
+    for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) {
       int64_t offs[kMaxIn + 1];
       for (int k = 0; k <= n_prog_in; ++k) {
         int64_t off = 0, rem = r;
@@ -313,10 +313,10 @@ void run_reduce(const KernelArgs& a) {
         }
       }
     }
-  }
+  }, threads > 1);
   for (int64_t i = 0; i < total; ++i) {
     double s = 0;
-    for (int t = 0; t < threads; ++t) s += partial[static_cast<size_t>(t) * total + i];
+    for (int64_t c = 0; c < chunks; ++c) s += partial[static_cast<size_t>(c) * total + i];
     write(i, s * scale);
   }
 }

@@ -10,7 +10,6 @@
 //
 // Threads split the M (ic) and/or N (jr) range of each jc block, so every element of C is produced by
 // exactly one thread in a fixed order: results do not depend on scheduling.
-#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +20,7 @@
 
 #include "gemm.h"
 #include "gemm_kernels.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace gemm_detail {
@@ -270,28 +270,6 @@ Isa active_isa() {
   return forced < 0 ? best : std::min(static_cast<Isa>(forced), best);
 }
 
-// Splits [0, n) into `parts` nearly equal pieces and returns the bounds of piece `idx`.
-inline void split_range(int64_t n, int64_t parts, int64_t idx, int64_t* lo, int64_t* hi) {
-  *lo = n * idx / parts;
-  *hi = n * (idx + 1) / parts;
-}
-
-// Chooses how nth threads tile the (row tiles x column panels) of one jc block: the factorization
-// tm x tn with the least work for the busiest thread; ties go to splitting M, since each thread then
-// packs a different part of A instead of duplicating it.
-inline void thread_grid(int64_t row_tiles, int64_t col_panels, int nth, int* tm, int* tn) {
-  int64_t best = -1;
-  for (int m = nth; m >= 1; --m) {
-    if (nth % m) continue;
-    const int64_t work = ceil_div(row_tiles, m) * ceil_div(col_panels, nth / m);
-    if (best < 0 || work < best) {
-      best = work;
-      *tm = m;
-      *tn = nth / m;
-    }
-  }
-}
-
 // K == 0 or alpha == 0: C = beta * C, then the epilogue over blocks of the size the main path uses.
 template <typename P, typename T>
 void scale_only(int64_t M, int64_t N, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
@@ -333,8 +311,7 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   const GemvKernel<T> kernel = dot_form ? P::dot : P::axpy;
   const int64_t chunks = ceil_div(n, kChunk);
   const bool parallel = static_cast<double>(n) * K >= kMinParallelMacs && chunks > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < chunks; ++c) {
+  parallel_items(chunks, [&](int64_t c, int) {
     const int64_t j0 = c * kChunk, nb = std::min(kChunk, n - j0);
     kernel(nb, K, dot_form ? w + j0 * ldw : w + j0, ldw, x, alpha, beta, C + j0 * incy, incy);
     if (epilogue) {
@@ -343,7 +320,7 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
       else
         epilogue(ctx, C, ldc, j0, 0, nb, 1);
     }
-  }
+  }, parallel);
 }
 
 template <typename P, typename T>
@@ -360,81 +337,69 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   // The B block is shared by all threads: it comes from the calling thread's scratch.
   T* const packed_b = direct_b ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
 
-  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && omp_get_max_threads() > 1;
-#pragma omp parallel if (parallel)
-  {
-    const int tid = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
-    if (parallel && tid == 0) g_last_team.store(nth, std::memory_order_relaxed);
-    T* const packed_a = tls_pack_a.get<T>(round_up(MC, MR) * kc_step);
+  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && pool_threads() > 1;
+  const int nth = parallel ? pool_threads() : 1;
+  if (parallel) g_last_team.store(in_parallel_region() ? 1 : nth, std::memory_order_relaxed);
 
-    for (int64_t jc = 0; jc < N; jc += NC) {
-      const int64_t nc = std::min(NC, N - jc);
-      const int64_t panels = ceil_div(nc, NR);
-      int tm = 1, tn = 1;
-      thread_grid(row_tiles, panels, nth, &tm, &tn);
-      int64_t t_lo, t_hi, q_lo, q_hi;
-      split_range(row_tiles, tm, tid / tn, &t_lo, &t_hi);
-      split_range(panels, tn, tid % tn, &q_lo, &q_hi);
-      const int64_t m_lo = t_lo * MR, m_hi = std::min(t_hi * MR, M);
-      const int64_t j_lo = jc + q_lo * NR, j_hi = jc + std::min(q_hi * NR, nc);
-      // This thread's rows in equal MC-sized blocks (a multiple of MR), again to avoid a thin remainder.
-      const int64_t mc_step = m_hi > m_lo ? round_up(ceil_div(m_hi - m_lo, ceil_div(m_hi - m_lo, MC)), MR) : MR;
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    const int64_t panels = ceil_div(nc, NR);
+    const int64_t col_groups = ceil_div(nc, kEpilogueCols);
+    // Work items are (row block, column group) tiles taken dynamically: a thread the OS has descheduled
+    // delays at most the item it holds while the others take the rest. About four items per thread when
+    // the shape allows, rows in equal blocks (a multiple of MR) to avoid a thin remainder. Each item packs
+    // its own A block: 1/kEpilogueCols of its arithmetic.
+    const int64_t row_blocks = std::max(ceil_div(M, MC), nth > 1 ? ceil_div(4 * nth, col_groups) : 1);
+    const int64_t mc_step = std::min(round_up(ceil_div(M, std::min(row_blocks, row_tiles)), MR), round_up(MC, MR));
+    const int64_t items = ceil_div(M, mc_step) * col_groups;
 
-      for (int64_t pc = 0; pc < K; pc += kc_step) {
-        const int64_t kc = std::min(kc_step, K - pc);
-        const bool last_k = pc + kc == K;
-        // Only the first K block applies beta; later ones accumulate onto it.
-        const T beta_k = pc == 0 ? beta : T(1);
+    for (int64_t pc = 0; pc < K; pc += kc_step) {
+      const int64_t kc = std::min(kc_step, K - pc);
+      const bool last_k = pc + kc == K;
+      // Only the first K block applies beta; later ones accumulate onto it.
+      const T beta_k = pc == 0 ? beta : T(1);
 
-        if (!direct_b) {
-          int64_t b_lo, b_hi;
-          split_range(panels, nth, tid, &b_lo, &b_hi);
-          for (int64_t q = b_lo; q < b_hi; ++q)
-            pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR),
-                            packed_b + q * kc * NR);
-        }
-#pragma omp barrier
+      // Each loop returns when all its chunks are done: B is whole before anyone reads it, and nobody
+      // repacks B (or starts the next K block of a tile) while another thread still works on this one.
+      if (!direct_b)
+        parallel_items(panels, [&](int64_t q, int) {
+          pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), packed_b + q * kc * NR);
+        }, parallel);
 
-        for (int64_t ic = m_lo; ic < m_hi; ic += mc_step) {
-          const int64_t mc = std::min(mc_step, m_hi - ic);
-          pack_a<P>(trans_a, A, lda, ic, mc, pc, kc, packed_a);
-          for (int64_t jg = j_lo; jg < j_hi; jg += kEpilogueCols) {
-            const int64_t ng = std::min(kEpilogueCols, j_hi - jg);
-            for (int64_t jr = jg; jr < jg + ng; jr += NR) {
-              const int64_t nr = std::min(NR, jg + ng - jr);
-              const T* bp = direct_b ? B + pc * ldb + jr : packed_b + (jr - jc) / NR * kc * NR;
-              for (int64_t ir = 0; ir < mc; ir += MR) {
-                const int64_t mr = std::min(MR, mc - ir);
-                const T* ap = packed_a + ir * kc;
-                T* cp = C + (ic + ir) * ldc + jr;
-                if constexpr (P::direct_b != nullptr) {
-                  if (direct_b) {
-                    P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
-                    continue;
-                  }
-                }
-                if (mr == MR && nr == NR) {
-                  P::kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
-                } else if constexpr (P::edge != nullptr) {
-                  P::edge(kc, ap, bp, alpha, beta_k, cp, ldc, mr, nr);
-                } else {
-                  // Partial tile: compute the full padded tile aside and merge only the valid part.
-                  alignas(64) T full[MR * NR];
-                  P::kernel(kc, ap, bp, alpha, T(0), full, NR);
-                  for (int64_t i = 0; i < mr; ++i)
-                    for (int64_t j = 0; j < nr; ++j)
-                      cp[i * ldc + j] =
-                          beta_k == T(0) ? full[i * NR + j] : full[i * NR + j] + beta_k * cp[i * ldc + j];
-                }
+      parallel_items(items, [&](int64_t item, int) {
+        T* const packed_a = tls_pack_a.get<T>(round_up(MC, MR) * kc_step);
+        const int64_t ic = item / col_groups * mc_step, mc = std::min(mc_step, M - ic);
+        const int64_t jg = jc + item % col_groups * kEpilogueCols, ng = std::min(kEpilogueCols, jc + nc - jg);
+        pack_a<P>(trans_a, A, lda, ic, mc, pc, kc, packed_a);
+        for (int64_t jr = jg; jr < jg + ng; jr += NR) {
+          const int64_t nr = std::min(NR, jg + ng - jr);
+          const T* bp = direct_b ? B + pc * ldb + jr : packed_b + (jr - jc) / NR * kc * NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min(MR, mc - ir);
+            const T* ap = packed_a + ir * kc;
+            T* cp = C + (ic + ir) * ldc + jr;
+            if constexpr (P::direct_b != nullptr) {
+              if (direct_b) {
+                P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
+                continue;
               }
             }
-            if (last_k && epilogue) epilogue(ctx, C, ldc, ic, jg, mc, ng);
+            if (mr == MR && nr == NR) {
+              P::kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
+            } else if constexpr (P::edge != nullptr) {
+              P::edge(kc, ap, bp, alpha, beta_k, cp, ldc, mr, nr);
+            } else {
+              // Partial tile: compute the full padded tile aside and merge only the valid part.
+              alignas(64) T full[MR * NR];
+              P::kernel(kc, ap, bp, alpha, T(0), full, NR);
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j)
+                  cp[i * ldc + j] = beta_k == T(0) ? full[i * NR + j] : full[i * NR + j] + beta_k * cp[i * ldc + j];
+            }
           }
         }
-        // Nobody may repack B while another thread still reads it.
-#pragma omp barrier
-      }
+        if (last_k && epilogue) epilogue(ctx, C, ldc, ic, jg, mc, ng);
+      }, parallel);
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -72,12 +73,11 @@ double sum_rows(const Rows& s, const RowLoss& row_loss) {
   const int64_t nch = std::min(s.rows, kMaxSplit);
   const int64_t rc = ceil_div(s.rows, nch);
   double part[kMaxSplit];
-#pragma omp parallel for schedule(static) if (s.rows * s.C > kParallelWork)
-  for (int64_t ch = 0; ch < nch; ++ch) {
+  parallel_items(nch, [&](int64_t ch, int) {
     double acc = 0;
     for (int64_t r = ch * rc; r < std::min(s.rows, (ch + 1) * rc); ++r) acc += row_loss(r);
     part[ch] = acc;
-  }
+  }, s.rows * s.C > kParallelWork);
   double total = 0;
   for (int64_t ch = 0; ch < nch; ++ch) total += part[ch];
   return total;
@@ -132,14 +132,13 @@ void softmax_xent_grad_kernel(const KernelArgs& a) {
     T* g = a.out[0].ptr<T>();
     const int64_t C = s.C;
     const T sc = static_cast<T>(scale), q_off = static_cast<T>(ls / C), q_on = static_cast<T>(1.0 - ls + ls / C);
-#pragma omp parallel for schedule(static) if (s.rows * C > kParallelWork)
-    for (int64_t r = 0; r < s.rows; ++r) {
+    parallel_items(s.rows, [&](int64_t r, int) {
       const T* pr = p + r * C;
       T* gr = g + r * C;
       for (int64_t c = 0; c < C; ++c) gr[c] = (pr[c] - q_off) * sc;
       const int64_t l = kern::index_at(labels, r);
       gr[l] = (pr[l] - q_on) * sc;
-    }
+    }, s.rows * C > kParallelWork);
   });
 }
 
@@ -185,13 +184,12 @@ void softmax_xent_soft_grad_kernel(const KernelArgs& a) {
     T* g = a.out[0].ptr<T>();
     const int64_t C = s.C;
     const T sc = static_cast<T>(scale);
-#pragma omp parallel for schedule(static) if (s.rows * C > kParallelWork)
-    for (int64_t r = 0; r < s.rows; ++r) {
+    parallel_items(s.rows, [&](int64_t r, int) {
       const T *pr = p + r * C, *tr = t + r * C;
       T* gr = g + r * C;
       const T tsum = static_cast<T>(kern::lane_sum(C, [tr](int64_t c) { return static_cast<double>(tr[c]); }));
       for (int64_t c = 0; c < C; ++c) gr[c] = (pr[c] * tsum - tr[c]) * sc;
-    }
+    }, s.rows * C > kParallelWork);
   });
 }
 

@@ -11,6 +11,7 @@
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -106,8 +107,9 @@ void matmul_typed(const KernelArgs& a) {
   // no enclosing parallel region at all: even an inactive one (if(false)) would make the GEMM's own region a
   // nested one, which OpenMP runs on a single thread.
   if (batches > 1 && M * N * K < (1 << 18)) {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < batches; ++b) run_one(b);
+    parallel_items(batches, [&](int64_t b, int) {
+      run_one(b);
+    }, true);
   } else {
     for (int64_t b = 0; b < batches; ++b) run_one(b);
   }

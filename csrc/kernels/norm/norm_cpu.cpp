@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -32,8 +33,7 @@ void check_vec(const Tensor& t, int64_t n, DType dt, const char* what) {
 template <class T>
 void layer_norm_fwd(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t D,
                     double eps) {
-#pragma omp parallel for schedule(static) if (rows * D > kParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_items(rows, [&](int64_t r, int) {
     const T* xr = x + r * D;
     T* yr = y + r * D;
     // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
@@ -47,7 +47,7 @@ void layer_norm_fwd(const T* x, const T* gamma, const T* beta, T* y, T* mean, T*
     for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mu_t) * rs_t * gamma[i] + beta[i];
     mean[r] = mu_t;
     rstd[r] = rs_t;
-  }
+  }, rows * D > kParallelWork);
 }
 
 // With xhat = (x - mean) * rstd and g = gy * gamma:
@@ -61,8 +61,7 @@ void layer_norm_bwd(const T* x, const T* gamma, const T* mean, const T* rstd, co
   // Per chunk: D partial sums for ggamma, then D for gbeta.
   double* part = kern::scratch<double>(static_cast<size_t>(nch * 2 * D));
   const bool par = rows * D > kParallelWork;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t ch = 0; ch < nch; ++ch) {
+  parallel_items(nch, [&](int64_t ch, int) {
     double* pg = part + ch * 2 * D;
     double* pb = pg + D;
     for (int64_t i = 0; i < D; ++i) pg[i] = pb[i] = 0;
@@ -82,9 +81,8 @@ void layer_norm_bwd(const T* x, const T* gamma, const T* mean, const T* rstd, co
         pb[i] += static_cast<double>(gyr[i]);
       }
     }
-  }
-#pragma omp parallel for schedule(static) if (par && D * nch > kParallelWork)
-  for (int64_t i = 0; i < D; ++i) {
+  }, par);
+  parallel_items(D, [&](int64_t i, int) {
     double sg = 0, sb = 0;
     for (int64_t ch = 0; ch < nch; ++ch) {
       sg += part[ch * 2 * D + i];
@@ -92,7 +90,7 @@ void layer_norm_bwd(const T* x, const T* gamma, const T* mean, const T* rstd, co
     }
     ggamma[i] = static_cast<T>(sg);
     gbeta[i] = static_cast<T>(sb);
-  }
+  }, par && D * nch > kParallelWork);
 }
 
 void layer_norm_kernel(const KernelArgs& a) {

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -31,8 +32,9 @@ double chunked_sum(int64_t n, const F& f) {
   const int64_t nch = ceil_div(n, kNormChunk);
   if (nch <= 1) return kern::sum_range(0, n, f);
   double* part = kern::scratch<double>(static_cast<size_t>(nch));
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nch; ++c) part[c] = kern::sum_range(c * kNormChunk, std::min(n, (c + 1) * kNormChunk), f);
+  parallel_items(nch, [&](int64_t c, int) {
+    part[c] = kern::sum_range(c * kNormChunk, std::min(n, (c + 1) * kNormChunk), f);
+  }, true);
   return kern::lane_sum(nch, [part](int64_t c) { return part[c]; });
 }
 
@@ -119,14 +121,12 @@ template <class T, class Body>
 void for_each_grad(const T* g, int64_t n, const OptimCall& c, double factor, const Body& body) {
   const bool clip = c.clip_value > 0;
   const T cv = static_cast<T>(c.clip_value), f = static_cast<T>(factor);
-#pragma omp parallel if (n > kParallelWork)
-  {
+  parallel_for(n, std::max<int64_t>(4096, grain_for(n)), [&](int64_t lo, int64_t hi, int) {
     // A private copy of the body: its captured constants then provably do not alias the arrays it
     // writes, so they stay in registers instead of being reloaded every element.
     const Body local = body;
-#pragma omp for schedule(static)
-    for (int64_t j = 0; j < n; ++j) local(j, clamp_grad(g[j], cv, clip) * f);
-  }
+    for (int64_t j = lo; j < hi; ++j) local(j, clamp_grad(g[j], cv, clip) * f);
+  }, n > kParallelWork);
 }
 
 void sgd_kernel(const KernelArgs& a) {

@@ -31,6 +31,7 @@
 #include "kernels/recurrent/cells.h"
 #include "kernels/recurrent/step_gemm.h"
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -79,13 +80,14 @@ void init_state_grad(const Tensor& g, int64_t n, T* out, const char* who) {
 // Runs fn(b0, b1) over slices of the batch rows, one per thread, when the recurrence is worth splitting.
 template <class F>
 void over_batch(const Dims& d, int64_t width, const F& fn) {
-  const int64_t slices = std::min<int64_t>(d.B, omp_get_max_threads());
+  const int64_t slices = std::min<int64_t>(d.B, pool_threads());
   if (slices <= 1 || d.B * d.T * width < kParallelWork) {
     fn(int64_t{0}, d.B);
     return;
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < slices; ++k) fn(d.B * k / slices, d.B * (k + 1) / slices);
+  parallel_items(slices, [&](int64_t k, int) {
+    fn(d.B * k / slices, d.B * (k + 1) / slices);
+  }, true);
 }
 
 // Owners of the scratch buffers below, so that the packed recurrent weight never aliases the gradient buffers.
@@ -148,9 +150,9 @@ template <class T>
 void project_inputs(const Dims& d, const T* x, const T* w, const T* bias, int64_t N, T* G, int64_t ldg) {
   gemm<T>(false, false, d.rows(), N, d.I, T(1), x, d.I, w, N, T(0), G, ldg);
   const int64_t rows = d.rows();
-#pragma omp parallel for schedule(static) if (rows * N > kParallelWork)
-  for (int64_t r = 0; r < rows; ++r)
+  parallel_items(rows, [&](int64_t r, int) {
     for (int64_t j = 0; j < N; ++j) G[r * ldg + j] += bias[j];
+  }, rows * N > kParallelWork);
 }
 
 // Copies the state of the last step (y at t_at(T-1)) out as the final state [B, H].

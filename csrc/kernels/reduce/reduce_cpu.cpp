@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -102,24 +103,22 @@ void reduce_mid(const Tin* x, Tout* y, int64_t outer, int64_t R, int64_t inner, 
   const bool par = outer * R * inner > kParallelWork;
 
   if (nch == 1) {
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t t = 0; t < tasks; ++t) {
+    parallel_items(tasks, [&](int64_t t, int) {
       const int64_t o = t / ncb, j0 = (t % ncb) * cbw, cb = std::min(cbw, inner - j0);
       double acc[kColBlock];
       reduce_block<Op>(x + o * R * inner + j0, R, inner, cb, acc);
       for (int64_t j = 0; j < cb; ++j) y[o * inner + j0 + j] = static_cast<Tout>(acc[j] / divisor);
-    }
+    }, par);
     return;
   }
 
   // Partials laid out [outer, nch, inner]; bounded by kMaxSplit * kColBlock doubles.
   double* part = kern::scratch<double>(static_cast<size_t>(outer * nch * inner));
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t t = 0; t < tasks * nch; ++t) {
+  parallel_items(tasks * nch, [&](int64_t t, int) {
     const int64_t o = t / (nch * ncb), ch = (t / ncb) % nch, j0 = (t % ncb) * cbw;
     const int64_t cb = std::min(cbw, inner - j0), r0 = ch * rc, r1 = std::min(R, r0 + rc);
     reduce_block<Op>(x + (o * R + r0) * inner + j0, r1 - r0, inner, cb, part + (o * nch + ch) * inner + j0);
-  }
+  }, par);
   for (int64_t o = 0; o < outer; ++o) {
     const double* p = part + o * nch * inner;
     for (int64_t j = 0; j < inner; ++j) {

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -133,20 +134,18 @@ void for_each_slice(const AxisView& v, const T* const* in, int n_in, T* out, Row
   if (v.A == 0) return;
   const bool par = v.outer * v.A * v.inner > kParallelWork;
   if (v.inner == 1) {
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t o = 0; o < v.outer; ++o) {
+    parallel_items(v.outer, [&](int64_t o, int) {
       const int64_t off = o * v.A;
       row(in[0] + off, n_in > 1 ? in[1] + off : nullptr, out + off, v.A);
-    }
+    }, par);
     return;
   }
   const int64_t ncb = ceil_div(v.inner, kColBlock);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t t = 0; t < v.outer * ncb; ++t) {
+  parallel_items(v.outer * ncb, [&](int64_t t, int) {
     const int64_t o = t / ncb, j0 = (t % ncb) * kColBlock, cb = std::min(kColBlock, v.inner - j0);
     const int64_t off = o * v.A * v.inner + j0;
     cols(in[0] + off, n_in > 1 ? in[1] + off : nullptr, out + off, v.A, v.inner, cb);
-  }
+  }, par);
 }
 
 void check_same(const Tensor& a, const Tensor& b, const char* what) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/reduce/reduce.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 namespace {
@@ -35,21 +36,19 @@ constexpr size_t kByteChunk = size_t(1) << 18;
 
 void bulk_zero(void* p, size_t bytes) {
   const int64_t nch = ceil_div(static_cast<int64_t>(bytes), static_cast<int64_t>(kByteChunk));
-#pragma omp parallel for schedule(static) if (nch > 4)
-  for (int64_t c = 0; c < nch; ++c) {
+  parallel_items(nch, [&](int64_t c, int) {
     const size_t b0 = c * kByteChunk;
     std::memset(static_cast<char*>(p) + b0, 0, std::min(kByteChunk, bytes - b0));
-  }
+  }, nch > 4);
 }
 
 void bulk_copy(void* dst, const void* src, size_t bytes) {
   if (dst == src) return;
   const int64_t nch = ceil_div(static_cast<int64_t>(bytes), static_cast<int64_t>(kByteChunk));
-#pragma omp parallel for schedule(static) if (nch > 4)
-  for (int64_t c = 0; c < nch; ++c) {
+  parallel_items(nch, [&](int64_t c, int) {
     const size_t b0 = c * kByteChunk;
     std::memcpy(static_cast<char*>(dst) + b0, static_cast<const char*>(src) + b0, std::min(kByteChunk, bytes - b0));
-  }
+  }, nch > 4);
 }
 
 std::array<int64_t, kMaxRank> row_major_strides(const Tensor& t) {
@@ -113,8 +112,7 @@ void gather_transposed(const Strided& s, const E* src, E* dst) {
   int64_t panels = 1;
   for (int d = 0; d < n - 2; ++d) panels *= s.size[d];
   const int64_t ti = ceil_div(M, kTile), tj = ceil_div(L, kTile);
-#pragma omp parallel for schedule(static) if (panels * M * L > kParallelWork)
-  for (int64_t t = 0; t < panels * ti * tj; ++t) {
+  parallel_items(panels * ti * tj, [&](int64_t t, int) {
     const int64_t p = t / (ti * tj), i0 = (t / tj) % ti * kTile, j0 = t % tj * kTile;
     int64_t idx[kMaxRank];
     // Panel p is rows [p*M, p*M + M) of the contiguous side.
@@ -123,7 +121,7 @@ void gather_transposed(const Strided& s, const E* src, E* dst) {
     const int64_t i1 = std::min(M, i0 + kTile), j1 = std::min(L, j0 + kTile);
     for (int64_t i = i0; i < i1; ++i)
       for (int64_t j = j0; j < j1; ++j) dp[i * L + j] = sp[i + j * st];
-  }
+  }, panels * M * L > kParallelWork);
 }
 
 // kScatter false: dst (contiguous) = src (strided); true: dst (strided) = src (contiguous).
@@ -145,8 +143,7 @@ void strided_copy(const Strided& s, const E* src, E* dst) {
   int64_t rows = 1;
   for (int d = 0; d < n - 1; ++d) rows *= s.size[d];
   const int64_t rb = std::max<int64_t>(1, kBlockElems / len);
-#pragma omp parallel for schedule(static) if (rows * len > kParallelWork)
-  for (int64_t blk = 0; blk < ceil_div(rows, rb); ++blk) {
+  parallel_items(ceil_div(rows, rb), [&](int64_t blk, int) {
     int64_t idx[kMaxRank];
     const int64_t r0 = blk * rb, r1 = std::min(rows, r0 + rb);
     int64_t off = row_offset(s, r0, idx);
@@ -168,7 +165,7 @@ void strided_copy(const Strided& s, const E* src, E* dst) {
         idx[dd] = 0;
       }
     }
-  }
+  }, rows * len > kParallelWork);
 }
 
 template <bool kScatter>
@@ -258,13 +255,14 @@ void concat_kernel(const KernelArgs& a) {
   std::vector<size_t> prefix(n + 1, 0);
   for (int k = 0; k < n; ++k) prefix[k + 1] = prefix[k] + static_cast<size_t>(a.in[k].shape[axis] * inner) * es;
   char* dst = static_cast<char*>(y.data);
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(y.nbytes()) > 8 * kParallelWork)
-  for (int64_t t = 0; t < outer * n; ++t) {
-    const int64_t o = t / n;
-    const int k = static_cast<int>(t % n);
-    const size_t bytes = prefix[k + 1] - prefix[k];
-    if (bytes > 0) std::memcpy(dst + o * row_bytes + prefix[k], static_cast<const char*>(a.in[k].data) + o * bytes, bytes);
-  }
+  parallel_for(outer * n, 1024, [&](int64_t lo_, int64_t hi_, int) {
+    for (int64_t t = lo_; t < hi_; ++t) {
+      const int64_t o = t / n;
+      const int k = static_cast<int>(t % n);
+      const size_t bytes = prefix[k + 1] - prefix[k];
+      if (bytes > 0) std::memcpy(dst + o * row_bytes + prefix[k], static_cast<const char*>(a.in[k].data) + o * bytes, bytes);
+    }
+  }, static_cast<int64_t>(y.nbytes()) > 8 * kParallelWork);
 }
 
 void copy_kernel(const KernelArgs& a) {
@@ -311,8 +309,11 @@ void cast_kernel(const KernelArgs& a) {
       using D = decltype(d);
       const S* xp = x.ptr<const S>();
       D* yp = y.ptr<D>();
-#pragma omp parallel for schedule(static) if (n > kParallelWork)
-      for (int64_t i = 0; i < n; ++i) yp[i] = static_cast<D>(xp[i]);
+      parallel_for(n, 1024, [&](int64_t lo_, int64_t hi_, int) {
+        for (int64_t i = lo_; i < hi_; ++i) {
+          yp[i] = static_cast<D>(xp[i]);
+        }
+      }, n > kParallelWork);
     });
   });
 }
@@ -339,8 +340,11 @@ void gather_rows_kernel(const KernelArgs& a) {
   const size_t row_bytes = static_cast<size_t>(D) * dtype_size(table.dtype);
   const char* src = static_cast<const char*>(table.data);
   char* dst = static_cast<char*>(y.data);
-#pragma omp parallel for schedule(static) if (n * D > kParallelWork)
-  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * row_bytes, src + kern::index_at(idx, i) * row_bytes, row_bytes);
+  parallel_for(n, 1024, [&](int64_t lo_, int64_t hi_, int) {
+    for (int64_t i = lo_; i < hi_; ++i) {
+      std::memcpy(dst + i * row_bytes, src + kern::index_at(idx, i) * row_bytes, row_bytes);
+    }
+  }, n * D > kParallelWork);
 }
 
 // Columns per scatter_add_rows task, so a small vocabulary with wide rows still spreads over threads.
@@ -363,16 +367,17 @@ void scatter_add_rows(const Tensor& idx, const T* gy, T* gt, int64_t V, int64_t 
   start[0] = 0;
   const int64_t cbw = std::max<int64_t>(1, std::min(D, kScatterCols));
   const int64_t ncb = ceil_div(D, cbw);
-#pragma omp parallel for schedule(dynamic, 16) if ((n + V) * D > kParallelWork)
-  for (int64_t t = 0; t < V * ncb; ++t) {
-    const int64_t v = t / ncb, j0 = (t % ncb) * cbw, cb = std::min(cbw, D - j0);
-    T* row = gt + v * D + j0;
-    for (int64_t j = 0; j < cb; ++j) row[j] = 0;
-    for (int64_t k = start[v]; k < start[v + 1]; ++k) {
-      const T* g = gy + order[k] * D + j0;
-      for (int64_t j = 0; j < cb; ++j) row[j] += g[j];
+  parallel_for(V * ncb, 16, [&](int64_t lo_, int64_t hi_, int) {
+    for (int64_t t = lo_; t < hi_; ++t) {
+      const int64_t v = t / ncb, j0 = (t % ncb) * cbw, cb = std::min(cbw, D - j0);
+      T* row = gt + v * D + j0;
+      for (int64_t j = 0; j < cb; ++j) row[j] = 0;
+      for (int64_t k = start[v]; k < start[v + 1]; ++k) {
+        const T* g = gy + order[k] * D + j0;
+        for (int64_t j = 0; j < cb; ++j) row[j] += g[j];
+      }
     }
-  }
+  }, (n + V) * D > kParallelWork);
 }
 
 void scatter_add_rows_kernel(const KernelArgs& a) {

@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version and usage errors: argparse has printed what it had to
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     func: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "threads", None):
+        dlc.set_num_threads(args.threads)
     try:
         return func(args)
     except CompileError as e:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import add_threads_argument
+
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import format_bench, run_bench
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                        description="Runs the same plan fused and unfused (alternating, after warm-up) and prints "
                                    "the medians, the speedup, each variant's arena and a per-kernel table.")
     p.add_argument("--train", action="store_true", help="time a whole training step instead of inference")
-    p.add_argument("--threads", type=int, help="kernel threads")
+    add_threads_argument(p)
     p.add_argument("--repeat", type=int, default=30, help="timed runs (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

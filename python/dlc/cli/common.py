@@ -41,6 +41,22 @@ def model_arguments() -> argparse.ArgumentParser:
     return model
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """`--threads N` for a command that runs a model; main() applies it before the command runs."""
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="kernel threads (default: the cores this process may run on, or OMP_NUM_THREADS)")
+
+
 def load_program(args: argparse.Namespace) -> Program:
     return dlc.compile(Path(args.model), dims=dict(args.dims), dtype=args.dtype,
                        fuse=not getattr(args, "no_fuse", False), seed=args.seed)

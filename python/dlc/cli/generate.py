@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import load_params, load_program
+from .common import add_threads_argument, load_params, load_program
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -26,4 +26,5 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--length", type=int, default=200, help="bytes to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the sampler")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_generate)

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from .common import load_params, load_program
+from .common import add_threads_argument, load_params, load_program
 
 
 def parse_input(text: str) -> tuple[str, str]:
@@ -61,4 +61,5 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                    default=[], help="an input array (repeatable)")
     p.add_argument("--params", metavar="FILE", help="load parameters from a checkpoint or a compiled artifact")
     p.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs to an .npz file")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_run)

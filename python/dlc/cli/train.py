@@ -7,7 +7,7 @@ import argparse
 import json
 import time
 
-from .common import load_params, load_program, training_data
+from .common import add_threads_argument, load_params, load_program, training_data
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -63,10 +63,12 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--out", metavar="CKPT", help="write a checkpoint at the end")
     p.add_argument("--json", action="store_true", help="end with one JSON object of results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
     p.add_argument("--params", metavar="CKPT", required=True, help="checkpoint or compiled artifact")
     p.add_argument("--data", required=True, help="dataset: digits, sequences or pysource")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_eval)
