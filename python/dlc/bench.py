@@ -2,9 +2,12 @@
 
 Both variants are compiled from the same file with the same seed, so they hold the same parameters and see the
 same random batch. Each is run `warmup` times, then `repeat` times; the figure is the median wall time of the
-call a user makes (`program(**inputs)` or `program.train_step(**batch)`). A separate profiled run of the same
-plan gives the per-kernel table: the plan's C++ executor times every step, and the lowered plan knows each
-step's label and the bytes its tensors occupy (read and written once: a lower bound on memory traffic).
+call a user makes (`program(**inputs)` or `program.train_step(**batch)`). Each of those repeats is followed by a
+profiled run of the same plan, in the same alternating loop: the per-kernel table holds each step's median over
+these runs, next to the median total of the same runs, so the table and the totals describe the same moments of
+a noisy machine (one profiled run alone could differ 100x from the median under load). The plan's C++
+executor times every step, and the lowered plan knows each step's label and the bytes its tensors occupy (read
+and written once: a lower bound on memory traffic).
 
 Entry points: `run_bench(...) -> dict` (JSON-ready) and `format_bench(result) -> str`; cli.py's `bench`
 command calls them.
@@ -57,38 +60,53 @@ def label_graph(program: Program, dims: Mapping[str, int]) -> Graph:
         return program.graph
 
 
-def _interleaved_ms(calls: list[Callable[[], Any]], repeat: int, warmup: int) -> list[float]:
+class _Profiler:
+    """Profiled runs of one lowered plan: per-step seconds and the wall time of each whole run."""
+
+    def __init__(self, program: Program, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], train: bool):
+        self.program, self.lowered, self.train = program, lowered, train
+        self.ins = [np.ascontiguousarray(arrays[n]) for n in lowered.input_names]
+        self.outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
+        self.per_step: list[list[float]] = [[] for _ in lowered.steps]
+        self.totals: list[float] = []
+
+    def run(self, record: bool = True) -> None:
+        t0 = time.perf_counter()
+        times = self.lowered.plan.run(self.ins, self.outs, seed=self.program.seed,
+                                      step=max(1, self.program.step_count), training=self.train, profile=True)
+        wall = time.perf_counter() - t0
+        if record:
+            self.totals.append(wall)
+            for k, t in enumerate(times):
+                self.per_step[k].append(t)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per-step medians as table rows sorted by time; share is of the sum of the step medians."""
+        medians = [statistics.median(ts) for ts in self.per_step]
+        total = sum(medians) or 1.0
+        rows = [{"label": s.label, "kernel": s.kernel, "ms": 1e3 * t, "share": t / total, "bytes": s.bytes_moved,
+                 "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0}
+                for s, t in zip(self.lowered.steps, medians)]
+        return sorted(rows, key=lambda r: -r["ms"])
+
+
+def _interleaved(calls: list[Callable[[], Any]], profilers: list[_Profiler], repeat: int,
+                 warmup: int) -> list[float]:
     """Median milliseconds of each call, timed in turns (A B A B ...) so that both see the same machine: on a
-    shared, noisy machine a ratio of medians taken side by side is what holds."""
+    shared, noisy machine a ratio of medians taken side by side is what holds. Each timed call is followed by
+    a profiled run of its plan."""
     for _ in range(warmup):
-        for call in calls:
+        for call, prof in zip(calls, profilers):
             call()
+            prof.run(record=False)
     times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
-        for k, call in enumerate(calls):
+        for k, (call, prof) in enumerate(zip(calls, profilers)):
             t0 = time.perf_counter()
             call()
             times[k].append(time.perf_counter() - t0)
+            prof.run()
     return [1e3 * statistics.median(ts) for ts in times]
-
-
-def _profile(program: Program, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], train: bool,
-             runs: int) -> list[dict[str, Any]]:
-    """Per-step median seconds over `runs` profiled runs, as table rows sorted by time."""
-    ins = [np.ascontiguousarray(arrays[n]) for n in lowered.input_names]
-    per_step: list[list[float]] = [[] for _ in lowered.steps]
-    for _ in range(runs):
-        outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
-        times = lowered.plan.run(ins, outs, seed=program.seed, step=max(1, program.step_count), training=train,
-                                 profile=True)
-        for k, t in enumerate(times):
-            per_step[k].append(t)
-    medians = [statistics.median(ts) for ts in per_step]
-    total = sum(medians) or 1.0
-    rows = [{"label": s.label, "kernel": s.kernel, "ms": 1e3 * t, "share": t / total, "bytes": s.bytes_moved,
-             "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0}
-            for s, t in zip(lowered.steps, medians)]
-    return sorted(rows, key=lambda r: -r["ms"])
 
 
 @dataclass
@@ -124,11 +142,13 @@ def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, thr
     d = {k: int(v) for k, v in dims.items()}
     variants = {"fused": _prepare(model_path, d, train, True, seed),
                 "unfused": _prepare(model_path, d, train, False, seed)}
-    times = dict(zip(variants, _interleaved_ms([v.call for v in variants.values()], repeat, warmup)))
+    profilers = [_Profiler(v.program, v.lowered, v.arrays, train) for v in variants.values()]
+    times = dict(zip(variants, _interleaved([v.call for v in variants.values()], profilers, repeat, warmup)))
     detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory.as_dict(),
-                     "steps": len(v.lowered.steps),
-                     "kernels": _profile(v.program, v.lowered, v.arrays, train, max(3, repeat // 3))}
-              for name, v in variants.items()}
+                     "steps": len(v.lowered.steps), "kernels": prof.rows(),
+                     "profiled_ms": 1e3 * statistics.median(prof.totals),
+                     "kernel_sum_ms": sum(r["ms"] for r in prof.rows())}
+              for (name, v), prof in zip(variants.items(), profilers)}
     return {
         "model": str(model_path), "dims": d, "mode": "train_step" if train else "inference",
         "threads": dlc.get_num_threads(), "repeat": repeat, "warmup": warmup,
@@ -161,7 +181,8 @@ def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
                      f"{_memory_line(v['memory'])}")
     lines.append(f"  speedup  {result['speedup']:.2f}x")
     for name in ("fused", "unfused"):
-        lines.append(f"  {name} kernels (profiled run):")
+        lines.append(f"  {name} kernels (medians of the {result['repeat']} profiled runs: total "
+                     f"{result[name]['profiled_ms']:.3f} ms, kernels {result[name]['kernel_sum_ms']:.3f} ms):")
         lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6}  kernel / nodes")
         rows = result[name]["kernels"]
         for r in rows[:top]:
