@@ -88,6 +88,26 @@ def _gelu_mlp() -> Any:
     return nn.Sequential(nn.Linear(256, 1024), nn.GELU(), nn.LayerNorm(1024), nn.GELU(), nn.Linear(1024, 256))
 
 
+def _ew_chain() -> Any:
+    import torch
+    from torch import nn
+
+    class EwChain(nn.Module):
+        """y = tanh(layer_norm(gelu(x * scale + shift) + x)) * 0.5 + 0.5 over rows of 4096."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(4096))
+            self.shift = nn.Parameter(torch.zeros(4096))
+            self.norm = nn.LayerNorm(4096)
+
+        def forward(self, x: Any) -> Any:
+            h = torch.nn.functional.gelu(x * self.scale + self.shift) + x
+            return torch.tanh(self.norm(h)) * 0.5 + 0.5
+
+    return EwChain()
+
+
 WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload("mlp", 64, (784,), 10, _mlp),
     Workload("lenet", 64, (1, 28, 28), 10, _lenet),
@@ -95,6 +115,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload("lstm", 32, (32, 64), 10, _lstm),
     Workload("transformer", 8, (64, 128), 10, _transformer),
     Workload("gelu_mlp", 256, (256,), None, _gelu_mlp),
+    Workload("ew_chain", 2048, (4096,), None, _ew_chain),
 ]}
 
 
