@@ -1,4 +1,4 @@
-# Reference workload "ew_chain" (shared/reference/workloads.md): memory-bound on purpose. Each [2048, 4096]
+# Reference workload "ew_chain" (benchmarks/workloads.md): memory-bound on purpose. Each [2048, 4096]
 # f32 tensor is 32 MiB, larger than the last-level cache, so every pass over it unfused is a trip to memory:
 # the case where fusion pays by physics. Batch is the symbolic N (2048 in the benchmarks).
 input x: f32[N, 4096]
