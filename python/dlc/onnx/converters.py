@@ -1,0 +1,8 @@
+"""Imports every op family module, so their converters are registered in `registry.CONVERTERS`."""
+
+from __future__ import annotations
+
+from . import ops_elementwise, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_shape  # noqa: F401
+from .registry import CONVERTERS
+
+__all__ = ["CONVERTERS"]

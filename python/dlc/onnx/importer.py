@@ -1,0 +1,356 @@
+"""ONNX graph -> .dlm text and a parameter table.
+
+The importer walks the nodes in dependency order and keeps, for every ONNX tensor name, what it is in the
+model being written: a `Tensor` (a .dlm variable with its dtype and shape), a NumPy array (a constant: an
+initializer, a Constant node, or any node whose inputs are all constant, folded here), or a `ShapeVec` (a small
+integer vector whose entries may be symbolic dimensions, so Shape -> Gather -> Concat -> Reshape chains on a
+symbolic batch fold into `reshape(x, [N, -1])`). Each op is converted by one function of an op family module
+(`ops_*.py`), registered in `converters.CONVERTERS`. An op or attribute combination dlc cannot express raises
+`Unsupported`; the importer collects every one and reports them together, never a partial model.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .loader import OnnxImportError, read_model, sorted_nodes
+from .values import Node, ShapeVec, Tensor, Unsupported, Value, literal, dlc_dtype, ONNX_DTYPES, dims_text
+
+DLM_KEYWORDS = {"input", "param", "output", "block", "return", "repeat", "import", "from", "as", "train",
+                "true", "false", "none", "if", "else"}
+# Ops whose value must not be computed once at import time.
+NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+              "Bernoulli", "Dropout"}
+
+
+@dataclass
+class Converted:
+    """The result of an import: .dlm text and its parameters (checkpoint names -> arrays)."""
+
+    text: str
+    params: dict[str, np.ndarray]
+    dims: dict[str, int] = field(default_factory=dict)
+
+
+class Importer:
+    def __init__(self, model: Any, where: str, dims: Mapping[str, int] | None = None):
+        from . import converters  # noqa: F401  (registers every op family)
+        self.model = model
+        self.where = where
+        self.dims = dict(dims or {})
+        self.opsets = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
+        self.values: dict[str, Value] = {}
+        self.lines: list[str] = []
+        self.param_lines: list[str] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.param_of: dict[int, str] = {}  # id(array) -> param name, so a shared constant is declared once
+        self.used: set[str] = set()
+        self.shapes: dict[str, tuple[int | str, ...] | None] = {}
+        self.problems: list[str] = []
+        self.node: Node | None = None
+        self.layer_names: set[str] = set()
+        self.absorbed: set[int] = set()
+        self.readers: dict[str, list[Any]] = {}
+        for proto in model.graph.node:
+            for name in proto.input:
+                self.readers.setdefault(name, []).append(proto)
+        self.graph_outputs = {vi.name for vi in model.graph.output}
+
+    # ---- names ----
+
+    def fresh(self, base: str) -> str:
+        from ..ops import registry
+        name = re.sub(r"[^A-Za-z0-9_]", "_", base).strip("_") or "t"
+        if name[0].isdigit():
+            name = "t" + name
+        if name in DLM_KEYWORDS or keyword.iskeyword(name) or registry.lookup(name) is not None:
+            name += "_"
+        candidate, i = name, 1
+        while candidate in self.used:
+            i += 1
+            candidate = f"{name}_{i}"
+        self.used.add(candidate)
+        return candidate
+
+    def layer_name(self, weight: str | None, fallback: str) -> str:
+        """A layer's name: the weight initializer's name without its '.weight' suffix (so exported dlc models
+        come back with their parameter names), else the node's name or output, made a valid identifier."""
+        base = fallback
+        if weight and weight.endswith(".weight"):
+            base = weight[: -len(".weight")]
+        name = ".".join(re.sub(r"[^A-Za-z0-9_]", "_", p) or "_" for p in re.split(r"[./]", base))
+        name = name.strip(".") or "layer"
+        candidate, i = name, 1
+        while candidate in self.layer_names:
+            i += 1
+            candidate = f"{name}_{i}"
+        self.layer_names.add(candidate)
+        return candidate
+
+    # ---- values ----
+
+    def get(self, onnx_name: str) -> Value:
+        return self.values[onnx_name]
+
+    def const(self, onnx_name: str) -> np.ndarray | None:
+        v = self.values.get(onnx_name) if onnx_name else None
+        return v if isinstance(v, np.ndarray) else None
+
+    def need_const(self, onnx_name: str, what: str) -> np.ndarray:
+        c = self.const(onnx_name)
+        if c is None:
+            raise Unsupported(f"{what} must be a constant (it is computed by the graph)")
+        return c
+
+    def tensor(self, onnx_name: str) -> Tensor:
+        """The value as a .dlm tensor; a float constant becomes a `param`, a scalar an inline expression."""
+        v = self.values[onnx_name]
+        if isinstance(v, Tensor):
+            return v
+        if isinstance(v, ShapeVec):
+            raise Unsupported(f"'{onnx_name}' holds symbolic dimensions and is used as a tensor")
+        return self.const_tensor(v, onnx_name)
+
+    def const_tensor(self, arr: np.ndarray, hint: str) -> Tensor:
+        dtype = dlc_dtype(arr.dtype)
+        if dtype in ("f32", "f64"):
+            return Tensor(self.param(arr, hint), dtype, tuple(arr.shape))
+        if arr.size == 1:  # an integer or bool scalar: a reshaped scalar constant of that dtype
+            raise Unsupported(f"the integer constant '{hint}' is used as a tensor (dlc has no integer constants "
+                              "in .dlm)")
+        raise Unsupported(f"the integer constant '{hint}' of shape {list(arr.shape)} is used as a tensor "
+                          "(dlc parameters are floating point)")
+
+    def param(self, arr: np.ndarray, hint: str, name: str | None = None) -> str:
+        key = id(arr)
+        if key in self.param_of and name is None:
+            return self.param_of[key]
+        pname = name or self.fresh(hint)
+        self.used.add(pname)
+        dtype = dlc_dtype(arr.dtype)
+        self.param_lines.append(f"param {pname}: {dtype}{literal(list(arr.shape))}")
+        self.params[pname] = np.ascontiguousarray(arr)
+        self.param_of[key] = pname
+        return pname
+
+    def layer_param(self, layer: str, local: str, arr: np.ndarray) -> None:
+        self.params[f"{layer}.{local}"] = np.ascontiguousarray(arr)
+
+    def set(self, onnx_name: str, value: Value) -> None:
+        if onnx_name:
+            self.values[onnx_name] = value
+
+    def emit(self, onnx_name: str, expr: str, dtype: str | None = None,
+             shape: tuple[int | str, ...] | None = None) -> Tensor:
+        """Assigns `expr` to a new variable standing for the ONNX tensor `onnx_name`."""
+        var = self.fresh(onnx_name)
+        self.lines.append(f"{var} = {expr}")
+        if shape is None:
+            shape = self.shapes.get(onnx_name)
+        if dtype is None:
+            dtype = self.dtypes.get(onnx_name)
+        t = Tensor(var, dtype or "f32", shape)
+        self.set(onnx_name, t)
+        return t
+
+    def temp(self, expr: str, hint: str = "t") -> str:
+        """An intermediate variable of a decomposition (no ONNX name of its own)."""
+        var = self.fresh(hint)
+        self.lines.append(f"{var} = {expr}")
+        return var
+
+    def scalar_or_tensor(self, onnx_name: str) -> str:
+        """A float constant of one element as a number literal, else a tensor name."""
+        c = self.const(onnx_name)
+        if c is not None and c.size == 1 and c.dtype.kind == "f":
+            return literal(float(c.reshape(())))
+        return self.tensor(onnx_name).name
+
+    def sole_consumer(self, onnx_name: str, op_type: str) -> Any | None:
+        """The node reading `onnx_name`, when it is the only reader, has type `op_type`, and the tensor is not
+        a graph output (so a converter may absorb it, as MatMul absorbs the Add of its bias)."""
+        readers = self.readers.get(onnx_name, [])
+        if len(readers) == 1 and readers[0].op_type == op_type and onnx_name not in self.graph_outputs:
+            return readers[0]
+        return None
+
+    def is_used(self, onnx_name: str) -> bool:
+        """Whether a node output is read by another node or is a graph output (unused optional outputs,
+        like Dropout's mask, need no conversion)."""
+        return bool(onnx_name) and (onnx_name in self.readers or onnx_name in self.graph_outputs)
+
+    def absorb(self, proto: Any, value: Value) -> None:
+        """Marks a node as converted by an earlier one, with its output's value."""
+        self.absorbed.add(id(proto))
+        self.set(proto.output[0], value)
+
+    # ---- the walk ----
+
+    def run(self) -> Converted:
+        import onnx
+        from onnx import numpy_helper
+
+        graph = self.model.graph
+        self.infer_shapes()
+        inits = {t.name: t for t in graph.initializer}
+        for t in graph.initializer:
+            if t.data_type == 8:
+                continue
+            self.values[t.name] = numpy_helper.to_array(t)
+        input_lines = []
+        for vi in graph.input:
+            if vi.name in inits:
+                continue
+            tt = vi.type.tensor_type
+            if not vi.type.HasField("tensor_type"):
+                self.problems.append(f"graph input '{vi.name}': only tensor inputs are supported")
+                continue
+            dtype = ONNX_DTYPES.get(tt.elem_type)
+            if dtype is None:
+                self.problems.append(f"graph input '{vi.name}': element type "
+                                     f"{onnx.TensorProto.DataType.Name(tt.elem_type)} is not supported "
+                                     "(dlc has f32, f64, i32, i64, bool)")
+                continue
+            shape = self.shapes.get(vi.name)
+            if shape is None:
+                self.problems.append(f"graph input '{vi.name}' has no shape")
+                continue
+            var = self.fresh(vi.name)
+            input_lines.append(f"input {var}: {dtype}{dims_text(shape)}")
+            self.values[vi.name] = Tensor(var, dtype, shape)
+        known = set(self.values) | {vi.name for vi in graph.input} | set(inits)
+        for proto in sorted_nodes(graph, known, self.where):
+            self.convert(proto)
+        output_lines = []
+        for vi in graph.output:
+            if vi.name not in self.values:
+                continue  # produced by a node that was reported
+            try:
+                t = self.tensor(vi.name)
+            except Unsupported as e:
+                self.problems.append(f"graph output '{vi.name}': {e}")
+                continue
+            out = self.fresh(vi.name)
+            output_lines.append(f"output {out} = {t.name}")
+        if self.problems:
+            raise OnnxImportError(f"{self.where}: cannot import {len(self.problems)} node(s):\n  "
+                                  + "\n  ".join(self.problems))
+        header = [f"# Imported from {self.where} by dlc import (opset {self.opsets.get('ai.onnx', '?')}"
+                  + (f", producer {self.model.producer_name} {self.model.producer_version}".rstrip()
+                     if self.model.producer_name else "") + ")."]
+        text = "\n".join(header + input_lines + [""] + self.param_lines + ([""] if self.param_lines else [])
+                         + self.lines + [""] + output_lines) + "\n"
+        return Converted(text, self.params, self.dims)
+
+    def convert(self, proto: Any) -> None:
+        from onnx import helper
+
+        from .registry import CONVERTERS
+        domain = proto.domain or "ai.onnx"
+        opset = self.opsets.get(domain, 0)
+        label = f"node '{proto.name or proto.output[0]}' ({proto.op_type}, opset {opset})"
+        if domain not in ("ai.onnx", "ai.onnx.ml") or domain == "ai.onnx.ml":
+            self.problems.append(f"{label}: domain '{domain}' is not supported")
+            return
+        if id(proto) in self.absorbed:
+            return
+        if any(n and n not in self.values for n in proto.input):
+            return  # an input comes from a node already reported
+        node = Node(proto, opset, {a.name: _attr_value(helper.get_attribute_value(a)) for a in proto.attribute})
+        self.node = node
+        try:
+            if self.fold(node):
+                return
+            fn = CONVERTERS.get(proto.op_type)
+            if fn is None:
+                raise Unsupported("dlc has no conversion for this op")
+            fn(self, node)
+            missing = [o for o in node.outputs if self.is_used(o) and o not in self.values]
+            if missing:
+                raise Unsupported(f"output(s) {', '.join(missing)} are not supported")
+        except Unsupported as e:
+            self.problems.append(f"{label}: {e}")
+        except OnnxImportError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            self.problems.append(f"{label}: malformed node ({type(e).__name__}: {e})")
+
+    def fold(self, node: Node) -> bool:
+        """Computes a node whose inputs are all constant (at import time, with ONNX's reference evaluator)."""
+        from .folding import fold_node
+        if node.op in NEVER_FOLD or not node.inputs and node.op not in ("Constant", "ConstantOfShape"):
+            return False
+        ins = [self.values.get(n) if n else None for n in node.inputs]
+        if any(v is not None and not isinstance(v, np.ndarray) for v in ins):
+            return False
+        outs = fold_node(node, ins)
+        for name, arr in zip(node.outputs, outs):
+            self.set(name, arr)
+        return True
+
+    def infer_shapes(self) -> None:
+        """Shapes and dtypes of every tensor, from ONNX's own shape inference (with data propagation, so
+        shapes computed by Shape/Concat subgraphs are known)."""
+        import onnx
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        try:
+            model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as e:  # inference rejects inconsistent graphs; say so rather than guess
+            raise OnnxImportError(f"{self.where}: ONNX shape inference fails on this model ({e})") from None
+        self.dtypes: dict[str, str] = {}
+        for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+            if not vi.type.HasField("tensor_type"):
+                continue
+            tt = vi.type.tensor_type
+            if tt.elem_type in ONNX_DTYPES:
+                self.dtypes[vi.name] = ONNX_DTYPES[tt.elem_type]
+            if not tt.HasField("shape"):
+                self.shapes.setdefault(vi.name, None)
+                continue
+            dims: list[int | str] = []
+            for i, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value"):
+                    dims.append(int(d.dim_value))
+                elif d.HasField("dim_param"):
+                    sym = re.sub(r"[^A-Za-z0-9_]", "_", d.dim_param)
+                    sym = sym if sym and not sym[0].isdigit() else "d" + sym
+                    dims.append(sym)
+                else:
+                    dims = None  # type: ignore[assignment]
+                    break
+            if dims is not None and vi.name not in self.shapes:
+                self.shapes[vi.name] = tuple(dims)
+            else:
+                self.shapes.setdefault(vi.name, None)
+        # Graph inputs without a dim name get one, so they stay symbolic in the .dlm.
+        for vi in model.graph.input:
+            tt = vi.type.tensor_type
+            if vi.name in self.shapes and self.shapes[vi.name] is None and tt.HasField("shape"):
+                self.shapes[vi.name] = tuple(
+                    int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or f"d{i}")
+                    for i, d in enumerate(tt.shape.dim))
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list):
+        return [x.decode() if isinstance(x, bytes) else x for x in v]
+    return v
+
+
+
+
+def import_model(source: str | Path | bytes, dims: Mapping[str, int] | None = None) -> Converted:
+    """ONNX model (path or bytes) -> .dlm text and parameters."""
+    model, _ = read_model(source)
+    where = source.name if isinstance(source, Path) else (Path(source).name if isinstance(source, str)
+                                                         else "<bytes>")
+    return Importer(model, where, dims).run()

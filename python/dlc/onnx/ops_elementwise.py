@@ -1,0 +1,236 @@
+"""Elementwise ONNX ops: arithmetic with NumPy broadcasting, comparisons, activations (some as decompositions
+into dlc's elementwise ops, which fusion turns back into one kernel)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import converts
+from .values import Node, Tensor, Unsupported, literal
+
+_INFIX = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**", "Equal": "==", "Less": "<",
+          "Greater": ">", "LessOrEqual": "<=", "GreaterOrEqual": ">="}
+_UNARY = {"Neg": "neg", "Abs": "abs", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Reciprocal": "reciprocal",
+          "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Sign": "sign",
+          "Softplus": "softplus"}
+
+
+def operand(im: Any, name: str, other: Tensor | None = None) -> str:
+    """A tensor's variable, or a scalar constant as a number when the other operand is a tensor of its
+    dtype (so `x * 0.5` stays a scalar op, not a parameter)."""
+    c = im.const(name)
+    if c is not None and c.size == 1 and c.ndim <= (other.rank if other and other.shape is not None else 0) \
+            and other is not None and c.dtype.kind in "fiub":
+        value = c.reshape(()).item()
+        if other.dtype in ("f32", "f64"):
+            return literal(float(value))
+        if other.dtype in ("i32", "i64") and c.dtype.kind in "iu":
+            return literal(int(value))
+    return im.tensor(name).name
+
+
+@converts(*_INFIX)
+def binary(im: Any, node: Node) -> None:
+    node.only()
+    a_name, b_name = node.inputs[:2]
+    a_c, b_c = im.const(a_name), im.const(b_name)
+    ta = None if a_c is not None else im.tensor(a_name)
+    tb = None if b_c is not None else im.tensor(b_name)
+    if ta is None and tb is None:  # unreachable: folded
+        raise Unsupported("both operands are constant")
+    ref = ta or tb
+    if ref.dtype not in ("f32", "f64") and node.op in ("Div", "Pow"):
+        raise Unsupported(f"{node.op} on {ref.dtype} tensors is not supported (dlc's {node.op.lower()} is "
+                          "floating point)")
+    a = operand(im, a_name, tb) if ta is None else ta.name
+    b = operand(im, b_name, ta) if tb is None else tb.name
+    if ta is None and not _is_name(a) and node.op in ("Sub", "Div", "Pow"):
+        # A number on the left: dlc writes `c - x` and `c / x` itself; `c ** x` needs a tensor.
+        if node.op == "Pow":
+            a = im.tensor(a_name).name
+    im.emit(node.outputs[0], f"{a} {_INFIX[node.op]} {b}")
+
+
+def _is_name(text: str) -> bool:
+    return text[:1].isalpha() or text[:1] == "_"
+
+
+@converts(*_UNARY)
+def unary(im: Any, node: Node) -> None:
+    node.only()
+    x = im.tensor(node.inputs[0])
+    if x.dtype not in ("f32", "f64") and node.op not in ("Neg", "Abs", "Relu", "Sign"):
+        raise Unsupported(f"{node.op} on {x.dtype} tensors is not supported")
+    if x.dtype not in ("f32", "f64") and node.op in ("Relu", "Sign", "Abs", "Neg"):
+        raise Unsupported(f"{node.op} on {x.dtype} tensors is not supported (dlc's is floating point)")
+    im.emit(node.outputs[0], f"{_UNARY[node.op]}({x.name})")
+
+
+def _float(im: Any, node: Node) -> str:
+    x = im.tensor(node.inputs[0])
+    if x.dtype not in ("f32", "f64"):
+        raise Unsupported(f"{node.op} on {x.dtype} tensors is not supported")
+    return x.name
+
+
+@converts("LeakyRelu")
+def leaky_relu(im: Any, node: Node) -> None:
+    node.only("alpha")
+    im.emit(node.outputs[0], f"leaky_relu({_float(im, node)}, alpha={literal(node.attr('alpha', 0.01))})")
+
+
+def _neg_part_exp(im: Any, x: str, scale: float = 1.0) -> str:
+    """exp(min(x, 0) / scale) - 1, written with relu: the negative branch of ELU-like activations."""
+    inner = f"-relu(-{x})" if scale == 1.0 else f"-relu(-{x}) * {literal(1.0 / scale)}"
+    return im.temp(f"exp({inner}) - 1.0", "neg_part")
+
+
+@converts("Elu")
+def elu(im: Any, node: Node) -> None:
+    node.only("alpha")
+    x = _float(im, node)
+    neg = _neg_part_exp(im, x)
+    im.emit(node.outputs[0], f"relu({x}) + {neg} * {literal(float(node.attr('alpha', 1.0)))}")
+
+
+@converts("Selu")
+def selu(im: Any, node: Node) -> None:
+    node.only("alpha", "gamma")
+    x = _float(im, node)
+    alpha, gamma = float(node.attr("alpha", 1.67326319217681884765625)), float(node.attr("gamma",
+                                                                                          1.05070102214813232421875))
+    neg = _neg_part_exp(im, x)
+    im.emit(node.outputs[0], f"(relu({x}) + {neg} * {literal(alpha)}) * {literal(gamma)}")
+
+
+@converts("Celu")
+def celu(im: Any, node: Node) -> None:
+    node.only("alpha")
+    x = _float(im, node)
+    alpha = float(node.attr("alpha", 1.0))
+    neg = _neg_part_exp(im, x, alpha)
+    im.emit(node.outputs[0], f"relu({x}) + {neg} * {literal(alpha)}")
+
+
+def _hard_sigmoid(im: Any, x: str, alpha: float, beta: float) -> str:
+    """max(0, min(1, alpha x + beta)) = relu(1 - relu(1 - (alpha x + beta)))."""
+    lin = im.temp(f"{x} * {literal(alpha)} + {literal(beta)}", "lin")
+    return f"relu(1.0 - relu(1.0 - {lin}))"
+
+
+@converts("HardSigmoid")
+def hard_sigmoid(im: Any, node: Node) -> None:
+    node.only("alpha", "beta")
+    x = _float(im, node)
+    im.emit(node.outputs[0], _hard_sigmoid(im, x, float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))))
+
+
+@converts("HardSwish")
+def hard_swish(im: Any, node: Node) -> None:
+    node.only()
+    x = _float(im, node)
+    gate = im.temp(_hard_sigmoid(im, x, 1.0 / 6.0, 0.5), "gate")
+    im.emit(node.outputs[0], f"{x} * {gate}")
+
+
+@converts("Softsign")
+def softsign(im: Any, node: Node) -> None:
+    node.only()
+    x = _float(im, node)
+    im.emit(node.outputs[0], f"{x} / (abs({x}) + 1.0)")
+
+
+@converts("Mish")
+def mish(im: Any, node: Node) -> None:
+    node.only()
+    x = _float(im, node)
+    im.emit(node.outputs[0], f"{x} * tanh(softplus({x}))")
+
+
+@converts("ThresholdedRelu")
+def thresholded_relu(im: Any, node: Node) -> None:
+    node.only("alpha")
+    x = im.tensor(node.inputs[0])
+    im.emit(node.outputs[0], f"{x.name} * cast({x.name} > {literal(float(node.attr('alpha', 1.0)))}, "
+                             f"\"{x.dtype}\")")
+
+
+@converts("Gelu")
+def gelu(im: Any, node: Node) -> None:
+    node.only("approximate")
+    im.emit(node.outputs[0], f"gelu({_float(im, node)}, approximate={literal(node.attr('approximate', 'none'))})")
+
+
+@converts("PRelu")
+def prelu(im: Any, node: Node) -> None:
+    node.only()
+    x = _float(im, node)
+    slope = operand(im, node.inputs[1], im.tensor(node.inputs[0]))
+    im.emit(node.outputs[0], f"relu({x}) - relu(-{x}) * {slope}")
+
+
+@converts("Clip")
+def clip(im: Any, node: Node) -> None:
+    x = im.tensor(node.inputs[0])
+    if node.opset < 11:
+        node.only("min", "max")
+        lo, hi = node.attr("min"), node.attr("max")
+    else:
+        node.only()
+        bounds = []
+        for k in (1, 2):
+            name = node.inputs[k] if len(node.inputs) > k else ""
+            c = im.need_const(name, "Clip's bound") if name else None
+            bounds.append(None if c is None else c.reshape(()).item())
+        lo, hi = bounds
+    # maximum with a tensor of the bound (x * 0 + lo) keeps values inside the range exact.
+    cur = x.name
+    zero = "0.0" if x.dtype in ("f32", "f64") else "0"
+    fmt = (lambda v: literal(float(v))) if x.dtype in ("f32", "f64") else (lambda v: literal(int(v)))
+    if x.dtype not in ("f32", "f64"):
+        raise Unsupported(f"Clip on {x.dtype} tensors is not supported")
+    if lo is not None:
+        cur = im.temp(f"maximum({cur}, {cur} * {zero} + {fmt(lo)})", "clipped")
+    if hi is not None:
+        cur = im.temp(f"minimum({cur}, {cur} * {zero} + {fmt(hi)})", "clipped")
+    im.emit(node.outputs[0], cur)
+
+
+@converts("Sum", "Max", "Min", "Mean")
+def variadic(im: Any, node: Node) -> None:
+    node.only()
+    names = [im.tensor(n).name for n in node.inputs]
+    fn = {"Sum": "add", "Mean": "add", "Max": "maximum", "Min": "minimum"}[node.op]
+    cur = names[0]
+    for other in names[1:]:
+        cur = f"{fn}({cur}, {other})"
+    if node.op == "Mean" and len(names) > 1:
+        cur = f"{cur} * {literal(1.0 / len(names))}"
+    im.emit(node.outputs[0], cur)
+
+
+@converts("Where")
+def where(im: Any, node: Node) -> None:
+    node.only()
+    c, a, b = (im.tensor(n).name for n in node.inputs)
+    im.emit(node.outputs[0], f"where({c}, {a}, {b})")
+
+
+@converts("Identity")
+def identity(im: Any, node: Node) -> None:
+    node.only()
+    im.set(node.outputs[0], im.get(node.inputs[0]))
+
+
+@converts("Cast")
+def cast(im: Any, node: Node) -> None:
+    from .values import ONNX_DTYPES
+    node.only("to", "saturate")
+    to = ONNX_DTYPES.get(int(node.attr("to")))
+    if to is None:
+        raise Unsupported(f"cast to ONNX type {node.attr('to')} (dlc has f32, f64, i32, i64, bool)")
+    x = im.tensor(node.inputs[0])
+    if x.dtype == to:
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")", dtype=to)

@@ -1,0 +1,1 @@
+"""LSTM, GRU and RNN (placeholder until the recurrent converters land)."""

@@ -1,0 +1,302 @@
+"""Shape and layout ops. Integer vectors computed from shapes (Shape -> Gather -> Concat ...) are followed as
+`ShapeVec`s whose entries may be symbolic dimensions, so they fold into the attributes of reshape and friends
+even when the batch size is symbolic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .registry import converts
+from .values import Node, ShapeVec, Tensor, Unsupported, dims_text, literal
+
+
+def int_vec(im: Any, name: str, what: str) -> list[int | str]:
+    """A constant or symbolic integer vector input (a shape, axes, indices)."""
+    v = im.get(name)
+    if isinstance(v, ShapeVec):
+        return list(v.items)
+    if isinstance(v, np.ndarray):
+        return [int(x) for x in v.reshape(-1)]
+    raise Unsupported(f"{what} must be known when the model is imported (it is computed from tensor values)")
+
+
+def axes_of(im: Any, node: Node, index: int, attr_until: int) -> list[int] | None:
+    """Axes given as an attribute (opsets before `attr_until`) or as an optional constant input."""
+    if node.opset < attr_until:
+        a = node.attr("axes")
+        return None if a is None else [int(v) for v in a]
+    if len(node.inputs) > index and node.inputs[index]:
+        return [int(v) for v in im.need_const(node.inputs[index], "axes").reshape(-1)]
+    return None
+
+
+@converts("Shape")
+def shape(im: Any, node: Node) -> None:
+    node.only("start", "end")
+    v = im.get(node.inputs[0])
+    dims = list(v.shape) if isinstance(v, np.ndarray) else list(im.tensor(node.inputs[0]).shape or ())
+    if not isinstance(v, np.ndarray) and im.tensor(node.inputs[0]).shape is None:
+        raise Unsupported("the input's shape is unknown")
+    r = len(dims)
+    start = int(node.attr("start", 0))
+    end = node.attr("end")
+    dims = dims[slice(start, None if end is None else int(end))] if r else dims
+    if all(isinstance(d, int) for d in dims):
+        im.set(node.outputs[0], np.array(dims, dtype=np.int64))
+    else:
+        im.set(node.outputs[0], ShapeVec(tuple(dims)))
+
+
+@converts("Size")
+def size(im: Any, node: Node) -> None:
+    node.only()
+    im.set(node.outputs[0], np.array(int(np.prod(im.tensor(node.inputs[0]).static("Size"))), dtype=np.int64))
+
+
+def _shape_value(im: Any, node: Node) -> ShapeVec | None:
+    """Gather/Slice/Concat/Unsqueeze/Squeeze/Cast on symbolic shape vectors, computed here."""
+    ins = [im.get(n) for n in node.inputs if n]
+    if not any(isinstance(v, ShapeVec) for v in ins) or any(isinstance(v, Tensor) for v in ins):
+        return None
+    first = ins[0]
+    items = list(first.items) if isinstance(first, ShapeVec) else [int(x) for x in first.reshape(-1)]
+    if node.op == "Gather":
+        idx = im.need_const(node.inputs[1], "the indices")
+        picked = [items[int(i)] for i in idx.reshape(-1)]
+        return ShapeVec(tuple(picked), scalar=idx.ndim == 0)
+    if node.op == "Concat":
+        out: list[int | str] = []
+        for v in ins:
+            out += list(v.items) if isinstance(v, ShapeVec) else [int(x) for x in v.reshape(-1)]
+        return ShapeVec(tuple(out))
+    if node.op in ("Unsqueeze", "Squeeze", "Cast", "Identity", "Reshape", "Flatten"):
+        return ShapeVec(tuple(items), scalar=node.op == "Squeeze")
+    if node.op == "Slice":
+        if node.opset < 10:
+            starts, ends, steps = node.attr("starts"), node.attr("ends"), [1]
+        else:
+            starts = int_vec(im, node.inputs[1], "starts")
+            ends = int_vec(im, node.inputs[2], "ends")
+            steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1]
+        return ShapeVec(tuple(items[slice(int(starts[0]), int(min(ends[0], 2 ** 31)), int(steps[0]))]))
+    raise Unsupported(f"{node.op} of symbolic dimensions")
+
+
+@converts("Reshape")
+def reshape(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], sv)
+        return
+    node.only("allowzero", "shape")
+    x = im.tensor(node.inputs[0])
+    target = list(node.attr("shape")) if node.opset < 5 else int_vec(im, node.inputs[1], "Reshape's shape")
+    if not node.attr("allowzero", 0):
+        target = [x.shape[i] if d == 0 and x.shape is not None else d for i, d in enumerate(target)]
+    if any(d == 0 for d in target):
+        raise Unsupported("a zero-size dimension (dlc tensors are never empty)")
+    im.emit(node.outputs[0], f"reshape({x.name}, {dims_text(target)})")
+
+
+@converts("Flatten")
+def flatten(im: Any, node: Node) -> None:
+    node.only("axis")
+    x = im.tensor(node.inputs[0])
+    axis = int(node.attr("axis", 1)) % (x.rank + 1) if x.rank else 0
+    if axis == 0:
+        im.emit(node.outputs[0], f"reshape({x.name}, [1, -1])")
+    elif axis == x.rank:
+        im.emit(node.outputs[0], f"reshape({x.name}, [-1, 1])")
+    else:
+        im.emit(node.outputs[0], f"flatten({x.name}, axis={axis})")
+
+
+@converts("Transpose")
+def transpose(im: Any, node: Node) -> None:
+    node.only("perm")
+    x = im.tensor(node.inputs[0])
+    perm = [int(p) for p in node.attr("perm", list(range(x.rank))[::-1])]
+    if perm == list(range(x.rank)):
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"transpose({x.name}, perm={literal(perm)})")
+
+
+@converts("Concat")
+def concat(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], sv)
+        return
+    node.only("axis")
+    parts = [im.tensor(n) for n in node.inputs if n]
+    axis = int(node.attr("axis")) % parts[0].rank
+    if len(parts) == 1:
+        im.set(node.outputs[0], parts[0])
+        return
+    im.emit(node.outputs[0], f"concat({', '.join(p.name for p in parts)}, axis={axis})")
+
+
+@converts("Unsqueeze")
+def unsqueeze(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], ShapeVec(sv.items))
+        return
+    node.only("axes")
+    x = im.tensor(node.inputs[0])
+    axes = axes_of(im, node, 1, 13)
+    if axes is None:
+        raise Unsupported("Unsqueeze without axes")
+    rank = x.rank + len(axes)
+    cur = x.name
+    for a in sorted(a % rank for a in axes):
+        cur = f"unsqueeze({cur}, {a})"
+    im.emit(node.outputs[0], cur)
+
+
+@converts("Squeeze")
+def squeeze(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], sv)
+        return
+    node.only("axes")
+    x = im.tensor(node.inputs[0])
+    axes = axes_of(im, node, 1, 13)
+    if axes is None:
+        axes = [i for i, d in enumerate(x.static("Squeeze without axes")) if d == 1]
+    if not axes:
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"squeeze({x.name}, {literal(sorted(a % x.rank for a in axes))})")
+
+
+def _slice_expr(x: str, axis: int, dim: int | str, start: int, end: int, step: int) -> str:
+    if isinstance(dim, int):
+        start, stop, step = slice(start, end, step).indices(dim)
+        if (stop - start) * step <= 0:
+            raise Unsupported("an empty slice (dlc tensors are never empty)")
+        end_text = "none" if step < 0 and stop < 0 else str(stop)
+        return f"slice({x}, {axis}, {start}, {end_text}, {step})"
+    big = 2 ** 40
+    end_text = "none" if abs(end) >= big else str(end)
+    return f"slice({x}, {axis}, {max(min(start, big), -big)}, {end_text}, {step})"
+
+
+@converts("Slice")
+def slice_(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], sv)
+        return
+    x = im.tensor(node.inputs[0])
+    if node.opset < 10:
+        node.only("starts", "ends", "axes")
+        starts, ends = list(node.attr("starts")), list(node.attr("ends"))
+        axes = list(node.attr("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        node.only()
+        starts = int_vec(im, node.inputs[1], "starts")
+        ends = int_vec(im, node.inputs[2], "ends")
+        axes = int_vec(im, node.inputs[3], "axes") if len(node.inputs) > 3 and node.inputs[3] \
+            else list(range(len(starts)))
+        steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1] * len(starts)
+    if x.shape is None:
+        raise Unsupported("the input's shape is unknown")
+    cur = x.name
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        a = int(a) % x.rank
+        cur = im.temp(_slice_expr(cur, a, x.shape[a], int(s), int(e), int(st)), "sliced")
+    im.emit(node.outputs[0], cur)
+
+
+@converts("Gather")
+def gather(im: Any, node: Node) -> None:
+    sv = _shape_value(im, node)
+    if sv is not None:
+        im.set(node.outputs[0], sv)
+        return
+    node.only("axis")
+    axis = int(node.attr("axis", 0))
+    data_c = im.const(node.inputs[0])
+    if data_c is not None and data_c.ndim == 2 and axis == 0 and data_c.dtype.kind == "f":
+        ids = im.tensor(node.inputs[1])
+        layer = im.layer_name(node.inputs[0], node.proto.name or node.outputs[0])
+        im.layer_param(layer, "weight", data_c)
+        im.emit(node.outputs[0], f"embedding({ids.name}, {data_c.shape[0]}, {data_c.shape[1]}, name=\"{layer}\")")
+        return
+    x = im.tensor(node.inputs[0])
+    idx = im.need_const(node.inputs[1], "Gather's indices (with a computed data tensor)")
+    axis %= x.rank
+    dim = x.shape[axis]
+    if not isinstance(dim, int):
+        raise Unsupported("Gather along a symbolic axis")
+    picks = [int(i) % dim for i in idx.reshape(-1)]
+    if idx.ndim > 1:
+        raise Unsupported("Gather with indices of rank > 1")
+    parts = [im.temp(f"slice({x.name}, {axis}, {i}, {i + 1})", "picked") for i in picks]
+    if idx.ndim == 0:
+        im.emit(node.outputs[0], f"squeeze({parts[0]}, [{axis}])")
+    else:
+        im.emit(node.outputs[0], parts[0] if len(parts) == 1 else f"concat({', '.join(parts)}, axis={axis})")
+
+
+@converts("Split")
+def split(im: Any, node: Node) -> None:
+    node.only("axis", "split", "num_outputs")
+    x = im.tensor(node.inputs[0])
+    axis = int(node.attr("axis", 0)) % x.rank
+    dim = x.shape[axis]
+    if not isinstance(dim, int):
+        raise Unsupported("Split along a symbolic axis")
+    n = len(node.outputs)
+    sizes = node.attr("split") if node.opset < 13 else (
+        [int(v) for v in im.need_const(node.inputs[1], "split").reshape(-1)]
+        if len(node.inputs) > 1 and node.inputs[1] else None)
+    if sizes is None:
+        chunk = -(-dim // n)
+        sizes = [min(chunk, dim - i * chunk) for i in range(n)]
+    start = 0
+    for out, s in zip(node.outputs, sizes):
+        if s <= 0:
+            raise Unsupported("an empty split (dlc tensors are never empty)")
+        if out:
+            im.emit(out, f"slice({x.name}, {axis}, {start}, {start + int(s)})")
+        start += int(s)
+
+
+@converts("Expand")
+def expand(im: Any, node: Node) -> None:
+    node.only()
+    x = im.tensor(node.inputs[0])
+    target = int_vec(im, node.inputs[1], "Expand's shape")
+    xs = list(x.shape or ())
+    r = max(len(xs), len(target))
+    xs = [1] * (r - len(xs)) + xs
+    target = [1] * (r - len(target)) + target
+    out = [t if d == 1 else d for d, t in zip(xs, target)]
+    cur = x.name
+    for _ in range(r - x.rank):
+        cur = f"unsqueeze({cur}, 0)"
+    if out == xs:
+        im.emit(node.outputs[0], cur)
+    else:
+        im.emit(node.outputs[0], f"broadcast_to({cur}, {dims_text(out)})")
+
+
+@converts("Tile")
+def tile(im: Any, node: Node) -> None:
+    node.only()
+    x = im.tensor(node.inputs[0])
+    reps = [int(v) for v in im.need_const(node.inputs[1], "Tile's repeats").reshape(-1)]
+    cur = x.name
+    for axis, n in enumerate(reps):
+        if n < 1:
+            raise Unsupported("zero repeats (dlc tensors are never empty)")
+        if n > 1:
+            cur = im.temp(f"concat({', '.join([cur] * n)}, axis={axis})", "tiled")
+    im.emit(node.outputs[0], cur)
