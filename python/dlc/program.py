@@ -268,6 +268,13 @@ class Program(TrainingMixin):
             self._used_cache = [n for n, v in self._graph.inputs if v in used]
         return self._used_cache
 
+    # ---- interchange ----
+
+    def to_onnx(self, path: str, opset: int | None = None) -> None:
+        """Writes the inference graph as an ONNX file (needs the onnx extra); see dlc/onnx/export.py."""
+        from .onnx.export import export_program
+        export_program(self, path, opset=opset)
+
     # ---- summary ----
 
     def summary(self) -> str:

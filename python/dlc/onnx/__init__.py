@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Any, Mapping
 
 from .loader import OnnxImportError
-
-if TYPE_CHECKING:
-    from ..program import Program
 
 __all__ = ["OnnxImportError", "from_onnx", "import_onnx", "to_onnx"]
 
@@ -28,7 +25,7 @@ def _require_onnx() -> None:
 
 
 def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | None = None,
-              dtype: str = "f32") -> "Program":
+              dtype: str = "f32") -> Any:
     """Imports an ONNX model (a path or the file's bytes) as a compiled Program holding its weights."""
     import dlc
 
@@ -42,11 +39,10 @@ def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | 
 
 def import_onnx(source: str | os.PathLike[str], dlm_path: str | os.PathLike[str],
                 params_path: str | os.PathLike[str] | None = None,
-                dims: Mapping[str, int] | None = None) -> "Program":
+                dims: Mapping[str, int] | None = None) -> Any:
     """Writes the .dlm text and its parameters (a dlc checkpoint, `--params` of every command)."""
     import dlc
 
-    from ..training.checkpoint import save_checkpoint
     from .importer import import_model
     _require_onnx()
     converted = import_model(Path(source), dims)
@@ -54,11 +50,21 @@ def import_onnx(source: str | os.PathLike[str], dlm_path: str | os.PathLike[str]
     program.set_params(converted.params)
     dlm = Path(dlm_path)
     dlm.write_text(converted.text)
-    save_checkpoint(program, params_path if params_path is not None else dlm.with_suffix(".safetensors"))
+    write_params(program.params, params_path if params_path is not None else dlm.with_suffix(".safetensors"))
     return program
 
 
-def to_onnx(program: "Program", path: str | os.PathLike[str], opset: int | None = None) -> None:
+def write_params(params: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """The parameters as a dlc checkpoint at step 0 (what `--params` and `load_checkpoint` read); an
+    imported model has no optimizer state yet."""
+    from ..training.checkpoint import FORMAT, _digest, atomic_write_safetensors
+    tensors = {f"param/{k}": v for k, v in params.items()}
+    metadata = {"format": FORMAT, "version": "1", "step": "0", "epoch": "0", "seed": "0",
+                "sha256": _digest(tensors)}
+    atomic_write_safetensors(tensors, metadata, path)
+
+
+def to_onnx(program: Any, path: str | os.PathLike[str], opset: int | None = None) -> None:
     """Writes the program's inference graph (see export.py)."""
     from .export import export_program
     _require_onnx()

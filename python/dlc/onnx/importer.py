@@ -36,6 +36,9 @@ class Converted:
     text: str
     params: dict[str, np.ndarray]
     dims: dict[str, int] = field(default_factory=dict)
+    # ONNX input/output names -> .dlm names (they differ when an ONNX name is not a valid .dlm identifier).
+    input_names: dict[str, str] = field(default_factory=dict)
+    output_names: dict[str, str] = field(default_factory=dict)
 
 
 class Importer:
@@ -56,6 +59,10 @@ class Importer:
         self.node: Node | None = None
         self.layer_names: set[str] = set()
         self.absorbed: set[int] = set()
+        self.input_names: dict[str, str] = {}
+        self.out_vars: dict[str, str] = {}
+        self.output_names: dict[str, str] = {}
+        self.weight_owner: dict[str, str] = {}
         self.readers: dict[str, list[Any]] = {}
         for proto in model.graph.node:
             for name in proto.input:
@@ -92,6 +99,16 @@ class Importer:
             candidate = f"{name}_{i}"
         self.layer_names.add(candidate)
         return candidate
+
+    def layer_call(self, weight: str | None, fallback: str) -> tuple[str, str | None]:
+        """The naming argument of a layer call and the layer name to register its parameters under; a
+        weight an earlier layer already owns gives `share="<that layer>"` (tied weights) and no new name."""
+        if weight and weight in self.weight_owner:
+            return f'share="{self.weight_owner[weight]}"', None
+        layer = self.layer_name(weight, fallback)
+        if weight:
+            self.weight_owner[weight] = layer
+        return f'name="{layer}"', layer
 
     # ---- values ----
 
@@ -139,7 +156,9 @@ class Importer:
         self.param_of[key] = pname
         return pname
 
-    def layer_param(self, layer: str, local: str, arr: np.ndarray) -> None:
+    def layer_param(self, layer: str | None, local: str, arr: np.ndarray) -> None:
+        if layer is None:  # a layer sharing another's parameters
+            return
         self.params[f"{layer}.{local}"] = np.ascontiguousarray(arr)
 
     def set(self, onnx_name: str, value: Value) -> None:
@@ -149,7 +168,8 @@ class Importer:
     def emit(self, onnx_name: str, expr: str, dtype: str | None = None,
              shape: tuple[int | str, ...] | None = None) -> Tensor:
         """Assigns `expr` to a new variable standing for the ONNX tensor `onnx_name`."""
-        var = self.fresh(onnx_name)
+        var = self.out_vars[onnx_name] if onnx_name in self.out_vars and onnx_name not in self.values \
+            else self.fresh(onnx_name)
         self.lines.append(f"{var} = {expr}")
         if shape is None:
             shape = self.shapes.get(onnx_name)
@@ -222,8 +242,11 @@ class Importer:
                 self.problems.append(f"graph input '{vi.name}' has no shape")
                 continue
             var = self.fresh(vi.name)
+            self.input_names[vi.name] = var
             input_lines.append(f"input {var}: {dtype}{dims_text(shape)}")
             self.values[vi.name] = Tensor(var, dtype, shape)
+        # Graph outputs keep their names: the variable computing one is named after it.
+        self.out_vars = {vi.name: self.fresh(vi.name) for vi in graph.output if vi.name not in self.values}
         known = set(self.values) | {vi.name for vi in graph.input} | set(inits)
         for proto in sorted_nodes(graph, known, self.where):
             self.convert(proto)
@@ -236,8 +259,11 @@ class Importer:
             except Unsupported as e:
                 self.problems.append(f"graph output '{vi.name}': {e}")
                 continue
-            out = self.fresh(vi.name)
-            output_lines.append(f"output {out} = {t.name}")
+            out = self.out_vars.get(vi.name) or self.fresh(vi.name)
+            if out in {o for o in self.output_names.values()}:
+                out = self.fresh(vi.name)  # the same tensor listed as two outputs
+            self.output_names[vi.name] = out
+            output_lines.append(f"output {out}" if out == t.name else f"output {out} = {t.name}")
         if self.problems:
             raise OnnxImportError(f"{self.where}: cannot import {len(self.problems)} node(s):\n  "
                                   + "\n  ".join(self.problems))
@@ -246,7 +272,7 @@ class Importer:
                      if self.model.producer_name else "") + ")."]
         text = "\n".join(header + input_lines + [""] + self.param_lines + ([""] if self.param_lines else [])
                          + self.lines + [""] + output_lines) + "\n"
-        return Converted(text, self.params, self.dims)
+        return Converted(text, self.params, self.dims, self.input_names, self.output_names)
 
     def convert(self, proto: Any) -> None:
         from onnx import helper

@@ -44,6 +44,8 @@ def binary(im: Any, node: Node) -> None:
                           "floating point)")
     a = operand(im, a_name, tb) if ta is None else ta.name
     b = operand(im, b_name, ta) if tb is None else tb.name
+    if node.op == "Pow" and ta is not None and tb is not None and ta.dtype != tb.dtype:
+        b = f"cast({b}, \"{ta.dtype}\")"  # ONNX's exponent may have another type; the result has the base's
     if ta is None and not _is_name(a) and node.op in ("Sub", "Div", "Pow"):
         # A number on the left: dlc writes `c - x` and `c / x` itself; `c ** x` needs a tensor.
         if node.op == "Pow":

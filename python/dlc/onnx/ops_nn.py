@@ -69,13 +69,13 @@ def conv(im: Any, node: Node) -> None:
     bias_const = im.const(bias_name) if bias_name else None
     out = node.outputs[0]
     if w_const is not None and (not bias_name or bias_const is not None):
-        layer = im.layer_name(w_name, node.proto.name or out)
+        naming, layer = im.layer_call(w_name, node.proto.name or out)
         w = w_const.reshape(w_shape[0], w_shape[1], *k)
         im.layer_param(layer, "weight", w)
         if bias_const is not None:
             im.layer_param(layer, "bias", bias_const.reshape(-1))
         expr = (f"conv2d({xs}, {w_shape[0]}, kernel_size={literal(list(k))}, {geo}"
-                f"{'' if bias_const is not None else ', bias=false'}, name=\"{layer}\")")
+                f"{'' if bias_const is not None else ', bias=false'}, {naming})")
     else:
         w = im.tensor(w_name).name
         if one_d:
@@ -146,11 +146,11 @@ def conv_transpose(im: Any, node: Node) -> None:
 
 
 def _dense(im: Any, node: Node, x: str, w: np.ndarray, bias: np.ndarray | None, out: str) -> None:
-    layer = im.layer_name(node.inputs[1], node.proto.name or out)
+    naming, layer = im.layer_call(node.inputs[1], node.proto.name or out)
     im.layer_param(layer, "weight", w)
     if bias is not None:
         im.layer_param(layer, "bias", bias)
-    im.emit(out, f"dense({x}, {w.shape[1]}{'' if bias is not None else ', bias=false'}, name=\"{layer}\")")
+    im.emit(out, f"dense({x}, {w.shape[1]}{'' if bias is not None else ', bias=false'}, {naming})")
 
 
 @converts("Gemm")

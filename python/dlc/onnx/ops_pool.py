@@ -43,10 +43,11 @@ def _as_2d(im: Any, node: Node) -> tuple[str, tuple[int, ...], bool]:
     x = im.tensor(node.inputs[0])
     if x.dtype not in ("f32", "f64"):
         raise Unsupported(f"{node.op} of a {x.dtype} tensor")
-    if x.rank == 4:
-        return x.name, tuple(x.static(node.op)[2:]), False
-    if x.rank == 3:
-        return x.name, tuple(x.static(node.op)[2:]), True
+    spatial = tuple(x.shape[2:]) if x.shape is not None else ()
+    if not all(isinstance(d, int) for d in spatial):
+        raise Unsupported(f"{node.op} needs static spatial sizes, got {x.shape}")
+    if x.rank in (3, 4):
+        return x.name, spatial, x.rank == 3  # type: ignore[return-value]
     raise Unsupported(f"{node.op} over {x.rank - 2} spatial dimensions (dlc has 1-D and 2-D)")
 
 

@@ -104,13 +104,17 @@ def reshape(im: Any, node: Node) -> None:
 def flatten(im: Any, node: Node) -> None:
     node.only("axis")
     x = im.tensor(node.inputs[0])
-    axis = int(node.attr("axis", 1)) % (x.rank + 1) if x.rank else 0
-    if axis == 0:
-        im.emit(node.outputs[0], f"reshape({x.name}, [1, -1])")
-    elif axis == x.rank:
-        im.emit(node.outputs[0], f"reshape({x.name}, [-1, 1])")
+    axis = int(node.attr("axis", 1))
+    axis = axis + x.rank if axis < 0 else axis
+    shape = list(x.shape or ())
+    lead, trail = shape[:axis], shape[axis:]
+    if all(isinstance(d, int) for d in trail):
+        target = f"[-1, {int(np.prod(trail))}]"
+    elif all(isinstance(d, int) for d in lead):
+        target = f"[{int(np.prod(lead))}, -1]"
     else:
-        im.emit(node.outputs[0], f"flatten({x.name}, axis={axis})")
+        raise Unsupported("Flatten with symbolic dimensions on both sides of the axis")
+    im.emit(node.outputs[0], f"reshape({x.name}, {target})")
 
 
 @converts("Transpose")
@@ -207,6 +211,8 @@ def slice_(im: Any, node: Node) -> None:
         steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1] * len(starts)
     if x.shape is None:
         raise Unsupported("the input's shape is unknown")
+    if any(int(st) < 1 for st in steps):
+        raise Unsupported(f"steps {list(steps)} (dlc slices with positive steps)")
     cur = x.name
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = int(a) % x.rank
@@ -225,9 +231,9 @@ def gather(im: Any, node: Node) -> None:
     data_c = im.const(node.inputs[0])
     if data_c is not None and data_c.ndim == 2 and axis == 0 and data_c.dtype.kind == "f":
         ids = im.tensor(node.inputs[1])
-        layer = im.layer_name(node.inputs[0], node.proto.name or node.outputs[0])
+        naming, layer = im.layer_call(node.inputs[0], node.proto.name or node.outputs[0])
         im.layer_param(layer, "weight", data_c)
-        im.emit(node.outputs[0], f"embedding({ids.name}, {data_c.shape[0]}, {data_c.shape[1]}, name=\"{layer}\")")
+        im.emit(node.outputs[0], f"embedding({ids.name}, {data_c.shape[0]}, {data_c.shape[1]}, {naming})")
         return
     x = im.tensor(node.inputs[0])
     idx = im.need_const(node.inputs[1], "Gather's indices (with a computed data tensor)")
