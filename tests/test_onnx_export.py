@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 
 import dlc
@@ -30,6 +28,8 @@ def sample_inputs(program, batch: int = 3) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 def test_export_runs_in_onnxruntime_and_round_trips(path: Path, tmp_path: Path) -> None:
+    import onnx  # inside the test: importing onnx registers bfloat16 with NumPy (see test_onnx_import.py)
+    import onnxruntime as ort
     program = dlc.compile(path)
     target = tmp_path / f"{path.stem}.onnx"
     program.to_onnx(target)
@@ -51,6 +51,7 @@ def test_export_runs_in_onnxruntime_and_round_trips(path: Path, tmp_path: Path) 
 
 
 def test_cli_export_with_bound_batch(tmp_path: Path, capsys) -> None:
+    import onnx
     target = tmp_path / "mlp.onnx"
     assert main(["export", "models/mlp.dlm", "-D", "N=2", "-o", str(target)]) == 0
     assert "wrote" in capsys.readouterr().out

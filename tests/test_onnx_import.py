@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import dlc
 from dlc.cli import main
@@ -17,15 +15,20 @@ from dlc.onnx import OnnxImportError, from_onnx
 from dlc.onnx import conformance
 from dlc.onnx.importer import import_model
 
-LIGHT = conformance.data_folder() / "light"
+# onnx is imported inside the tests, not at collection: importing it registers ml_dtypes' bfloat16 with
+# NumPy, which other test modules rely on NumPy lacking.
 
 
 def make_model(nodes, inputs, outputs, inits=(), opset=17) -> bytes:
+    from onnx import helper
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
 
 
 def test_light_resnet50_imports_checks_and_matches_reference(tmp_path: Path, capsys) -> None:
+    import onnx
+    from onnx import numpy_helper
+    LIGHT = conformance.data_folder() / "light"
     dlm = tmp_path / "resnet50.dlm"
     assert main(["import", str(LIGHT / "light_resnet50.onnx"), "-o", str(dlm)]) == 0
     text = dlm.read_text()
@@ -44,6 +47,7 @@ def test_light_resnet50_imports_checks_and_matches_reference(tmp_path: Path, cap
 def test_dense_symbolic_batch_and_folded_shape_subgraph() -> None:
     """MatMul + Add becomes dense; Shape -> Gather -> Concat -> Reshape on a symbolic batch folds into
     reshape(x, [N, -1]); the batch stays symbolic."""
+    from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(6, 2) / 10, "fc.weight")
     b = numpy_helper.from_array(np.array([0.5, -0.5], np.float32), "fc.bias")
     idx = numpy_helper.from_array(np.array([0], np.int64), "zero")
@@ -65,11 +69,13 @@ def test_dense_symbolic_batch_and_folded_shape_subgraph() -> None:
     np.testing.assert_allclose(program(x=x)["y"], x.reshape(5, 6) @ w_arr(w) + [0.5, -0.5], rtol=1e-5)
 
 
-def w_arr(t: TensorProto) -> np.ndarray:
+def w_arr(t) -> np.ndarray:
+    from onnx import numpy_helper
     return numpy_helper.to_array(t)
 
 
-def test_conv_batchnorm_become_layers_and_fine_tune_runs() -> None:
+def test_conv_batchnorm_become_layers() -> None:
+    from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(1)
     inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
              numpy_helper.from_array(np.ones(4, np.float32), "g"), numpy_helper.from_array(np.zeros(4, np.float32), "b"),
@@ -91,6 +97,7 @@ def test_conv_batchnorm_become_layers_and_fine_tune_runs() -> None:
 
 
 def test_every_unsupported_node_is_listed_at_once() -> None:
+    from onnx import TensorProto, helper
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Hardmax", ["a"], ["b"], name="hm"),
              helper.make_node("Det", ["x"], ["c"], name="det"), helper.make_node("Add", ["b", "c"], ["y"])]
     vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 3])  # noqa: E731
