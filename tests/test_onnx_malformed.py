@@ -1,0 +1,137 @@
+"""Malformed ONNX files get a clear OnnxImportError and never a crash, and external data never leaves the
+model's folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlc.cli import main
+from dlc.onnx import OnnxImportError, from_onnx
+from dlc.onnx.conformance import data_folder
+
+
+def tiny_model(nodes=None, inits=(), output="y"):
+    from onnx import TensorProto, helper
+    nodes = nodes if nodes is not None else [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, [2])], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def raw_tensor(name: str, dims: list[int], raw: bytes | None = None, floats: list[float] | None = None):
+    """A TensorProto built field by field (onnx.helper refuses the inconsistent ones these tests need)."""
+    from onnx import TensorProto
+    t = TensorProto()
+    t.name, t.data_type = name, TensorProto.FLOAT
+    t.dims.extend(dims)
+    if raw is not None:
+        t.raw_data = raw
+    if floats is not None:
+        t.float_data.extend(floats)
+    return t
+
+
+def external_model(tmp_path: Path, location: str) -> Path:
+    """x + w where w's data lives in an external file at `location`."""
+    from onnx import TensorProto, helper
+    w = raw_tensor("w", [2])
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", "8")):
+        entry = w.external_data.add()
+        entry.key, entry.value = k, v
+    model = tiny_model([helper.make_node("Add", ["x", "w"], ["y"])], [w])
+    path = tmp_path / "model" / "m.onnx"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.5, 0.9])
+def test_truncated_file(tmp_path: Path, cut: float) -> None:
+    data = (data_folder() / "light" / "light_squeezenet.onnx").read_bytes()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(OnnxImportError, match="cut.onnx"):
+        from_onnx(path)
+
+
+def test_garbage_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(OnnxImportError, match="not a valid ONNX file|holds no graph"):
+        from_onnx(b"\xff\xfe this is not protobuf")
+    with pytest.raises(OnnxImportError, match="holds no graph"):
+        from_onnx(b"")
+
+
+def test_cycle_is_named() -> None:
+    from onnx import helper
+    nodes = [helper.make_node("Relu", ["b"], ["a"], name="first"), helper.make_node("Relu", ["a"], ["b"], name="second"),
+             helper.make_node("Add", ["a", "x"], ["y"], name="out")]
+    with pytest.raises(OnnxImportError, match="cycle through nodes 'first' \\(Relu\\), 'second' \\(Relu\\)|"
+                                              "cycle through nodes 'second' \\(Relu\\), 'first' \\(Relu\\)"):
+        from_onnx(tiny_model(nodes).SerializeToString())
+
+
+def test_missing_input_is_named() -> None:
+    from onnx import helper
+    nodes = [helper.make_node("Add", ["x", "nowhere"], ["y"], name="adder")]
+    with pytest.raises(OnnxImportError, match="node 'adder' \\(Add\\) reads 'nowhere'"):
+        from_onnx(tiny_model(nodes).SerializeToString())
+
+
+def test_initializer_size_disagrees_with_shape() -> None:
+    from onnx import helper
+    w = raw_tensor("w", [3], raw=np.zeros(2, np.float32).tobytes())
+    model = tiny_model([helper.make_node("Add", ["x", "w"], ["y"])], [w])
+    with pytest.raises(OnnxImportError, match="initializer 'w' has shape \\[3\\] \\(3 elements\\) but its data "
+                                              "holds 8 bytes \\(expected 12\\)"):
+        from_onnx(model.SerializeToString())
+    w2 = raw_tensor("w", [3], floats=[1.0, 2.0])
+    with pytest.raises(OnnxImportError, match="holds 2 values"):
+        from_onnx(tiny_model([helper.make_node("Add", ["x", "w"], ["y"])], [w2]).SerializeToString())
+
+
+def test_external_data_missing_file(tmp_path: Path) -> None:
+    path = external_model(tmp_path, "weights.bin")
+    with pytest.raises(OnnxImportError, match="needs external data file 'weights.bin', which does not exist"):
+        from_onnx(path)
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
+def test_external_data_outside_the_folder_is_refused(tmp_path: Path, location: str) -> None:
+    (tmp_path / "secret.bin").write_bytes(np.ones(2, np.float32).tobytes())
+    path = external_model(tmp_path, location)
+    with pytest.raises(OnnxImportError, match="outside the model's folder; refused"):
+        from_onnx(path)
+
+
+def test_external_data_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.bin").write_bytes(np.ones(2, np.float32).tobytes())
+    path = external_model(tmp_path, "link.bin")
+    os.symlink(tmp_path / "secret.bin", path.parent / "link.bin")
+    with pytest.raises(OnnxImportError, match="outside the model's folder; refused"):
+        from_onnx(path)
+
+
+def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
+    path = external_model(tmp_path, "weights.bin")
+    (path.parent / "weights.bin").write_bytes(np.array([1.0, 2.0], np.float32).tobytes())
+    program = from_onnx(path)
+    np.testing.assert_allclose(program(x=np.array([1, 1], np.float32))["y"], [2.0, 3.0])
+    with pytest.raises(OnnxImportError, match="load the model from its file path"):
+        from_onnx(path.read_bytes())
+    (path.parent / "weights.bin").write_bytes(b"\0\0")
+    with pytest.raises(OnnxImportError, match="lies past the end"):
+        from_onnx(path)
+
+
+def test_cli_reports_malformed_file_without_traceback(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x0a\xff\xff\xff")
+    assert main(["import", str(bad), "-o", str(tmp_path / "bad.dlm")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dlc: error: ") and "Traceback" not in err
+    assert not (tmp_path / "bad.dlm").exists()
