@@ -154,3 +154,24 @@ def test_node_bound_holds_without_repeat(monkeypatch: pytest.MonkeyPatch) -> Non
     err = _located("input x: f32[2]\nblock f(t) {\n  a = relu(t)\n  return a + 1\n}\n"
                    + "".join(f"y{i} = f(x)\n" for i in range(40)) + "output y0\n")
     assert "nodes" in err.message and err.loc.line > 5
+
+
+# ---- element counts (regression: a sum over broadcast_to(x, [2^32, 2^32, 4]) returned 0.0, a mean 1.6e-11) ----
+
+@pytest.mark.parametrize("expr", ["sum(broadcast_to(x, [4294967296, 4294967296, 4]))",
+                                  "mean(broadcast_to(x, [4294967296, 4294967296, 4]))",
+                                  "reshape(broadcast_to(x, [4294967296, 4294967296, 4]), [-1])"])
+def test_element_count_overflow_is_a_located_compile_error(expr: str) -> None:
+    err = _located(f"input x: f32[1]\noutput y = {expr}\n")
+    assert "elements" in err.message and err.loc.line == 2
+
+
+def test_huge_input_type_is_located() -> None:
+    err = _located("input a: f32[2]\ninput x: f32[4294967296, 4294967296, 4]\noutput y = sum(x)\n")
+    assert "elements" in err.message and (err.loc.line, err.loc.col) == (2, 7)
+
+
+def test_element_bound_holds_for_dimensions_bound_at_call_time() -> None:
+    prog = dlc.compile(source="input x: f32[N]\noutput y = sum(broadcast_to(x, [1073741824, 1024, N]))\n")
+    with pytest.raises(dlc.CompileError, match="elements"):
+        prog(x=np.ones(2, np.float32))

@@ -52,6 +52,19 @@ class TensorType:
 
 Attrs = tuple[tuple[str, Any], ...]
 
+# Elements one tensor may have: 4 TiB of f32, beyond any machine, and small enough that its byte size and the
+# products of its dims that kernels compute in int64 cannot wrap (regression: a sum over a broadcast to
+# [2^32, 2^32, 4] returned 0.0).
+MAX_TENSOR_ELEMENTS = 2 ** 40
+
+
+def numel_lower_bound(shape: tuple[Dim, ...]) -> int:
+    """The element count with every symbolic dimension at its smallest (1 times its coefficient)."""
+    n = 1
+    for d in shape:
+        n *= abs(d if isinstance(d, int) else d.coeff)
+    return n
+
 
 def freeze_attrs(attrs: Mapping[str, Any]) -> Attrs:
     """Attributes as a sorted tuple, so nodes hash and compare structurally (CSE, pass tests)."""
@@ -159,6 +172,9 @@ class GraphBuilder:
         self.phase: str = "forward"
 
     def new_value(self, t: TensorType) -> int:
+        if numel_lower_bound(t.shape) > MAX_TENSOR_ELEMENTS:
+            raise self.error(f"a tensor of type {t} has more than {MAX_TENSOR_ELEMENTS:,} elements (2**40); "
+                             "no kernel or memory plan can hold it")
         v = self._next
         self._next += 1
         self.values[v] = t

@@ -151,10 +151,10 @@ inline void run_tile(const TileArgs<T>& ta) {
       case EwOp::SQRT: UNARY(std::sqrt(v))
       case EwOp::RSQRT: UNARY(T(1) / std::sqrt(v))
       case EwOp::ABS: UNARY(std::fabs(v))
-      case EwOp::SIGN: UNARY(T((v > T(0)) - (v < T(0))))
+      case EwOp::SIGN: UNARY(v != v ? v : T((v > T(0)) - (v < T(0))))  // sign(NaN) is NaN
       case EwOp::RECIP: UNARY(T(1) / v)
       case EwOp::SQUARE: UNARY(v * v)
-      case EwOp::RELU: UNARY(v > T(0) ? v : T(0))
+      case EwOp::RELU: UNARY(v < T(0) ? T(0) : v)  // written so that relu(NaN) is NaN, as in IEEE and PyTorch
       case EwOp::STEP: UNARY(v > T(0) ? T(1) : T(0))
       case EwOp::LEAKY_RELU: UNARY(v > T(0) ? v : c * v)
       case EwOp::LEAKY_STEP: UNARY(v > T(0) ? T(1) : c)
@@ -175,8 +175,8 @@ inline void run_tile(const TileArgs<T>& ta) {
       case EwOp::MUL: BINARY(u * v)
       case EwOp::DIV: BINARY(u / v)
       case EwOp::POW: BINARY(std::pow(u, v))
-      case EwOp::MIN: BINARY(u < v ? u : v)
-      case EwOp::MAX: BINARY(u > v ? u : v)
+      case EwOp::MIN: BINARY(u < v || u != u ? u : v)  // a NaN on either side wins
+      case EwOp::MAX: BINARY(u > v || u != u ? u : v)
       case EwOp::EQ: BINARY(T(u == v))
       case EwOp::NE: BINARY(T(u != v))
       case EwOp::LT: BINARY(T(u < v))

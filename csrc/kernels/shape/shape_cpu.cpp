@@ -318,16 +318,34 @@ void cast_kernel(const KernelArgs& a) {
   });
 }
 
-// Throws std::out_of_range naming the first index outside [0, V).
-void check_rows(const Tensor& idx, int64_t V, const char* who) {
+// Throws std::out_of_range (IndexError in Python) naming the first index outside [0, V): every kernel that
+// reads integer indices or labels checks them all before touching memory.
+void check_indices(const Tensor& idx, int64_t V, const char* who, const char* what) {
   kern::check_index_dtype(idx, who);
   const int64_t n = idx.numel();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t v = kern::index_at(idx, i);
     if (v < 0 || v >= V)
       throw std::out_of_range(std::string(who) + ": index " + std::to_string(v) + " at position " +
-                              std::to_string(i) + " is out of range for a table of " + std::to_string(V) + " rows");
+                              std::to_string(i) + " is out of range for " + std::to_string(V) + " " + what);
   }
+}
+
+void check_rows(const Tensor& idx, int64_t V, const char* who) { check_indices(idx, V, who, "table rows"); }
+
+// y[i, c] = (labels[i] == c): integer labels to one-hot rows of C classes, in y's dtype.
+void one_hot_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 1 && a.n_out == 1 && a.n_ints == 1, "one_hot: expects [labels] -> [y], ints [classes]");
+  const Tensor &idx = a.in[0], &y = a.out[0];
+  const int64_t C = a.ints[0], n = idx.numel();
+  kernel_check(C >= 1 && y.numel() == n * C, "one_hot: y must be [labels..., classes]");
+  check_indices(idx, C, "one_hot", "classes");
+  with_dst_type(y.dtype, [&](auto d) {
+    using D = decltype(d);
+    D* yp = y.ptr<D>();
+    std::fill(yp, yp + n * C, static_cast<D>(0));
+    for (int64_t i = 0; i < n; ++i) yp[i * C + kern::index_at(idx, i)] = static_cast<D>(1);
+  });
 }
 
 void gather_rows_kernel(const KernelArgs& a) {
@@ -403,6 +421,7 @@ DLC_REGISTER_KERNEL("concat", ::dlc::Device::CPU, concat_kernel);
 DLC_REGISTER_KERNEL("copy", ::dlc::Device::CPU, copy_kernel);
 DLC_REGISTER_KERNEL("cast", ::dlc::Device::CPU, cast_kernel);
 DLC_REGISTER_KERNEL("gather_rows", ::dlc::Device::CPU, gather_rows_kernel);
+DLC_REGISTER_KERNEL("one_hot", ::dlc::Device::CPU, one_hot_kernel);
 DLC_REGISTER_KERNEL("scatter_add_rows", ::dlc::Device::CPU, scatter_add_rows_kernel);
 
 }  // namespace dlc

@@ -134,6 +134,7 @@ class Elaborator(CallsMixin):
             raise CompileError("inputs are declared at the top level, not inside blocks", scope.module.loc(stmt))
         t = self.tensor_type(type_tree, scope, allow_symbols=True)
         self.check_unbound(scope, name_tok)
+        self.set_context(scope.module.loc(name_tok), scope, None)
         v = self.b.add_input(str(name_tok), t)
         scope.env[str(name_tok)] = TensorVal(v)
 

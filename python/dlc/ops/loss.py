@@ -171,12 +171,22 @@ def _bce(b: Any, ctx: Any, ins: list[int], attrs: dict[str, Any]) -> tuple[int, 
 
 
 def _one_hot_values(b: Any, labels: int, classes: int, dtype: str) -> int:
-    lt = b.type_of(labels)
-    if lt.dtype not in ("i32", "i64"):
-        raise ShapeError(f"labels must be integers, got {lt}")
-    column = b.op1("reshape", labels, shape=tuple(lt.shape) + (1,))
-    iota = b.const(np.arange(classes), lt.dtype)
-    return b.op1("cast", b.op1("eq", column, iota), dtype=dtype)
+    return b.op1("one_hot", labels, num_classes=classes, dtype=dtype)
+
+
+def _one_hot_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    (labels,) = types
+    if labels.dtype not in ("i32", "i64"):
+        raise ShapeError(f"labels must be integers, got {labels}")
+    if attrs["num_classes"] < 1:
+        raise ShapeError("num_classes must be positive")
+    return [TensorType(attrs["dtype"], tuple(labels.shape) + (attrs["num_classes"],))]
+
+
+def _one_hot_np(labels: np.ndarray, num_classes: int, dtype: str = "f32") -> np.ndarray:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise IndexError(f"one_hot: a label is out of range for {num_classes} classes")
+    return (labels[..., None] == np.arange(num_classes)).astype(dtype_np(dtype))
 
 
 def _nll(b: Any, ctx: Any, ins: list[int], attrs: dict[str, Any]) -> tuple[int, ...]:
@@ -218,12 +228,6 @@ def _accuracy(b: Any, ctx: Any, ins: list[int], attrs: dict[str, Any]) -> tuple[
     return (b.op1("mean", hit),)
 
 
-def _one_hot(b: Any, ctx: Any, ins: list[int], attrs: dict[str, Any]) -> tuple[int, ...]:
-    if attrs["num_classes"] < 1:
-        raise ShapeError("num_classes must be positive")
-    return (_one_hot_values(b, ins[0], attrs["num_classes"], attrs["dtype"]),)
-
-
 _PAIR = ("pred", "target")
 register(OpDef("mse", _PAIR, (_REDUCTION,), expand=_mse, doc="mean squared error"))
 register(OpDef("mae", _PAIR, (_REDUCTION,), expand=_mae, doc="mean absolute error"))
@@ -232,11 +236,19 @@ register(OpDef("huber", _PAIR, (AttrSpec("delta", "float", 1.0), _REDUCTION), ex
 register(OpDef("binary_cross_entropy", ("logits", "target"), (_REDUCTION,), expand=_bce,
                doc="sigmoid cross-entropy from logits against targets in [0, 1], computed stably"))
 register(OpDef("nll", ("log_probs", "labels"), (_REDUCTION,), expand=_nll,
-               doc="negative log-likelihood of integer labels given log-probabilities (e.g. log_softmax output)"))
+               doc="negative log-likelihood of integer labels given log-probabilities (e.g. log_softmax output); "
+                   "a label outside [0, classes) is an IndexError"))
 register(OpDef("kl_divergence", ("log_q", "p"), (AttrSpec("reduction", "str", "mean", ("mean", "sum")),),
                expand=_kl, doc="KL(p || q) from log q and p, summed over elements and divided by the batch "
                                "size (PyTorch's 'batchmean') with reduction='mean'"))
 register(OpDef("accuracy", ("logits", "labels"), expand=_accuracy,
-               doc="fraction of rows whose largest logit is at the label (a metric; not differentiable)"))
+               doc="fraction of rows whose largest logit is at the label (a metric; not differentiable); a label "
+                   "outside [0, classes) is an IndexError"))
 register(OpDef("one_hot", ("labels",), (AttrSpec("num_classes", "int"), AttrSpec("dtype", "dtype", "f32")),
-               expand=_one_hot, doc="integer labels to one-hot vectors along a new last axis"))
+               infer=_one_hot_infer, kernel="one_hot", lower=lambda n, t: ([n.attr("num_classes")], []),
+               differentiable=False, reference=_one_hot_np,
+               samples=lambda rng, dt: [Sample([rng.integers(0, 4, (2, 3)).astype(np.int32)],
+                                               {"num_classes": 4, "dtype": dt}, grad=False),
+                                        Sample([rng.integers(0, 3, 5)], {"num_classes": 3}, grad=False)],
+               doc="integer labels to one-hot vectors along a new last axis; a label outside [0, num_classes) "
+                   "is an IndexError when the model runs (as in nll, accuracy, cross_entropy and embedding)"))
