@@ -258,3 +258,21 @@ def test_threads_flag_sets_the_kernel_threads(model: Path, tmp_path: Path, capsy
         assert code == 0 and dlc.get_num_threads() == 1
     finally:
         dlc.set_num_threads(before)
+
+
+def test_compile_train_plans_the_step_and_reports_its_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "compile", MLP, "-D", "N=16", "--train", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    program = dlc.compile(MLP)
+    lowered = program.training_plan("step", {"N": 16})[0]
+    assert summary["plan"] == "train_step"
+    assert summary["memory"] == lowered.memory.as_dict() and summary["memory"]["gradient_bytes"] > 0
+    assert "adam" in {k["kernel"] for k in summary["kernels"]}
+    code, out, _ = run(capsys, "compile", MLP, "-D", "N=16", "--train")
+    assert code == 0 and "training step compiled" in out and "gradients" in out
+
+
+def test_compile_train_needs_a_train_block(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "compile", model, "-D", "N=4", "--train")
+    assert code == 1 and "dlc: error" in err

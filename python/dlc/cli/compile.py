@@ -1,5 +1,6 @@
-"""`dlc compile MODEL -D N=..`: compile the inference plan and summarize it (ops, kernels, memory), optionally
-writing a compiled artifact."""
+"""`dlc compile MODEL -D N=..`: compile the inference plan (or with --train the whole training step: forward,
+loss, backward and optimizer update) and summarize it (ops, kernels, memory), optionally writing a compiled
+(inference) artifact."""
 
 from __future__ import annotations
 
@@ -15,14 +16,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     program = load_program(args)
     require_bound(program)
-    lowered = program.compile_plan(training=False)
+    if args.train:
+        lowered = program.training_plan("step", dict(args.dims))[0]
+    else:
+        lowered = program.compile_plan(training=False)
     seconds = time.perf_counter() - start
     if args.output:
         from ..artifact import save_artifact
         save_artifact(program, args.output)
     counts = Counter(node.op for node in program.graph.nodes)
     summary = {
-        "model": args.model, "dtype": program.dtype, "dims": dict(args.dims),
+        "model": args.model, "plan": "train_step" if args.train else "inference", "dtype": program.dtype,
+        "dims": dict(args.dims),
         "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
         "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
         "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
@@ -34,7 +39,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     dims = ", ".join(f"{k}={v}" for k, v in summary["dims"].items())
-    print(f"{args.model}: compiled in {seconds:.3f} s ({program.dtype}{', ' + dims if dims else ''})")
+    what = "training step" if args.train else "inference plan"
+    print(f"{args.model}: {what} compiled in {seconds:.3f} s ({program.dtype}{', ' + dims if dims else ''})")
     print("\n".join(io_lines(program)))
     print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in counts.most_common())})")
     print(f"kernels: {len(lowered.steps)}")
@@ -42,8 +48,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"  {i:4d}  {step.kernel:<12} {step.label}")
     print(f"parameters: {summary['params']:,}")
     mem = lowered.memory
+    grads = f"; gradients {human_bytes(mem.gradient_bytes)} after it" if mem.gradient_bytes else ""
     print(f"memory: arena {human_bytes(mem.arena_bytes)} (naive {human_bytes(mem.naive_bytes)}, "
-          f"lower bound {human_bytes(mem.lower_bound_bytes)})")
+          f"lower bound {human_bytes(mem.lower_bound_bytes)}{grads})")
     if args.output:
         print(f"wrote {args.output}")
     return 0
@@ -51,9 +58,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compile", parents=[model], help="compile a model and summarize the plan",
-                       description="Compiles the inference plan (every symbolic dimension bound with -D) and "
-                                   "prints its ops, kernels, parameters and planned memory.")
+                       description="Compiles the inference plan, or with --train the training step (every "
+                                   "symbolic dimension bound with -D), and prints its ops, kernels, parameters and "
+                                   "planned memory. -o always writes the inference artifact.")
     p.add_argument("--no-fuse", action="store_true", help="disable operator fusion")
+    p.add_argument("--train", action="store_true",
+                   help="plan the whole training step (forward, loss, backward, optimizer) instead of inference")
     p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_compile)
