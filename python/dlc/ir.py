@@ -12,7 +12,7 @@ kept in a valid execution order. The IR carries what later stages need:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import numpy as np
 
@@ -35,6 +35,27 @@ def dtype_of_array(a: np.ndarray) -> str | None:
         if a.dtype == np.dtype(t):
             return name
     return None
+
+
+class OpSignature(Protocol):
+    """What the builder needs of an op to add a node: strict attribute binding and the shape rule.
+
+    The op registry (dlc.ops.registry) declares ops with everything else (gradients, kernels, references) and
+    installs each one here with `install_op`, so dependencies point one way: the registry and the op families
+    import the IR, never the reverse.
+    """
+
+    infer: Callable[[list["TensorType"], dict[str, Any]], list["TensorType"]] | None
+
+    def bind_attrs(self, given: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+_OP_SIGNATURES: dict[str, OpSignature] = {}
+
+
+def install_op(name: str, signature: OpSignature) -> None:
+    """Makes an op known to `GraphBuilder.op` (called by the registry when it registers the op)."""
+    _OP_SIGNATURES[name] = signature
 
 
 @dataclass(frozen=True)
@@ -209,9 +230,9 @@ class GraphBuilder:
 
     def op(self, name: str, inputs: Iterable[int], **attrs: Any) -> tuple[int, ...]:
         """Adds a primitive op node after checking it with the op's shape rule."""
-        from .ops import registry
-
-        opdef = registry.get(name)
+        opdef = _OP_SIGNATURES.get(name)
+        if opdef is None or opdef.infer is None:
+            raise CompileError(f"unknown primitive op '{name}'", self.loc, self._scope_notes())
         ins = tuple(inputs)
         full = opdef.bind_attrs(attrs)
         try:

@@ -1,12 +1,14 @@
 """Calls in the .dlm language: ops, layers and blocks, argument binding, layer naming, pipes and repeat.
 
-Mixed into the Elaborator (elaborate.py), which provides evaluation, lookups and the graph builder.
+The Elaborator (elaborate.py) owns a `Calls` and hands it call, pipe and repeat expressions; `Calls` reaches
+back only through the small `Evaluator` protocol below (evaluation, statements, parameters, the graph builder),
+so this module never imports the elaborator.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lark import Tree
 
@@ -19,23 +21,62 @@ from .hints import quote_hint
 from .modules import BlockDef
 from .values import Scope, TensorVal
 
-if TYPE_CHECKING:
-    from .elaborate import Elaborator
-
 MAX_BLOCK_DEPTH = 32
 TYPE_NAMES = ("int", "float", "str", "bool", "tensor", "list")
 
 
-class CallsMixin:
+class Evaluator(Protocol):
+    """What calls need from the elaborator."""
+
     b: GraphBuilder
     dtype: str
+
+    def eval(self, tree: Any, scope: Scope) -> Any: ...
+
+    def eval_statement(self, expr: Tree, scope: Scope, target: str | None) -> Any: ...
+
+    def statement(self, stmt: Tree, scope: Scope) -> Any: ...
+
+    def int_literal(self, tok: Any, scope: Scope) -> int: ...
+
+    def set_context(self, loc: Loc, scope: Scope, layer: str | None) -> None: ...
+
+    def path_notes(self, scope: Scope) -> tuple[str, ...]: ...
+
+    def new_param(self, name: str, t: TensorType, init: tuple[Any, ...], fans: tuple[int, int] | None,
+                  loc: Loc, kind: str = "param") -> int: ...
+
+    def shared_param(self, name: str, t: TensorType, loc: Loc) -> int: ...
+
+    def next_salt(self) -> int: ...
+
+
+def dotted(tree: Tree) -> str:
+    """A dotted name (`nn.dense`) as written."""
+    return ".".join(str(t) for t in tree.children)
+
+
+def find_block(name: str, scope: Scope) -> BlockDef | None:
+    """The block a call names, in the calling module or through an imported namespace (`lib.block`)."""
+    if "." in name:
+        ns, _, rest = name.partition(".")
+        module = scope.module.namespaces.get(ns)
+        return module.blocks.get(rest) if module is not None and "." not in rest else None
+    return scope.module.blocks.get(name)
+
+
+class Calls:
+    """Evaluates calls of ops, layers and blocks for one elaboration."""
+
+    def __init__(self, el: Evaluator):
+        self.el = el
 
     # ---- calls ----
 
     def ev_call(self, tree: Tree, scope: Scope, piped: Any = None, has_piped: bool = False,
                 name_override: str | None = None) -> Any:
         name_tree, *arg_trees = tree.children
-        name = self.dotted(name_tree)
+        name = dotted(name_tree)
         pos: list[Any] = [piped] if has_piped else []
         kwargs: dict[str, Any] = {}
         kw_locs: dict[str, Loc] = {}
@@ -46,7 +87,7 @@ class CallsMixin:
             if second is None:
                 if kwargs:
                     raise CompileError("positional argument after a keyword argument", scope.module.loc(arg))
-                pos.append(self.eval(first, scope))
+                pos.append(self.el.eval(first, scope))
                 continue
             if first.data != "name" or len(first.children[0].children) != 1:
                 raise CompileError("a keyword argument needs a plain name before '='", scope.module.loc(arg))
@@ -54,12 +95,12 @@ class CallsMixin:
             if key in kwargs:
                 raise CompileError(f"duplicate keyword argument '{key}'", scope.module.loc(first))
             try:
-                kwargs[key] = self.eval(second, scope)
+                kwargs[key] = self.el.eval(second, scope)
             except CompileError as e:
                 raise quote_hint(e, key, second, registry.lookup(name)) from None
             kw_locs[key] = scope.module.loc(first)
         loc = scope.module.loc(name_tree)
-        block = self.find_block(name, scope)
+        block = find_block(name, scope)
         if block is not None:
             return self.call_block(block, pos, kwargs, loc, scope, name_override)
         op = registry.lookup(name)
@@ -69,13 +110,6 @@ class CallsMixin:
             suffix = f"; did you mean '{hint[0]}'?" if hint else ""
             raise CompileError(f"unknown op '{name}'{suffix}", loc)
         return self.call_op(op, pos, kwargs, loc, kw_locs, scope, name_override)
-
-    def find_block(self, name: str, scope: Scope) -> BlockDef | None:
-        if "." in name:
-            ns, _, rest = name.partition(".")
-            module = scope.module.namespaces.get(ns)
-            return module.blocks.get(rest) if module is not None and "." not in rest else None
-        return scope.module.blocks.get(name)
 
     def layer_name(self, scope: Scope, op_name: str, explicit: Any, loc: Loc) -> str:
         if explicit is not None:
@@ -92,24 +126,24 @@ class CallsMixin:
 
     def call_op(self, op: OpDef, pos: list[Any], kwargs: dict[str, Any], loc: Loc, kw_locs: dict[str, Loc],
                 scope: Scope, name_override: str | None) -> Any:
-        self.set_context(loc, scope, None)
+        self.el.set_context(loc, scope, None)
         explicit_name = kwargs.pop("name", None) if op.layer else None
         share = kwargs.pop("share", None) if op.layer else None
         tensors, attrs = self.bind_arguments(op, pos, kwargs, loc, kw_locs, scope)
         try:
             if op.expand is None:
-                outs = self.b.op(op.name, [t.v for t in tensors], **attrs)
+                outs = self.el.b.op(op.name, [t.v for t in tensors], **attrs)
                 return TensorVal(outs[0]) if len(outs) == 1 else tuple(TensorVal(o) for o in outs)
             # Composite ops (losses) expand like layers but own no parameters, so they take no name.
             lname = (name_override or self.layer_name(scope, op.name, explicit_name, loc)) if op.layer else op.name
             if op.layer:
-                self.set_context(loc, scope, lname)
-            ctx = _LayerCtx(self, scope, lname, share, loc)
+                self.el.set_context(loc, scope, lname)
+            ctx = _LayerCtx(self.el, scope, lname, share, loc)
             full = op.bind_attrs(attrs)
-            outs = op.expand(self.b, ctx, [t.v for t in tensors], full)
+            outs = op.expand(self.el.b, ctx, [t.v for t in tensors], full)
             return TensorVal(outs[0]) if len(outs) == 1 else tuple(TensorVal(o) for o in outs)
         except ShapeError as e:
-            raise CompileError(f"{op.name}: {e}", loc, self.path_notes(scope)) from None
+            raise CompileError(f"{op.name}: {e}", loc, self.el.path_notes(scope)) from None
 
     def bind_arguments(self, op: OpDef, pos: list[Any], kwargs: dict[str, Any], loc: Loc,
                        kw_locs: dict[str, Loc], scope: Scope) -> tuple[list[TensorVal], dict[str, Any]]:
@@ -149,7 +183,7 @@ class CallsMixin:
                 raise CompileError(f"unknown keyword argument '{key}' for {op.name} (it takes: {known})",
                                    kw_locs.get(key, loc))
             attrs[key] = value
-        if self.dtype == "f64":  # f64 mode runs every f32 tensor in double: casts, and defaults such as one_hot's
+        if self.el.dtype == "f64":  # f64 mode runs every f32 tensor in double: casts, and defaults such as one_hot's
             for spec in op.attrs:
                 if spec.kind == "dtype" and attrs.get(spec.name, spec.default) == "f32":
                     attrs[spec.name] = "f64"
@@ -190,7 +224,7 @@ class CallsMixin:
             if pname not in env:
                 if default is None:
                     raise CompileError(f"block {block.name} needs the argument '{pname}'", loc)
-                env[pname] = self.eval(default, Scope(block.module, {}, prefix, inner.path, inner.depth))
+                env[pname] = self.el.eval(default, Scope(block.module, {}, prefix, inner.path, inner.depth))
             self.check_param_type(block, pname, ptype, env[pname], loc)
         result: Any = None
         stmts = [s for s in block.body.children if isinstance(s, Tree)]
@@ -198,10 +232,10 @@ class CallsMixin:
             if stmt.data == "return_stmt":
                 if i != len(stmts) - 1:
                     raise CompileError("return must be the last statement of a block", block.module.loc(stmt))
-                values = [self.eval_statement(e, inner, None) for e in stmt.children]
+                values = [self.el.eval_statement(e, inner, None) for e in stmt.children]
                 result = values[0] if len(values) == 1 else tuple(values)
             else:
-                self.statement(stmt, inner)
+                self.el.statement(stmt, inner)
         if result is None:
             raise CompileError(f"block {block.name} has no return statement", block.loc)
         return result
@@ -223,7 +257,7 @@ class CallsMixin:
 
     def ev_pipe(self, tree: Tree, scope: Scope) -> Any:
         left_t, stage = tree.children
-        value = self.eval(left_t, scope)
+        value = self.el.eval(left_t, scope)
         return self.apply_stage(stage, value, scope)
 
     def apply_stage(self, stage: Tree, value: Any, scope: Scope) -> Any:
@@ -238,10 +272,10 @@ class CallsMixin:
 
     def ev_repeat(self, tree: Tree, scope: Scope, piped: Any = None, has_piped: bool = False) -> Any:
         count_tok, call = tree.children
-        count = self.int_literal(count_tok, scope)
+        count = self.el.int_literal(count_tok, scope)
         if not 1 <= count <= 1024:
             raise CompileError(f"repeat count must be between 1 and 1024, got {count}", scope.module.loc(count_tok))
-        name = self.dotted(call.children[0])
+        name = dotted(call.children[0])
         base = self.layer_name(scope, name, None, scope.module.loc(tree))
         value = piped
         if not has_piped:
@@ -249,7 +283,7 @@ class CallsMixin:
             if not args or args[0].children[1] is not None:
                 raise CompileError("repeat needs the first argument of the call as its input",
                                    scope.module.loc(call))
-            value = self.eval(args[0].children[0], scope)
+            value = self.el.eval(args[0].children[0], scope)
             call = Tree("call", [call.children[0], *args[1:]], call.meta)
         start = len(self.b.nodes)
         for i in range(count):
@@ -263,7 +297,7 @@ class CallsMixin:
 class _LayerCtx:
     """What a layer's expand rule sees: parameters by local name, dropout salts."""
 
-    def __init__(self, el: Elaborator, scope: Scope, name: str, share: Any, loc: Loc):
+    def __init__(self, el: Evaluator, scope: Scope, name: str, share: Any, loc: Loc):
         self.el, self.scope, self.name, self.share, self.loc = el, scope, name, share, loc
         self.dtype = el.dtype
         if share is not None and not isinstance(share, str):
@@ -296,5 +330,4 @@ class _LayerCtx:
                                  self.loc, kind="state")
 
     def salt(self) -> int:
-        self.el._salt += 1
-        return self.el._salt
+        return self.el.next_salt()

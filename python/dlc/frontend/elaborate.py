@@ -23,7 +23,7 @@ from ..dims import Dim, Sym, sym
 from ..errors import CompileError, Loc, ShapeError
 from ..ir import DTYPES, Graph, GraphBuilder, TensorType
 from ..ops import registry
-from .calls import CallsMixin
+from .calls import Calls, dotted, find_block
 from .modules import Module
 from .values import Scope, TensorVal
 
@@ -43,7 +43,7 @@ class Elaborated:
     elaborator: "Elaborator"
 
 
-class Elaborator(CallsMixin):
+class Elaborator:
     def __init__(self, module: Module, dims: Mapping[str, int] | None = None, dtype: str = "f32"):
         self.root = module
         self.dims = dict(dims or {})
@@ -53,6 +53,7 @@ class Elaborator(CallsMixin):
         self.param_types: dict[str, TensorType] = {}
         self.param_values: dict[str, int] = {}
         self._salt = 0
+        self.calls = Calls(self)
 
     # ---- entry point ----
 
@@ -277,7 +278,7 @@ class Elaborator(CallsMixin):
         return count
 
     def callee_kind(self, name: str, scope: Scope) -> str | None:
-        if self.find_block(name, scope) is not None:
+        if find_block(name, scope) is not None:
             return "block"
         op = registry.lookup(name)
         if op is None or not op.user:
@@ -285,7 +286,7 @@ class Elaborator(CallsMixin):
         return "layer" if op.layer else "op"
 
     def dotted(self, tree: Tree) -> str:
-        return ".".join(str(t) for t in tree.children)
+        return dotted(tree)
 
     def eval(self, tree: Tree | Token, scope: Scope) -> Any:
         if isinstance(tree, Token):
@@ -294,6 +295,20 @@ class Elaborator(CallsMixin):
         if method is None:
             raise CompileError(f"unsupported expression '{tree.data}'", scope.module.loc(tree))
         return method(tree, scope)
+
+    def ev_call(self, tree: Tree, scope: Scope) -> Any:
+        return self.calls.ev_call(tree, scope)
+
+    def ev_pipe(self, tree: Tree, scope: Scope) -> Any:
+        return self.calls.ev_pipe(tree, scope)
+
+    def ev_repeat(self, tree: Tree, scope: Scope) -> Any:
+        return self.calls.ev_repeat(tree, scope)
+
+    def next_salt(self) -> int:
+        """A fresh salt for a dropout mask, so two dropout layers draw different masks."""
+        self._salt += 1
+        return self._salt
 
     def ev_number(self, tree: Tree, scope: Scope) -> int | float:
         text = str(tree.children[0])

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ShapeError
-
-if TYPE_CHECKING:
-    from ..ir import GraphBuilder, Node, TensorType
+from ..ir import DTYPES, GraphBuilder, Node, TensorType, install_op
 
 
 class Pattern(str, Enum):
@@ -65,7 +63,7 @@ class OpDef:
     name: str
     inputs: tuple[str, ...]  # operand names; a leading "*" marks a variadic list
     attrs: tuple[AttrSpec, ...] = ()
-    infer: Callable[[list["TensorType"], dict[str, Any]], list["TensorType"]] | None = None
+    infer: Callable[[list[TensorType], dict[str, Any]], list[TensorType]] | None = None
     expand: Callable[..., tuple[int, ...]] | None = None
     pattern: Pattern = Pattern.OPAQUE
     kernel: str | None = None
@@ -73,7 +71,7 @@ class OpDef:
     emit: Callable[..., Any] | None = None
     # Non-elementwise kernels: (node, types) -> (ints, floats) in the kernel's documented layout.
     lower: Callable[..., tuple[list[int], list[float]]] | None = None
-    grad: Callable[["GraphBuilder", "Node", list[int | None]], list[int | None]] | None = None
+    grad: Callable[[GraphBuilder, Node, list[int | None]], list[int | None]] | None = None
     differentiable: bool = True
     reference: Callable[..., Any] | None = None
     samples: Callable[[Any, str], list[Sample]] | None = None
@@ -160,7 +158,6 @@ def check_attr(op: str, spec: AttrSpec, value: Any) -> Any:
             raise bad("a list of integers")
         value = tuple(value)
     elif kind == "dtype":
-        from ..ir import DTYPES
         if value not in DTYPES:
             raise bad("one of " + ", ".join(DTYPES))
     if spec.choices and value not in spec.choices:
@@ -177,6 +174,7 @@ def register(op: OpDef) -> OpDef:
     if op.expand is None and op.infer is None:
         raise ValueError(f"primitive op {op.name} has no shape rule")
     _OPS[op.name] = op
+    install_op(op.name, op)
     return op
 
 
