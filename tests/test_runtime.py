@@ -58,7 +58,7 @@ def test_one_plan_per_binding_and_memory_reported() -> None:
     p(x=x4)
     p(x=x9)
     p(x=x4)
-    keys = [k for k in p._plans if k[0] == "infer"]
+    keys = [k for k in p.model._plans if k[0] == "infer"]
     assert len(keys) == 2
     mem = p.memory
     assert 0 < mem["lower_bound_bytes"] <= mem["arena_bytes"] <= mem["naive_bytes"]

@@ -96,8 +96,8 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
     tensors.update({f"const/{i}": np.ascontiguousarray(c) for i, c in enumerate(recipe.consts)})
     plan = {"arena_bytes": recipe.arena_bytes, "num_inputs": recipe.num_inputs, "num_consts": len(recipe.consts),
             "outputs": list(recipe.outputs), "slots": slots, "steps": [list(s) for s in recipe.steps]}
-    module = program._module  # Program has no public accessor for its source module or compile-time dims
-    binding = {**program._dims, **{k: int(v) for k, v in (dims or {}).items()}}
+    module = program.model.module
+    binding = {**program.model.dims, **{k: int(v) for k, v in (dims or {}).items()}}
     meta = {
         "format": FORMAT, "version": VERSION, "plan": json.dumps(plan),
         "inputs": json.dumps([_spec_json(n, t.dtype, t.shape) for n, t in zip(lowered.input_names,

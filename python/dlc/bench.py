@@ -9,8 +9,8 @@ a noisy machine (one profiled run alone could differ 100x from the median under 
 executor times every step, and the lowered plan knows each step's label and the bytes its tensors occupy (read
 and written once: a lower bound on memory traffic).
 
-Entry points: `run_bench(...) -> dict` (JSON-ready) and `format_bench(result) -> str`; cli.py's `bench`
-command calls them.
+Entry points: `run_bench(...) -> dict` (JSON-ready) and `format_bench(result) -> str`; the `dlc bench`
+command (cli/bench.py) calls them.
 """
 
 from __future__ import annotations

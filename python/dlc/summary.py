@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .program import Program
+    from .model import CompiledModel
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
@@ -16,7 +16,7 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     return out
 
 
-def summarize(program: "Program") -> str:
+def summarize(program: "CompiledModel") -> str:
     g = program.graph
     params = g.param_by_value()
     rows = []

@@ -11,14 +11,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CheckpointError
-
-if TYPE_CHECKING:
-    from .api import TrainingMixin
+from .recipe import TrainSpec
 
 FORMAT = "dlc-checkpoint"
 
@@ -63,18 +60,21 @@ def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
     return tensors, metadata
 
 
-def save_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
-    tensors = {f"param/{k}": v for k, v in program._params.items()}
-    tensors.update({f"opt/{k}": v for k, v in program._opt.items()})
-    spec = program.spec()
-    metadata = {"format": FORMAT, "version": "1", "step": str(program._step), "epoch": str(program._epoch),
-                "seed": str(program._seed), "sha256": _digest(tensors),
+def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray], *, step: int,
+                    epoch: int, seed: int, spec: TrainSpec) -> None:
+    """Writes parameters (and running statistics), optimizer state and counters."""
+    tensors = {f"param/{k}": v for k, v in params.items()}
+    tensors.update({f"opt/{k}": v for k, v in opt.items()})
+    metadata = {"format": FORMAT, "version": "1", "step": str(step), "epoch": str(epoch),
+                "seed": str(seed), "sha256": _digest(tensors),
                 "optimizer": json.dumps({"name": spec.optimizer.name, "lr": spec.optimizer.lr,
                                          "hyper": dict(spec.optimizer.hyper)})}
     atomic_write_safetensors(tensors, metadata, path)
 
 
-def load_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
+def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Checks the whole file against the model, then copies it into the live `params` buffers (in place:
+    compiled plans point at them) and `opt` (new optimizer state is added). Returns (step, epoch)."""
     tensors, metadata = read_safetensors(path, FORMAT)
     if metadata.get("sha256") != _digest(tensors):
         raise CheckpointError(f"{path}: checksum mismatch; the file is corrupt")
@@ -82,26 +82,26 @@ def load_checkpoint(program: "TrainingMixin", path: str | Path) -> None:
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{path}: missing or bad step/epoch counters") from None
-    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
-    missing = sorted(set(program._params) - set(params))
-    unknown = sorted(set(params) - set(program._params))
+    stored = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
+    missing = sorted(set(params) - set(stored))
+    unknown = sorted(set(stored) - set(params))
     if missing or unknown:
         raise CheckpointError(f"{path}: parameters do not match the model (missing: {missing or 'none'}, "
                               f"unexpected: {unknown or 'none'})")
-    for name, arr in params.items():
-        if arr.shape != program._params[name].shape or arr.dtype != program._params[name].dtype:
+    for name, arr in stored.items():
+        if arr.shape != params[name].shape or arr.dtype != params[name].dtype:
             raise CheckpointError(f"{path}: parameter '{name}' is {arr.dtype}{list(arr.shape)}, the model has "
-                                  f"{program._params[name].dtype}{list(program._params[name].shape)}")
-    for name, arr in params.items():
-        np.copyto(program._params[name], arr)
+                                  f"{params[name].dtype}{list(params[name].shape)}")
+    for name, arr in stored.items():
+        np.copyto(params[name], arr)
     for key, arr in tensors.items():
         if not key.startswith("opt/"):
             continue
         name = key[len("opt/"):]
-        if name in program._opt:
-            if program._opt[name].shape != arr.shape:
+        if name in opt:
+            if opt[name].shape != arr.shape:
                 raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
-            np.copyto(program._opt[name], arr)
+            np.copyto(opt[name], arr)
         else:
-            program._opt[name] = np.array(arr, order="C")
-    program._step, program._epoch = step, epoch
+            opt[name] = np.array(arr, order="C")
+    return step, epoch

@@ -2,7 +2,9 @@
 
 - "loss": forward (evaluation mode), loss and metrics, for `evaluate`;
 - "grads": forward, loss, backward; outputs the loss and the gradients, for `loss_and_grads`;
-- "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`.
+- "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`;
+- "apply": the optimizer update alone, reading the gradients as inputs named `grad:<parameter>`: with "grads"
+  it splits a step in two so that something can happen to the gradients in between (an allreduce).
 
 Regularization terms join the loss before differentiation; frozen parameters get no gradient and no update.
 """
@@ -10,18 +12,17 @@ Regularization terms join the loss before differentiation; frozen parameters get
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..autodiff import backward
 from ..errors import DlcError
-from ..frontend.elaborate import elaborate
 from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
 from ..ops.optim import OPTIMIZERS
 from ..passes.eval_mode import freeze_normalization
 from .recipe import RecipeReader, TrainSpec
 
 if TYPE_CHECKING:
-    from ..program import Program
+    from ..model import CompiledModel
 
 HYPER = "__hyper__"
 
@@ -38,9 +39,10 @@ def matches(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") or name.startswith(p + "/") for p in prefixes)
 
 
-def read_spec(program: "Program", binding: Mapping[str, int]) -> tuple[GraphBuilder, TrainSpec]:
-    el = elaborate(program._module, binding, program._dtype)
-    spec = RecipeReader(el).read(program._overrides)
+def read_spec(model: "CompiledModel", overrides: Mapping[str, Any],
+              binding: Mapping[str, int]) -> tuple[GraphBuilder, TrainSpec]:
+    el = model.elaborate(binding)
+    spec = RecipeReader(el).read(overrides)
     if spec.loss is None:
         raise DlcError("the model declares no loss: add `train { loss = ... }` or call "
                        "configure(loss=\"cross_entropy(logits, y)\")")
@@ -70,10 +72,21 @@ def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spe
     return loss
 
 
-def build(program: "Program", binding: Mapping[str, int], kind: str) -> TrainingGraph:
-    b, spec = read_spec(program, binding)
+def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping[str, int],
+          kind: str) -> TrainingGraph:
+    b, spec = read_spec(model, overrides, binding)
     graph0 = b.build()
     params = trainable_params(graph0, spec)
+    if kind == "apply":  # the update alone: parameters persistent, gradients given as inputs
+        ab = GraphBuilder()
+        ab.phase = "update"
+        own = [ParamSpec(p.name, ab.add_param(p.name, p.type, p.init, kind=p.kind, trainable=p.trainable,
+                                              fans=p.fans), p.type, p.init, p.kind, p.trainable, p.fans)
+               for p in params]
+        given = {p.name: ab.add_input(f"grad:{p.name}", p.type) for p in params}
+        if own:
+            _add_update(ab, own, given, spec)
+        return TrainingGraph(ab.build(), spec, [], [p.name for p in params])
     frozen = {p.value for p in graph0.params if p.kind == "param" and matches(p.name, spec.freeze)}
     if frozen:
         b = GraphBuilder(freeze_normalization(graph0, frozen))
@@ -103,29 +116,35 @@ def build(program: "Program", binding: Mapping[str, int], kind: str) -> Training
 
     b.phase = "update"
     if params:
-        opt = spec.optimizer
-        hyper = b.add_input(HYPER, TensorType("f64", (4,)))
-        operands = [hyper]
-        mults = []
-        for p in params:
-            operands += [p.value, grads[p.name]]
-            for state in OPTIMIZERS[opt.name][0]:
-                operands.append(b.add_param(f"{p.name}/{opt.name}.{state}", p.type, ("zeros",), kind="opt",
-                                            trainable=False))
-            mult = 1.0
-            for prefix, m in spec.lr_mult:
-                if matches(p.name, [prefix]):
-                    mult = m
-            mults.append(mult)
-        b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
-             clip_value=spec.clip_value, lr_mults=tuple(mults))
+        _add_update(b, params, grads, spec)
     b.outputs = outputs
     return TrainingGraph(b.build(), spec, [], [p.name for p in params])
 
 
-def spec_only(program: "Program") -> TrainSpec:
+def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, int], spec: TrainSpec) -> None:
+    """One optimizer-update node over every trainable parameter (so clip_norm sees the global norm). Its
+    first operand is the f64[4] hyper input: learning rate, step t (from 1), gradient scale, unused."""
+    opt = spec.optimizer
+    hyper = b.add_input(HYPER, TensorType("f64", (4,)))
+    operands = [hyper]
+    mults = []
+    for p in params:
+        operands += [p.value, grads[p.name]]
+        for state in OPTIMIZERS[opt.name][0]:
+            operands.append(b.add_param(f"{p.name}/{opt.name}.{state}", p.type, ("zeros",), kind="opt",
+                                        trainable=False))
+        mult = 1.0
+        for prefix, m in spec.lr_mult:
+            if matches(p.name, [prefix]):
+                mult = m
+        mults.append(mult)
+    b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
+         clip_value=spec.clip_value, lr_mults=tuple(mults))
+
+
+def spec_only(model: "CompiledModel", overrides: Mapping[str, Any]) -> TrainSpec:
     """The recipe without building a graph (for fit's defaults: epochs, batch size, early stopping)."""
-    return read_spec(program, dict(program._dims))[1]
+    return read_spec(model, overrides, model.dims)[1]
 
 
 def strip_unused_inputs(graph: Graph) -> Graph:

@@ -1,0 +1,244 @@
+"""`CompiledModel`: the compiled core of a model, shared by inference (`Program`) and training (`Trainer`).
+
+It owns what every use of a model needs and nothing about training:
+- the elaborated graph and its inputs and outputs;
+- the parameters and running statistics: the persistent table, arrays whose memory never moves, so every
+  compiled plan can address them directly (write into them, never rebind them);
+- the inference plans, one per (mode, binding of the symbolic dimensions), and the lowering that places a
+  graph's persistent tensors in that table (plus any extra persistent arrays a caller owns, such as a
+  trainer's optimizer state).
+
+Several `Trainer`s (a GAN's two phases, a DQN's online and target updates, fine-tuning recipes) can hold one
+CompiledModel: their plans all address the same parameter memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import initializers
+from .dims import Sym, substitute
+from .frontend.elaborate import Elaborated, elaborate
+from .frontend.modules import Module
+from .ir import Graph, TensorType, np_dtype
+from .lower import LoweredPlan, lower
+from .passes import PassContext, run_pipeline
+from .passes.dead_code import eliminate_dead_code
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output: dtype and shape, with symbolic dimensions as their names."""
+
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+
+
+def readonly_views(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Views callers can read but not write: persistent buffers are changed only through set_params, so the
+    compiled plans that point at them stay valid."""
+    out = {}
+    for name, arr in arrays.items():
+        view = arr.view()
+        view.flags.writeable = False
+        out[name] = view
+    return out
+
+
+def spec_of(t: TensorType) -> TensorSpec:
+    return TensorSpec(t.dtype, tuple(d if isinstance(d, int) else str(d) for d in t.shape))
+
+
+def only_used_inputs(graph: Graph) -> Graph:
+    """Drops the inputs no node reads (labels the inference graph does not need, say)."""
+    used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
+    return replace(graph, inputs=tuple((n, v) for n, v in graph.inputs if v in used))
+
+
+class CompiledModel:
+    def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
+                 fuse: bool = True, seed: int = 0):
+        self.module = module
+        self._dims = {k: int(v) for k, v in (dims or {}).items()}
+        for k, v in self._dims.items():
+            if v < 1:
+                raise ValueError(f"dimension {k} must be positive, got {v}")
+        self.dtype = dtype
+        self.fuse = fuse
+        self.seed = seed
+        self._graph: Graph = elaborate(module, self._dims, dtype).graph
+        self._params: dict[str, np.ndarray] = {}
+        for p in self._graph.params:
+            shape = tuple(int(d) for d in p.type.shape)
+            self._params[p.name] = initializers.initialize(p.init, shape, np_dtype(p.type.dtype), seed, p.name,
+                                                           p.fans)
+        self._plans: dict[tuple[Any, ...], LoweredPlan] = {}
+        self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
+        self._used: list[str] | None = None
+
+    # ---- description ----
+
+    @property
+    def graph(self) -> Graph:
+        """The typed graph as written (symbolic dimensions unbound), before any pass."""
+        return self._graph
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """The symbolic dimensions bound at compile time."""
+        return dict(self._dims)
+
+    @property
+    def inputs(self) -> dict[str, TensorSpec]:
+        return {n: spec_of(self._graph.values[v]) for n, v in self._graph.inputs}
+
+    @property
+    def outputs(self) -> dict[str, TensorSpec]:
+        return {n: spec_of(self._graph.values[v]) for n, v in self._graph.outputs}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameters by hierarchical name, as read-only views (use set_params to change them)."""
+        return readonly_views(self._params)
+
+    @property
+    def param_buffers(self) -> dict[str, np.ndarray]:
+        """The live persistent arrays, for trainers and checkpoints: write into them, never rebind them."""
+        return self._params
+
+    def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
+        """Copies new values into the parameters. Names and shapes are checked before anything changes."""
+        staged: list[tuple[np.ndarray, np.ndarray]] = []
+        for name, value in mapping.items():
+            if name not in self._params:
+                if strict:
+                    raise ValueError(f"unknown parameter '{name}' (the model has: {', '.join(self._params)})")
+                continue
+            target = self._params[name]
+            arr = np.asarray(value)
+            if arr.shape != target.shape:
+                raise ValueError(f"parameter '{name}': expected shape {target.shape}, got {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"parameter '{name}': expected a floating-point array, got {arr.dtype}")
+            staged.append((target, arr))
+        for target, arr in staged:
+            np.copyto(target, arr, casting="same_kind")
+
+    def elaborate(self, binding: Mapping[str, int] | None = None) -> Elaborated:
+        """The model elaborated afresh for a binding (the train block and its builder included)."""
+        return elaborate(self.module, dict(self._dims) if binding is None else binding, self.dtype)
+
+    # ---- inputs ----
+
+    def check_inputs(self, inputs: Mapping[str, Any], required: list[str]) -> dict[str, np.ndarray]:
+        """The required inputs as contiguous arrays; unknown names, missing inputs and wrong dtypes are
+        ValueErrors naming the input."""
+        known = [n for n, _ in self._graph.inputs]
+        for name in inputs:
+            if name not in known:
+                raise ValueError(f"unknown input '{name}' (the model takes: {', '.join(known)})")
+        arrays: dict[str, np.ndarray] = {}
+        types = {n: self._graph.values[v] for n, v in self._graph.inputs}
+        for name in required:
+            if name not in inputs:
+                raise ValueError(f"missing input '{name}' ({spec_of(types[name])})")
+            value = inputs[name]
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            expected = np_dtype(types[name].dtype)
+            if arr.dtype != expected:
+                raise ValueError(f"input '{name}': expected dtype {types[name].dtype} ({expected.name}), got "
+                                 f"{arr.dtype.name}; convert it with .astype(np.{expected.name})")
+            arrays[name] = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
+        return arrays
+
+    def bind_dims(self, arrays: Mapping[str, np.ndarray], names: list[str] | None = None) -> dict[str, int]:
+        """Binds symbolic dimensions from input shapes; every mismatch is a ValueError naming the input."""
+        binding = dict(self._dims)
+        origin: dict[str, str] = {}
+        types = {n: self._graph.values[v] for n, v in self._graph.inputs}
+        for name in names if names is not None else list(arrays):
+            t = types[name]
+            arr = arrays[name]
+            if arr.ndim != len(t.shape):
+                raise ValueError(f"input '{name}': expected rank {len(t.shape)} ({spec_of(t)}), "
+                                 f"got an array of shape {arr.shape}")
+            for axis, (d, n) in enumerate(zip(t.shape, arr.shape)):
+                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1:
+                    sym_name = d.names[0]
+                    if sym_name in binding and binding[sym_name] != n:
+                        where = f"by input '{origin[sym_name]}'" if sym_name in origin else "at compile time"
+                        raise ValueError(f"input '{name}': dimension {axis} is {sym_name}, bound to "
+                                         f"{binding[sym_name]} {where}, but the array has {n} (shape {arr.shape})")
+                    if n < 1:
+                        raise ValueError(f"input '{name}': dimension {sym_name} must be at least 1, got {n}")
+                    binding[sym_name] = n
+                    origin[sym_name] = name
+        for name in names if names is not None else list(arrays):
+            t = types[name]
+            expected = tuple(substitute(d, binding) for d in t.shape)
+            if tuple(arrays[name].shape) != expected:
+                raise ValueError(f"input '{name}': expected shape {list(expected)} ({spec_of(t)}), "
+                                 f"got {list(arrays[name].shape)}")
+        return binding
+
+    def used_inputs(self) -> list[str]:
+        """Inputs the inference graph reads (labels used only by the training recipe are not needed)."""
+        if self._used is None:
+            pruned = eliminate_dead_code(self._graph, PassContext())
+            used = {v for n in pruned.nodes for v in n.inputs} | {v for _, v in pruned.outputs}
+            self._used = [n for n, v in self._graph.inputs if v in used]
+        return self._used
+
+    # ---- plans ----
+
+    def pass_context(self, training: bool) -> PassContext:
+        return PassContext(training=training, fuse=self.fuse)
+
+    def inference_plan(self, dims: Mapping[str, int] | None, training: bool) -> LoweredPlan:
+        """The inference plan for a binding of the symbolic dimensions, in training mode (dropout active) or
+        not (cached)."""
+        binding = dict(self._dims)
+        binding.update(dims or {})
+        key = ("infer", training, tuple(sorted(binding.items())))
+        with self.lock:
+            cached = self._plans.get(key)
+            if cached is not None:
+                return cached
+            graph = self.elaborate(binding).graph
+            missing = sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym)
+                              for n in d.names})
+            if missing:
+                raise ValueError(f"bind the symbolic dimension(s) {', '.join(missing)} (dims={{...}} or -D)")
+            graph = run_pipeline(graph, self.pass_context(training))
+            lowered = self.lower(only_used_inputs(graph))
+            self._plans[key] = lowered
+            return lowered
+
+    def lower(self, graph: Graph, extra: Mapping[str, np.ndarray] | None = None) -> LoweredPlan:
+        """Lowers an optimized graph whose persistent tensors are the parameters plus `extra` (arrays the caller
+        owns and keeps alive, e.g. optimizer state), and points the plan at their memory."""
+        persistent = {**self._params, **(extra or {})}
+        lowered = lower(graph, list(persistent))
+        lowered.plan.set_persistent(list(persistent.values()))
+        return lowered
+
+    def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], *, step: int = 0,
+                 training: bool = False, out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Runs a plan in one C++ call. `step` seeds dropout masks; `out` may give preallocated, C-contiguous
+        arrays (views into a larger buffer work) for some outputs, which the plan writes in place."""
+        for name in lowered.input_names:
+            if name not in arrays:
+                raise ValueError(f"missing input '{name}'")
+        given = out or {}
+        outs = [given[n] if n in given else np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype))
+                for n, t in zip(lowered.output_names, lowered.output_types)]
+        ins = [arrays[n] for n in lowered.input_names]
+        lowered.plan.run(ins, outs, seed=self.seed, step=step, training=training)
+        return dict(zip(lowered.output_names, outs))

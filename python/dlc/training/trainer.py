@@ -1,0 +1,311 @@
+"""`Trainer`: training a `CompiledModel` with a recipe (the model's train block, plus overrides).
+
+A Trainer holds a model core and owns everything about training it: the recipe, the optimizer state, the step
+and epoch counters and the compiled training plans. The parameters stay the model's, so several Trainers can
+share one model (two phases of a GAN, online and target updates, a fine-tuning recipe next to the original
+one): each compiles its own plans, all of which address the same parameter memory.
+
+Each entry point runs compiled plans (see step.py); Python only batches data, computes the learning rate for
+the step and keeps the counters that make a resumed run bit-identical: the optimizer step (which also seeds
+dropout masks) and the epoch (which seeds shuffling).
+
+A step is either one fused plan (forward, loss, backward, update) or, when `gradient_hook` is set, two plans
+with the hook between them:
+
+    compute_gradients(**batch)     # forward + backward; gradients land in one contiguous region
+    gradient_hook(trainer.gradients)   # e.g. an in-place allreduce (average) over that flat array
+    apply_gradients()              # the optimizer update, reading the region
+
+`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from ..augment import rng_for
+from ..errors import DlcError
+from ..lower import LoweredPlan
+from ..model import CompiledModel, TensorSpec, readonly_views
+from ..passes import PassContext, run_pipeline
+from . import step as step_graphs
+from .checkpoint import load_checkpoint, save_checkpoint
+from .loop import EarlyStopping, as_named, batches
+from .recipe import RecipeReader, TrainSpec
+from .schedules import learning_rate
+
+GradientHook = Callable[[np.ndarray], None]
+
+
+class Trainer:
+    def __init__(self, model: CompiledModel, **settings: Any):
+        self.model = model
+        self._opt: dict[str, np.ndarray] = {}
+        self._overrides: dict[str, Any] = {}
+        self._step = 0
+        self._epoch = 0
+        self._plans: dict[tuple[Any, ...], tuple[LoweredPlan, step_graphs.TrainingGraph]] = {}
+        self._gradients: np.ndarray | None = None
+        self._grad_views: dict[str, np.ndarray] = {}
+        self.gradient_hook: GradientHook | None = None
+        if settings:
+            self.configure(**settings)
+
+    # ---- configuration ----
+
+    def configure(self, **settings: Any) -> "Trainer":
+        """Overrides entries of the model's train block: optimizer=("sgd", {"lr": 0.1}), schedule=...,
+        loss="mse(out, target)", metrics=[...], clip_norm=..., l2=..., freeze=[...], epochs=..., etc."""
+        merged = {**self._overrides, **settings}
+        RecipeReader(self.model.elaborate()).read(merged)  # validates before anything changes
+        self._overrides = merged
+        self._plans.clear()
+        self._gradients, self._grad_views = None, {}
+        return self
+
+    def freeze(self, *prefixes: str) -> "Trainer":
+        """Stops training the parameters under these name prefixes (batch-norm statistics included)."""
+        current = list(self.spec().freeze)
+        return self.configure(freeze=current + [p for p in prefixes if p not in current])
+
+    def unfreeze(self, *prefixes: str) -> "Trainer":
+        return self.configure(freeze=[p for p in self.spec().freeze if p not in prefixes])
+
+    def spec(self) -> TrainSpec:
+        return step_graphs.spec_only(self.model, self._overrides)
+
+    # ---- state ----
+
+    @property
+    def step_count(self) -> int:
+        """Optimizer steps taken so far."""
+        return self._step
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        return readonly_views(self._opt)
+
+    @property
+    def inputs(self) -> dict[str, TensorSpec]:
+        return self.model.inputs
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.model.params
+
+    def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
+        self.model.set_params(mapping, strict)
+
+    @property
+    def seed(self) -> int:
+        return self.model.seed
+
+    # ---- plans ----
+
+    def training_plan(self, kind: str, binding: Mapping[str, int]) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
+        """The compiled plan of one kind ("loss", "grads", "step", "apply"; see step.py) for a binding."""
+        key = (kind, tuple(sorted(binding.items())))
+        with self.model.lock:
+            if key not in self._plans:
+                tg = step_graphs.build(self.model, self._overrides, binding, kind)
+                graph = run_pipeline(tg.graph, PassContext(training=kind != "loss", fuse=self.model.fuse))
+                self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph)), tg)
+            return self._plans[key]
+
+    def _lower(self, graph: Any) -> LoweredPlan:
+        params = self.model.param_buffers
+        for p in graph.params:
+            if p.kind == "opt" and p.name not in self._opt:
+                self._opt[p.name] = np.zeros(tuple(int(d) for d in p.type.shape),
+                                             dtype=params[p.name.split("/")[0]].dtype)
+        return self.model.lower(graph, self._opt)
+
+    def _prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        names = list(batch)
+        arrays = self.model.check_inputs(batch, names)
+        return arrays, self.model.bind_dims(arrays, names)
+
+    def _hyper(self, spec: TrainSpec, grad_scale: float) -> tuple[float, np.ndarray]:
+        lr = learning_rate(spec.optimizer.lr, spec.schedule, self._step)
+        return lr, np.array([lr, float(self._step + 1), grad_scale, 0.0], dtype=np.float64)
+
+    # ---- one batch ----
+
+    def loss_and_grads(self, **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and its gradients: every trainable parameter by name, plus the inputs listed in
+        input_grads by input name. Nothing is updated."""
+        arrays, binding = self._prepare(batch)
+        lowered, _ = self.training_plan("grads", binding)
+        out = self.model.run_plan(lowered, arrays, step=self._step, training=True)
+        grads = {k[len("grad:"):]: v for k, v in out.items() if k.startswith("grad:")}
+        return float(out["loss"]), grads
+
+    def train_step(self, **batch: Any) -> dict[str, float]:
+        """One step: forward, loss, backward and the optimizer update. Returns loss, metrics and lr. One fused
+        plan, or with a gradient_hook: compute_gradients, the hook on the gradient region, apply_gradients."""
+        if self.gradient_hook is not None:
+            result = self.compute_gradients(**batch)
+            self.gradient_hook(self.gradients)
+            result["lr"] = self.apply_gradients()
+            return result
+        arrays, binding = self._prepare(batch)
+        lowered, tg = self.training_plan("step", binding)
+        lr, arrays[step_graphs.HYPER] = self._hyper(tg.spec, 1.0)
+        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True)
+        self._step += 1
+        result = {k: float(v) for k, v in out.items()}
+        result["lr"] = lr
+        return result
+
+    @property
+    def gradients(self) -> np.ndarray:
+        """The gradient region: one contiguous 1-D array holding every trainable parameter's gradient, in
+        the order of `gradient_views` (filled by compute_gradients, read by apply_gradients)."""
+        if self._gradients is None:
+            raise DlcError("no gradients yet: call compute_gradients first")
+        return self._gradients
+
+    @property
+    def gradient_views(self) -> dict[str, np.ndarray]:
+        """Each trainable parameter's gradient, as a view into `gradients`."""
+        return dict(self._grad_views)
+
+    def _gradient_region(self, trainable: list[str]) -> dict[str, np.ndarray]:
+        if self._gradients is None or list(self._grad_views) != trainable:
+            params = self.model.param_buffers
+            dtypes = {params[n].dtype for n in trainable}
+            if len(dtypes) > 1:
+                raise DlcError(f"the trainable parameters mix dtypes ({', '.join(sorted(map(str, dtypes)))}); "
+                               f"one gradient region needs one")
+            sizes = [params[n].size for n in trainable]
+            region = np.zeros(sum(sizes), dtype=dtypes.pop() if dtypes else np.float32)
+            offsets = np.cumsum([0] + sizes)
+            self._gradients = region
+            self._grad_views = {n: region[offsets[i]:offsets[i + 1]].reshape(params[n].shape)
+                                for i, n in enumerate(trainable)}
+        return self._grad_views
+
+    def compute_gradients(self, **batch: Any) -> dict[str, float]:
+        """Forward and backward for the next step (dropout seeded as train_step would), writing every
+        trainable parameter's gradient into the gradient region. Returns loss and metrics; updates nothing."""
+        arrays, binding = self._prepare(batch)
+        lowered, tg = self.training_plan("grads", binding)
+        views = self._gradient_region(tg.trainable)
+        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
+                                  out={f"grad:{n}": v for n, v in views.items()})
+        return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
+
+    def apply_gradients(self, grad_scale: float = 1.0) -> float:
+        """The optimizer update from the gradient region (each gradient times grad_scale first), counting
+        one step. Returns the learning rate used."""
+        lowered, tg = self.training_plan("apply", self.model.dims)
+        views = self._gradient_region(tg.trainable)
+        lr, hyper = self._hyper(tg.spec, grad_scale)
+        self.model.run_plan(lowered, {step_graphs.HYPER: hyper, **{f"grad:{n}": v for n, v in views.items()}},
+                            step=self._step + 1, training=True)
+        self._step += 1
+        return lr
+
+    def evaluate_batch(self, **batch: Any) -> dict[str, float]:
+        arrays, binding = self._prepare(batch)
+        lowered, _ = self.training_plan("loss", binding)
+        out = self.model.run_plan(lowered, arrays, step=self._step, training=False)
+        return {k: float(v) for k, v in out.items()}
+
+    # ---- whole datasets ----
+
+    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
+        """Loss and metrics over a dataset in evaluation mode, averaged over samples."""
+        arrays = as_named(self.model.inputs, data)
+        n = len(next(iter(arrays.values())))
+        size = batch_size or self.spec().batch_size or 256
+        totals: dict[str, float] = {}
+        for idx in batches(n, size, np.arange(n)):
+            out = self.evaluate_batch(**{k: v[idx] for k, v in arrays.items()})
+            for k, v in out.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx)
+        return {k: v / n for k, v in totals.items()}
+
+    def fit(self, data: Any, *, epochs: int | None = None, batch_size: int | None = None,
+            validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,
+            verbose: bool = True) -> dict[str, list[float]]:
+        """Trains for `epochs` more epochs; returns the history of loss and metrics per epoch. Shuffling for
+        epoch e draws from a generator seeded by (seed, e), so resuming at an epoch boundary replays exactly
+        the batches an uninterrupted run would have seen. Callbacks are called as cb(trainer, epoch, logs)
+        after each epoch; one returning True stops training."""
+        spec = self.spec()
+        arrays = as_named(self.model.inputs, data)
+        n = len(next(iter(arrays.values())))
+        epochs = epochs if epochs is not None else (spec.epochs or 1)
+        size = batch_size or spec.batch_size or 32
+        callbacks = list(callbacks or [])
+        if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
+            callbacks.append(EarlyStopping(**spec.early_stopping))
+        history: dict[str, list[float]] = {}
+        for _ in range(epochs):
+            logs = self._epoch_logs(arrays, n, size, spec, shuffle, verbose, validation)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            epoch = self._epoch
+            self._epoch = epoch + 1
+            stop = False
+            for cb in callbacks:
+                stop = bool(cb(self, epoch, logs)) or stop
+            if stop:
+                break
+        for cb in callbacks:
+            end = getattr(cb, "on_train_end", None)
+            if end is not None:
+                end(self)
+        return history
+
+    def _epoch_logs(self, arrays: dict[str, np.ndarray], n: int, size: int, spec: TrainSpec, shuffle: bool,
+                    verbose: bool, validation: Any) -> dict[str, float]:
+        """One epoch of train steps; its averaged loss and metrics (and validation ones), and its seconds."""
+        epoch, seed = self._epoch, self.model.seed
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        seen = 0
+        with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not verbose, file=sys.stderr,
+                  leave=True, dynamic_ncols=True) as bar:
+            for k_batch, idx in enumerate(batches(n, size, order)):
+                batch = {k: v[idx] for k, v in arrays.items()}
+                if spec.augment is not None and spec.augment.active:
+                    images = next((k for k, v in batch.items() if v.ndim == 4 and v.dtype.kind == "f"), None)
+                    if images is None:
+                        raise ValueError("augment needs an image input of shape [N, C, H, W]")
+                    batch[images] = spec.augment(batch[images], rng_for(seed, epoch, k_batch))
+                out = self.train_step(**batch)
+                for k, v in out.items():
+                    if k != "lr":
+                        sums[k] = sums.get(k, 0.0) + v * len(idx)
+                seen += len(idx)
+                # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
+                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
+                bar.update(len(idx))
+            logs = {k: v / n for k, v in sums.items()}
+            if validation is not None:
+                logs.update({f"val_{k}": v for k, v in self.evaluate(validation, size).items()})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        logs["seconds"] = time.perf_counter() - start
+        return logs
+
+    # ---- checkpoints ----
+
+    def save_checkpoint(self, path: str) -> None:
+        """Parameters, running statistics, optimizer state and counters, atomically (see checkpoint.py)."""
+        save_checkpoint(path, self.model.param_buffers, self._opt, step=self._step, epoch=self._epoch,
+                        seed=self.model.seed, spec=self.spec())
+
+    def load_checkpoint(self, path: str) -> None:
+        self._step, self._epoch = load_checkpoint(path, self.model.param_buffers, self._opt)
