@@ -277,7 +277,7 @@ def test_model_fused_matches_unfused(path: Path) -> None:
     fused = dlc.compile(str(path), dims=dims, fuse=True, seed=3)
     unfused = dlc.compile(str(path), dims=dims, fuse=False, seed=3)
     batch = random_batch(fused, label_graph(fused, dims), np.random.default_rng(0), dims)
-    inputs = {n: batch[n] for n in fused._used_inputs()}
+    inputs = {n: batch[n] for n in fused.model.used_inputs()}
     got, want = fused(**inputs), unfused(**inputs)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=name)
