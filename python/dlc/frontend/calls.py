@@ -50,6 +50,8 @@ class Evaluator(Protocol):
 
     def next_salt(self) -> int: ...
 
+    def check_node_budget(self, nodes: int, loc: Loc, scope: Scope) -> None: ...
+
 
 def dotted(tree: Tree) -> str:
     """A dotted name (`nn.dense`) as written."""
@@ -285,12 +287,13 @@ class Calls:
                                    scope.module.loc(call))
             value = self.el.eval(args[0].children[0], scope)
             call = Tree("call", [call.children[0], *args[1:]], call.meta)
-        start = len(self.b.nodes)
+        nodes = self.el.b.nodes
+        start = len(nodes)
         for i in range(count):
             value = self.ev_call(call, scope, value, True, name_override=f"{base}.{i}")
             if i == 0:  # every layer elaborates alike: refuse now what the whole repeat would add
-                self.check_node_budget(len(self.b.nodes) + (len(self.b.nodes) - start) * (count - 1),
-                                       scope.module.loc(tree), scope)
+                self.el.check_node_budget(len(nodes) + (len(nodes) - start) * (count - 1),
+                                          scope.module.loc(tree), scope)
         return value
 
 
