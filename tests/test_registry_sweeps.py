@@ -19,7 +19,6 @@ import pytest
 
 import dlc
 from dlc.ops import registry
-from dlc.training import step as step_graphs
 
 S = [2, 3, 4]  # a small float operand, [batch, time, features] for the sequence layers
 IMG = [2, 2, 5, 5]
@@ -140,7 +139,7 @@ def test_f64_mode_leaves_no_f32(op: str, operands: list, attrs: dict) -> None:
     # The gradient graph of the same call, in f64 mode, is f64 throughout as well.
     loss = " + ".join(f"sum(square({n}))" for n in float_outs)
     program.configure(loss=loss)
-    tg = step_graphs.build(program, program.bind_dims(arrays, list(program.inputs)), "grads")
+    tg = program.trainer.training_graph("grads", program.bind_dims(arrays, list(program.inputs)))
     narrow = {str(t) for t in tg.graph.values.values() if t.dtype == "f32"}
     assert not narrow, f"{op}'s gradient graph in f64 mode has f32 values: {sorted(narrow)}"
 

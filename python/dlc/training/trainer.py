@@ -111,12 +111,16 @@ class Trainer:
 
     # ---- plans ----
 
+    def training_graph(self, kind: str, binding: Mapping[str, int]) -> step_graphs.TrainingGraph:
+        """The training graph of one kind for a binding, before any pass (not compiled, not cached)."""
+        return step_graphs.build(self.model, self._overrides, binding, kind)
+
     def training_plan(self, kind: str, binding: Mapping[str, int]) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
         """The compiled plan of one kind ("loss", "grads", "step", "apply"; see step.py) for a binding."""
         key = (kind, tuple(sorted(binding.items())))
         with self.model.lock:
             if key not in self._plans:
-                tg = step_graphs.build(self.model, self._overrides, binding, kind)
+                tg = self.training_graph(kind, binding)
                 graph = run_pipeline(tg.graph, PassContext(training=kind != "loss", fuse=self.model.fuse))
                 self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph)), tg)
             return self._plans[key]
