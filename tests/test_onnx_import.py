@@ -36,8 +36,7 @@ def test_light_resnet50_imports_checks_and_matches_reference(tmp_path: Path, cap
     assert main(["check", str(dlm)]) == 0
     assert "ok" in capsys.readouterr().out
     program = dlc.compile(dlm)
-    from dlc.training.checkpoint import load_checkpoint
-    load_checkpoint(program, dlm.with_suffix(".safetensors"))
+    program.load_checkpoint(str(dlm.with_suffix(".safetensors")))
     ref = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / "light_resnet50_output_0.pb")))
     (name, spec), = program.inputs.items()
     out = next(iter(program(**{name: np.zeros(spec.shape, np.float32)}).values()))
