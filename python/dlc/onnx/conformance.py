@@ -147,7 +147,7 @@ def run_case(case: Case) -> Result:
         program.set_params(converted.params)
         for inputs, expected in zip(case.inputs, case.outputs):
             if not inputs and program.inputs:  # light models: the reference does not depend on the input
-                inputs = {n: np.zeros([d if isinstance(d, int) else 1 for d in s.shape], s.dtype)
+                inputs = {n: np.zeros([d if isinstance(d, int) else 1 for d in s.shape], np_dtype(s.dtype))
                           for n, s in program.inputs.items()}
             feeds = {converted.input_names.get(n, n): a for n, a in inputs.items()}
             for n, a in feeds.items():  # a few generators store numbers as object arrays

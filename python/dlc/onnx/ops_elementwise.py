@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .registry import converts
 from .values import Node, Tensor, Unsupported, literal
 
@@ -29,10 +31,33 @@ def operand(im: Any, name: str, other: Tensor | None = None) -> str:
     return im.tensor(name).name
 
 
+def legacy_broadcast(im: Any, node: Node, a_name: str, b_name: str) -> str:
+    """Opsets before 7 broadcast B only when `broadcast=1`, aligned at `axis` of A: B gets trailing size-1
+    axes so that NumPy broadcasting lines it up the same way. Returns the (possibly new) name of B."""
+    node.only("broadcast", "axis")
+    axis = node.attr("axis")
+    if not node.attr("broadcast", 0) or axis is None:
+        return b_name
+    a, b = im.get(a_name), im.get(b_name)
+    rank_a = a.ndim if isinstance(a, np.ndarray) else im.tensor(a_name).rank
+    rank_b = b.ndim if isinstance(b, np.ndarray) else im.tensor(b_name).rank
+    extra = rank_a - (axis % rank_a) - rank_b
+    if extra <= 0:
+        return b_name
+    if not isinstance(b, np.ndarray):
+        raise Unsupported("legacy broadcast with axis of a computed tensor")
+    aligned = f"{b_name}__aligned"
+    im.set(aligned, b.reshape(b.shape + (1,) * extra))
+    return aligned
+
+
 @converts(*_INFIX)
 def binary(im: Any, node: Node) -> None:
-    node.only()
     a_name, b_name = node.inputs[:2]
+    if node.opset < 7:
+        b_name = legacy_broadcast(im, node, a_name, b_name)
+    else:
+        node.only()
     a_c, b_c = im.const(a_name), im.const(b_name)
     ta = None if a_c is not None else im.tensor(a_name)
     tb = None if b_c is not None else im.tensor(b_name)
@@ -167,7 +192,13 @@ def gelu(im: Any, node: Node) -> None:
 def prelu(im: Any, node: Node) -> None:
     node.only()
     x = _float(im, node)
-    slope = operand(im, node.inputs[1], im.tensor(node.inputs[0]))
+    slope_name = node.inputs[1]
+    c = im.const(slope_name)
+    xt = im.tensor(node.inputs[0])
+    if node.opset < 7 and c is not None and c.ndim == 1 and c.size > 1 and xt.rank > 2:
+        slope_name = f"{slope_name}__channels"  # before opset 7 a vector slope is per channel (axis 1)
+        im.set(slope_name, c.reshape((-1,) + (1,) * (xt.rank - 2)))
+    slope = operand(im, slope_name, xt)
     im.emit(node.outputs[0], f"relu({x}) - relu(-{x}) * {slope}")
 
 

@@ -155,7 +155,7 @@ def _dense(im: Any, node: Node, x: str, w: np.ndarray, bias: np.ndarray | None, 
 
 @converts("Gemm")
 def gemm(im: Any, node: Node) -> None:
-    node.only("alpha", "beta", "transA", "transB")
+    node.only("alpha", "beta", "transA", "transB", "broadcast")  # broadcast: opsets before 7, C as NumPy does
     alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
     a = im.tensor(node.inputs[0])
     if a.rank != 2:
