@@ -120,6 +120,25 @@ def test_conformance_cases_of_supported_ops_all_pass_or_are_rejected() -> None:
     assert counts["passed"] > 250
     tested = {r.case.op for r in results if r.status == "passed"}
     for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool", "BatchNormalization",
-               "LayerNormalization", "Softmax", "LogSoftmax", "LSTM", "RNN", "Dropout", "Reshape", "Flatten",
+               "LayerNormalization", "Softmax", "LogSoftmax", "LSTM", "GRU", "RNN", "Dropout", "Reshape", "Flatten",
                "Transpose", "Concat", "Slice", "Gather", "Squeeze", "Unsqueeze", "ReduceMean", "LRN", "Pad", "Resize"):
         assert op in tested, op
+
+
+def test_imported_model_fine_tunes() -> None:
+    """An imported model is an ordinary .dlm program: add a target and a train block, and it trains."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.standard_normal((3, 2)).astype(np.float32), "fc.weight")
+    b = numpy_helper.from_array(np.zeros(2, np.float32), "fc.bias")
+    nodes = [helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["y"])]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [w, b])
+    converted = import_model(model)
+    text = converted.text + "input target: f32[N, 2]\ntrain {\n    loss = mse(y, target)\n    optimizer = sgd(lr=0.1)\n}\n"
+    program = dlc.compile(source=text)
+    program.set_params(converted.params)
+    x = rng.standard_normal((16, 3)).astype(np.float32)
+    target = (x @ np.array([[1, 0], [0, 1], [1, 1]], np.float32)).astype(np.float32)
+    losses = [program.train_step(x=x, target=target)["loss"] for _ in range(30)]
+    assert losses[-1] < 0.1 * losses[0]

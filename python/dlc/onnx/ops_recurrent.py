@@ -44,10 +44,6 @@ def recurrent(im: Any, node: Node) -> None:
         raise Unsupported(f"activations {acts} (dlc's {op} uses the default ones)")
     if node.attr("clip") is not None or node.attr("input_forget", 0):
         raise Unsupported("clip and input_forget are not supported")
-    if op == "GRU" and not node.attr("linear_before_reset", 0):
-        raise Unsupported("linear_before_reset=0 (dlc's GRU is PyTorch's, linear_before_reset=1)")
-    if direction == "reverse":
-        raise Unsupported("direction='reverse' alone (dlc runs reverse time only as part of bidirectional)")
     ins = node.inputs + [""] * (8 - len(node.inputs))
     if ins[4]:
         lens = im.const(ins[4])
@@ -64,6 +60,11 @@ def recurrent(im: Any, node: Node) -> None:
     if b is None:
         raise Unsupported(f"{op}'s B must be a constant")
     layer = im.layer_name(None, _layer_base(ins[1], node))
+    batch_first = bool(node.attr("layout", 0))
+    if direction == "reverse" or (op == "GRU" and not node.attr("linear_before_reset", 0)):
+        # dlc's fused layers run forward (or both ways) with PyTorch's GRU; these run as unrolled steps.
+        _unrolled(im, node, layer, hidden, dirs, direction == "reverse", w, r, b, ins, batch_first, activation)
+        return
     for d in range(dirs):
         name = "l0" + ("_reverse" if d else "")
         order = _FROM[op]
@@ -76,7 +77,6 @@ def recurrent(im: Any, node: Node) -> None:
         else:
             im.layer_param(layer, f"{name}.bias", _blocks(wb + rb, order, hidden))
     x = im.tensor(ins[0]).name
-    batch_first = bool(node.attr("layout", 0))
     xb = x if batch_first else im.temp(f"transpose({x}, perm=[1, 0, 2])", "batch_first")
     kind = op.lower()
     states = 2 if op == "LSTM" else 1
@@ -113,3 +113,79 @@ def _layer_base(w_name: str, node: Node) -> str:
         if w_name.endswith(suffix):
             return w_name[: -len(suffix)]
     return node.proto.name or node.outputs[0] or "rnn"
+
+
+def _unrolled(im: Any, node: Node, layer: str, hidden: int, dirs: int, reverse: bool, w: np.ndarray,
+              r: np.ndarray, b: np.ndarray, ins: list[str], batch_first: bool, activation: str) -> None:
+    """The recurrence written out step by step (needs a static sequence length), in ONNX's gate order with
+    its own parameters: GRU with linear_before_reset=0 and single reverse-direction layers."""
+    op, h_ = node.op, hidden
+    x = im.tensor(ins[0])
+    shape = x.static(f"an unrolled {op} (sequence length)") if x.shape is None else x.shape
+    steps = shape[1] if batch_first else shape[0]
+    if not isinstance(steps, int):
+        raise Unsupported(f"an unrolled {op} needs a static sequence length")
+    xb = x.name if batch_first else im.temp(f"transpose({x.name}, perm=[1, 0, 2])", "batch_first")
+    gates = len(_FROM[op])
+    lbr = bool(node.attr("linear_before_reset", 0))
+    ys, finals_h, finals_c = [], [], []
+    for d in range(dirs):
+        wt = im.param(np.ascontiguousarray(w[d].T), f"{layer}_W{d}")
+        wb = im.param(b[d][:gates * h_].copy(), f"{layer}_Wb{d}")
+        rt = r[d].T
+        rb = b[d][gates * h_:]
+        if op == "GRU":  # the candidate's recurrent product is taken separately (after or before the reset)
+            r_zr, r_h = im.param(np.ascontiguousarray(rt[:, :2 * h_]), f"{layer}_Rzr{d}"), \
+                im.param(np.ascontiguousarray(rt[:, 2 * h_:]), f"{layer}_Rh{d}")
+            rb_zr, rb_h = im.param(rb[:2 * h_].copy(), f"{layer}_Rbzr{d}"), im.param(rb[2 * h_:].copy(), f"{layer}_Rbh{d}")
+        else:
+            r_all, rb_all = im.param(np.ascontiguousarray(rt), f"{layer}_R{d}"), im.param(rb.copy(), f"{layer}_Rb{d}")
+        backwards = reverse or d == 1
+        order = list(range(steps))[::-1] if backwards else list(range(steps))
+        xw = {t: im.temp(f"squeeze(slice({xb}, 1, {t}, {t + 1}), [1]) @ {wt} + {wb}", "xw") for t in order}
+        h = _initial(im, ins[5], d, batch_first) if ins[5] else im.temp(f"slice({xw[order[0]]}, 1, 0, {h_}) * 0.0",
+                                                                       "h0")
+        c = None
+        if op == "LSTM":
+            c = _initial(im, ins[6], d, batch_first) if len(ins) > 6 and ins[6] else \
+                im.temp(f"slice({xw[order[0]]}, 1, 0, {h_}) * 0.0", "c0")
+        out: dict[int, str] = {}
+        for t in order:
+            part = lambda v, k: f"slice({v}, 1, {k * h_}, {(k + 1) * h_})"  # noqa: E731
+            if op == "LSTM":
+                g = im.temp(f"{xw[t]} + {h} @ {r_all} + {rb_all}", "gates")
+                i, o, f = (im.temp(f"sigmoid({part(g, k)})", n) for k, n in ((0, "i"), (1, "o"), (2, "f")))
+                cand = im.temp(f"tanh({part(g, 3)})", "cand")
+                c = im.temp(f"{f} * {c} + {i} * {cand}", "c")
+                h = im.temp(f"{o} * tanh({c})", "h")
+            elif op == "RNN":
+                h = im.temp(f"{activation}({xw[t]} + {h} @ {r_all} + {rb_all})", "h")
+            else:
+                hz = im.temp(f"{h} @ {r_zr} + {rb_zr}", "hzr")
+                z = im.temp(f"sigmoid({part(xw[t], 0)} + {part(hz, 0)})", "z")
+                rr = im.temp(f"sigmoid({part(xw[t], 1)} + {part(hz, 1)})", "r")
+                rec = f"{rr} * ({h} @ {r_h} + {rb_h})" if lbr else f"({rr} * {h}) @ {r_h} + {rb_h}"
+                cand = im.temp(f"tanh({part(xw[t], 2)} + {rec})", "cand")
+                h = im.temp(f"(1.0 - {z}) * {cand} + {z} * {h}", "h")
+            out[t] = h
+        ys.append(im.temp(f"concat({', '.join(f'unsqueeze({out[t]}, 1)' for t in range(steps))}, axis=1)"
+                          if steps > 1 else f"unsqueeze({out[0]}, 1)", "y_dir"))
+        finals_h.append(h)
+        finals_c.append(c)
+    y = im.temp(f"concat({', '.join(f'unsqueeze({v}, 2)' for v in ys)}, axis=2)" if dirs > 1
+                else f"unsqueeze({ys[0]}, 2)", "y4")
+    if node.outputs and node.outputs[0]:
+        im.emit(node.outputs[0], y if batch_first else f"transpose({y}, perm=[1, 2, 0, 3])")
+    for k, finals in enumerate([finals_h, finals_c][: 2 if op == "LSTM" else 1]):
+        if len(node.outputs) > 1 + k and node.outputs[1 + k]:
+            stacked = f"concat({', '.join(f'unsqueeze({v}, 0)' for v in finals)}, axis=0)" if dirs > 1 \
+                else f"unsqueeze({finals[0]}, 0)"
+            im.emit(node.outputs[1 + k], f"transpose({im.temp(stacked, 'state')}, perm=[1, 0, 2])"
+                    if batch_first else stacked)
+
+
+def _initial(im: Any, name: str, d: int, batch_first: bool) -> str:
+    """Direction d's initial state [B, H] from ONNX's [dirs, B, H] (or [B, dirs, H] with layout=1)."""
+    s = im.tensor(name).name
+    axis = 1 if batch_first else 0
+    return im.temp(f"squeeze(slice({s}, {axis}, {d}, {d + 1}), [{axis}])", "state0")
