@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,14 +45,6 @@ def rewrite(path: Path, edit: Callable[[dict[str, np.ndarray], dict[str, str]], 
     edit(tensors, meta)
     meta["checksum"] = _checksum(meta, tensors)
     save_file(tensors, str(path), metadata=meta)
-
-
-def edit_plan(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, np.ndarray], dict[str, str]], None]:
-    def edit(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
-        plan = json.loads(meta["plan"])
-        change(plan)
-        meta["plan"] = json.dumps(plan)
-    return edit
 
 
 @pytest.fixture
@@ -113,12 +106,11 @@ def test_trained_program_saves_parameters_only(tmp_path: Path) -> None:
 def test_file_layout(saved: tuple[dlc.Program, Path]) -> None:
     prog, path = saved
     tensors, meta = read(path)
-    assert meta["format"] == "dlc-artifact" and meta["version"] == "1"
-    assert sorted(tensors) == sorted([*(f"param/{n}" for n in prog.params), "const/0"])
+    assert meta["format"] == "dlc-artifact" and meta["version"] == "2"
+    assert sorted(tensors) == sorted(f"param/{n}" for n in prog.params)  # no plan, no constants: rebuilt on load
     for name, value in prog.params.items():
         np.testing.assert_array_equal(tensors[f"param/{name}"], value)
-    plan = json.loads(meta["plan"])
-    assert {"arena_bytes", "slots", "steps", "outputs", "num_inputs", "num_consts"} <= set(plan)
+    assert "plan" not in meta and json.loads(meta["files"]) == {}
     assert json.loads(meta["persistent"]) == list(prog.params)
     assert json.loads(meta["inputs"])[0] == {"name": "x", "dtype": "f32", "shape": [5, 3]}
     assert set(json.loads(meta["memory"])) == {"arena_bytes", "naive_bytes", "lower_bound_bytes"}
@@ -220,39 +212,25 @@ def _set(key: str, value: str) -> Callable[[dict[str, np.ndarray], dict[str, str
     return lambda tensors, meta: meta.__setitem__(key, value)
 
 
-def _set_slot(index: int, field: int, value: Any) -> Callable[[dict[str, Any]], None]:
-    def change(plan: dict[str, Any]) -> None:
-        plan["slots"][index][field] = value
-    return change
-
-
-def _first(region: int) -> Callable[[dict[str, Any]], int]:
-    return lambda plan: next(i for i, s in enumerate(plan["slots"]) if s[0] == region)
-
-
 @pytest.mark.parametrize("edit,pattern", [
-    (_set("version", "2"), "version '2' is not supported"),
-    (_set("plan", "{not json"), "'plan' entry is not valid JSON"),
-    (_set("plan", "[" * 100_000), "'plan' entry is nested too deeply"),
+    (_set("version", "3"), "version '3' is not supported"),
+    (_set("inputs", "{not json"), "'inputs' entry is not valid JSON"),
+    (_set("outputs", "[" * 100_000), "'outputs' entry is nested too deeply"),
     (lambda t, m: m.pop("persistent"), "no 'persistent' entry"),
-    (lambda t, m: t.pop("param/h.dense.bias"), "tensor 'param/h.dense.bias' is missing"),
-    (lambda t, m: t.__setitem__("param/h.dense.weight", np.zeros((2, 2), np.float32)), "does not fit"),
-    (lambda t, m: t.__setitem__("const/0", np.zeros((), np.int8)), "unsupported dtype"),
+    (lambda t, m: t.pop("param/h.dense.bias"), "tensor(s) missing: param/h.dense.bias"),
+    (lambda t, m: t.__setitem__("param/h.dense.weight", np.zeros((2, 2), np.float32)),
+     "'h.dense.weight' is stored as float32[2, 2] but the model needs float32[3, 4]"),
+    (lambda t, m: t.__setitem__("param/h.dense.weight", np.zeros((3, 4), np.float64)), "stored as float64"),
     (lambda t, m: t.__setitem__("extra", np.zeros(1, np.float32)), "unexpected tensors in the file: extra"),
-    (edit_plan(lambda p: p.__setitem__("arena_bytes", 8)), "does not fit its storage"),
-    (edit_plan(lambda p: p.__setitem__("num_inputs", 1)), "the plan takes 1 inputs but 2 are declared"),
-    (edit_plan(lambda p: p.__setitem__("outputs", [9999])), "output slot must be an integer in"),
-    (edit_plan(lambda p: p["steps"][0][2].append(-1)), "step 0 input slot"),
-    (edit_plan(lambda p: p["steps"][0].__setitem__(0, "no_such_kernel")), "the plan cannot be built"),
-    (edit_plan(lambda p: p["slots"].__setitem__(0, [7, 0, 0, [1]])), "slot 0 region"),
-    (edit_plan(lambda p: p["slots"][0].__setitem__(2, 99)), "slot 0 dtype"),
-    (edit_plan(lambda p: p["slots"][0].__setitem__(3, [2 ** 40, 2 ** 40])), "impossible shape"),
-    (edit_plan(lambda p: _set_slot(_first(1)(p), 1, 50)(p)), "does not fit its storage (persistent 50"),
-    (edit_plan(lambda p: _set_slot(_first(1)(p), 3, [100, 100])(p)), "does not fit its storage"),
-    (edit_plan(lambda p: _set_slot(_first(3)(p), 3, [1000])(p)), "does not fit its storage (const 0"),
-    (edit_plan(lambda p: _set_slot(_first(2)(p), 1, 2)(p)), "does not fit its storage (input 2"),
-    (edit_plan(lambda p: _set_slot(_first(2)(p), 2, 1)(p)), "does not fit its storage"),
-    (edit_plan(lambda p: _set_slot(p["outputs"][0], 3, [5, 2, 2])(p)), "output 'y' is declared"),
+    (_set("persistent", '["h.dense.weight"]'), "are not the model's"),
+    (_set("source", "input x: f32[N, 3]\noutput y = bogus(x)\n"), "the stored model does not compile"),
+    (_set("source", INLINE.replace("dense(x * m, 4)", "dense(x * m, 5)")), "but the model needs float32[3, 5]"),
+    (_set("dims", '{"N": 6}'), "differ from what the stored model compiles to"),
+    (_set("dims", '{"N": -1}'), "dimension N must be an integer"),
+    (_set("outputs", '[{"name": "y", "dtype": "f32", "shape": [5, 2, 2]}]'), "differ from what"),
+    (_set("files", '{"a": 1}'), "'files' must map paths to texts"),
+    (_set("source", 'import "lib.dlm"\n' + INLINE), "not among the stored files"),
+    (_set("dtype", "f16"), "dtype must be f32 or f64"),
 ])
 def test_hand_edited_file_is_rejected(saved: tuple[dlc.Program, Path], edit: Any, pattern: str) -> None:
     path = saved[1]
@@ -261,3 +239,62 @@ def test_hand_edited_file_is_rejected(saved: tuple[dlc.Program, Path], edit: Any
         load_artifact(path)
     assert pattern in str(info.value)
     assert str(info.value).startswith(str(path))
+
+
+# ---- memory safety by construction (regressions: an edited, re-signed plan read past a bias and overwrote
+# the caller's input) ----
+
+def test_loading_rebuilds_the_plan_so_a_stored_plan_is_never_trusted(saved: tuple[dlc.Program, Path]) -> None:
+    """A version-1 file (which stored its plan) with the plan edited to read past a tensor and to write an input
+    loads by compiling its source: the edits are ignored and the outputs are the unedited model's."""
+    prog, path = saved
+    batch = inline_inputs()
+    expected = prog(**batch)
+
+    def as_version_1_with_hostile_plan(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        meta["version"] = "1"
+        meta["plan"] = json.dumps({"arena_bytes": 8, "num_inputs": 2, "num_consts": 1, "outputs": [0],
+                                   "slots": [[2, 0, 0, [1 << 20]]], "steps": [["gemm", "x", [0], [0], [], []]]})
+        tensors["const/0"] = np.zeros(1, np.float32)
+        tensors["param/h.dense.bias"] = tensors["param/h.dense.bias"].copy()
+
+    rewrite(path, as_version_1_with_hostile_plan)
+    x_before = batch["x"].copy()
+    batch["x"].setflags(write=False)
+    got = dlc.load(path)(**batch)
+    np.testing.assert_array_equal(batch["x"], x_before)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_no_plan_may_write_an_input_or_a_constant() -> None:
+    lowered = dlc.compile(source="input x: f32[2, 3]\noutput y = relu(x) * 2\n").compile_plan(training=False)
+    recipe = lowered.recipe
+    inputs = [i for i, slot in enumerate(recipe.slots) if slot[0] == 2]
+    key, label, ins, outs, ints, floats = recipe.steps[0]
+    recipe.steps[0] = (key, label, ins, [inputs[0]], ints, floats)
+    with pytest.raises(ValueError, match="would write an input"):
+        recipe.build()
+
+
+def test_model_with_imports_loads_from_the_artifact_alone(tmp_path: Path) -> None:
+    lib, main = tmp_path / "src" / "lib.dlm", tmp_path / "src" / "main.dlm"
+    lib.parent.mkdir()
+    lib.write_text("block twice(t) {\n  return dense(t, 3) * 2\n}\n")
+    main.write_text('import "lib.dlm" as lib\ninput x: f32[2, 3]\noutput y = lib.twice(x)\n')
+    prog = dlc.compile(main)
+    save_artifact(prog, tmp_path / "m.dlc")
+    lib.write_text("this file changed after saving\n")  # loading must not read it
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(dlc.load(tmp_path / "m.dlc")(x=x)["y"], prog(x=x)["y"])
+
+
+def test_save_removes_temporary_files_a_killed_writer_left(saved: tuple[dlc.Program, Path]) -> None:
+    prog, path = saved
+    stale, fresh = path.parent / f".{path.name}.0123abcd.tmp", path.parent / f".{path.name}.4567ef01.tmp"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"a concurrent writer's")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    save_artifact(prog, path, {"N": 5})
+    assert not stale.exists() and fresh.exists()

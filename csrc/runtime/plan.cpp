@@ -65,7 +65,12 @@ void Plan::add_step(const std::string& key, const std::string& label, std::vecto
                     std::vector<int32_t> out, std::vector<int64_t> ints, std::vector<double> floats,
                     int64_t workspace_offset) {
   for (int32_t s : in) check_slot(s);
-  for (int32_t s : out) check_slot(s);
+  for (int32_t s : out) {
+    check_slot(s);
+    // The caller's input arrays and the constants are read-only by design: no plan may write them.
+    if (slots_[s].region == Region::Input || slots_[s].region == Region::Const)
+      throw std::invalid_argument("step '" + label + "' would write an input or a constant");
+  }
   Step st;
   st.key = key;
   st.label = label;

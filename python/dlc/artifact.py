@@ -1,25 +1,23 @@
-"""Compiled artifacts: an inference plan and its parameters in one safetensors file (no pickle, no code).
+"""Compiled artifacts: a model's source, its compile settings and its parameters in one safetensors file
+(no pickle, no code, no plan).
 
-Format, version 1. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
+Format, version 2. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
   param/<name>   every persistent tensor (parameters and running statistics), by hierarchical name
-  const/<i>      the plan's constant number i (small tensors folded into the graph)
 and whose `__metadata__` (string -> string) holds
   format       "dlc-artifact"
-  version      "1"
-  plan         JSON: {"arena_bytes": int, "num_inputs": int, "num_consts": int, "outputs": [slot, ...],
-               "slots": [[region, where, dtype_code, shape], ...],
-               "steps": [[kernel_key, label, in_slots, out_slots, ints, floats], ...]}
-               (a `PlanRecipe` from lower.py; regions: 0 arena byte offset, 1 persistent index, 2 input index,
-               3 const index; dtype codes as DTYPE_CODES in ir.py; non-finite floats spelled Infinity/NaN)
-  inputs       JSON [{"name", "dtype", "shape"}] — the inputs the plan reads, in plan order
-  outputs      JSON [{"name", "dtype", "shape"}]
-  persistent   JSON [name, ...] — the persistent table's order (slot `where` indexes it)
-  memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"}
+  version      "2"
+  source_name, source   the model file's name and text; source_dir: the directory its imports resolve from
+  files        JSON {resolved path: text} — every file the model imports, so loading reads nothing else
   dtype        "f32" or "f64"; dims: JSON {name: size}; seed: the initialization seed
-  source_name, source   the model file's name and text, for reference
+  inputs, outputs   JSON [{"name", "dtype", "shape"}] — what the compiled plan takes and returns
+  persistent   JSON [name, ...] — the stored parameters
+  memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"}, for reference
   checksum     sha256 over every other metadata entry and every tensor, to catch silent corruption
-Loading checks every index, size and dtype in the plan against the stored tensors before the C++ plan is
-built, so a corrupt or hand-edited file is a `CheckpointError`, never an out-of-bounds access.
+Loading compiles the stored source again (about 0.1 s) and takes every size, slot and kernel from the compiler,
+never from the file: the file contributes only parameter values, each checked against the dtype and shape the
+compiler gives it. So a corrupt or hand-edited file (even one whose checksum was recomputed) is a
+`CheckpointError` or a program the compiler itself built — never an out-of-bounds access. Version 1 files (which
+also stored the plan) load the same way; their stored plan is ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -35,26 +32,19 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
+from .atomic_file import write_atomically
 from .errors import CheckpointError, DlcError
-from .ir import DTYPE_CODES, DTYPES, dtype_of_array, np_dtype
-from .lower import ARENA, CONST, INPUT, PERSISTENT, PlanRecipe
-from .program import TensorSpec, readonly_views
+from .ir import DTYPES, np_dtype
+from .model import CompiledModel, TensorSpec, spec_of
 
 if TYPE_CHECKING:
     from .program import Program
 
 FORMAT = "dlc-artifact"
-VERSION = "1"
+VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # version 1 also stored a plan, which loading ignores
 MAX_RANK = 8  # kMaxRank in csrc/runtime/tensor.h
-MAX_BYTES = 2 ** 48  # no plan addresses more; also keeps every size far from int64 overflow
-_CODE_DTYPES = {code: name for name, code in DTYPE_CODES.items()}
-
-
-def _nbytes(dtype: str, shape: list[int] | tuple[int, ...]) -> int:
-    n = np_dtype(dtype).itemsize
-    for d in shape:
-        n *= d
-    return n
+MAX_BYTES = 2 ** 48  # bound on any stored size or dimension, far from int64 overflow
 
 
 def _checksum(meta: Mapping[str, str], tensors: Mapping[str, np.ndarray]) -> str:
@@ -74,66 +64,41 @@ def _spec_json(name: str, dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mapping[str, int] | None = None) -> None:
-    """Compiles the inference plan for `dims` (plus the program's own) and writes it with the parameters,
-    atomically: a crash leaves either the old file or the new one, never half of one."""
+    """Writes the model, its compile settings and parameters for `dims` (plus the program's own), atomically: a
+    crash leaves either the old file or the new one, never half of one."""
+    from .frontend.modules import imported_files
     lowered = program.compile_plan(dims, training=False)
-    recipe = lowered.recipe
     params = program.params
-    # The plan's persistent table may list optimizer state after the parameters; inference reads none of it,
-    # so the artifact keeps the parameters only and renumbers the persistent slots to match.
-    names = list(params)
-    index = {n: i for i, n in enumerate(names)}
-    renumber: dict[int, int] = {}
-    for region, at, _, _ in recipe.slots:
-        if region == PERSISTENT and at not in renumber:
-            name = lowered.persistent_names[at]
-            if name not in params:
-                raise DlcError(f"the inference plan reads '{name}', which is not a parameter")
-            renumber[at] = index[name]
-    slots = [[region, renumber[at] if region == PERSISTENT else at, code, list(shape)]
-             for region, at, code, shape in recipe.slots]
-    tensors: dict[str, np.ndarray] = {f"param/{n}": np.ascontiguousarray(params[n]) for n in names}
-    tensors.update({f"const/{i}": np.ascontiguousarray(c) for i, c in enumerate(recipe.consts)})
-    plan = {"arena_bytes": recipe.arena_bytes, "num_inputs": recipe.num_inputs, "num_consts": len(recipe.consts),
-            "outputs": list(recipe.outputs), "slots": slots, "steps": [list(s) for s in recipe.steps]}
+    tensors: dict[str, np.ndarray] = {f"param/{n}": np.ascontiguousarray(a) for n, a in params.items()}
     module = program.model.module
     binding = {**program.model.dims, **{k: int(v) for k, v in (dims or {}).items()}}
+    source_dir = str(Path(module.filename).resolve().parent) if not module.filename.startswith("<") \
+        else str(Path.cwd())
     meta = {
-        "format": FORMAT, "version": VERSION, "plan": json.dumps(plan),
+        "format": FORMAT, "version": VERSION,
         "inputs": json.dumps([_spec_json(n, t.dtype, t.shape) for n, t in zip(lowered.input_names,
                                                                                lowered.input_types)]),
         "outputs": json.dumps([_spec_json(n, t.dtype, t.shape) for n, t in zip(lowered.output_names,
                                                                                 lowered.output_types)]),
-        "persistent": json.dumps(names), "memory": json.dumps(lowered.memory.as_dict()),
+        "persistent": json.dumps(list(params)), "memory": json.dumps(lowered.memory.as_dict()),
         "dtype": program.dtype, "dims": json.dumps(binding), "seed": str(program.seed),
-        "source_name": module.filename, "source": module.text,
+        "source_name": module.filename, "source": module.text, "source_dir": source_dir,
+        "files": json.dumps(imported_files(module)),
     }
     meta["checksum"] = _checksum(meta, tensors)
-    data = save(tensors, metadata=meta)
-    target = Path(path)
-    # A fresh name beside the target (same file system, so os.replace is atomic), created by us so it gets the
-    # usual umask permissions (save_file would create it 0600).
-    tmp = target.resolve().parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(Path(path), save(tensors, metadata=meta))
 
 
 class LoadedProgram:
-    """A compiled artifact, ready to call: fixed shapes, inference only, parameters owned here."""
+    """A compiled artifact, ready to call: fixed shapes, inference only. The plan is the one the compiler
+    builds from the stored source; the file supplied only the parameter values."""
 
-    def __init__(self, plan: Any, inputs: dict[str, TensorSpec], outputs: dict[str, TensorSpec],
-                 params: dict[str, np.ndarray], memory: dict[str, int], meta: dict[str, Any]):
-        self._plan = plan
+    def __init__(self, model: CompiledModel, lowered: Any, inputs: dict[str, TensorSpec],
+                 outputs: dict[str, TensorSpec], memory: dict[str, int], meta: dict[str, Any]):
+        self._model = model
+        self._lowered = lowered
         self._inputs = inputs
         self._outputs = outputs
-        self._params = params
         self._memory = memory
         self.dtype: str = meta["dtype"]
         self.dims: dict[str, int] = meta["dims"]
@@ -152,7 +117,7 @@ class LoadedProgram:
     @property
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by name, as read-only views."""
-        return readonly_views(self._params)
+        return self._model.params
 
     @property
     def memory(self) -> dict[str, int]:
@@ -180,9 +145,7 @@ class LoadedProgram:
                 raise ValueError(f"input '{name}': expected shape {list(spec.shape)} ({spec}), "
                                  f"got {list(arr.shape)}{bound}")
             arrays.append(np.ascontiguousarray(arr))
-        outs = [np.empty(s.shape, dtype=np_dtype(s.dtype)) for s in self._outputs.values()]
-        self._plan.run(arrays, outs, seed=self.seed, step=0, training=False, profile=False)
-        return dict(zip(self._outputs, outs))
+        return self._model.run_plan(self._lowered, dict(zip(self._inputs, arrays)), step=0, training=False)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}: {s}" for n, s in self._inputs.items())
@@ -257,8 +220,8 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
 
 
 def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
-    """Reads and validates an artifact written by `save_artifact`; raises CheckpointError if it is missing,
-    truncated, corrupt or not an artifact."""
+    """Reads an artifact written by `save_artifact` and compiles its model again; raises CheckpointError if the
+    file is missing, truncated, corrupt, not an artifact, or its parameters do not fit its model."""
     where = str(path)
     try:
         with safe_open(where, framework="np") as f:
@@ -271,8 +234,9 @@ def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
     if not meta or meta.get("format") != FORMAT:
         raise CheckpointError(f"{where}: not a dlc artifact (no format='{FORMAT}' in its metadata)")
     r = _Reader(where, meta)
-    if r.text("version") != VERSION:
-        raise r.fail(f"artifact version {meta['version']!r} is not supported (this dlc reads version {VERSION})")
+    if r.text("version") not in READABLE_VERSIONS:
+        raise r.fail(f"artifact version {meta['version']!r} is not supported (this dlc reads versions "
+                     f"{', '.join(READABLE_VERSIONS)})")
     if r.text("checksum") != _checksum(meta, tensors):
         raise r.fail("checksum mismatch: the file was modified or corrupted after it was written")
     inputs, outputs = r.specs("inputs"), r.specs("outputs")
@@ -280,11 +244,6 @@ def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
     if not isinstance(persistent, list) or not all(isinstance(n, str) for n in persistent) \
             or len(set(persistent)) != len(persistent):
         raise r.fail("'persistent' must be a list of distinct names")
-    params = {n: _stored(r, tensors, f"param/{n}") for n in persistent}
-    recipe = _recipe(r, tensors, inputs, outputs, [params[n] for n in persistent])
-    expected = {f"param/{n}" for n in persistent} | {f"const/{i}" for i in range(len(recipe.consts))}
-    if set(tensors) != expected:
-        raise r.fail(f"unexpected tensors in the file: {', '.join(sorted(set(tensors) - expected))}")
     memory = r.json("memory")
     if not isinstance(memory, dict) or not {"arena_bytes", "naive_bytes", "lower_bound_bytes"} <= set(memory):
         raise r.fail("'memory' must hold arena_bytes, naive_bytes and lower_bound_bytes")
@@ -304,80 +263,43 @@ def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
         raise r.fail(f"seed must be an integer, got {meta['seed']!r}") from None
     info = {"dtype": dtype, "dims": dims, "seed": seed, "source": r.text("source"),
             "source_name": r.text("source_name")}
+    model, lowered = _rebuild(r, info, tensors, persistent)
+    rebuilt_in = {n: spec_of(t) for n, t in zip(lowered.input_names, lowered.input_types)}
+    rebuilt_out = {n: spec_of(t) for n, t in zip(lowered.output_names, lowered.output_types)}
+    if rebuilt_in != inputs or rebuilt_out != outputs:
+        raise r.fail("the declared inputs or outputs differ from what the stored model compiles to (edited?)")
+    return LoadedProgram(model, lowered, inputs, outputs, memory, info)
+
+
+def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray],
+             persistent: list[str]) -> tuple[CompiledModel, Any]:
+    """Compiles the stored source and fills in the stored parameters, each checked against its compiled type."""
+    from .frontend.modules import load_text
+    files = r.json("files") if "files" in r.meta else {}
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise r.fail("'files' must map paths to texts")
+    source_dir = Path(r.meta.get("source_dir", "."))
     try:
-        plan = recipe.build()
-        plan.set_persistent([params[n] for n in persistent])
-    except (ValueError, TypeError, RuntimeError) as e:  # the C++ builder's own checks (e.g. unknown kernel)
-        raise r.fail(f"the plan cannot be built: {e}") from None
-    return LoadedProgram(plan, inputs, outputs, params, memory, info)
-
-
-def _stored(r: _Reader, tensors: Mapping[str, np.ndarray], key: str) -> np.ndarray:
-    if key not in tensors:
-        raise r.fail(f"tensor '{key}' is missing")
-    arr = tensors[key]
-    if dtype_of_array(arr) is None:
-        raise r.fail(f"tensor '{key}' has unsupported dtype {arr.dtype}")
-    return np.array(arr, dtype=arr.dtype, order="C", copy=True)  # owned, writable, C-contiguous
-
-
-def _recipe(r: _Reader, tensors: Mapping[str, np.ndarray], inputs: dict[str, TensorSpec],
-            outputs: dict[str, TensorSpec], persistent: list[np.ndarray]) -> PlanRecipe:
-    plan = r.json("plan")
-    if not isinstance(plan, dict):
-        raise r.fail("'plan' must be a JSON object")
-    for key in ("arena_bytes", "num_inputs", "num_consts", "outputs", "slots", "steps"):
-        if key not in plan:
-            raise r.fail(f"the plan has no '{key}'")
-    arena = r.integer(plan["arena_bytes"], "arena_bytes")
-    if r.integer(plan["num_inputs"], "num_inputs") != len(inputs):
-        raise r.fail(f"the plan takes {plan['num_inputs']} inputs but {len(inputs)} are declared")
-    consts = [_stored(r, tensors, f"const/{i}") for i in range(r.integer(plan["num_consts"], "num_consts"))]
-    input_specs = list(inputs.values())
-    recipe = PlanRecipe(arena, consts=consts, num_inputs=len(inputs))
-    if not isinstance(plan["slots"], list):
-        raise r.fail("'slots' must be a list")
-    slot_types: list[tuple[str, tuple[int, ...]]] = []
-    for i, slot in enumerate(plan["slots"]):
-        if not isinstance(slot, list) or len(slot) != 4:
-            raise r.fail(f"slot {i} must be [region, where, dtype, shape]")
-        region = r.integer(slot[0], f"slot {i} region", 0, 3)
-        at = r.integer(slot[1], f"slot {i} location")
-        code = r.integer(slot[2], f"slot {i} dtype", 0, max(_CODE_DTYPES))
-        shape = r.integers(slot[3], f"slot {i} shape")
-        dtype = _CODE_DTYPES[code]
-        size = _nbytes(dtype, shape)
-        if len(shape) > MAX_RANK or _nbytes(dtype, [d for d in shape if d]) > MAX_BYTES:
-            raise r.fail(f"slot {i} has an impossible shape {shape}")
-        if region == ARENA:
-            ok, what = at + size <= arena, f"arena bytes [{at}, {at + size}) of {arena}"
-        else:
-            table = {PERSISTENT: [(a.dtype, a.nbytes) for a in persistent],
-                     INPUT: [(np_dtype(s.dtype), _nbytes(s.dtype, s.shape)) for s in input_specs],
-                     CONST: [(a.dtype, a.nbytes) for a in consts]}[region]
-            ok = at < len(table) and np_dtype(dtype) == table[at][0] and size <= table[at][1]
-            what = f"{['arena', 'persistent', 'input', 'const'][region]} {at} as {dtype}{shape}"
-        if not ok:
-            raise r.fail(f"slot {i} does not fit its storage ({what})")
-        recipe.add_slot(region, at, code, shape)
-        slot_types.append((dtype, tuple(shape)))
-    n_slots = len(slot_types)
-    if not isinstance(plan["steps"], list):
-        raise r.fail("'steps' must be a list")
-    for k, step in enumerate(plan["steps"]):
-        if not (isinstance(step, list) and len(step) == 6 and isinstance(step[0], str) and isinstance(step[1], str)
-                and isinstance(step[5], list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                      for x in step[5])):
-            raise r.fail(f"step {k} must be [kernel, label, ins, outs, ints, floats]")
-        ins = r.integers(step[2], f"step {k} input slot", 0, n_slots - 1)
-        outs = r.integers(step[3], f"step {k} output slot", 0, n_slots - 1)
-        ints = r.integers(step[4], f"step {k} integer attribute", -2 ** 63, 2 ** 63 - 1)
-        recipe.steps.append((step[0], step[1], ins, outs, ints, [float(x) for x in step[5]]))
-    recipe.outputs = r.integers(plan["outputs"], "output slot", 0, n_slots - 1)
-    if len(recipe.outputs) != len(outputs):
-        raise r.fail(f"the plan has {len(recipe.outputs)} outputs but {len(outputs)} are declared")
-    for (name, spec), s in zip(outputs.items(), recipe.outputs):
-        if slot_types[s] != (spec.dtype, spec.shape):
-            raise r.fail(f"output '{name}' is declared {spec} but its slot holds {slot_types[s][0]}"
-                         f"{list(slot_types[s][1])}")
-    return recipe
+        module = load_text(info["source"], info["source_name"], source_dir, files=files)
+        model = CompiledModel(module, dims=info["dims"], dtype=info["dtype"], seed=info["seed"])
+        lowered = model.inference_plan(info["dims"], training=False)
+    except (DlcError, ValueError) as e:
+        raise r.fail(f"the stored model does not compile: {e}") from None
+    expected = model.params
+    if set(persistent) != set(expected):
+        raise r.fail(f"the stored parameters ({', '.join(sorted(persistent)) or 'none'}) are not the model's "
+                     f"({', '.join(sorted(expected)) or 'none'})")
+    wanted = {f"param/{n}" for n in persistent}
+    if not wanted <= set(tensors):
+        raise r.fail(f"tensor(s) missing: {', '.join(sorted(wanted - set(tensors)))}")
+    if READABLE_VERSIONS.index(r.meta["version"]) > 0 and set(tensors) != wanted:
+        raise r.fail(f"unexpected tensors in the file: {', '.join(sorted(set(tensors) - wanted))}")
+    values: dict[str, np.ndarray] = {}
+    for name in persistent:
+        arr, want = tensors[f"param/{name}"], expected[name]
+        if arr.dtype != want.dtype or arr.shape != want.shape:
+            raise r.fail(f"parameter '{name}' is stored as {arr.dtype.name}{list(arr.shape)} but the model "
+                         f"needs {want.dtype.name}{list(want.shape)}")
+        values[name] = arr
+    model.set_params(values)
+    return model, lowered

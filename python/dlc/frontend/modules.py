@@ -6,6 +6,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from lark import Token, Tree
 
@@ -39,7 +40,10 @@ class Module:
         return Loc(self.filename, getattr(meta, "line", 1), getattr(meta, "column", 1), self.text)
 
 
-def load_text(text: str, filename: str, base_dir: Path, stack: tuple[str, ...] = ()) -> Module:
+def load_text(text: str, filename: str, base_dir: Path, stack: tuple[str, ...] = (),
+              files: Mapping[str, str] | None = None) -> Module:
+    """Parses `text` and its imports. With `files` (resolved path -> text, as `imported_files` returns), imports
+    are read from that mapping only, never from the file system: how an artifact rebuilds its model."""
     text = normalize_newlines(text)
     tree = parse(text, filename)
     module = Module(filename, text, tree)
@@ -49,8 +53,20 @@ def load_text(text: str, filename: str, base_dir: Path, stack: tuple[str, ...] =
         if stmt.data == "block_def":
             _add_block(module, stmt)
         elif stmt.data in ("import_stmt", "from_import"):
-            _import(module, stmt, base_dir, stack + (filename,))
+            _import(module, stmt, base_dir, stack + (filename,), files)
     return module
+
+
+def imported_files(module: Module) -> dict[str, str]:
+    """Every file `module` imports, directly or not, by the resolved path its import names."""
+    found: dict[str, str] = {}
+    todo = [*module.namespaces.values(), *(b.module for b in module.blocks.values() if b.module is not module)]
+    while todo:
+        m = todo.pop()
+        if m.filename not in found:
+            found[m.filename] = m.text
+            todo += [*m.namespaces.values(), *(b.module for b in m.blocks.values() if b.module is not m)]
+    return found
 
 
 def load_source(text: str) -> Module:
@@ -99,7 +115,8 @@ def _add_block(module: Module, stmt: Tree) -> None:
     module.blocks[str(name_tok)] = BlockDef(str(name_tok), params, stmt.children[-1], module, module.loc(name_tok))
 
 
-def _import(module: Module, stmt: Tree, base_dir: Path, stack: tuple[str, ...]) -> None:
+def _import(module: Module, stmt: Tree, base_dir: Path, stack: tuple[str, ...],
+            files: Mapping[str, str] | None) -> None:
     path_tok = stmt.children[0]
     at = module.loc(path_tok)
     rel = str(path_tok)[1:-1]
@@ -107,14 +124,19 @@ def _import(module: Module, stmt: Tree, base_dir: Path, stack: tuple[str, ...]) 
         raise CompileError("imports nested too deeply", at)
     try:
         target = (base_dir / rel).resolve()
-        found = target.exists()
+        found = files is not None or target.exists()
     except OSError as e:  # a name too long for the file system, a loop of symlinks
         raise CompileError(f"cannot import '{_short(rel)}': {e.strerror or e}", at) from None
     if str(target) in {str(Path(s).resolve()) for s in stack if not s.startswith("<")}:
         raise CompileError(f"import cycle: {rel} imports itself", at)
-    if not found:
+    if files is not None:
+        if str(target) not in files:
+            raise CompileError(f"cannot import '{_short(rel)}': not among the stored files", at)
+        imported = load_text(files[str(target)], str(target), target.parent, stack, files)
+    elif not found:
         raise CompileError(f"cannot import '{_short(rel)}': no such file {_short(str(target))}", at)
-    imported = load_path(target, stack, at)
+    else:
+        imported = load_path(target, stack, at)
     if stmt.data == "import_stmt":
         alias = stmt.children[1]
         ns = str(alias) if alias is not None else target.stem
