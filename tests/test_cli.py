@@ -102,7 +102,10 @@ def test_compile_text_summary(model: Path, capsys: pytest.CaptureFixture[str]) -
 def test_compile_needs_every_dimension(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "compile", model)
     assert code == 1 and out == ""
-    assert err.strip() == "dlc: error: symbolic dimension N is unbound; bind with -D N=<size>"
+    expected = "dlc: error: symbolic dimension N is unbound; bind with -D N=<size> (dims={'N': <size>} in Python)"
+    assert err.strip() == expected
+    code, out, err = run(capsys, "bench", model)  # issue 10, item 9: bench words it the same
+    assert code == 1 and err.strip() == expected
 
 
 def test_compile_writes_artifact(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +183,7 @@ def test_run_params_from_other_model(model: Path, tmp_path: Path, capsys: pytest
 
 
 @pytest.mark.parametrize("content,message", [
-    (np.ones((5, 6)), "input 'x': expected dtype f32 (float32), got float64"),
+    (np.ones((5, 6), np.int64), "input 'x': expected dtype f32 (float32), got int64"),
     (np.ones((5, 7), np.float32), "input 'x': expected shape [5, 6]"),
     (None, "cannot read an array for input 'x'"),
 ])

@@ -211,7 +211,7 @@ def test_bad_plan_use_is_an_exception_not_a_crash() -> None:
     with pytest.raises(ValueError):
         lowered.plan.run([], [np.empty((4, 10), np.float32)])
     with pytest.raises(ValueError, match="input 'x'"):
-        p(x=np.zeros((4, 784), np.float64))
+        p(x=np.zeros((4, 784), np.int64))
 
 
 def test_plan_matmuls_use_every_thread() -> None:

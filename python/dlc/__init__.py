@@ -40,13 +40,17 @@ def load_module(path: str | os.PathLike[str] | None = None, *, source: str | Non
 
 
 def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = None,
-            dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0) -> Program:
+            dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0,
+            strict_dtypes: bool = False) -> Program:
     """Compiles a model: the .dlm file at `path`, or `.dlm` text given as `source=`. `dims` fixes symbolic
     dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
-    binding. `dtype="f64"` runs every f32 tensor of the model in double precision."""
+    binding. `dtype="f64"` runs every f32 tensor of the model in double precision. Inputs of another dtype
+    are converted when nothing is lost a user meant (integers whose values fit, any float for a float input);
+    `strict_dtypes=True` refuses them instead."""
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
-    return Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed)
+    return Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed,
+                   strict_dtypes=strict_dtypes)
 
 
 def load(path: str | os.PathLike[str]):

@@ -14,7 +14,7 @@ from typing import Mapping, Union
 from .errors import ShapeError
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, repr=False)
 class Sym:
     coeff: int
     names: tuple[str, ...]  # sorted, with repetition for powers
@@ -24,6 +24,9 @@ class Sym:
         if self.coeff != 1:
             parts.insert(0, str(self.coeff))
         return "*".join(parts)
+
+    # Shapes reach messages as lists and tuples, which format their items with repr: [N, 8, 14], not Sym(...).
+    __repr__ = __str__
 
 
 Dim = Union[int, Sym]

@@ -191,6 +191,8 @@ class GraphBuilder:
         self.scope: str = ""  # hierarchical layer name, for summaries and profiles
         self.notes: tuple[str, ...] = ()  # extra lines for errors (the block call path)
         self.phase: str = "forward"
+        # The user-level op being expanded (cross_entropy), named in errors instead of its primitives.
+        self.calling: str | None = None
 
     def new_value(self, t: TensorType) -> int:
         if numel_lower_bound(t.shape) > MAX_TENSOR_ELEMENTS:
@@ -238,7 +240,7 @@ class GraphBuilder:
         try:
             out_types = opdef.infer([self.values[i] for i in ins], full)
         except ShapeError as e:
-            raise CompileError(f"{name}: {e}", self.loc, self._scope_notes()) from None
+            raise CompileError(f"{self.calling or name}: {e}", self.loc, self._scope_notes()) from None
         outs = tuple(self.new_value(t) for t in out_types)
         self.nodes.append(Node(name, ins, outs, freeze_attrs(full), self.loc, self.scope, self.phase))
         return outs

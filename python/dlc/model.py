@@ -56,6 +56,15 @@ def spec_of(t: TensorType) -> TensorSpec:
     return TensorSpec(t.dtype, tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
 
+def unbound_error(names: list[str]) -> ValueError:
+    """The one wording for symbolic dimensions a plan needs but nothing bound (CLI and Python alike)."""
+    flags = " ".join(f"-D {n}=<size>" for n in names)
+    dims = ", ".join(f"'{n}': <size>" for n in names)
+    return ValueError(f"symbolic dimension{'s' * (len(names) > 1)} {', '.join(names)} "
+                      f"{'are' if len(names) > 1 else 'is'} unbound; bind with {flags} "
+                      f"(dims={{{dims}}} in Python)")
+
+
 def only_used_inputs(graph: Graph) -> Graph:
     """Drops the inputs no node reads (labels the inference graph does not need, say)."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
@@ -64,8 +73,9 @@ def only_used_inputs(graph: Graph) -> Graph:
 
 class CompiledModel:
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
-                 fuse: bool = True, seed: int = 0):
+                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False):
         self.module = module
+        self.strict_dtypes = strict_dtypes
         self._dims = {k: int(v) for k, v in (dims or {}).items()}
         for k, v in self._dims.items():
             if v < 1:
@@ -73,7 +83,9 @@ class CompiledModel:
         self.dtype = dtype
         self.fuse = fuse
         self.seed = seed
-        self._graph: Graph = elaborate(module, self._dims, dtype).graph
+        elaborated = elaborate(module, self._dims, dtype)
+        self._graph: Graph = elaborated.graph
+        self.has_train_block = elaborated.train is not None
         self._params: dict[str, np.ndarray] = {}
         for p in self._graph.params:
             shape = tuple(int(d) for d in p.type.shape)
@@ -82,6 +94,7 @@ class CompiledModel:
         self._plans: dict[tuple[Any, ...], LoweredPlan] = {}
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None
+        self.input_dtypes = {n: np_dtype(self._graph.values[v].dtype) for n, v in self._graph.inputs}
 
     # ---- description ----
 
@@ -138,8 +151,9 @@ class CompiledModel:
     # ---- inputs ----
 
     def check_inputs(self, inputs: Mapping[str, Any], required: list[str]) -> dict[str, np.ndarray]:
-        """The required inputs as contiguous arrays; unknown names, missing inputs and wrong dtypes are
-        ValueErrors naming the input."""
+        """The required inputs as contiguous arrays of the declared dtypes (converted where that loses nothing
+        a user meant: see _convert); unknown names, missing inputs and wrong dtypes are ValueErrors naming
+        the input."""
         known = [n for n, _ in self._graph.inputs]
         for name in inputs:
             if name not in known:
@@ -153,10 +167,26 @@ class CompiledModel:
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
             expected = np_dtype(types[name].dtype)
             if arr.dtype != expected:
-                raise ValueError(f"input '{name}': expected dtype {types[name].dtype} ({expected.name}), got "
-                                 f"{arr.dtype.name}; convert it with .astype(np.{expected.name})")
+                arr = self._convert(name, arr, types[name].dtype, expected)
             arrays[name] = np.require(arr, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
         return arrays
+
+    def _convert(self, name: str, arr: np.ndarray, dtype: str, expected: np.dtype) -> np.ndarray:
+        """NumPy's defaults (int64 labels, float64 features) and float16 are converted unless strict_dtypes:
+        any integer array whose values fit an integer input, any float array for a float input."""
+        refuse = (f"input '{name}': expected dtype {dtype} ({expected.name}), got {arr.dtype.name}; "
+                  f"convert it with .astype(np.{expected.name})")
+        if self.strict_dtypes:
+            raise ValueError(refuse + " (strict_dtypes=True refuses conversions)")
+        if expected.kind in "iu" and arr.dtype.kind in "iu":
+            info = np.iinfo(expected)
+            if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
+                raise ValueError(f"input '{name}': values from {int(arr.min())} to {int(arr.max())} do not fit "
+                                 f"{dtype} ({expected.name})")
+            return arr.astype(expected)
+        if expected.kind == "f" and arr.dtype.kind == "f":
+            return arr.astype(expected)
+        raise ValueError(refuse)
 
     def bind_dims(self, arrays: Mapping[str, np.ndarray], names: list[str] | None = None) -> dict[str, int]:
         """Binds symbolic dimensions from input shapes; every mismatch is a ValueError naming the input."""
@@ -215,7 +245,7 @@ class CompiledModel:
             missing = sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym)
                               for n in d.names})
             if missing:
-                raise ValueError(f"bind the symbolic dimension(s) {', '.join(missing)} (dims={{...}} or -D)")
+                raise unbound_error(missing)
             graph = run_pipeline(graph, self.pass_context(training))
             lowered = self.lower(only_used_inputs(graph))
             self._plans[key] = lowered

@@ -31,8 +31,8 @@ __all__ = ["Program", "TensorSpec", "readonly_views", "spec_of"]
 
 class Program:
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
-                 fuse: bool = True, seed: int = 0):
-        self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed)
+                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False):
+        self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed, strict_dtypes=strict_dtypes)
         self.trainer = Trainer(self.model)
         self._training = False
         self._last_binding: dict[str, int] = {}
@@ -129,10 +129,11 @@ class Program:
         """What decides the plan and every input check of a call: mode, names, shapes, dtypes. None unless
         every input is a C-contiguous array (anything else takes the checked path)."""
         parts: list[Any] = [self._training, len(inputs)]
+        declared = self.model.input_dtypes
         for name in used:
             arr = inputs.get(name)
-            if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous:
-                return None
+            if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype != declared[name]:
+                return None  # conversions (int64 labels, float64 features) take the checked path every time
             parts.append((name, arr.shape, arr.dtype.str))
         if len(inputs) != len(used):  # unused or unknown names: let the checked path judge them
             return None

@@ -12,6 +12,7 @@ import numpy as np
 import dlc
 
 from ..errors import CheckpointError
+from ..model import unbound_error
 from ..program import Program, TensorSpec
 
 
@@ -74,9 +75,7 @@ def require_bound(program: Program) -> None:
     """Compiling a plan needs every symbolic dimension: name the unbound ones and show the -D syntax."""
     unbound = sorted({d for s in program.inputs.values() for d in s.shape if isinstance(d, str)})
     if unbound:
-        flags = " ".join(f"-D {n}=<size>" for n in unbound)
-        raise ValueError(f"symbolic dimension{'s' * (len(unbound) > 1)} {', '.join(unbound)} "
-                         f"{'are' if len(unbound) > 1 else 'is'} unbound; bind with {flags}")
+        raise unbound_error(unbound)
 
 
 def human_bytes(n: float) -> str:

@@ -142,7 +142,11 @@ class Calls:
                 self.el.set_context(loc, scope, lname)
             ctx = _LayerCtx(self.el, scope, lname, share, loc)
             full = op.bind_attrs(attrs)
-            outs = op.expand(self.el.b, ctx, [t.v for t in tensors], full)
+            outer, self.el.b.calling = self.el.b.calling, self.el.b.calling or op.name
+            try:
+                outs = op.expand(self.el.b, ctx, [t.v for t in tensors], full)
+            finally:
+                self.el.b.calling = outer
             return TensorVal(outs[0]) if len(outs) == 1 else tuple(TensorVal(o) for o in outs)
         except ShapeError as e:
             raise CompileError(f"{op.name}: {e}", loc, self.el.path_notes(scope)) from None

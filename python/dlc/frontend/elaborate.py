@@ -81,7 +81,8 @@ class Elaborator:
                 self.statement(stmt, scope)
             self.check_node_budget(len(self.b.nodes), self.root.loc(stmt), scope)
         if not outputs:
-            raise CompileError("the model declares no output (add `output NAME`)",
+            library = " or, for a file of blocks, check it with `dlc check --lib`" if self.root.blocks else ""
+            raise CompileError(f"the model declares no output (add `output NAME`{library})",
                                Loc(self.root.filename, 1, 1, self.root.text))
         self.b.outputs = outputs
         return Elaborated(self.b.build(), train, scope, self.b, self)

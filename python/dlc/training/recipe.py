@@ -16,7 +16,9 @@
         augment = augment(crop=2, flip=true, rotate=10, scale=0.1)   # image batches (NCHW), seeded
     }
 
-Other assignments in the block define tensors (intermediate terms of the loss, for example).
+Other assignments in the block define tensors (intermediate terms of the loss, for example); one whose name
+looks like a setting (`epoch`, `batchsize`, `optimiser`) or whose value is not a tensor (`learning_rate = 0.1`)
+is an error at its source location, with a "did you mean".
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SCHEDULES: dict[str, dict[str, float]] = {
     "cosine": {"steps": 1000, "min_lr": 0.0, "warmup": 0},
 }
 EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
+OPTIMIZER_NAMES = (*OPTIMIZERS, "adamw")
 CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
                "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment")
 
@@ -78,7 +81,10 @@ def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
     decoupled = name == "adamw"
     base = "adam" if decoupled else name
     if base not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{name}' (use sgd, adam, adamw, rmsprop or adagrad)")
+        hint = ([n for n in OPTIMIZER_NAMES if n == name.lower()]
+                or difflib.get_close_matches(name, OPTIMIZER_NAMES, n=1))
+        raise ValueError(f"unknown optimizer '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                         + " (use sgd, adam, adamw, rmsprop or adagrad)")
     defaults = dict(OPTIMIZERS[base][1])
     if decoupled:
         defaults["decoupled"] = 1.0
@@ -105,7 +111,9 @@ def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
 
 def make_schedule(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule '{name}' (use {', '.join(SCHEDULES)})")
+        hint = [n for n in SCHEDULES if n == name.lower()] or difflib.get_close_matches(name, SCHEDULES, n=1)
+        raise ValueError(f"unknown schedule '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                         + f" (use {', '.join(SCHEDULES)})")
     out = dict(SCHEDULES[name])
     for key, value in kwargs.items():
         if key not in out:
@@ -148,10 +156,29 @@ class RecipeReader:
                     except ValueError as e:
                         raise CompileError(str(e), self.scope.module.loc(expr)) from None
                 else:
-                    self.elab.statement(stmt, self.scope)
+                    self.local_tensor(stmt, target, expr)
         for key, value in overrides.items():
             self.override(spec, key, value)
         return spec
+
+    def local_tensor(self, stmt: Tree, target: Any, expr: Tree) -> None:
+        """Any other assignment must define a tensor (a term of the loss, say); a name that looks like a setting
+        or a value that is not a tensor is a mistyped setting, reported where it is written."""
+        key, loc = str(target), self.scope.module.loc(target)
+        hint = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.75)
+        if hint:
+            raise CompileError(f"unknown training setting '{key}'; did you mean '{hint[0]}'?", loc)
+        if key in ("lr", "learning_rate"):
+            raise CompileError(f"unknown training setting '{key}'; the learning rate is an optimizer argument, "
+                               f"e.g. optimizer = adam(lr=0.001)", loc)
+        if expr.data == "call" and self.elab.dotted(expr.children[0]) in (*OPTIMIZER_NAMES, *SCHEDULES):
+            name = self.elab.dotted(expr.children[0])
+            setting = "optimizer" if name in OPTIMIZER_NAMES else "schedule"
+            raise CompileError(f"unknown training setting '{key}'; did you mean '{setting} = {name}(...)'?", loc)
+        self.elab.statement(stmt, self.scope)
+        if not isinstance(self.scope.env.get(key), TensorVal):
+            raise CompileError(f"unknown training setting '{key}' (settings: {', '.join(CONFIG_KEYS)}); other "
+                               f"assignments in a train block define tensors", loc)
 
     def apply(self, spec: TrainSpec, key: str, expr: Tree, module: Module) -> None:
         if key == "loss":
@@ -285,7 +312,7 @@ class RecipeReader:
         for text in texts:
             if not isinstance(text, str):
                 raise ValueError(f"{key} overrides are .dlm expressions given as strings")
-            source = f"__override__ = {text}\n"
+            source = f"{'loss' if key == 'loss' else 'metric'} = {text}\n"  # shown as written in errors
             trees.append(parse(source, f"<{key}>").children[0].children[1])
         # Same names as the model's top level (the env dict is shared), locations in the override text.
         outer = self.scope

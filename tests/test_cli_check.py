@@ -1,0 +1,58 @@
+"""Issue 10, item 2 (and the library part of item 10): `dlc check` builds the training graph, so train-block
+errors show at their source location before any training; `dlc check --lib` checks a file of blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlc import cli
+
+HEAD = "input x: f32[N, 8, 14, 10]\n"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, str, str]:
+    path = tmp_path / "m.dlm"
+    path.write_text(text)
+    return run(capsys, "check", path)
+
+
+@pytest.mark.parametrize("body,message,line", [
+    ("output logits = relu(x)\ntrain {\n    loss = cross_entropy(logits, y)\n}\n", "undefined name 'y'", 4),
+    ("input y: i32[N]\noutput logits = relu(x)\ntrain {\n    loss = cross_entropy(logits, y)\n}\n",
+     "cross_entropy: integer labels must have shape [N, 8, 14]", 5),
+    ("input y: i32[N, 8, 14]\noutput logits = relu(x)\ntrain {\n    loss = cross_entropy(logits, y)\n"
+     "    optimizer = Adam(lr=0.1)\n}\n", "unknown optimizer 'Adam'; did you mean 'adam'?", 6),
+    ("input y: i32[N, 8, 14]\noutput logits = relu(x)\ntrain {\n    loss = cross_entropy(logits, y)\n"
+     "    metrics = [accuracy(logits, z)]\n}\n", "undefined name 'z'", 6),
+    ("input y: i32[N, 8, 14]\noutput logits = relu(x)\ntrain {\n    loss = cross_entropy(logits, y)\n"
+     "    epoch = 3\n}\n", "did you mean 'epochs'?", 6),
+])
+def test_check_reports_train_block_errors_at_their_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        body: str, message: str, line: int) -> None:
+    code, out, err = check(tmp_path, capsys, HEAD + body)
+    assert code == 1 and out == ""
+    assert f"m.dlm:{line}:" in err and message in err
+
+
+def test_check_summarizes_the_training_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = ("input y: i32[N, 8, 14]\noutput logits = dense(x, 10)\ntrain {\n    loss = cross_entropy(logits, y)\n"
+            "    metrics = [accuracy(logits, y)]\n    optimizer = sgd(lr=0.1)\n}\n")
+    code, out, _ = check(tmp_path, capsys, HEAD + body)
+    assert code == 0
+    assert "training: loss over y; metrics accuracy; optimizer sgd (lr 0.1); 2 trainable parameter tensors" in out
+
+
+def test_check_lib_accepts_a_file_of_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", "models/transformer_lib.dlm")
+    assert code == 1 and "dlc check --lib" in err
+    code, out, _ = run(capsys, "check", "--lib", "models/transformer_lib.dlm")
+    assert code == 0 and "ok (library)" in out and "block encoder_layer(x, d_model: int" in out
