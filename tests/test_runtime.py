@@ -251,10 +251,12 @@ def test_calls_reusing_a_plan_still_check_their_inputs() -> None:
     np.testing.assert_array_equal(p(x=x)["y"], 2 * x)
     np.testing.assert_array_equal(p(x=x)["y"], 2 * x)
     with pytest.raises(ValueError, match="input 'x'"):
-        p(x=np.ones((2, 4)))
+        p(x=np.ones((2, 4), np.int64))
     with pytest.raises(ValueError, match="unknown input 'z'"):
         p(x=x, z=x)
     with pytest.raises(ValueError, match="input 'x'"):
         p(x=np.ones((2, 5), np.float32))
     np.testing.assert_array_equal(p(x=np.asfortranarray(np.ones((3, 4), np.float32)))["y"], np.full((3, 4), 2.0))
     np.testing.assert_array_equal(p(x=x, k=np.zeros(2, np.int32))["y"], 2 * x)  # a known input the plan ignores
+    np.testing.assert_array_equal(p(x=np.ones((2, 4)))["y"], 2 * x)  # float64 is converted, never reinterpreted
+    np.testing.assert_array_equal(p(x=np.ones((2, 4)))["y"], 2 * x)
