@@ -13,13 +13,13 @@ from .threads import configure_openmp, default_num_threads
 
 configure_openmp()  # before the extension loads libgomp, which reads its settings once
 from . import _core  # noqa: E402
-from .errors import CheckpointError, CompileError, DlcError  # noqa: E402
+from .errors import CheckpointError, CompileError, DlcError, NonFiniteError  # noqa: E402
 from .model import CompiledModel  # noqa: E402
 from .program import Program, TensorSpec  # noqa: E402
 from .training.trainer import Trainer  # noqa: E402
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
-           "DlcError", "CheckpointError", "load_module", "CompiledModel", "Trainer"]
+           "DlcError", "CheckpointError", "NonFiniteError", "load_module", "CompiledModel", "Trainer"]
 __version__ = "0.1.0"
 
 

@@ -65,3 +65,7 @@ class ShapeError(DlcError):
 
 class CheckpointError(DlcError):
     """A checkpoint or artifact that is missing, truncated, corrupt or does not match the model."""
+
+
+class NonFiniteError(DlcError):
+    """A training step whose loss or gradients are NaN or infinite; the update was not applied."""

@@ -14,6 +14,7 @@
         batch_size = 64
         early_stopping = early_stopping(patience=5, monitor="val_loss", restore_best=true)
         augment = augment(crop=2, flip=true, rotate=10, scale=0.1)   # image batches (NCHW), seeded
+        on_nonfinite = "error"                                  # or "skip": a NaN/inf loss or gradient
     }
 
 Other assignments in the block define tensors (intermediate terms of the loss, for example); one whose name
@@ -46,7 +47,7 @@ SCHEDULES: dict[str, dict[str, float]] = {
 EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
 OPTIMIZER_NAMES = (*OPTIMIZERS, "adamw")
 CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
-               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment")
+               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment", "on_nonfinite")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class TrainSpec:
     batch_size: int | None = None
     early_stopping: dict[str, Any] | None = None
     augment: Augment | None = None
+    on_nonfinite: str = "error"  # a NaN/inf loss or gradient: "error" stops naming the step, "skip" skips it
 
 
 def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
@@ -296,6 +298,10 @@ class RecipeReader:
             if not all(len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float)) for p in pairs):
                 raise ValueError("lr_mult is a list of [name_prefix, multiplier] pairs")
             spec.lr_mult = [(str(p[0]), float(p[1])) for p in pairs]
+        elif key == "on_nonfinite":
+            if value not in ("error", "skip"):
+                raise ValueError(f'on_nonfinite must be "error" or "skip", got {value!r}')
+            spec.on_nonfinite = value
         elif key in ("epochs", "batch_size"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")

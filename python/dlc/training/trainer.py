@@ -9,14 +9,18 @@ Each entry point runs compiled plans (see step.py); Python only batches data, co
 the step and keeps the counters that make a resumed run bit-identical: the optimizer step (which also seeds
 dropout masks) and the epoch (which seeds shuffling).
 
-A step is either one fused plan (forward, loss, backward, update) or, when `gradient_hook` is set, two plans
-with the hook between them:
+A step is two plans with a check (and an optional hook) between them:
 
     compute_gradients(**batch)     # forward + backward; gradients land in one contiguous region
     gradient_hook(trainer.gradients)   # e.g. an in-place allreduce (average) over that flat array
+    (a non-finite loss or gradient stops here: see on_nonfinite)
     apply_gradients()              # the optimizer update, reading the region
 
-`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook.
+`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook. A NaN or inf in
+the loss or any gradient never reaches the parameters: by default (`on_nonfinite = "error"`) the step raises
+NonFiniteError naming the step, with parameters and optimizer state unchanged; `on_nonfinite = "skip"` skips
+the update and reports `skipped: 1.0` for that step. Steps on one model are serialized (the model's lock), so
+threads calling `train_step` concurrently never lose an update.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..augment import rng_for
-from ..errors import DlcError
+from ..errors import DlcError, NonFiniteError
 from ..lower import LoweredPlan
 from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline
@@ -154,21 +158,30 @@ class Trainer:
         return float(out["loss"]), grads
 
     def train_step(self, **batch: Any) -> dict[str, float]:
-        """One step: forward, loss, backward and the optimizer update. Returns loss, metrics and lr. One fused
-        plan, or with a gradient_hook: compute_gradients, the hook on the gradient region, apply_gradients."""
-        if self.gradient_hook is not None:
+        """One step: forward, loss, backward, the finiteness check and the optimizer update. Returns loss,
+        metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip")."""
+        with self.model.lock:  # every Trainer of this model updates the same parameters
             result = self.compute_gradients(**batch)
-            self.gradient_hook(self.gradients)
+            if self.gradient_hook is not None:
+                self.gradient_hook(self.gradients)
+            bad = self._nonfinite(result)
+            if bad:
+                if self.spec().on_nonfinite == "error":
+                    raise NonFiniteError(f"training step {self._step + 1}: {bad}; the update was not applied "
+                                         "(parameters and optimizer state are unchanged). Set on_nonfinite = "
+                                         "\"skip\" in the train block to skip such steps instead")
+                return {**result, "skipped": 1.0}
             result["lr"] = self.apply_gradients()
             return result
-        arrays, binding = self._prepare(batch)
-        lowered, tg = self.training_plan("step", binding)
-        lr, arrays[step_graphs.HYPER] = self._hyper(tg.spec, 1.0)
-        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True)
-        self._step += 1
-        result = {k: float(v) for k, v in out.items()}
-        result["lr"] = lr
-        return result
+
+    def _nonfinite(self, result: Mapping[str, float]) -> str:
+        """What is not finite in a step's loss and gradients ("" if nothing)."""
+        if not np.isfinite(result["loss"]):
+            return f"the loss is {result['loss']}"
+        if self._gradients is not None and not np.isfinite(self._gradients).all():
+            names = [n for n, g in self._grad_views.items() if not np.isfinite(g).all()]
+            return f"the gradient of {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} is not finite"
+        return ""
 
     @property
     def gradients(self) -> np.ndarray:
@@ -201,23 +214,25 @@ class Trainer:
     def compute_gradients(self, **batch: Any) -> dict[str, float]:
         """Forward and backward for the next step (dropout seeded as train_step would), writing every
         trainable parameter's gradient into the gradient region. Returns loss and metrics; updates nothing."""
-        arrays, binding = self._prepare(batch)
-        lowered, tg = self.training_plan("grads", binding)
-        views = self._gradient_region(tg.trainable)
-        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
-                                  out={f"grad:{n}": v for n, v in views.items()})
-        return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
+        with self.model.lock:
+            arrays, binding = self._prepare(batch)
+            lowered, tg = self.training_plan("grads", binding)
+            views = self._gradient_region(tg.trainable)
+            out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
+                                      out={f"grad:{n}": v for n, v in views.items()})
+            return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
 
     def apply_gradients(self, grad_scale: float = 1.0) -> float:
         """The optimizer update from the gradient region (each gradient times grad_scale first), counting
         one step. Returns the learning rate used."""
-        lowered, tg = self.training_plan("apply", self.model.dims)
-        views = self._gradient_region(tg.trainable)
-        lr, hyper = self._hyper(tg.spec, grad_scale)
-        self.model.run_plan(lowered, {step_graphs.HYPER: hyper, **{f"grad:{n}": v for n, v in views.items()}},
-                            step=self._step + 1, training=True)
-        self._step += 1
-        return lr
+        with self.model.lock:
+            lowered, tg = self.training_plan("apply", self.model.dims)
+            views = self._gradient_region(tg.trainable)
+            lr, hyper = self._hyper(tg.spec, grad_scale)
+            self.model.run_plan(lowered, {step_graphs.HYPER: hyper, **{f"grad:{n}": v for n, v in views.items()}},
+                                step=self._step + 1, training=True)
+            self._step += 1
+            return lr
 
     def evaluate_batch(self, **batch: Any) -> dict[str, float]:
         arrays, binding = self._prepare(batch)
@@ -229,9 +244,10 @@ class Trainer:
 
     def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
         """Loss and metrics over a dataset in evaluation mode, averaged over samples."""
+        _check_count("batch_size", batch_size, 1)
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
-        size = batch_size or self.spec().batch_size or 256
+        size = batch_size if batch_size is not None else self.spec().batch_size or 256
         totals: dict[str, float] = {}
         for idx in batches(n, size, np.arange(n)):
             out = self.evaluate_batch(**{k: v[idx] for k, v in arrays.items()})
@@ -246,11 +262,13 @@ class Trainer:
         epoch e draws from a generator seeded by (seed, e), so resuming at an epoch boundary replays exactly
         the batches an uninterrupted run would have seen. Callbacks are called as cb(trainer, epoch, logs)
         after each epoch; one returning True stops training."""
+        _check_count("epochs", epochs, 0)
+        _check_count("batch_size", batch_size, 1)
         spec = self.spec()
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
         epochs = epochs if epochs is not None else (spec.epochs or 1)
-        size = batch_size or spec.batch_size or 32
+        size = batch_size if batch_size is not None else spec.batch_size or 32
         callbacks = list(callbacks or [])
         if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
             callbacks.append(EarlyStopping(**spec.early_stopping))
@@ -290,6 +308,10 @@ class Trainer:
                         raise ValueError("augment needs an image input of shape [N, C, H, W]")
                     batch[images] = spec.augment(batch[images], rng_for(seed, epoch, k_batch))
                 out = self.train_step(**batch)
+                if out.get("skipped"):  # on_nonfinite = "skip": counted, kept out of the averages
+                    sums["skipped"] = sums.get("skipped", 0.0) + 1
+                    bar.update(len(idx))
+                    continue
                 for k, v in out.items():
                     if k != "lr":
                         sums[k] = sums.get(k, 0.0) + v * len(idx)
@@ -297,7 +319,10 @@ class Trainer:
                 # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
                 bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
                 bar.update(len(idx))
-            logs = {k: v / n for k, v in sums.items()}
+            skipped = sums.pop("skipped", 0.0)
+            logs = {k: v / max(seen, 1) for k, v in sums.items()}
+            if skipped:
+                logs["skipped"] = skipped
             if validation is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(validation, size).items()})
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
@@ -313,3 +338,9 @@ class Trainer:
 
     def load_checkpoint(self, path: str) -> None:
         self._step, self._epoch = load_checkpoint(path, self.model.param_buffers, self._opt)
+
+
+def _check_count(name: str, value: Any, low: int) -> None:
+    """fit/evaluate arguments: None means the recipe's value; anything else must be an integer >= low."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low):
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
