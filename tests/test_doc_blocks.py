@@ -94,3 +94,17 @@ def test_cited_paths_exist() -> None:
             if not (ROOT / cited).exists():
                 missing.append(f"{path.name}: {cited}")
     assert not missing, missing
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s#]+)\)|<img src=\"([^\"]+)\"")
+
+
+def test_links_and_pictures_exist() -> None:
+    """Relative links and images of the docs (docs/img/*, other docs) point at files of the repository."""
+    missing = []
+    for path in DOC_FILES:
+        for match in LINK.finditer(path.read_text(encoding="utf-8")):
+            target = match.group(1) or match.group(2)
+            if "://" not in target and not (path.parent / target).exists():
+                missing.append(f"{path.name}: {target}")
+    assert not missing, missing

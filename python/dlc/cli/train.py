@@ -8,9 +8,11 @@ import json
 import time
 
 from .common import add_threads_argument, load_params, load_program, training_data
+from .curves import add_curve_arguments, check_curve_arguments, save_curves
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_curve_arguments(args)
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
@@ -21,6 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = program.evaluate(test)
     if args.out:
         program.save_checkpoint(args.out)
+    save_curves(history, args.history, args.plot, args.model)
     epochs = len(history.get("loss", []))
     summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
                "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
@@ -64,6 +67,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--json", action="store_true", help="end with one JSON object of results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_argument(p)
+    add_curve_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
