@@ -9,15 +9,14 @@ SVG or PNG with the Python `graphviz` package and Graphviz's `dot` program (the 
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DlcError
-from .ir import Graph, Node
+from .ir import Graph
+from .layers import group_layers
 from .lower import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan
-from .ops import registry
 
 INSTALL_DOT = ("Graphviz's `dot` program is needed for .svg and .png (a .dot file needs nothing): install it with "
                "`apt install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS) or "
@@ -75,82 +74,42 @@ class _Dot:
         return "\n".join(out) + "\n"
 
 
-def _written_name(node: Node) -> str:
-    """The layer's name as written at the node's source location (`dense(...)`, or a bare `|> batch_norm`)
-    rather than the primitive it starts with (matmul, batch_norm_train)."""
-    if node.loc is None or not node.loc.source:
-        return node.op
-    match = re.match(r"[A-Za-z_]\w*", node.loc.line_text()[node.loc.col - 1:])
-    op = registry.lookup(match.group()) if match else None
-    return match.group() if op is not None and op.layer else node.op
-
-
 def model_dot(graph: Graph, title: str = "model") -> str:
     """The graph as written: layers as single boxes, block calls as clusters, shapes on the edges."""
     params = graph.param_by_value()
-    param_prefixes = {spec.name.rsplit(".", 1)[0] for spec in graph.params}
-    scopes = {n.scope for n in graph.nodes}
     dot = _Dot(title)
-
-    def is_layer(scope: str) -> bool:  # a scope owning parameters and containing no deeper scope
-        return scope in param_prefixes or (any(p.startswith(scope + ".") for p in param_prefixes)
-                                           and not any(s.startswith(scope + ".") for s in scopes))
-
-    # Consecutive nodes of one layer scope form one box; a later call with the same scope (share=) is a new box.
-    box_of: dict[int, str] = {}  # value -> box that produces it
-    boxes: list[tuple[str, list[Node]]] = []
-    for node in graph.nodes:
-        layer = bool(node.scope) and is_layer(node.scope)
-        if layer and boxes and boxes[-1][1][-1].scope == node.scope and is_layer(boxes[-1][1][-1].scope):
-            boxes[-1][1].append(node)
-        else:
-            boxes.append((f"n{len(boxes)}", [node]))
+    box_of: dict[int, str] = {}  # value -> the box that produces it
     for name, v in graph.inputs:
         dot.node(f"in:{name}", f"{name}\n{graph.values[v]}", shape="ellipse", fillcolor="#dbeafe")
         box_of[v] = f"in:{name}"
-    for key, nodes in boxes:
-        first = nodes[0]
-        layer = bool(first.scope) and is_layer(first.scope)
-        parts = first.scope.split(".") if first.scope else []
-        path = tuple(".".join(parts[:i + 1]) for i in range(len(parts) - (1 if layer else 0)))
-        if layer:
-            local, written = first.scope.split(".")[-1], _written_name(first)
-            label = written if local == written else f"{local}: {written}"  # an unnamed layer is named after its op
-            count = sum(int(_size(params[v].type.shape)) for n in nodes for v in n.inputs if v in params)
-            dot.node(key, f"{label}\n{count:,} parameters", path, fillcolor="#fef3c7")
+    layers = group_layers(graph)
+    for i, layer in enumerate(layers):
+        if layer.is_layer:
+            label = layer.kind if layer.name == layer.kind else f"{layer.name}: {layer.kind}"
+            dot.node(f"n{i}", f"{label}\n{layer.param_count():,} parameters", layer.blocks, fillcolor="#fef3c7")
         else:
-            dot.node(key, first.op, path)
-        for node in nodes:
-            for o in node.outputs:
-                box_of[o] = key
+            dot.node(f"n{i}", layer.kind, layer.blocks)
+        box_of.update({o: f"n{i}" for n in layer.nodes for o in n.outputs})
     seen: set[tuple[str, str, int]] = set()
-    for key, nodes in boxes:
-        inside_layer = bool(nodes[0].scope) and is_layer(nodes[0].scope)
-        for node in nodes:
+    for i, layer in enumerate(layers):
+        for node in layer.nodes:
             for v in node.inputs:
-                if v in params and inside_layer:
+                if v in params and layer.is_layer:
                     continue  # a layer's own weights are inside its box
                 if v in params and v not in box_of:  # a `param` used by an op: a box of its own
                     spec = params[v]
                     box_of[v] = f"param:{spec.name}"
                     dot.node(box_of[v], f"{spec.name}\n{spec.type}", shape="note", fillcolor="#f3f4f6")
                 source = box_of.get(v)  # constants have no box
-                if source is None or source == key or (source, key, v) in seen:
+                if source is None or source == f"n{i}" or (source, f"n{i}", v) in seen:
                     continue
-                seen.add((source, key, v))
-                dot.edge(source, key, str(graph.values[v]))
+                seen.add((source, f"n{i}", v))
+                dot.edge(source, f"n{i}", str(graph.values[v]))
     for name, v in graph.outputs:
         dot.node(f"out:{name}", name, shape="ellipse", fillcolor="#dcfce7")
         if v in box_of:
             dot.edge(box_of[v], f"out:{name}", str(graph.values[v]))
     return dot.source()
-
-
-def _size(shape: tuple) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def plan_dot(lowered: LoweredPlan, title: str = "plan") -> str:
