@@ -30,10 +30,15 @@ class Layer:
         return self.scope.split(".")[-1] if self.is_layer else self.kind
 
     @property
+    def named(self) -> bool:
+        """A layer, or an op with a name of its own (`f.dropout`): shown by its scope and kind."""
+        return self.is_layer or bool(self.scope) and self.scope.rsplit(".", 1)[-1] == self.kind
+
+    @property
     def blocks(self) -> tuple[str, ...]:
         """The block calls it sits in, outermost first: ("stack", "stack.0") for stack.0.fc1."""
         parts = self.scope.split(".") if self.scope else []
-        keep = len(parts) - 1 if self.is_layer else len(parts)
+        keep = len(parts) - 1 if self.named else len(parts)
         return tuple(".".join(parts[:i + 1]) for i in range(keep))
 
     def param_count(self) -> int:
@@ -47,14 +52,14 @@ def size(shape: tuple) -> int:
     return n
 
 
-def _written_name(node: Node) -> str | None:
+def _written_name(node: Node, layers_only: bool = True) -> str | None:
     """The layer's name as written at the node's source location (`dense(...)`, or a bare `|> batch_norm`)
     rather than the primitive it starts with (matmul, batch_norm_train)."""
     if node.loc is None or not node.loc.source:
         return None
     match = re.match(r"[A-Za-z_]\w*", node.loc.line_text()[node.loc.col - 1:])
     op = registry.lookup(match.group()) if match else None
-    return match.group() if op is not None and op.layer else None
+    return match.group() if op is not None and (op.layer or not layers_only) else None
 
 
 def group_layers(graph: Graph) -> list[Layer]:
@@ -75,8 +80,13 @@ def group_layers(graph: Graph) -> list[Layer]:
             last.nodes.append(node)
         elif owns_params(node.scope):
             layers.append(Layer(node.scope, _written_name(node) or node.op, True, [node]))
+        elif last is not None and not last.is_layer and node.scope and last.scope == node.scope \
+                and node.scope.rsplit(".", 1)[-1] == last.kind:
+            last.nodes.append(node)  # a named op without parameters (f.dropout): one entry, like a layer
         else:
-            layers.append(Layer(node.scope, node.op, False, [node]))
+            written = _written_name(node, layers_only=False)
+            named = written is not None and node.scope.rsplit(".", 1)[-1] == written
+            layers.append(Layer(node.scope, written if named else node.op, False, [node]))
     entry_of = {o: i for i, layer in enumerate(layers) for n in layer.nodes for o in n.outputs}
     read_outside = {v for i, layer in enumerate(layers) for n in layer.nodes for v in n.inputs
                     if entry_of.get(v, i) != i} | {v for _, v in graph.outputs}
