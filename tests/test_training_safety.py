@@ -113,3 +113,45 @@ def test_concurrent_train_steps_are_serialized() -> None:
         q.train_step(**b)
     for k, v in p.params.items():  # the same 100 updates, whatever the interleaving
         np.testing.assert_allclose(v, q.params[k], rtol=1e-6, atol=1e-7)
+
+
+def _resave(path, edit) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    from dlc.training.checkpoint import _digest
+    with safe_open(str(path), framework="np") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    edit(tensors, meta)
+    meta["sha256"] = _digest(tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t, m: t.__setitem__(next(k for k in t if k.startswith("opt/")), np.zeros(3, np.float32)),
+    lambda t, m: t.__setitem__("opt/nope/sgd.m", np.zeros(3, np.float32)),
+    lambda t, m: m.__setitem__("step", "-4"),
+])
+def test_checkpoint_with_foreign_optimizer_state_or_counters_changes_nothing(tmp_path, edit) -> None:
+    # Regression: optimizer state of any shape was taken into a fresh trainer, whose plans then addressed it.
+    p = dlc.compile(source=MODEL.replace("SETTING", "optimizer = adam(lr=0.01)"), seed=1)
+    p.train_step(**batch())
+    path = tmp_path / "c.ckpt"
+    p.save_checkpoint(str(path))
+    _resave(path, edit)
+    fresh = program()
+    before = {k: v.copy() for k, v in fresh.params.items()}
+    with pytest.raises(dlc.CheckpointError):
+        fresh.load_checkpoint(str(path))
+    for k, v in fresh.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_checkpoint_save_removes_temporaries_a_killed_writer_left(tmp_path) -> None:
+    import os
+    import time
+    path = tmp_path / "c.ckpt"
+    stale = tmp_path / ".c.ckpt.abc123.tmp"
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    program().save_checkpoint(str(path))
+    assert not stale.exists() and path.exists()

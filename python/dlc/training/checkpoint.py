@@ -1,19 +1,19 @@
 """Checkpoints: parameters, running statistics and optimizer state as safetensors (never pickle), the step
 and epoch counters and the optimizer settings as JSON metadata, and a SHA-256 of every tensor byte so that a
-corrupted file is detected, not silently loaded. Written atomically: a temporary file in the same folder,
-flushed to disk, then renamed over the target.
+corrupted file is detected, not silently loaded. Written atomically (atomic_file.py): a temporary file in the
+same folder, flushed to disk, then renamed over the target; temporaries a killed writer left are removed by the
+next save.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_file import write_atomically
 from ..errors import CheckpointError
 from .recipe import TrainSpec
 
@@ -33,16 +33,7 @@ def atomic_write_safetensors(tensors: dict[str, np.ndarray], metadata: dict[str,
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data)
 
 
 def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -82,6 +73,8 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{path}: missing or bad step/epoch counters") from None
+    if not (0 <= step < 2 ** 62 and 0 <= epoch < 2 ** 62):
+        raise CheckpointError(f"{path}: step/epoch counters out of range ({step}, {epoch})")
     stored = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
     missing = sorted(set(params) - set(stored))
     unknown = sorted(set(stored) - set(params))
@@ -92,15 +85,22 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
         if arr.shape != params[name].shape or arr.dtype != params[name].dtype:
             raise CheckpointError(f"{path}: parameter '{name}' is {arr.dtype}{list(arr.shape)}, the model has "
                                   f"{params[name].dtype}{list(params[name].shape)}")
+    # Optimizer state is named "<param>/<optimizer>.<state>" and shaped like its parameter: everything is
+    # checked before anything is copied, so a bad file changes nothing and no plan ever sees a wrong size.
+    state = {k[len("opt/"):]: v for k, v in tensors.items() if k.startswith("opt/")}
+    for name, arr in state.items():
+        owner = params.get(name.split("/")[0]) if "/" in name else None
+        if owner is None or arr.shape != owner.shape or arr.dtype != owner.dtype:
+            raise CheckpointError(f"{path}: optimizer state '{name}' does not belong to a parameter of the model "
+                                  "or has the wrong shape or dtype")
+        if name in opt and opt[name].shape != arr.shape:
+            raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
+    if len(tensors) != len(stored) + len(state):
+        raise CheckpointError(f"{path}: unexpected tensors in the file")
     for name, arr in stored.items():
         np.copyto(params[name], arr)
-    for key, arr in tensors.items():
-        if not key.startswith("opt/"):
-            continue
-        name = key[len("opt/"):]
+    for name, arr in state.items():
         if name in opt:
-            if opt[name].shape != arr.shape:
-                raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
             np.copyto(opt[name], arr)
         else:
             opt[name] = np.array(arr, order="C")

@@ -132,9 +132,9 @@ class Trainer:
     def _lower(self, graph: Any) -> LoweredPlan:
         params = self.model.param_buffers
         for p in graph.params:
-            if p.kind == "opt" and p.name not in self._opt:
-                self._opt[p.name] = np.zeros(tuple(int(d) for d in p.type.shape),
-                                             dtype=params[p.name.split("/")[0]].dtype)
+            shape = tuple(int(d) for d in p.type.shape)
+            if p.kind == "opt" and (p.name not in self._opt or self._opt[p.name].shape != shape):
+                self._opt[p.name] = np.zeros(shape, dtype=params[p.name.split("/")[0]].dtype)
         return self.model.lower(graph, self._opt)
 
     def _prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
