@@ -35,7 +35,7 @@ class Result:
 # Node-case modules whose name is not the op's name in lower case.
 _MODULE_ALIASES = {"BatchNormalization": "batch_normalization", "InstanceNormalization": "instance_normalization",
                    "GreaterOrEqual": "greater_or_equal", "LessOrEqual": "less_or_equal", "ReduceLogSum": "reduce_log_sum",
-                   "ReduceLogSumExp": "reduce_log_sum_exp"}
+                   "ReduceLogSumExp": "reduce_log_sum_exp", "And": "and_", "Or": "or_", "Not": "not_"}
 
 
 def node_cases(ops: set[str] | None = None) -> list[Case]:

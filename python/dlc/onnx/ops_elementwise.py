@@ -267,3 +267,40 @@ def cast(im: Any, node: Node) -> None:
         im.set(node.outputs[0], x)
         return
     im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")", dtype=to)
+
+
+@converts("Not", "And", "Or", "Xor")
+def logical(im: Any, node: Node) -> None:
+    """Boolean logic from where/eq/ne: not x = (x == (x != x)), a and b = where(a, b, a), a or b =
+    where(a, a, b), a xor b = a != b."""
+    node.only()
+    a = im.tensor(node.inputs[0])
+    if a.dtype != "bool":
+        raise Unsupported(f"{node.op} of a {a.dtype} tensor")
+    if node.op == "Not":
+        im.emit(node.outputs[0], f"{a.name} == ({a.name} != {a.name})")
+        return
+    b = im.tensor(node.inputs[1]).name
+    expr = {"And": f"where({a.name}, {b}, {a.name})", "Or": f"where({a.name}, {a.name}, {b})",
+            "Xor": f"{a.name} != {b}"}[node.op]
+    if node.op != "Xor" and not _same_shape(im, node):
+        raise Unsupported(f"{node.op} with broadcasting operands")
+    im.emit(node.outputs[0], expr)
+
+
+def _same_shape(im: Any, node: Node) -> bool:
+    a, b = im.tensor(node.inputs[0]).shape, im.tensor(node.inputs[1]).shape
+    return a is not None and a == b
+
+
+@converts("CastLike")
+def cast_like(im: Any, node: Node) -> None:
+    node.only("saturate")
+    target = im.get(node.inputs[1])
+    from .values import dlc_dtype
+    to = dlc_dtype(target.dtype) if isinstance(target, np.ndarray) else im.tensor(node.inputs[1]).dtype
+    x = im.tensor(node.inputs[0])
+    if x.dtype == to:
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")", dtype=to)

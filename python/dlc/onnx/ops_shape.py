@@ -306,3 +306,25 @@ def tile(im: Any, node: Node) -> None:
         if n > 1:
             cur = im.temp(f"concat({', '.join([cur] * n)}, axis={axis})", "tiled")
     im.emit(node.outputs[0], cur)
+
+
+@converts("DepthToSpace", "SpaceToDepth")
+def depth_space(im: Any, node: Node) -> None:
+    """Channel/space rearrangements as reshape -> transpose -> reshape (ONNX's own definition)."""
+    node.only("blocksize", "mode")
+    x = im.tensor(node.inputs[0])
+    n, c, h, w = x.static(node.op)
+    bs = int(node.attr("blocksize"))
+    if node.op == "DepthToSpace":
+        if node.attr("mode", "DCR") == "DCR":
+            first, perm = [n, bs, bs, c // bs ** 2, h, w], [0, 3, 4, 1, 5, 2]
+        else:
+            first, perm = [n, c // bs ** 2, bs, bs, h, w], [0, 1, 4, 2, 5, 3]
+        last = [n, c // bs ** 2, h * bs, w * bs]
+    else:
+        if node.attr("mode", "DCR") != "DCR":
+            raise Unsupported(f"SpaceToDepth with mode={node.attr('mode')!r}")
+        first, perm = [n, c, h // bs, bs, w // bs, bs], [0, 3, 5, 1, 2, 4]
+        last = [n, c * bs * bs, h // bs, w // bs]
+    step = im.temp(f"transpose(reshape({x.name}, {literal(first)}), perm={literal(perm)})", "rearranged")
+    im.emit(node.outputs[0], f"reshape({step}, {literal(last)})")
