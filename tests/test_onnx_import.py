@@ -142,3 +142,24 @@ def test_imported_model_fine_tunes() -> None:
     target = (x @ np.array([[1, 0], [0, 1], [1, 1]], np.float32)).astype(np.float32)
     losses = [program.train_step(x=x, target=target)["loss"] for _ in range(30)]
     assert losses[-1] < 0.1 * losses[0]
+
+
+def test_scalar_constant_used_as_a_tensor_stays_0d() -> None:
+    """Regression: a 0-d float constant that becomes a parameter (here an operand of Max) kept shape (), not
+    (1,) as np.ascontiguousarray would make it, so set_params accepts it."""
+    from onnx import TensorProto, helper, numpy_helper
+    c = numpy_helper.from_array(np.array(0.5, np.float32), "c")
+    nodes = [helper.make_node("Max", ["x", "c"], ["y"])]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [c])
+    program = from_onnx(model)
+    np.testing.assert_allclose(program(x=np.array([0.0, 1.0, 2.0], np.float32))["y"], [0.5, 1.0, 2.0])
+
+
+def test_temporary_constants_are_never_confused() -> None:
+    """Parameters are deduplicated by id(); the arrays are kept alive, so a later temporary array can never
+    reuse an id and come back as an earlier parameter (an unrolled bidirectional GRU makes many temporaries)."""
+    from dlc.onnx import conformance
+    cases = conformance.node_cases({"GRU"})
+    results = [conformance.run_case(c) for c in cases if c.name in ("test_gru_bidirectional", "test_gru_defaults")]
+    assert [r.status for r in results] == ["passed", "passed"], [r.detail for r in results]

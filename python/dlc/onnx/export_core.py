@@ -145,7 +145,7 @@ _SHAPE_ONLY = {"reshape", "squeeze", "unsqueeze", "flatten"}
 
 def tensor_proto(arr: np.ndarray, name: str) -> Any:
     from onnx import numpy_helper
-    return numpy_helper.from_array(np.ascontiguousarray(arr), name)
+    return numpy_helper.from_array(np.array(arr, order="C"), name)  # ascontiguousarray makes 0-d arrays 1-d
 
 
 

@@ -52,7 +52,9 @@ class Importer:
         self.lines: list[str] = []
         self.param_lines: list[str] = []
         self.params: dict[str, np.ndarray] = {}
-        self.param_of: dict[int, str] = {}  # id(array) -> param name, so a shared constant is declared once
+        # id(array) -> (array, param name), so a shared constant is declared once; the array is kept so that
+        # its id cannot be reused by a later temporary array.
+        self.param_of: dict[int, tuple[np.ndarray, str]] = {}
         self.used: set[str] = set()
         self.shapes: dict[str, tuple[int | str, ...] | None] = {}
         self.problems: list[str] = []
@@ -147,19 +149,19 @@ class Importer:
     def param(self, arr: np.ndarray, hint: str, name: str | None = None) -> str:
         key = id(arr)
         if key in self.param_of and name is None:
-            return self.param_of[key]
+            return self.param_of[key][1]
         pname = name or self.fresh(hint)
         self.used.add(pname)
         dtype = dlc_dtype(arr.dtype)
         self.param_lines.append(f"param {pname}: {dtype}{literal(list(arr.shape))}")
-        self.params[pname] = np.ascontiguousarray(arr)
-        self.param_of[key] = pname
+        self.params[pname] = np.array(arr, order="C")  # ascontiguousarray would make a 0-d array 1-d
+        self.param_of[key] = (arr, pname)
         return pname
 
     def layer_param(self, layer: str | None, local: str, arr: np.ndarray) -> None:
         if layer is None:  # a layer sharing another's parameters
             return
-        self.params[f"{layer}.{local}"] = np.ascontiguousarray(arr)
+        self.params[f"{layer}.{local}"] = np.array(arr, order="C")
 
     def set(self, onnx_name: str, value: Value) -> None:
         if onnx_name:
