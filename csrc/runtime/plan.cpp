@@ -1,17 +1,17 @@
 #include "runtime/plan.h"
 
-#include <omp.h>
-
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 namespace dlc {
 namespace {
-// OpenMP's thread count is per calling thread; runs come from any Python thread, so the chosen count is
-// kept here and applied at the start of every run. 0 means the OpenMP default.
+// Threads of the kernel pool (runtime/thread_pool.h), for runs from any Python thread. 0 means one per hardware
+// thread; the Python package sets the cores of the process's affinity mask at import.
 std::atomic<int> g_num_threads{0};
 }  // namespace
 
@@ -112,7 +112,6 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
     throw std::invalid_argument("wrong number of inputs for plan");
   if (outputs.size() != outputs_.size()) throw std::invalid_argument("wrong number of outputs for plan");
 
-  if (int n = g_num_threads.load()) omp_set_num_threads(n);
   std::unique_ptr<Arena> arena = acquire_arena();
   // Resolve every slot's pointer for this run; inputs are checked against the planned sizes so a
   // mismatch is an exception, never an out-of-bounds read.
@@ -184,12 +183,11 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("number of threads must be at least 1");
   g_num_threads.store(n);
-  omp_set_num_threads(n);
 }
 
 int get_num_threads() {
   int n = g_num_threads.load();
-  return n ? n : omp_get_max_threads();
+  return n ? n : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 }  // namespace dlc

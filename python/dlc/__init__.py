@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from .threads import configure_openmp, default_num_threads
-
-configure_openmp()  # before the extension loads libgomp, which reads its settings once
-from . import _core  # noqa: E402
-from .errors import CheckpointError, CompileError, DlcError, NonFiniteError  # noqa: E402
-from .model import CompiledModel  # noqa: E402
-from .program import Program, TensorSpec  # noqa: E402
-from .training.trainer import Trainer  # noqa: E402
+from . import _core
+from .errors import CheckpointError, CompileError, DlcError, NonFiniteError
+from .model import CompiledModel
+from .program import Program, TensorSpec
+from .threads import default_num_threads
+from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
            "DlcError", "CheckpointError", "NonFiniteError", "load_module", "CompiledModel", "Trainer"]

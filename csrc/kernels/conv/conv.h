@@ -2,7 +2,6 @@
 // the valid-output-range index math that lets im2col/col2im skip padding without per-element branches,
 // per-thread scratch memory and the f32/f64 dispatch. Images are NCHW and contiguous throughout.
 #pragma once
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>

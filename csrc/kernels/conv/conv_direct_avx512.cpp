@@ -16,7 +16,6 @@
 //
 // Each output element is produced by one tile in a fixed order, so results do not depend on the thread count.
 #include <immintrin.h>
-#include <omp.h>
 
 #include "kernels/conv/conv_direct.h"
 #include "runtime/thread_pool.h"
@@ -443,22 +442,19 @@ void wgrad_transposed(const DirectShape& s, const float* x, const float* gy, flo
   float* const park = gt + p.gt_size;
   float* const slices = park + p.park_size;
   const double macs = static_cast<double>(s.N) * s.Cout * s.Cin * f.kk * s.Ho * s.Wo;
-  const bool parallel = omp_get_max_threads() > 1 && macs >= kParallelMacs;
-#pragma omp parallel if (parallel)
-  {
-    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    float* const xp = slices + tid * p.slice;
+  const bool parallel = pool_threads() > 1 && macs >= kParallelMacs;
+  parallel_items(s.N, [&](int64_t n, int worker) {
+    float* const xp = slices + worker * p.slice;
     float* const gf = xp + f.img + f.slack;
-#pragma omp for schedule(dynamic)
-    for (int64_t n = 0; n < s.N; ++n) {
-      pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp);
-      transpose(xp, p.cp, f.chan, f.chan, xt + n * p.xt_img, p.cp);
-      flatten_grad(s, f.Wq, p.lg, gy + n * s.Cout * s.Ho * s.Wo, gf);
-      zero(gf + s.Cout * p.lg, (p.op - s.Cout) * p.lg);
-      transpose(gf, p.op, p.lg, p.lg, gt + n * p.gt_img, p.op);
-    }
-    // Implicit barrier above; then each thread takes a fixed range of tiles through all chunks.
-    const int64_t lo = p.tiles * tid / nth, hi = p.tiles * (tid + 1) / nth;
+    pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp);
+    transpose(xp, p.cp, f.chan, f.chan, xt + n * p.xt_img, p.cp);
+    flatten_grad(s, f.Wq, p.lg, gy + n * s.Cout * s.Ho * s.Wo, gf);
+    zero(gf + s.Cout * p.lg, (p.op - s.Cout) * p.lg);
+    transpose(gf, p.op, p.lg, p.lg, gt + n * p.gt_img, p.op);
+  }, parallel);
+  // Blocks of tiles taken dynamically; each runs its tiles through all image chunks in order (a tile's sums
+  // never depend on who computes it), keeping a chunk's images in cache across the block's tiles.
+  parallel_for(p.tiles, grain_for(p.tiles), [&](int64_t lo, int64_t hi, int) {
     for (int64_t ch = 0; ch < p.chunks; ++ch) {
       const int64_t n0 = ch * p.chunk, nimg = imin(p.chunk, s.N - n0);
       for (int64_t tile = lo; tile < hi; ++tile) {
@@ -476,7 +472,7 @@ void wgrad_transposed(const DirectShape& s, const float* x, const float* gy, flo
               gw[((o0 + r) * s.Cin + c0 + l) * f.kk + t0 + t] = pk[(t * p.rows + r) * p.vecs * VL + l];
       }
     }
-  }
+  }, parallel);
 }
 
 }  // namespace
@@ -534,20 +530,15 @@ void direct_wgrad(const DirectShape& s, const float* x, const float* gy, float* 
   float* const xp = gyf + p.gy_size;
   float* const park = xp + p.xp_size;
   const double macs = static_cast<double>(s.N) * s.Cout * s.Cin * f.kk * s.Ho * s.Wo;
-  const bool parallel = omp_get_max_threads() > 1 && macs >= kParallelMacs;
+  const bool parallel = pool_threads() > 1 && macs >= kParallelMacs;
   const int64_t nvec = p.lg / VL;
-#pragma omp parallel if (parallel)
-  {
-#pragma omp for schedule(dynamic)
-    for (int64_t n = 0; n < s.N; ++n) {
-      pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp + n * f.img);
-      flatten_grad(s, f.Wq, p.lg, gy + n * s.Cout * s.Ho * s.Wo, gyf + n * s.Cout * p.lg);
-    }
-#pragma omp single
-    zero(xp + s.N * f.img, f.slack);
-    // Implicit barrier above; then each thread takes a fixed range of tiles through all chunks.
-    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    const int64_t lo = p.tiles * tid / nth, hi = p.tiles * (tid + 1) / nth;
+  parallel_items(s.N, [&](int64_t n, int) {
+    pad_image(s, f, x + n * s.Cin * s.Hs * s.Ws, xp + n * f.img);
+    flatten_grad(s, f.Wq, p.lg, gy + n * s.Cout * s.Ho * s.Wo, gyf + n * s.Cout * p.lg);
+  }, parallel);
+  zero(xp + s.N * f.img, f.slack);
+  // Blocks of tiles taken dynamically, each through all image chunks in order (as in wgrad_transposed).
+  parallel_for(p.tiles, grain_for(p.tiles), [&](int64_t lo, int64_t hi, int) {
     for (int64_t ch = 0; ch < p.chunks; ++ch) {
       const int64_t n0 = ch * p.chunk, nimg = imin(p.chunk, s.N - n0);
       const bool last = ch + 1 == p.chunks;
@@ -559,7 +550,7 @@ void direct_wgrad(const DirectShape& s, const float* x, const float* gy, float* 
                      last ? gw + (o0 * s.Cin + c) * f.kk + t0 : nullptr, s.Cin * f.kk);
       }
     }
-  }
+  }, parallel);
 }
 
 }  // namespace dlc::conv

@@ -25,7 +25,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <omp.h>
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/recurrent/cells.h"
