@@ -109,6 +109,9 @@ def training_data(program: Program, name: str, dims: dict[str, int]) -> tuple[di
                                                                              dict[str, np.ndarray]]:
     """(train, test) arrays by input name. pysource: byte windows of length T (-D T=..., default 128), with
     the held-out tail of the text as the test split."""
+    if name not in ("digits", "sequences", "pysource"):
+        raise ValueError(f"unknown dataset '{name}' (built-in: digits, sequences, pysource; your own data: "
+                         f"FILE.npz, x=FILE.npy,y=FILE.npy or FILE.csv)")
     if name == "pysource":
         from ..text import load_pysource
         return load_pysource(seq_len=dims.get("T", 128))

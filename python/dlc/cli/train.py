@@ -5,10 +5,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
+import numpy as np
+
+from ..datafiles import check_data, is_data_file, load_data, parse_map, split
+from ..program import Program
 from .common import add_threads_argument, load_params, load_program, training_data
 from .curves import add_curve_arguments, check_curve_arguments, save_curves
+
+
+def datasets(program: Program, args: argparse.Namespace) -> tuple[dict[str, np.ndarray],
+                                                                  dict[str, np.ndarray] | None, str]:
+    """(training arrays, held-out arrays or None, what the held-out split is called), checked against the
+    model before any step: a built-in dataset and its test split, or the user's files and --val/--val-split."""
+    dims = dict(args.dims)
+    if not is_data_file(args.data):
+        if args.val or args.val_split:
+            raise ValueError("--val and --val-split are for your own data files; built-in datasets have a test split")
+        train, held = training_data(program, args.data, dims)
+        name = "test"
+    else:
+        mapping = parse_map(args.map)
+        train = load_data(program, args.data, mapping, args.label)
+        if args.val and args.val_split:
+            raise ValueError("give --val FILE or --val-split FRACTION, not both")
+        held = load_data(program, args.val, mapping, args.label) if args.val else None
+        if args.val_split:
+            train, held = split(train, args.val_split, args.seed)
+        name = "val"
+    check_data(program, train, "training data")
+    if held is not None:
+        check_data(program, held, f"{name} data")
+    return train, held, name
+
+
+def span_schedule(program: Program, epochs: int | None) -> str | None:
+    """--epochs changes the run's length, so a schedule with a length (cosine's steps) is stretched with it."""
+    spec = program.spec()
+    name, settings = spec.schedule
+    if epochs is None or not spec.epochs or "steps" not in settings or epochs == spec.epochs:
+        return None
+    steps = max(1, round(settings["steps"] * epochs / spec.epochs))
+    program.configure(schedule=(name, {**settings, "steps": steps}))
+    return f"schedule {name}: steps {settings['steps']:g} -> {steps} for --epochs {epochs} (recipe: {spec.epochs})"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -16,27 +57,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
-    train, test = training_data(program, args.data, dict(args.dims))
+    train, held, held_name = datasets(program, args)
+    note = span_schedule(program, args.epochs)
+    if note and not args.quiet and not args.json:
+        print(note, file=sys.stderr)
     start = time.perf_counter()
-    history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet)
+    history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet,
+                          validation=held if held_name == "val" else None)
     seconds = time.perf_counter() - start
-    result = program.evaluate(test)
+    result = program.evaluate(held) if held is not None else {}
     if args.out:
         program.save_checkpoint(args.out)
     save_curves(history, args.history, args.plot, args.model)
     epochs = len(history.get("loss", []))
     summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
                "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
-               "test_loss": result["loss"], **{f"test_{k}": v for k, v in result.items() if k != "loss"},
-               "checkpoint": args.out}
-    if args.data == "pysource":
+               **{f"{held_name}_{k}": v for k, v in result.items()}, "checkpoint": args.out}
+    if args.data == "pysource" and held is not None:
         from ..text import unigram_entropy
-        summary["unigram_baseline_loss"] = unigram_entropy(test["y"])
+        summary["unigram_baseline_loss"] = unigram_entropy(held["y"])
     if args.json:
         print(json.dumps(summary))
     else:
-        metrics = ", ".join(f"test {k} {v:.4f}" for k, v in result.items())
-        print(f"trained {epochs} epochs ({program.step_count} steps) in {seconds:.1f} s: {metrics}")
+        shown = result or {"loss": summary["train_loss"]}
+        label = held_name if result else "train"
+        metrics = ", ".join(f"{label} {k} {v:.4f}" for k, v in shown.items() if v is not None)
+        print(f"trained {epochs} epoch{'s' * (epochs != 1)} ({program.step_count} steps) in {seconds:.1f} s: "
+              f"{metrics}")
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -45,8 +92,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     program = load_program(args)
     load_params(program, args.params)
-    _, test = training_data(program, args.data, dict(args.dims))
-    result = program.evaluate(test)
+    if is_data_file(args.data):
+        data, name = load_data(program, args.data, parse_map(args.map), args.label), "data"
+    else:
+        (_, data), name = training_data(program, args.data, dict(args.dims)), "test"
+    check_data(program, data, f"{name}")
+    result = program.evaluate(data)
     if args.json:
         print(json.dumps({f"test_{k}": v for k, v in result.items()}))
     else:
@@ -54,13 +105,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--map", metavar="INPUT=ARRAY,...", help="which array feeds which input, e.g. x=images,y=labels")
+    p.add_argument("--label", metavar="COLUMN", help="CSV: the label column (default: 'label', else the last)")
+
+
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[model], help="train a model on a built-in dataset",
+    p = sub.add_parser("train", parents=[model], help="train a model on a built-in dataset or your own data",
                        description="Trains with the model's train block (epochs, batch size, optimizer...) on a "
-                                   "built-in dataset, then evaluates on its test split.")
-    p.add_argument("--data", required=True,
-                   help="dataset: digits, sequences (synthetic, shaped to the model) or pysource (Python's source)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+                                   "built-in dataset (then evaluates on its test split) or on your own data "
+                                   "(.npz, two .npy files or CSV; --val or --val-split for validation). The data "
+                                   "is checked against the model (samples, shapes, dtypes, label range) first.")
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help="digits, sequences (synthetic, shaped to the model), pysource (Python's source), "
+                        "FILE.npz (arrays named after the inputs), x=FILE.npy,y=FILE.npy, or FILE.csv")
+    p.add_argument("--val", metavar="DATA", help="validation data, in the same form as --data")
+    p.add_argument("--val-split", type=float, metavar="FRACTION", help="hold out this fraction for validation")
+    data_arguments(p)
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (a cosine schedule is stretched with it)")
     p.add_argument("--batch", type=int, help="override the recipe's batch size")
     p.add_argument("--params", metavar="CKPT", help="start from a checkpoint (fine-tuning, resuming)")
     p.add_argument("--out", metavar="CKPT", help="write a checkpoint at the end")
@@ -72,7 +134,8 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
     p.add_argument("--params", metavar="CKPT", required=True, help="checkpoint or compiled artifact")
-    p.add_argument("--data", required=True, help="dataset: digits, sequences or pysource")
+    p.add_argument("--data", required=True, help="digits, sequences, pysource, or your data (as for train)")
+    data_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(p)
     p.set_defaults(func=cmd_eval)
