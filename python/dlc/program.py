@@ -23,6 +23,7 @@ from .ir import Graph
 from .lower import LoweredPlan
 from .model import CompiledModel, TensorSpec, readonly_views, spec_of
 from .passes import PassContext
+from .training.loop import as_named
 from .training.recipe import TrainSpec
 from .training.trainer import Trainer
 
@@ -144,6 +145,24 @@ class Program:
         """Runs a plan; dropout masks are seeded by the trainer's step count unless `step` is given."""
         return self.model.run_plan(lowered, arrays, step=self.trainer.step_count if step is None else step,
                                    training=self._training if training is None else training)
+
+    def predict(self, inputs: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """The outputs for a whole dataset in evaluation mode (dropout off), run `batch_size` samples at a time
+        along the first axis (default: all at once) and concatenated. `inputs`: {input name: array}, or a
+        tuple of arrays in input order; inputs the outputs do not need (labels) are ignored."""
+        arrays = as_named(self.model.inputs, inputs)
+        used = self.model.used_inputs()
+        arrays = {k: v for k, v in arrays.items() if k in used}
+        n = len(next(iter(arrays.values())))
+        size = n if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        mode, self._training = self._training, False
+        try:
+            parts = [self(**{k: v[i:i + size] for k, v in arrays.items()}) for i in range(0, n, size)]
+        finally:
+            self._training = mode
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     # ---- training (delegated to self.trainer) ----
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from typing import Any
+
 import numpy as np
+
+import dlc
 
 from .common import add_threads_argument, load_params, load_program
 
@@ -39,10 +43,25 @@ def preview(arr: np.ndarray, count: int = 6) -> str:
     return text[:-1] + ", ...]" if flat.size > count else text
 
 
+def is_artifact(path: str) -> bool:
+    """A compiled artifact (`dlc compile -o model.dlc`) rather than .dlm text: safetensors start with an 8-byte
+    header length, never with model text."""
+    from ..artifact import FORMAT, file_format
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and file_format(path) == FORMAT
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    program = load_program(args)
-    if args.params:
-        load_params(program, args.params)
+    if is_artifact(args.model):
+        if args.params or args.dims:
+            raise ValueError(f"{args.model} is a compiled artifact: it carries its parameters and dimensions "
+                             f"(--params and -D are for .dlm models)")
+        program: Any = dlc.load(args.model)
+    else:
+        program = load_program(args)
+        if args.params:
+            load_params(program, args.params)
     results = program(**load_inputs(args.inputs))
     for name, arr in results.items():
         print(f"{name}: {program.outputs[name].dtype}{list(arr.shape)} {preview(arr)}")
@@ -55,7 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[model], help="run inference on .npy inputs",
-                       description="Runs the model on inputs from .npy files, with freshly initialized parameters "
+                       description="Runs the model (a .dlm file, or a compiled artifact from dlc compile -o) on "
+                                   "inputs from .npy files; a .dlm model has freshly initialized parameters "
                                    "unless --params gives trained ones.")
     p.add_argument("--input", dest="inputs", metavar="NAME=FILE.npy", type=parse_input, action="append",
                    default=[], help="an input array (repeatable)")

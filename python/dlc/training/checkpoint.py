@@ -81,8 +81,8 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
     if missing or unknown:
         raise CheckpointError(f"{path}: parameters do not match the model (missing: {missing or 'none'}, "
                               f"unexpected: {unknown or 'none'})")
-    for name, arr in stored.items():
-        if arr.shape != params[name].shape or arr.dtype != params[name].dtype:
+    for name, arr in stored.items():  # f32 and f64 load into either precision (--dtype f64 on an f32 run)
+        if arr.shape != params[name].shape or arr.dtype.kind != params[name].dtype.kind:
             raise CheckpointError(f"{path}: parameter '{name}' is {arr.dtype}{list(arr.shape)}, the model has "
                                   f"{params[name].dtype}{list(params[name].shape)}")
     # Optimizer state is named "<param>/<optimizer>.<state>" and shaped like its parameter: everything is
@@ -90,7 +90,7 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
     state = {k[len("opt/"):]: v for k, v in tensors.items() if k.startswith("opt/")}
     for name, arr in state.items():
         owner = params.get(name.split("/")[0]) if "/" in name else None
-        if owner is None or arr.shape != owner.shape or arr.dtype != owner.dtype:
+        if owner is None or arr.shape != owner.shape or arr.dtype.kind != owner.dtype.kind:
             raise CheckpointError(f"{path}: optimizer state '{name}' does not belong to a parameter of the model "
                                   "or has the wrong shape or dtype")
         if name in opt and opt[name].shape != arr.shape:
@@ -98,10 +98,10 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
     if len(tensors) != len(stored) + len(state):
         raise CheckpointError(f"{path}: unexpected tensors in the file")
     for name, arr in stored.items():
-        np.copyto(params[name], arr)
+        np.copyto(params[name], arr, casting="unsafe" if arr.dtype.kind == "f" else "no")
     for name, arr in state.items():
         if name in opt:
-            np.copyto(opt[name], arr)
+            np.copyto(opt[name], arr, casting="unsafe")
         else:
-            opt[name] = np.array(arr, order="C")
+            opt[name] = np.array(arr, dtype=params[name.split("/")[0]].dtype, order="C")
     return step, epoch
