@@ -56,3 +56,15 @@ def test_check_lib_accepts_a_file_of_blocks(capsys: pytest.CaptureFixture[str]) 
     assert code == 1 and "dlc check --lib" in err
     code, out, _ = run(capsys, "check", "--lib", "models/transformer_lib.dlm")
     assert code == 0 and "ok (library)" in out and "block encoder_layer(x, d_model: int" in out
+
+
+def test_check_warns_about_an_unused_param(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check(tmp_path, capsys, "input x: f32[N, 3]\nparam W: f32[3, 2]\nparam V: f32[3, 2]\n"
+                                              "output y = x @ W\n")
+    assert code == 0 and "ok" in out
+    assert "warning: parameter 'V' is declared but never used" in err and "'W'" not in err
+
+
+def test_generate_without_params_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "generate", "models/char_lstm.dlm", "--length", "3", "--prompt", "a")
+    assert code == 0 and "warning: no --params: sampling from untrained, randomly initialized weights" in err

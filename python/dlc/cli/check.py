@@ -5,6 +5,7 @@ whole training graph is built), print its inputs, outputs and parameter count. `
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..program import Program
@@ -22,6 +23,16 @@ def training_line(program: Program) -> str:
              f"optimizer {spec.optimizer.name} (lr {spec.optimizer.lr:g})",
              f"{len(tg.trainable)} trainable parameter tensor{'s' * (len(tg.trainable) != 1)}"]
     return "training: " + "; ".join(p for p in parts if p)
+
+
+def unused_params(program: Program) -> list[str]:
+    """Declared parameters no node reads: a `param` line whose name was never used (likely a typo)."""
+    graphs = [program.graph]
+    if program.model.has_train_block:  # a parameter may appear only in the loss (a learned weighting)
+        graphs.append(program.trainer.training_graph("loss", program.model.dims).graph)
+    read = {p.name for g in graphs for p in g.params
+            if p.value in {v for n in g.nodes for v in n.inputs} | {v for _, v in g.outputs}}
+    return [p.name for p in program.graph.params if p.name not in read]
 
 
 def check_library(path: str) -> int:
@@ -46,6 +57,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"parameters: {param_count(program):,}")
     if training:
         print(training)
+    for name in unused_params(program):
+        print(f"{args.model}: warning: parameter '{name}' is declared but never used", file=sys.stderr)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import add_threads_argument, load_params, load_program
 
@@ -12,6 +13,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
+    else:
+        print(f"dlc: warning: no --params: sampling from untrained, randomly initialized weights (train first, "
+              f"e.g. dlc train {args.model} --data pysource --out lm.ckpt, then --params lm.ckpt)", file=sys.stderr)
     text = sample(program, args.prompt, length=args.length, temperature=args.temperature, seed=args.sample_seed)
     print(text)
     return 0
