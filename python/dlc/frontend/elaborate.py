@@ -338,8 +338,19 @@ class Elaborator:
     def ev_name(self, tree: Tree, scope: Scope) -> Any:
         tok = tree.children[0].children[0]
         if len(tree.children[0].children) > 1:
-            raise CompileError(f"'{self.dotted(tree.children[0])}' is not a value", scope.module.loc(tree))
+            return self.param_reference(self.dotted(tree.children[0]), scope, scope.module.loc(tree))
         return self.lookup(tok, scope)
+
+    def param_reference(self, dotted: str, scope: Scope, loc: Loc) -> TensorVal:
+        """`tok.weight` names a parameter of a layer defined earlier in this scope (an output head tied to an
+        embedding). It is the parameter's own value, so gradients from every use add up."""
+        full = scope.prefix + dotted
+        if full in self.param_values:
+            return TensorVal(self.param_values[full])
+        local = [n[len(scope.prefix):] for n in self.param_values if n.startswith(scope.prefix)]
+        hint = difflib.get_close_matches(dotted, local, n=1)
+        suffix = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise CompileError(f"'{dotted}' is neither a value nor a parameter defined so far{suffix}", loc)
 
     def lookup(self, tok: Token, scope: Scope) -> Any:
         name = str(tok)
