@@ -28,9 +28,9 @@ def _x() -> np.ndarray:
 def _mask_from_call(program: dlc.Program, x: np.ndarray) -> np.ndarray:
     """The kept elements at the program's current step, read from a training-mode call of `x -> dropout`."""
     probe = dlc.compile(source="input x: f64[N, 6]\noutput d = dropout(x, 0.5)\n", seed=program.seed)
-    probe._step = program.step_count  # the step that seeds the masks of the next call
-    # Both dropouts are the first of their model, so they get the same salt.
-    return probe.train()(x=x)["d"] != 0
+    # Both dropouts are the first of their model, so they get the same salt; the step seeds the masks.
+    plan = probe.compile_plan({"N": len(x)}, training=True)
+    return probe.run_plan(plan, {"x": x}, step=program.step_count, training=True)["d"] != 0
 
 
 def test_freezing_keeps_the_mask() -> None:

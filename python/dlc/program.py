@@ -14,7 +14,8 @@ parameters creates more `Trainer(program.model)`s.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from .passes import PassContext
 from .training.loop import as_named
 from .training.recipe import TrainSpec
 from .training.trainer import Trainer
+from .training.transfer import LoadReport, load_params
 
 __all__ = ["Program", "TensorSpec", "readonly_views", "spec_of"]
 
@@ -196,23 +198,37 @@ class Program:
     def optimizer_state(self) -> dict[str, np.ndarray]:
         return self.trainer.optimizer_state
 
-    def training_plan(self, kind: str, binding: Mapping[str, int]) -> tuple[LoweredPlan, Any]:
-        return self.trainer.training_plan(kind, binding)
+    def training_plan(self, kind: str, binding: Mapping[str, int], **options: Any) -> tuple[LoweredPlan, Any]:
+        return self.trainer.training_plan(kind, binding, **options)
 
-    def loss_and_grads(self, **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """The loss and its gradients by parameter (and input_grads input) name. Nothing is updated."""
-        return self.trainer.loss_and_grads(**batch)
+    def loss_and_grads(self, mode: str = "train", **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and its gradients by parameter (and input_grads input) name. Nothing is updated.
+        mode="eval": gradients of the evaluation form (dropout off, batch norm on running statistics)."""
+        return self.trainer.loss_and_grads(mode, **batch)
 
     def train_step(self, **batch: Any) -> dict[str, float]:
         """One compiled step: forward, loss, backward and the optimizer update. Returns loss and metrics."""
         return self.trainer.train_step(**batch)
 
-    def evaluate_batch(self, **batch: Any) -> dict[str, float]:
-        return self.trainer.evaluate_batch(**batch)
+    def evaluate_batch(self, attack: Any = None, **batch: Any) -> dict[str, float]:
+        return self.trainer.evaluate_batch(attack, **batch)
 
-    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Loss and metrics over a dataset in evaluation mode, averaged over samples."""
-        return self.trainer.evaluate(data, batch_size)
+    def evaluate(self, data: Any, batch_size: int | None = None, attack: Any = None) -> dict[str, float]:
+        """Loss and metrics over a dataset in evaluation mode, averaged over samples; under `attack`
+        (("fgsm", {"eps": 0.1, "clip": [0, 1]}) or ("pgd", {...})), robust ones."""
+        return self.trainer.evaluate(data, batch_size, attack)
+
+    def adversarial_examples(self, attack: Any, **batch: Any) -> np.ndarray:
+        """The adversarial inputs an FGSM or PGD attack makes from a batch (see training/adversarial.py)."""
+        return self.trainer.adversarial_examples(attack, **batch)
+
+    def load_params(self, path: str | Path, include: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                    rename: Mapping[str, str] | Sequence[tuple[str, str]] = (), strict: bool = True) -> LoadReport:
+        """Loads some of a checkpoint's parameters (transfer learning): rename prefixes, select by name
+        prefix or glob, check shapes; returns what was loaded, skipped, missing and unexpected. See
+        training/transfer.py."""
+        return load_params(self.model.param_buffers, path, include=include, exclude=exclude, rename=rename,
+                           strict=strict)
 
     def fit(self, data: Any, *, epochs: int | None = None, batch_size: int | None = None,
             validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,

@@ -17,10 +17,11 @@ from typing import Callable, Sequence
 import dlc
 
 from ..errors import CompileError, DlcError
-from . import bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, run, train
+from . import bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, run, saliency, train
 from .common import model_arguments
 
-COMMANDS: list[ModuleType] = [check, compile, run, train, bench, generate, draw, fmt, onnx_import, onnx_export]
+COMMANDS: list[ModuleType] = [check, compile, run, train, bench, generate, saliency, draw, fmt, onnx_import,
+                              onnx_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

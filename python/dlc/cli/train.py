@@ -12,6 +12,7 @@ import numpy as np
 
 from ..datafiles import check_data, is_data_file, load_data, parse_map, split
 from ..program import Program
+from . import attack_flags, init_flags
 from .common import add_threads_argument, load_params, load_program, training_data
 from .curves import add_curve_arguments, check_curve_arguments, save_curves
 
@@ -57,6 +58,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
+    loaded = init_flags.apply(program, args)
+    if loaded and not args.json:
+        print(loaded)
     train, held, held_name = datasets(program, args)
     note = span_schedule(program, args.epochs)
     if note and not args.quiet and not args.json:
@@ -98,6 +102,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (_, data), name = training_data(program, args.data, dict(args.dims)), "test"
     check_data(program, data, f"{name}")
     result = program.evaluate(data)
+    images = next((v for v in data.values() if v.dtype.kind == "f"), None)
+    chosen = attack_flags.attack(args, images) if images is not None else None
+    if chosen is not None:
+        robust = program.evaluate(data, attack=chosen)
+        result.update({f"{args.attack}_{k}": v for k, v in robust.items()})
     if args.json:
         print(json.dumps({f"test_{k}": v for k, v in result.items()}))
     else:
@@ -130,6 +139,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_argument(p)
     add_curve_arguments(p)
+    init_flags.add_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")
@@ -138,4 +148,5 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     data_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_threads_argument(p)
+    attack_flags.add_arguments(p)
     p.set_defaults(func=cmd_eval)

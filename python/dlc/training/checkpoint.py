@@ -63,12 +63,18 @@ def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
     atomic_write_safetensors(tensors, metadata, path)
 
 
+def verified_tensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A checkpoint's tensors and metadata, after checking its format and checksum."""
+    tensors, metadata = read_safetensors(path, expected_format)
+    if metadata.get("sha256") != _digest(tensors):
+        raise CheckpointError(f"{path}: checksum mismatch; the file is corrupt")
+    return tensors, metadata
+
+
 def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray]) -> tuple[int, int]:
     """Checks the whole file against the model, then copies it into the live `params` buffers (in place:
     compiled plans point at them) and `opt` (new optimizer state is added). Returns (step, epoch)."""
-    tensors, metadata = read_safetensors(path, FORMAT)
-    if metadata.get("sha256") != _digest(tensors):
-        raise CheckpointError(f"{path}: checksum mismatch; the file is corrupt")
+    tensors, metadata = verified_tensors(path, FORMAT)
     try:
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
     except (KeyError, ValueError):

@@ -15,6 +15,8 @@
         early_stopping = early_stopping(patience=5, monitor="val_loss", restore_best=true)
         augment = augment(crop=2, flip=true, rotate=10, scale=0.1)   # image batches (NCHW), seeded
         on_nonfinite = "error"                                  # or "skip": a NaN/inf loss or gradient
+        adversarial = pgd(eps=0.1, steps=7, clip=[0, 1])               # or fgsm(eps=0.1, clean_fraction=0.5)
+        init = load_params(path="pre.ckpt", include=["backbone"])      # before the first step; path from the file
     }
 
 Other assignments in the block define tensors (intermediate terms of the loss, for example); one whose name
@@ -37,6 +39,7 @@ from ..frontend.modules import Module
 from ..frontend.parser import parse
 from ..augment import Augment
 from ..ops.optim import OPTIMIZERS
+from .adversarial import Attack, as_attack, make_attack
 
 SCHEDULES: dict[str, dict[str, float]] = {
     "constant": {"warmup": 0},
@@ -47,7 +50,8 @@ SCHEDULES: dict[str, dict[str, float]] = {
 EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
 OPTIMIZER_NAMES = (*OPTIMIZERS, "adamw")
 CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
-               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment", "on_nonfinite")
+               "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment", "on_nonfinite",
+               "adversarial", "init")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class TrainSpec:
     early_stopping: dict[str, Any] | None = None
     augment: Augment | None = None
     on_nonfinite: str = "error"  # a NaN/inf loss or gradient: "error" stops naming the step, "skip" skips it
+    adversarial: Attack | None = None
+    init: dict[str, Any] | None = None  # load_params arguments applied before the first step (transfer learning)
 
 
 def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
@@ -122,6 +128,29 @@ def make_schedule(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, 
             raise ValueError(f"schedule {name} takes no argument '{key}' (it takes: {', '.join(out)})")
         out[key] = float(value)
     return name, out
+
+
+def make_init(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks the arguments of the recipe's `init = load_params(...)` (see training/transfer.py)."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("path"), str):
+        raise ValueError('init needs the checkpoint: load_params(path="pre.ckpt", ...)')
+    known = ("path", "include", "exclude", "rename", "strict")
+    out: dict[str, Any] = {"path": value["path"], "include": None, "exclude": [], "rename": [], "strict": True}
+    for key, item in value.items():
+        if key not in known:
+            raise ValueError(f"load_params takes no argument '{key}' (it takes: {', '.join(known)})")
+        if key in ("include", "exclude") and item is not None and (
+                not isinstance(item, (list, tuple)) or not all(isinstance(v, str) for v in item)):
+            raise ValueError(f"load_params: {key} is a list of names or globs")
+        if key == "rename":
+            pairs = list(item.items()) if isinstance(item, Mapping) else [tuple(p) for p in item]
+            if not all(len(p) == 2 and all(isinstance(v, str) for v in p) for p in pairs):
+                raise ValueError("load_params: rename is a list of [old_prefix, new_prefix] pairs")
+            item = pairs
+        if key == "strict" and not isinstance(item, bool):
+            raise ValueError("load_params: strict is true or false")
+        out[key] = list(item) if key in ("include", "exclude") and item is not None else item
+    return out
 
 
 def make_early_stopping(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,8 +232,16 @@ class RecipeReader:
         elif key == "input_grads":
             names = self.input_names(expr)
             spec.input_grads = names
-        elif key in ("optimizer", "schedule", "early_stopping", "augment"):
+        elif key in ("optimizer", "schedule", "early_stopping", "augment", "adversarial", "init"):
             name, kwargs = self.config_call(expr)
+            if key == "adversarial":
+                spec.adversarial = make_attack(name, kwargs)
+                return
+            if key == "init":
+                if name != "load_params":
+                    raise ValueError('use load_params(path="pre.ckpt", include=[...], exclude=[...], rename=[...])')
+                self.override(spec, "init", kwargs)
+                return
             if key == "augment":
                 if name != "augment":
                     raise ValueError("use augment(crop=..., flip=..., rotate=..., scale=...)")
@@ -265,6 +302,10 @@ class RecipeReader:
             spec.optimizer = value if isinstance(value, OptimizerConfig) else _named_config(value, make_optimizer)
         elif key == "schedule":
             spec.schedule = _named_config(value, make_schedule)
+        elif key == "init":
+            spec.init = None if value is None else make_init(value)
+        elif key == "adversarial":
+            spec.adversarial = None if value is None else as_attack(value)
         elif key == "early_stopping":
             spec.early_stopping = None if value is None else make_early_stopping(value if isinstance(value, dict) else {})
         elif key in ("loss", "metrics"):

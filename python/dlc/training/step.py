@@ -4,7 +4,8 @@
 - "grads": forward, loss, backward; outputs the loss and the gradients, for `loss_and_grads`;
 - "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`;
 - "apply": the optimizer update alone, reading the gradients as inputs named `grad:<parameter>`: with "grads"
-  it splits a step in two so that something can happen to the gradients in between (an allreduce).
+  it splits a step in two so that something can happen to the gradients in between (an allreduce);
+- "attack": the adversarial examples of an attack (see adversarial.py), for `adversarial_examples`.
 
 Regularization terms join the loss before differentiation; frozen parameters get no gradient and no update.
 """
@@ -12,13 +13,16 @@ Regularization terms join the loss before differentiation; frozen parameters get
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..autodiff import backward
 from ..errors import DlcError
 from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
 from ..ops.optim import OPTIMIZERS
-from ..passes.eval_mode import freeze_normalization
+from ..passes import PassContext
+from ..passes.eval_mode import freeze_normalization, strip_training_only
+from .adversarial import Attack, add_attack
 from .recipe import RecipeReader, TrainSpec
 
 if TYPE_CHECKING:
@@ -35,8 +39,12 @@ class TrainingGraph:
     trainable: list[str]  # parameters the optimizer updates
 
 
-def matches(name: str, prefixes: list[str]) -> bool:
-    return any(name == p or name.startswith(p + ".") or name.startswith(p + "/") for p in prefixes)
+def matches(name: str, patterns: list[str]) -> bool:
+    """Whether a hierarchical name falls under any pattern: a name prefix ("backbone" covers backbone.c1.weight
+    and its optimizer state backbone.c1.weight/adam.m) or a glob ("c[12].*", "*.bias")."""
+    owner = name.split("/")[0]
+    return any(fnmatchcase(owner, p) if any(c in p for c in "*?[") else
+               (name == p or name.startswith(p + ".") or name.startswith(p + "/")) for p in patterns)
 
 
 def read_spec(model: "CompiledModel", overrides: Mapping[str, Any],
@@ -72,8 +80,11 @@ def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spe
     return loss
 
 
-def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping[str, int],
-          kind: str) -> TrainingGraph:
+def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping[str, int], kind: str,
+          mode: str = "train", attack: Attack | None = None, recipe_attack: bool | None = None) -> TrainingGraph:
+    """mode="eval" differentiates the evaluation form (dropout off, batch norm on running statistics).
+    `attack` makes the model read adversarial inputs built in the same graph; `recipe_attack` (default: for
+    "step") uses the recipe's `adversarial` instead. kind "attack" outputs the adversarial inputs alone."""
     b, spec = read_spec(model, overrides, binding)
     graph0 = b.build()
     params = trainable_params(graph0, spec)
@@ -89,11 +100,24 @@ def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping
         return TrainingGraph(ab.build(), spec, [], [p.name for p in params])
     frozen = {p.value for p in graph0.params if p.kind == "param" and matches(p.name, spec.freeze)}
     if frozen:
-        b = GraphBuilder(freeze_normalization(graph0, frozen))
-        b.outputs = list(graph0.outputs)
+        graph0 = freeze_normalization(graph0, frozen)
+    # Loss and metrics travel as outputs through the rewrites below, which may renumber them.
+    graph0 = replace(graph0, outputs=(("loss", spec.loss),) + tuple(spec.metrics))
+    if mode == "eval":
+        graph0 = strip_training_only(graph0, PassContext(training=False))
+    if attack is None and (kind == "step" if recipe_attack is None else recipe_attack):
+        attack = spec.adversarial
+    if attack is not None:
+        graph0, attacked = add_attack(graph0, spec.loss, attack)
+    b = GraphBuilder(graph0)
     b.loc, b.scope = None, ""
-    loss = _add_regularization(b, spec.loss, params, spec) if kind != "loss" else spec.loss
-    outputs = [("loss", loss)] + [(name, v) for name, v in spec.metrics]
+    if kind == "attack":  # the adversarial examples themselves
+        b.outputs = [("adversarial", attacked)]
+        return TrainingGraph(b.build(), spec, [], [p.name for p in params])
+    loss = graph0.outputs[0][1]
+    metrics = list(graph0.outputs[1:])
+    loss = _add_regularization(b, loss, params, spec) if kind != "loss" else loss
+    outputs = [("loss", loss)] + metrics
     if kind == "loss":
         b.outputs = outputs
         return TrainingGraph(b.build(), spec, [], [p.name for p in params])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -40,7 +41,9 @@ from ..passes import PassContext, run_pipeline
 from . import step as step_graphs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import EarlyStopping, as_named, batches
+from .adversarial import as_attack
 from .recipe import RecipeReader, TrainSpec
+from .transfer import load_params
 from .schedules import learning_rate
 
 GradientHook = Callable[[np.ndarray], None]
@@ -115,17 +118,21 @@ class Trainer:
 
     # ---- plans ----
 
-    def training_graph(self, kind: str, binding: Mapping[str, int]) -> step_graphs.TrainingGraph:
-        """The training graph of one kind for a binding, before any pass (not compiled, not cached)."""
-        return step_graphs.build(self.model, self._overrides, binding, kind)
+    def training_graph(self, kind: str, binding: Mapping[str, int], **options: Any) -> step_graphs.TrainingGraph:
+        """The training graph of one kind for a binding, before any pass (not compiled, not cached). Options:
+        mode="eval", attack=Attack, recipe_attack=bool (see step.build)."""
+        return step_graphs.build(self.model, self._overrides, binding, kind, **options)
 
-    def training_plan(self, kind: str, binding: Mapping[str, int]) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
-        """The compiled plan of one kind ("loss", "grads", "step", "apply"; see step.py) for a binding."""
-        key = (kind, tuple(sorted(binding.items())))
+    def training_plan(self, kind: str, binding: Mapping[str, int],
+                      **options: Any) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
+        """The compiled plan of one kind ("loss", "grads", "step", "apply", "attack"; see step.py) for a
+        binding and the options of training_graph."""
+        key = (kind, tuple(sorted(binding.items())), tuple(sorted(options.items())))
         with self.model.lock:
             if key not in self._plans:
-                tg = self.training_graph(kind, binding)
-                graph = run_pipeline(tg.graph, PassContext(training=kind != "loss", fuse=self.model.fuse))
+                tg = self.training_graph(kind, binding, **options)
+                training = kind not in ("loss", "attack") and options.get("mode", "train") == "train"
+                graph = run_pipeline(tg.graph, PassContext(training=training, fuse=self.model.fuse))
                 self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph)), tg)
             return self._plans[key]
 
@@ -148,12 +155,15 @@ class Trainer:
 
     # ---- one batch ----
 
-    def loss_and_grads(self, **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grads(self, mode: str = "train", **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
         """The loss and its gradients: every trainable parameter by name, plus the inputs listed in
-        input_grads by input name. Nothing is updated."""
+        input_grads by input name. Nothing is updated. mode="eval" differentiates the evaluation form:
+        dropout off, batch norm on its running statistics (saliency maps of the deployed model)."""
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         arrays, binding = self._prepare(batch)
-        lowered, _ = self.training_plan("grads", binding)
-        out = self.model.run_plan(lowered, arrays, step=self._step, training=True)
+        lowered, _ = self.training_plan("grads", binding, mode=mode)
+        out = self.model.run_plan(lowered, arrays, step=self._step, training=mode == "train")
         grads = {k[len("grad:"):]: v for k, v in out.items() if k.startswith("grad:")}
         return float(out["loss"]), grads
 
@@ -216,7 +226,7 @@ class Trainer:
         trainable parameter's gradient into the gradient region. Returns loss and metrics; updates nothing."""
         with self.model.lock:
             arrays, binding = self._prepare(batch)
-            lowered, tg = self.training_plan("grads", binding)
+            lowered, tg = self.training_plan("grads", binding, recipe_attack=True)
             views = self._gradient_region(tg.trainable)
             out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
                                       out={f"grad:{n}": v for n, v in views.items()})
@@ -234,23 +244,32 @@ class Trainer:
             self._step += 1
             return lr
 
-    def evaluate_batch(self, **batch: Any) -> dict[str, float]:
+    def evaluate_batch(self, attack: Any = None, **batch: Any) -> dict[str, float]:
+        """Loss and metrics of one batch in evaluation mode; with `attack` (("fgsm", {"eps": 0.1}), see
+        adversarial.py), on the adversarial examples made from it (robust metrics)."""
         arrays, binding = self._prepare(batch)
-        lowered, _ = self.training_plan("loss", binding)
+        lowered, _ = self.training_plan("loss", binding, attack=None if attack is None else as_attack(attack))
         out = self.model.run_plan(lowered, arrays, step=self._step, training=False)
         return {k: float(v) for k, v in out.items()}
 
+    def adversarial_examples(self, attack: Any, **batch: Any) -> np.ndarray:
+        """The inputs an attack makes from a batch (FGSM or PGD against the evaluation form)."""
+        arrays, binding = self._prepare(batch)
+        lowered, _ = self.training_plan("attack", binding, attack=as_attack(attack))
+        return self.model.run_plan(lowered, arrays, step=self._step, training=False)["adversarial"]
+
     # ---- whole datasets ----
 
-    def evaluate(self, data: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Loss and metrics over a dataset in evaluation mode, averaged over samples."""
+    def evaluate(self, data: Any, batch_size: int | None = None, attack: Any = None) -> dict[str, float]:
+        """Loss and metrics over a dataset in evaluation mode, averaged over samples (robust ones under an
+        `attack`)."""
         _check_count("batch_size", batch_size, 1)
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
         size = batch_size if batch_size is not None else self.spec().batch_size or 256
         totals: dict[str, float] = {}
         for idx in batches(n, size, np.arange(n)):
-            out = self.evaluate_batch(**{k: v[idx] for k, v in arrays.items()})
+            out = self.evaluate_batch(attack, **{k: v[idx] for k, v in arrays.items()})
             for k, v in out.items():
                 totals[k] = totals.get(k, 0.0) + v * len(idx)
         return {k: v / n for k, v in totals.items()}
@@ -265,6 +284,8 @@ class Trainer:
         _check_count("epochs", epochs, 0)
         _check_count("batch_size", batch_size, 1)
         spec = self.spec()
+        if spec.init is not None and self._step == 0:  # the recipe's init: before the first step only
+            self._load_init(spec.init)
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
         epochs = epochs if epochs is not None else (spec.epochs or 1)
@@ -289,6 +310,13 @@ class Trainer:
             if end is not None:
                 end(self)
         return history
+
+    def _load_init(self, init: Mapping[str, Any]) -> None:
+        path = Path(init["path"])
+        if not path.is_absolute():  # relative to the model file, as imports are
+            path = Path(self.model.module.filename).parent / path
+        load_params(self.model.param_buffers, path, include=init["include"], exclude=init["exclude"],
+                    rename=init["rename"], strict=init["strict"])
 
     def _epoch_logs(self, arrays: dict[str, np.ndarray], n: int, size: int, spec: TrainSpec, shuffle: bool,
                     verbose: bool, validation: Any) -> dict[str, float]:
