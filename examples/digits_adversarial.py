@@ -39,7 +39,7 @@ def main() -> None:
         program = dlc.compile(MODEL, seed=0)
         train = for_model(program, *ds.train)
         test = for_model(program, *ds.test)
-        steps = args.epochs * -(-len(train[0]) // 64)
+        steps = args.epochs * -(-len(train["x"]) // 64)
         program.configure(schedule=("cosine", {"steps": steps, "warmup": 50}), adversarial=attack)
         program.fit(train, epochs=args.epochs, verbose=False)
         results[name] = report(program, test)

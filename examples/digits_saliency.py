@@ -31,7 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     ds = digits()
     program = dlc.compile(MODEL, seed=0)
-    x, y = for_model(program, *ds.test)
+    test = for_model(program, *ds.test)
+    x, y = test["x"], test["y"]
     if args.params is not None:
         program.load_checkpoint(str(args.params))
     else:
