@@ -107,11 +107,14 @@ def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping
         graph0 = strip_training_only(graph0, PassContext(training=False))
     if attack is None and (kind == "step" if recipe_attack is None else recipe_attack):
         attack = spec.adversarial
+    attacked = None
     if attack is not None:
-        graph0, attacked = add_attack(graph0, spec.loss, attack)
+        graph0, attacked = add_attack(graph0, graph0.outputs[0][1], attack)
     b = GraphBuilder(graph0)
     b.loc, b.scope = None, ""
     if kind == "attack":  # the adversarial examples themselves
+        if attacked is None:
+            raise DlcError("an 'attack' graph needs an attack")
         b.outputs = [("adversarial", attacked)]
         return TrainingGraph(b.build(), spec, [], [p.name for p in params])
     loss = graph0.outputs[0][1]
