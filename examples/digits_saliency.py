@@ -5,7 +5,7 @@ for --epochs), computes vanilla and SmoothGrad saliency for the predicted class 
 the share of each map's absolute mass that falls on pixels brighter than the image's mean (the strokes),
 averaged over the test set. Writes a picture of the first images and their SmoothGrad maps.
 
-    python examples/digits_saliency.py [--params CKPT] [-o docs/images/saliency.png]
+    python examples/digits_saliency.py [--params CKPT] [-o docs/img/saliency.png]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, help="a digits_cnn checkpoint (default: train one)")
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("-o", "--out", type=Path, default=Path("docs/images/saliency.png"))
+    parser.add_argument("-o", "--out", type=Path, default=Path("docs/img/saliency.png"))
     args = parser.parse_args()
     ds = digits()
     program = dlc.compile(MODEL, seed=0)
