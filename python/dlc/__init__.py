@@ -10,14 +10,16 @@ import os
 from typing import Mapping
 
 from . import _core
-from .errors import CheckpointError, CompileError, DlcError, NonFiniteError
+from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, NonFiniteError
+from .lower import set_arena_limit
 from .model import CompiledModel
 from .program import Program, TensorSpec
 from .threads import default_num_threads
 from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
-           "DlcError", "CheckpointError", "NonFiniteError", "load_module", "CompiledModel", "Trainer"]
+           "DlcError", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
+           "CompiledModel", "Trainer"]
 __version__ = "0.1.0"
 
 

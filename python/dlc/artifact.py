@@ -35,7 +35,7 @@ from safetensors.numpy import save
 from .atomic_file import write_atomically
 from .errors import CheckpointError, DlcError
 from .ir import DTYPES, np_dtype
-from .model import CompiledModel, TensorSpec, spec_of
+from .model import CompiledModel, TensorSpec, describe_dtype, spec_of
 
 if TYPE_CHECKING:
     from .program import Program
@@ -136,7 +136,7 @@ class LoadedProgram:
             expected = np_dtype(spec.dtype)
             if arr.dtype != expected:
                 raise ValueError(f"input '{name}': expected dtype {spec.dtype} ({expected.name}), got "
-                                 f"{arr.dtype.name}; convert it with .astype(np.{expected.name})")
+                                 f"{describe_dtype(arr.dtype)}; convert it with .astype(np.{expected.name})")
             if arr.ndim != len(spec.shape):
                 raise ValueError(f"input '{name}': expected rank {len(spec.shape)} ({spec}), "
                                  f"got an array of shape {arr.shape}")

@@ -69,3 +69,8 @@ class CheckpointError(DlcError):
 
 class NonFiniteError(DlcError):
     """A training step whose loss or gradients are NaN or infinite; the update was not applied."""
+
+
+class ArenaLimitError(DlcError):
+    """A plan whose working memory (its arena) exceeds the limit (dlc.set_arena_limit; default: the machine's
+    physical memory), refused before anything is allocated."""

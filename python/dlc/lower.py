@@ -12,6 +12,7 @@ only, and the planner's figures describe it (docs/optimizer.md explains the choi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from . import _core
 from .dims import is_concrete
-from .errors import DlcError
+from .errors import ArenaLimitError, DlcError
 from .ewprogram import MAX_INPUTS, ProgramBuilder, input_ref
 from .ir import DTYPE_CODES, Graph, Node, TensorType
 from .memory_plan import Buffer, MemoryPlan, align, plan_memory
@@ -53,6 +54,26 @@ class StepInfo:
     nodes: int
 
 
+_arena_limit: int | None = None  # None: the machine's physical memory
+
+
+def set_arena_limit(nbytes: int | None) -> None:
+    """The largest arena a plan may have, in bytes, for every later compile (None: physical memory)."""
+    global _arena_limit
+    if nbytes is not None and (isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0):
+        raise ValueError(f"the arena limit is a number of bytes or None, got {nbytes!r}")
+    _arena_limit = nbytes
+
+
+def arena_limit() -> int:
+    if _arena_limit is not None:
+        return _arena_limit
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf: do not guess a limit
+        return 2 ** 62
+
+
 @dataclass
 class PlanRecipe:
     """Everything needed to rebuild the C++ plan, in plain data: what compiled artifacts store."""
@@ -73,6 +94,11 @@ class PlanRecipe:
         return len(self.consts) - 1
 
     def build(self) -> Any:
+        limit = arena_limit()
+        if self.arena_bytes > limit:
+            raise ArenaLimitError(f"the plan needs an arena of {self.arena_bytes:,} bytes "
+                                  f"({self.arena_bytes / 2 ** 30:.1f} GiB), over the limit of {limit:,} bytes; "
+                                  "use smaller dimensions, or raise the limit with dlc.set_arena_limit")
         plan = _core.Plan(self.arena_bytes)
         for array in self.consts:
             plan.add_const(np.ascontiguousarray(array))

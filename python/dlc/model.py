@@ -22,10 +22,12 @@ import numpy as np
 
 from . import initializers
 from .dims import Sym, substitute
+from .errors import ArenaLimitError
 from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
 from .ir import Graph, TensorType, np_dtype
 from .lower import LoweredPlan, lower
+from .plan_cache import PlanCache
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
 
@@ -65,6 +67,15 @@ def unbound_error(names: list[str]) -> ValueError:
                       f"(dims={{{dims}}} in Python)")
 
 
+def describe_dtype(dtype: np.dtype) -> str:
+    """A dtype as errors name it: byte order included when it is not the machine's, since a big-endian
+    float32 and a native one have the same name."""
+    if dtype.byteorder not in ("=", "|") and dtype.byteorder != np.dtype(dtype.name).byteorder:
+        order = "big-endian" if dtype.byteorder == ">" else "little-endian"
+        return f"{order} {dtype.name} ({dtype.str!r})"
+    return dtype.name
+
+
 def only_used_inputs(graph: Graph) -> Graph:
     """Drops the inputs no node reads (labels the inference graph does not need, say)."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
@@ -91,7 +102,7 @@ class CompiledModel:
             shape = tuple(int(d) for d in p.type.shape)
             self._params[p.name] = initializers.initialize(p.init, shape, np_dtype(p.type.dtype), seed, p.name,
                                                            p.fans)
-        self._plans: dict[tuple[Any, ...], LoweredPlan] = {}
+        self._plans: PlanCache[LoweredPlan] = PlanCache()
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None
         self.input_dtypes = {n: np_dtype(self._graph.values[v].dtype) for n, v in self._graph.inputs}
@@ -174,7 +185,7 @@ class CompiledModel:
     def _convert(self, name: str, arr: np.ndarray, dtype: str, expected: np.dtype) -> np.ndarray:
         """NumPy's defaults (int64 labels, float64 features) and float16 are converted unless strict_dtypes:
         any integer array whose values fit an integer input, any float array for a float input."""
-        refuse = (f"input '{name}': expected dtype {dtype} ({expected.name}), got {arr.dtype.name}; "
+        refuse = (f"input '{name}': expected dtype {dtype} ({expected.name}), got {describe_dtype(arr.dtype)}; "
                   f"convert it with .astype(np.{expected.name})")
         if self.strict_dtypes:
             raise ValueError(refuse + " (strict_dtypes=True refuses conversions)")
@@ -255,7 +266,10 @@ class CompiledModel:
         """Lowers an optimized graph whose persistent tensors are the parameters plus `extra` (arrays the caller
         owns and keeps alive, e.g. optimizer state), and points the plan at their memory."""
         persistent = {**self._params, **(extra or {})}
-        lowered = lower(graph, list(persistent))
+        try:
+            lowered = lower(graph, list(persistent))
+        except ArenaLimitError as e:
+            raise ArenaLimitError(f"model {self.module.filename}: {e}") from None
         lowered.plan.set_persistent(list(persistent.values()))
         return lowered
 

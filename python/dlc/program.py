@@ -22,6 +22,7 @@ import numpy as np
 from .frontend.modules import Module
 from .ir import Graph
 from .lower import LoweredPlan
+from .plan_cache import PlanCache
 from .model import CompiledModel, TensorSpec, readonly_views, spec_of
 from .passes import PassContext
 from .training.loop import as_named
@@ -39,7 +40,7 @@ class Program:
         self.trainer = Trainer(self.model)
         self._training = False
         self._last_binding: dict[str, int] = {}
-        self._by_call_key: dict[tuple[Any, ...], LoweredPlan] = {}
+        self._by_call_key: PlanCache[LoweredPlan] = PlanCache()  # holds plans alive: bounded too
 
     # ---- description ----
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..augment import rng_for
 from ..errors import DlcError, NonFiniteError
 from ..lower import LoweredPlan
+from ..plan_cache import PlanCache
 from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline
 from . import step as step_graphs
@@ -56,7 +57,7 @@ class Trainer:
         self._overrides: dict[str, Any] = {}
         self._step = 0
         self._epoch = 0
-        self._plans: dict[tuple[Any, ...], tuple[LoweredPlan, step_graphs.TrainingGraph]] = {}
+        self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
         self._gradients: np.ndarray | None = None
         self._grad_views: dict[str, np.ndarray] = {}
         self.gradient_hook: GradientHook | None = None
