@@ -25,8 +25,12 @@ void require_contiguous(const py::array& a, const std::string& what) {
   if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(what + " must be C-contiguous");
 }
 
+// Data-parallel runs: sample_offset and local_batch place this shard in the global batch (dropout masks);
+// sum_across_ranks(values), when given, sums a float64 array over the ranks in place with the GIL held
+// (synchronized batch norm), and shard_weight is the shard's share of the global batch.
 py::list run_plan(PyPlan& self, const std::vector<py::array>& inputs, const std::vector<py::array>& outputs,
-                  uint64_t seed, uint64_t step, bool training, bool profile) {
+                  uint64_t seed, uint64_t step, bool training, bool profile, int64_t sample_offset,
+                  int64_t local_batch, const py::object& sum_across_ranks, double shard_weight) {
   std::vector<const void*> in_ptrs;
   std::vector<size_t> in_bytes;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -49,6 +53,18 @@ py::list run_plan(PyPlan& self, const std::vector<py::array>& inputs, const std:
   ctx.seed = seed;
   ctx.step = step;
   ctx.training = training;
+  ctx.sample_offset = sample_offset;
+  ctx.local_batch = local_batch;
+  ctx.shard_weight = shard_weight;
+  RankSum across;
+  if (!sum_across_ranks.is_none()) {
+    across = [&sum_across_ranks](double* values, int64_t n) {
+      py::gil_scoped_acquire gil;
+      py::capsule no_owner(values, [](void*) {});
+      sum_across_ranks(py::array_t<double>({static_cast<py::ssize_t>(n)}, values, no_owner));
+    };
+    ctx.sum_across_ranks = &across;
+  }
   std::vector<double> times;
   {
     py::gil_scoped_release release;
@@ -114,7 +130,8 @@ PYBIND11_MODULE(_core, m) {
       .def("set_outputs", [](PyPlan& p, std::vector<int32_t> s) { p.plan.set_outputs(std::move(s)); })
       .def("set_num_inputs", [](PyPlan& p, int n) { p.plan.set_num_inputs(n); })
       .def("run", &run_plan, py::arg("inputs"), py::arg("outputs"), py::arg("seed") = 0, py::arg("step") = 0,
-           py::arg("training") = false, py::arg("profile") = false)
+           py::arg("training") = false, py::arg("profile") = false, py::arg("sample_offset") = 0,
+           py::arg("local_batch") = 0, py::arg("sum_across_ranks") = py::none(), py::arg("shard_weight") = 1.0)
       .def_property_readonly("arena_bytes", [](PyPlan& p) { return p.plan.arena_bytes(); })
       .def_property_readonly("num_steps", [](PyPlan& p) { return p.plan.steps().size(); });
 

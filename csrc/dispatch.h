@@ -3,6 +3,7 @@
 // so an unknown pair is a clear error at compile time and costs nothing per call.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,22 @@ enum class Device : int32_t { CPU = 0, CUDA = 1 };
 
 // Per-run facts a kernel may need besides its operands: the training-step counter and seed make dropout
 // masks a pure function of (seed, step, op, element), so a resumed run draws the same masks.
+// Sums n doubles over every data-parallel rank, in place (an MPI allreduce, called from the run's thread).
+using RankSum = std::function<void(double* values, int64_t n)>;
+
+// A data-parallel rank runs rows [sample_offset, sample_offset + local_batch) of the global batch; dropout
+// shifts its element indices by the samples before them, so every rank draws the masks one process running
+// the whole batch would (local_batch 0: a plain run). With sum_across_ranks set, batch normalization uses
+// statistics of the global batch (synchronized); shard_weight is local_batch / global batch, the weight the
+// rank's gradients get when they are averaged.
 struct RunContext {
   uint64_t seed = 0;
   uint64_t step = 0;
   bool training = false;
+  int64_t sample_offset = 0;
+  int64_t local_batch = 0;
+  const RankSum* sum_across_ranks = nullptr;
+  double shard_weight = 1.0;
 };
 
 struct KernelArgs {

@@ -74,3 +74,8 @@ class NonFiniteError(DlcError):
 class ArenaLimitError(DlcError):
     """A plan whose working memory (its arena) exceeds the limit (dlc.set_arena_limit; default: the machine's
     physical memory), refused before anything is allocated."""
+
+
+class DistributedError(DlcError):
+    """A data-parallel job that cannot run as asked: MPI missing, or ranks that disagree about the model, the
+    data or the settings. Raised on every rank at once, so no rank is left waiting."""

@@ -30,6 +30,7 @@ from .lower import LoweredPlan, lower
 from .plan_cache import PlanCache
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
+from .shard import Shard
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,11 @@ class CompiledModel:
         return lowered
 
     def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], *, step: int = 0,
-                 training: bool = False, out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                 training: bool = False, out: Mapping[str, np.ndarray] | None = None,
+                 shard: Shard | None = None) -> dict[str, np.ndarray]:
         """Runs a plan in one C++ call. `step` seeds dropout masks; `out` may give preallocated, C-contiguous
-        arrays (views into a larger buffer work) for some outputs, which the plan writes in place."""
+        arrays (views into a larger buffer work) for some outputs, which the plan writes in place; `shard`
+        places the batch in a data-parallel global batch (dlc/shard.py)."""
         for name in lowered.input_names:
             if name not in arrays:
                 raise ValueError(f"missing input '{name}'")
@@ -284,5 +287,6 @@ class CompiledModel:
         outs = [given[n] if n in given else np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype))
                 for n, t in zip(lowered.output_names, lowered.output_types)]
         ins = [arrays[n] for n in lowered.input_names]
-        lowered.plan.run(ins, outs, seed=self.seed, step=step, training=training)
+        lowered.plan.run(ins, outs, seed=self.seed, step=step, training=training,
+                         **(shard.run_arguments() if shard is not None else {}))
         return dict(zip(lowered.output_names, outs))

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <vector>
 
 #include "kernels/conv/conv.h"
 #include "runtime/thread_pool.h"
@@ -73,6 +74,9 @@ void check_channels(const KernelArgs& a, int in_end) {
 
 bool parallel(const Tensor& x) { return x.numel() > conv::kParallelWork; }
 
+// Two passes over each channel, the mean then the squared deviations from it (avoiding the cancellation of
+// E[x^2] - E[x]^2). Synchronized (ctx->sum_across_ranks): the sums and the count are summed over the ranks
+// after each pass, so every rank normalizes with the global batch's statistics.
 template <class T>
 void bn_train(const KernelArgs& a) {
   kernel_check(a.n_floats == 2, "batch_norm_train floats");
@@ -82,16 +86,25 @@ void bn_train(const KernelArgs& a) {
   const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *beta = a.in[2].ptr<T>();
   T *rmean = a.in[3].ptr<T>(), *rvar = a.in[4].ptr<T>();
   T *y = a.out[0].ptr<T>(), *mean = a.out[1].ptr<T>(), *invstd = a.out[2].ptr<T>();
-  const int64_t count = l.N * l.inner;
+  const RankSum* across = a.ctx ? a.ctx->sum_across_ranks : nullptr;
+  std::vector<double> sum(l.C + 1), dev(l.C);
+  parallel_items(l.C, [&](int64_t c, int) {
+    sum[c] = channel_sums<T, 1>(l, c, [x](int64_t i) { return std::array<T, 1>{x[i]}; })[0];
+  }, parallel(X));
+  sum[l.C] = static_cast<double>(l.N * l.inner);
+  if (across) (*across)(sum.data(), l.C + 1);
+  const double count = sum[l.C];
   if (count == 0) return;
   parallel_items(l.C, [&](int64_t c, int) {
-    // Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
-    const double mu = channel_sums<T, 1>(l, c, [x](int64_t i) { return std::array<T, 1>{x[i]}; })[0] / count;
-    const T mu_t = static_cast<T>(mu);
-    const double var = channel_sums<T, 1>(l, c, [x, mu_t](int64_t i) {
-                         const T d = x[i] - mu_t;
-                         return std::array<T, 1>{d * d};
-                       })[0] / count;
+    const T mu_t = static_cast<T>(sum[c] / count);
+    dev[c] = channel_sums<T, 1>(l, c, [x, mu_t](int64_t i) {
+               const T d = x[i] - mu_t;
+               return std::array<T, 1>{d * d};
+             })[0];
+  }, parallel(X));
+  if (across) (*across)(dev.data(), l.C);
+  parallel_items(l.C, [&](int64_t c, int) {
+    const double mu = sum[c] / count, var = dev[c] / count;
     const double rs = 1.0 / std::sqrt(var + eps);
     const T scale = static_cast<T>(rs * gamma[c]), shift = static_cast<T>(beta[c] - mu * rs * gamma[c]);
     for (int64_t n = 0; n < l.N; ++n) {
@@ -125,6 +138,9 @@ void bn_eval(const KernelArgs& a) {
 
 // With xhat = (x - mean) * invstd over the m = N * inner values of a channel:
 //   gbeta = sum gy,  ggamma = sum gy * xhat,  gx = gamma * invstd * (gy - gbeta / m - xhat * ggamma / m).
+// Synchronized, gy is the gradient of this rank's loss, which enters the global loss with weight w (the
+// rank's shard_weight), and the rank's gradients are later weighted by w: so the two sums in gx are the
+// w-weighted sums over all ranks divided by w, m is the global count, and gbeta and ggamma stay this rank's.
 template <class T>
 void bn_grad(const KernelArgs& a) {
   const Tensor& X = a.in[0];
@@ -132,21 +148,35 @@ void bn_grad(const KernelArgs& a) {
   const T *x = X.ptr<T>(), *gamma = a.in[1].ptr<T>(), *mean = a.in[2].ptr<T>(), *invstd = a.in[3].ptr<T>();
   const T* gy = a.in[4].ptr<T>();
   T *gx = a.out[0].ptr<T>(), *ggamma = a.out[1].ptr<T>(), *gbeta = a.out[2].ptr<T>();
-  const int64_t count = l.N * l.inner;
+  const RankSum* across = a.ctx ? a.ctx->sum_across_ranks : nullptr;
+  std::vector<double> sums(2 * l.C + 1);
+  parallel_items(l.C, [&](int64_t c, int) {
+    const T mu = mean[c];
+    // One pass for both sums; sum gy * xhat = invstd * sum gy * (x - mean).
+    const std::array<double, 2> s = channel_sums<T, 2>(l, c, [=](int64_t i) {
+      return std::array<T, 2>{gy[i], gy[i] * (x[i] - mu)};
+    });
+    sums[c] = s[0];
+    sums[l.C + c] = s[1] * static_cast<double>(invstd[c]);
+    gbeta[c] = static_cast<T>(sums[c]);
+    ggamma[c] = static_cast<T>(sums[l.C + c]);
+  }, parallel(X));
+  sums[2 * l.C] = static_cast<double>(l.N * l.inner);
+  double unweight = 1.0;
+  if (across) {
+    const double w = a.ctx->shard_weight;
+    for (int64_t k = 0; k < 2 * l.C; ++k) sums[k] *= w;
+    (*across)(sums.data(), 2 * l.C + 1);
+    unweight = 1.0 / w;
+  }
+  const double count = sums[2 * l.C];
+  if (count == 0 || l.N * l.inner == 0) return;
   parallel_items(l.C, [&](int64_t c, int) {
     const double rs = invstd[c];
     const T mu = mean[c];
-    // One pass for both sums; sum gy * xhat = invstd * sum gy * (x - mean).
-    const std::array<double, 2> sums = channel_sums<T, 2>(l, c, [=](int64_t i) {
-      return std::array<T, 2>{gy[i], gy[i] * (x[i] - mu)};
-    });
-    const double sg = sums[0], sgx = sums[1] * rs;
-    gbeta[c] = static_cast<T>(sg);
-    ggamma[c] = static_cast<T>(sgx);
-    if (count == 0) return;
     // gx = k * (gy - mg - (x - mean) * invstd * mgx) = p * gy + q * (x - mean) + r, the constants in double
     // (x - mean is formed first: folding mean into r would cancel badly when |mean| >> the spread).
-    const double k = gamma[c] * rs, mg = sg / count, mgx = sgx / count;
+    const double k = gamma[c] * rs, mg = sums[c] * unweight / count, mgx = sums[l.C + c] * unweight / count;
     const T p = static_cast<T>(k), q = static_cast<T>(-k * rs * mgx), r = static_cast<T>(-k * mg);
     for (int64_t n = 0; n < l.N; ++n) {
       const int64_t base = (n * l.C + c) * l.inner;

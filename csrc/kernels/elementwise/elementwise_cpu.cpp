@@ -145,6 +145,15 @@ void validate_program(const KernelArgs& a, const int64_t* code, int n_code, int 
     for (int k = 0; k < a.n_in; ++k) kernel_check(a.in[k].ndim <= a.out[0].ndim, "ew input rank");
 }
 
+// Dropout hashes each element's flat index in the iteration space. On a data-parallel rank (see RunContext)
+// the index is shifted by the elements of the global batch's earlier samples, for spaces whose leading axis is
+// the batch or a multiple of it (samples stay contiguous); other layouts keep their local indices.
+int64_t mask_base(const RunContext* ctx, const Tensor& space) {
+  if (ctx == nullptr || ctx->local_batch <= 0 || ctx->sample_offset == 0 || space.ndim == 0) return 0;
+  if (space.shape[0] % ctx->local_batch != 0) return 0;
+  return ctx->sample_offset * (space.numel() / ctx->local_batch);
+}
+
 template <typename T>
 void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int64_t row0, int64_t row1,
                 int64_t col0, int64_t col1, bool keep_last, bool parallel) {
@@ -161,6 +170,7 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
   const int64_t n_tasks = (row1 - row0) * tiles_per_row;
   const bool go_parallel = parallel && (row1 - row0) * (col1 - col0) > 32768;
   const TileFn<T> tile = tile_fn<T>();
+  const int64_t base = mask_base(a.ctx, a.out[0]);
   // Dynamic chunks of about 1/8 of a thread's share: a thread the OS has descheduled holds back at most one
   // chunk, the others take the rest. Each tile's arithmetic does not depend on who runs it.
   parallel_for(n_tasks, grain_for(n_tasks), [&](int64_t lo, int64_t hi, int) {
@@ -186,7 +196,7 @@ void run_window(const KernelArgs& a, const int64_t* code, const double* imm, int
           src[k] = inbuf[k];
         }
       }
-      tile(TileArgs<T>{instr, n_instr, imm, src, reg, n, &a, r * L + j0, r * L + j0});
+      tile(TileArgs<T>{instr, n_instr, imm, src, reg, n, &a, r * L + j0, base + r * L + j0});
     }
   }, go_parallel);
 }
@@ -268,6 +278,7 @@ void run_reduce(const KernelArgs& a) {
   const int64_t rows = iter.numel() / L;
   const int64_t red_inner = g.strides[n_prog_in][g.nd - 1];
   const TileFn<T> tile = tile_fn<T>();
+  const int64_t base = mask_base(a.ctx, iter);
   const int threads = iter.numel() > 32768 ? pool_threads() : 1;
   // Partial sums per fixed chunk of rows (4 per thread), taken dynamically and added in chunk order: the
   // result depends on the thread count only, never on which thread ran which chunk or when.
@@ -301,7 +312,7 @@ void run_reduce(const KernelArgs& a) {
             src[k] = inbuf[k];
           }
         }
-        tile(TileArgs<T>{code + kHeader, n_instr, imm, src, reg, n, &e, r * L + j0, r * L + j0});
+        tile(TileArgs<T>{code + kHeader, n_instr, imm, src, reg, n, &e, r * L + j0, base + r * L + j0});
         const T* v = reg[reduce_reg];
         if (red_inner == 0) {
           double s = 0;

@@ -11,6 +11,9 @@ import time
 import numpy as np
 
 from ..datafiles import check_data, is_data_file, load_data, parse_map, split
+from ..distributed import World, launched, save_checkpoint
+from ..distributed import evaluate as distributed_evaluate
+from ..distributed import fit as distributed_fit
 from ..program import Program
 from . import attack_flags, init_flags
 from .common import add_threads_argument, load_params, load_program, training_data
@@ -66,17 +69,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     if note and not args.quiet and not args.json:
         print(note, file=sys.stderr)
     start = time.perf_counter()
-    history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet,
-                          validation=held if held_name == "val" else None)
-    seconds = time.perf_counter() - start
-    result = program.evaluate(held) if held is not None else {}
-    if args.out:
-        program.save_checkpoint(args.out)
+    validation = held if held_name == "val" else None
+    ranks, main = 1, True
+    if launched():  # one of several ranks under mpirun: data-parallel (docs/distributed.md)
+        world = World()
+        ranks, main = world.size, world.is_main
+        history = distributed_fit(program, train, epochs=args.epochs, batch_size=args.batch,
+                                  verbose=not args.quiet, validation=validation, world=world,
+                                  sync_batch_norm=args.sync_bn)
+        seconds = time.perf_counter() - start
+        result = distributed_evaluate(program, held, None, world) if held is not None else {}
+        if args.out:
+            save_checkpoint(program, args.out, world)
+    else:
+        history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet,
+                              validation=validation)
+        seconds = time.perf_counter() - start
+        result = program.evaluate(held) if held is not None else {}
+        if args.out:
+            program.save_checkpoint(args.out)
+    if not main:
+        return 0
     save_curves(history, args.history, args.plot, args.model)
     epochs = len(history.get("loss", []))
     summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
                "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
-               **{f"{held_name}_{k}": v for k, v in result.items()}, "checkpoint": args.out}
+               **{f"{held_name}_{k}": v for k, v in result.items()}, "checkpoint": args.out, "ranks": ranks}
     if args.data == "pysource" and held is not None:
         from ..text import unigram_entropy
         summary["unigram_baseline_loss"] = unigram_entropy(held["y"])
@@ -86,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = result or {"loss": summary["train_loss"]}
         label = held_name if result else "train"
         metrics = ", ".join(f"{label} {k} {v:.4f}" for k, v in shown.items() if v is not None)
-        print(f"trained {epochs} epoch{'s' * (epochs != 1)} ({program.step_count} steps) in {seconds:.1f} s: "
+        on = f" on {ranks} ranks" if ranks > 1 else ""
+        print(f"trained {epochs} epoch{'s' * (epochs != 1)} ({program.step_count} steps){on} in {seconds:.1f} s: "
               f"{metrics}")
         if args.out:
             print(f"wrote {args.out}")
@@ -140,6 +159,8 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     add_threads_argument(p)
     add_curve_arguments(p)
     init_flags.add_arguments(p)
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under mpirun: batch norm uses the global batch's statistics, not each rank's shard's")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")

@@ -39,6 +39,7 @@ from ..lower import LoweredPlan
 from ..plan_cache import PlanCache
 from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline
+from ..shard import Shard
 from . import step as step_graphs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import EarlyStopping, as_named, batches
@@ -97,6 +98,10 @@ class Trainer:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    def end_epoch(self) -> None:
+        """Counts one finished epoch (fit does; so does a loop of its own, such as dlc.distributed's)."""
+        self._epoch += 1
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
@@ -225,12 +230,18 @@ class Trainer:
     def compute_gradients(self, **batch: Any) -> dict[str, float]:
         """Forward and backward for the next step (dropout seeded as train_step would), writing every
         trainable parameter's gradient into the gradient region. Returns loss and metrics; updates nothing."""
+        return self.compute_shard_gradients(batch)
+
+    def compute_shard_gradients(self, batch: Mapping[str, Any], shard: Shard | None = None) -> dict[str, float]:
+        """compute_gradients for a batch that is one shard of a data-parallel global batch (dlc.distributed):
+        dropout draws the global batch's masks for these samples, and with shard.sum_across_ranks batch norm
+        uses the global batch's statistics."""
         with self.model.lock:
             arrays, binding = self._prepare(batch)
             lowered, tg = self.training_plan("grads", binding, recipe_attack=True)
             views = self._gradient_region(tg.trainable)
             out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
-                                      out={f"grad:{n}": v for n, v in views.items()})
+                                      out={f"grad:{n}": v for n, v in views.items()}, shard=shard)
             return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
 
     def apply_gradients(self, grad_scale: float = 1.0) -> float:
@@ -300,7 +311,7 @@ class Trainer:
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             epoch = self._epoch
-            self._epoch = epoch + 1
+            self.end_epoch()
             stop = False
             for cb in callbacks:
                 stop = bool(cb(self, epoch, logs)) or stop

