@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..augment import rng_for
-from ..errors import DistributedError
+from ..errors import DistributedError, NonFiniteError
 from ..shard import Shard
 from ..training.loop import EarlyStopping, as_named, batches
 from ..training.trainer import Trainer
@@ -129,6 +129,12 @@ def _fit(trainer: Trainer, data: Any, epochs: int | None, batch_size: int | None
                 out = trainer.compute_shard_gradients(shard_of(trainer, spec, arrays, idx, lo, hi, epoch, k_batch),
                                                       shard)
                 world.average_gradients(trainer.gradients, weight)
+                # Every rank holds the same averaged region, so all make the same decision (see Trainer).
+                if not np.isfinite(trainer.gradients).all():
+                    if spec.on_nonfinite == "error":
+                        raise NonFiniteError(f"training step {trainer.step_count + 1}: the gradients averaged over "
+                                             f"{world.size} ranks are not finite; the update was not applied")
+                    continue
                 trainer.apply_gradients()
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v * (hi - lo)
