@@ -226,7 +226,9 @@ def apply_damage(path: Path, original: bytes, recipe: tuple[Any, ...], resign: C
         name = sorted(tensors)[k % len(tensors)]
         arr = tensors[name]
         if change == "shape":
-            tensors[name] = np.zeros((arr.size + k % 3,), arr.dtype) if k % 2 else arr.reshape(-1)
+            # A longer flat tensor, or the same values flattened: never a same-shape value edit, which a
+            # re-signed file may make and no loader can tell from a real parameter.
+            tensors[name] = np.zeros((arr.size + 1 + k % 3,), arr.dtype) if k % 2 else arr.reshape(-1)
         elif change == "dtype":
             tensors[name] = arr.astype(dtype)
         elif change == "drop":
