@@ -77,6 +77,9 @@ class Figures:
 
 FIGURES = Figures()
 CASE_SECONDS = 10.0
+# The suite's short run draws the same cases every time (a red CI names a reproducible case); the long run
+# explores new ones.
+DERANDOMIZE = False
 
 
 def bounded(target: str, case: str, fn: Callable[[], str]) -> None:
@@ -89,6 +92,10 @@ def bounded(target: str, case: str, fn: Callable[[], str]) -> None:
     start = time.perf_counter()
     try:
         outcome = fn()
+    except BaseException:
+        # Hypothesis shrinks after this, but the first failing input is the one worth seeing.
+        print(f"failing {target} case: {case!r}", file=sys.stderr)
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -162,7 +169,7 @@ def check_model(text: str) -> str:
 
 
 def fuzz_models(examples: int) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))
     @given(st.one_of(mutated_model(), generated_model()))
     def run(text: str) -> None:
@@ -268,7 +275,8 @@ def fuzz_artifacts(examples: int, folder: Path) -> None:
                 raise AssertionError(f"output {name} differs after {recipe}")
         return f"{recipe[0]}: loaded, same outputs"
 
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=DERANDOMIZE,
+              suppress_health_check=list(HealthCheck))
     @given(damage(keys))
     def run(recipe: tuple[Any, ...]) -> None:
         bounded("artifacts", repr(recipe), lambda: check(recipe))
@@ -305,7 +313,8 @@ def fuzz_checkpoints(examples: int, folder: Path) -> None:
         fresh.train_step(**batch)  # the loaded optimizer state must fit the training plan
         return f"{recipe[0]}: loaded, same parameters"
 
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=DERANDOMIZE,
+              suppress_health_check=list(HealthCheck))
     @given(damage(keys))
     def run(recipe: tuple[Any, ...]) -> None:
         bounded("checkpoints", repr(recipe), lambda: check(recipe))
@@ -314,14 +323,16 @@ def fuzz_checkpoints(examples: int, folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CASE_SECONDS
+    global CASE_SECONDS, DERANDOMIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", choices=["models", "artifacts", "checkpoints", "all"], default="all")
     parser.add_argument("--examples", type=int, default=500, help="hypothesis examples per target")
     parser.add_argument("--case-seconds", type=float, default=10.0, help="time bound of one case")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--derandomize", action="store_true", help="the same cases on every run")
     args = parser.parse_args(argv)
     CASE_SECONDS = args.case_seconds
+    DERANDOMIZE = args.derandomize
     start = time.perf_counter()
     status = 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -214,3 +214,17 @@ def test_dropout_rate_names_dropout(tmp_path: Path) -> None:
     file, text = diagnose(tmp_path, HEAD + "y = dropout(x, rate=1.5)\noutput y\n")
     check(text, file, 2, 5, "rate must be in [0, 1)", "y = dropout(x, rate=1.5)")
     assert "dropout_mask_mul" not in text
+
+
+def test_axis_of_a_scalar_and_a_non_list_perm_are_located_errors() -> None:
+    # Found by the fuzzer: a reduction over axis 0 of a scalar reached its kernel ("kernel argument check
+    # failed"), and transpose(x, 0) raised a TypeError from shape inference.
+    for text, message in [("input x: f32[]\noutput y = sum(x, axis=0)\n", "out of range for a tensor of rank 0"),
+                          ("input x: f32[3]\noutput y = transpose(x, 0)\n", "perm must be a list of axes"),
+                          ("input x: f32[3]\noutput y = sum(x, axis=[0, true])\n", "must be an integer"),
+                          ("input x: f32[]\noutput y = reshape(x, 0)\n", "must be a list of dimensions"),
+                          ("input x: f32[3]\noutput y = broadcast_to(x, 3)\n", "must be a list of dimensions"),
+                          ("input x: f32[]\noutput y = layer_norm(x)\n", "has none")]:
+        with pytest.raises(dlc.CompileError, match=message) as info:
+            dlc.compile(source=text)
+        assert info.value.loc is not None

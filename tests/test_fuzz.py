@@ -20,7 +20,8 @@ EXAMPLES = 60
 def test_fuzz(target: str, tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz.py"), "--target", target,
-                          "--examples", str(EXAMPLES), "--case-seconds", "20", "--json", str(out)],
+                          "--examples", str(EXAMPLES), "--case-seconds", "20", "--json", str(out),
+                          "--derandomize"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(out.read_text())

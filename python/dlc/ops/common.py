@@ -36,9 +36,13 @@ def broadcast_all(types: list[TensorType]) -> tuple[Dim, ...]:
 
 
 def norm_axis(axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
+    # A scalar has no axis to name (as in NumPy): accepting axis 0 here let a reduction reach its kernel with
+    # an axis the kernel refuses.
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise ShapeError(f"an axis must be an integer, got {axis!r}")
+    if not -rank <= axis < rank:
         raise ShapeError(f"axis {axis} is out of range for a tensor of rank {rank}")
-    return axis % rank if rank else 0
+    return axis % rank
 
 
 def norm_axes(axes: tuple[int, ...] | None, rank: int) -> tuple[int, ...]:

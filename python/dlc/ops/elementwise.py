@@ -294,7 +294,7 @@ def _broadcast_to_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[
     return [TensorType(types[0].dtype, target)]
 
 
-register(OpDef("broadcast_to", ("x",), (AttrSpec("shape", "any"),), infer=_broadcast_to_infer,
+register(OpDef("broadcast_to", ("x",), (AttrSpec("shape", "shape"),), infer=_broadcast_to_infer,
                pattern=Pattern.BROADCAST, kernel="ew", emit=simple("COPY"),
                grad=lambda b, n, gs: [sum_to(b, gs[0], b.type_of(n.inputs[0]).shape)],
                reference=lambda x, shape: np.broadcast_to(x, shape).copy(),

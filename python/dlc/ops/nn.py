@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..dims import concrete
+from ..errors import ShapeError
 from ..ir import TensorType
 from .common import need_float, rand
 from .registry import AttrSpec, OpDef, Pattern, Sample, register
@@ -111,6 +112,8 @@ def _ln_expand(b: Any, ctx: LayerContext, ins: list[int], attrs: dict[str, Any])
     x = ins[0]
     xt = b.type_of(x)
     need_float("layer_norm", xt)
+    if xt.rank == 0:
+        raise ShapeError(f"layer_norm normalizes the last axis, and {xt} has none")
     d = concrete(xt.shape[-1], "layer_norm width")
     pt = TensorType(xt.dtype, (d,))
     if attrs["affine"]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping
 
+from ..dims import Sym
 from ..errors import ShapeError
 from ..ir import DTYPES, GraphBuilder, Node, TensorType, install_op
 
@@ -35,7 +36,7 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
-ATTR_KINDS = ("int", "float", "str", "bool", "ints", "dtype", "any")
+ATTR_KINDS = ("int", "float", "str", "bool", "ints", "shape", "dtype", "any")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ def check_attr(op: str, spec: AttrSpec, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise bad("a list of integers")
+        value = tuple(value)
+    elif kind == "shape":
+        # Dimensions: integers or symbolic dimensions. A lone integer is refused rather than read as a rank-1
+        # shape: reshape(x, 0) is a slip, not a request.
+        if not isinstance(value, (list, tuple)) or not all(
+                (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Sym) for v in value):
+            raise bad("a list of dimensions")
         value = tuple(value)
     elif kind == "dtype":
         if value not in DTYPES:

@@ -38,7 +38,7 @@ def _back_to_input(b: Any, node: Any, gs: list[int | None]) -> list[int | None]:
     return [b.op1("reshape", gs[0], shape=b.type_of(node.inputs[0]).shape)]
 
 
-register(OpDef("reshape", ("x",), (AttrSpec("shape", "any"),), infer=_reshape_infer, pattern=Pattern.INJECTIVE,
+register(OpDef("reshape", ("x",), (AttrSpec("shape", "shape"),), infer=_reshape_infer, pattern=Pattern.INJECTIVE,
                view=True, grad=_back_to_input, reference=lambda x, shape: x.reshape(shape),
                samples=lambda rng, dt: [Sample([rand(rng, (2, 3, 4), dt)], {"shape": (4, -1)}),
                                         Sample([rand(rng, (6,), dt)], {"shape": (1, 2, 3)})],
@@ -91,6 +91,8 @@ def _perm(attrs: dict[str, Any], rank: int) -> tuple[int, ...]:
     perm = attrs.get("perm")
     if perm is None:
         return tuple(reversed(range(rank)))
+    if not isinstance(perm, (list, tuple)):
+        raise ShapeError(f"perm must be a list of axes, got {perm!r}")
     if sorted(norm_axis(p, rank) for p in perm) != list(range(rank)):
         raise ShapeError(f"perm {list(perm)} is not a permutation of the {rank} axes")
     return tuple(norm_axis(p, rank) for p in perm)
@@ -235,7 +237,7 @@ def _sum_to_lower(node: Any, types: list[TensorType]) -> tuple[list[int], list[f
     return [x.rank, *[concrete(d, "sum_to") for d in padded]], []
 
 
-register(OpDef("sum_to", ("x",), (AttrSpec("shape", "any"),), infer=_sum_to_infer, pattern=Pattern.REDUCTION,
+register(OpDef("sum_to", ("x",), (AttrSpec("shape", "shape"),), infer=_sum_to_infer, pattern=Pattern.REDUCTION,
                kernel="sum_to", lower=_sum_to_lower,
                grad=lambda b, n, gs: [b.op1("broadcast_to", gs[0], shape=b.type_of(n.inputs[0]).shape)],
                user=False, reference=lambda x, shape: _sum_to_np(x, shape),
