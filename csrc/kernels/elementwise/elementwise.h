@@ -63,13 +63,23 @@ namespace dlc {
   X(GT, 2)                \
   X(GE, 2)                \
   X(WHERE, 3)             \
-  X(DROPOUT_MASK, 0)
+  X(DROPOUT_MASK, 0)      \
+  X(RAND_UNIFORM, 0)      \
+  X(RAND_NORMAL, 0)
 
 enum class EwOp : int64_t {
 #define DLC_EW_ENUM(name, arity) name,
   DLC_EW_OPCODES(DLC_EW_ENUM)
 #undef DLC_EW_ENUM
 };
+
+// Operand count of each opcode; fields past it hold data (a random op's salt), never register numbers.
+inline constexpr int kEwArity[] = {
+#define DLC_EW_ARITY_ENTRY(name, arity) arity,
+    DLC_EW_OPCODES(DLC_EW_ARITY_ENTRY)
+#undef DLC_EW_ARITY_ENTRY
+};
+inline constexpr int64_t kEwOpCount = sizeof(kEwArity) / sizeof(kEwArity[0]);
 
 namespace ew {
 
@@ -113,6 +123,14 @@ DLC_HD inline double uniform01(uint64_t seed, uint64_t step, uint64_t salt, uint
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z ^= z >> 31;
   return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// A standard normal draw for element i from the same counter stream (Box-Muller on the uniforms of
+// counters 2i and 2i+1), so random tensors share dropout's guarantees: any thread count, resumable.
+DLC_HD inline double normal01(uint64_t seed, uint64_t step, uint64_t salt, uint64_t i) {
+  const double u1 = 1.0 - uniform01(seed, step, salt, 2 * i);  // (0, 1]: log stays finite
+  const double u2 = uniform01(seed, step, salt, 2 * i + 1);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
 }  // namespace ew

@@ -4,7 +4,8 @@
 //
 // Program layout (kernel "ew"): ints = [compute (0 f32 | 1 f64), n_regs, n_instr, (op, dst, a, b, c) * n_instr],
 // floats = one immediate per instruction. Operand r >= 0 is register r; r < 0 is input (-r - 1). STORE's dst is
-// an output index. DROPOUT_MASK's b is the op's salt and its immediate the keep probability. Inputs broadcast to
+// an output index. DROPOUT_MASK's b is the op's salt and its immediate the keep probability; RAND_UNIFORM and RAND_NORMAL
+// keep their salt in b too. Inputs broadcast to
 // the output shape (NumPy rules); every output has the output shape and is written contiguously.
 
 #include <algorithm>
@@ -123,23 +124,17 @@ void validate_program(const KernelArgs& a, const int64_t* code, int n_code, int 
   kernel_check(n_regs >= 0 && n_regs <= kMaxRegs, "ew register count");
   kernel_check(a.n_in <= kMaxIn, "ew input count");
   kernel_check(n_code == kHeader + n_instr * kInstrInts && n_imm >= n_instr, "ew program length");
-  const int64_t n_ops = static_cast<int64_t>(EwOp::DROPOUT_MASK) + 1;
   for (int i = 0; i < n_instr; ++i) {
     const int64_t* ins = code + kHeader + i * kInstrInts;
-    kernel_check(ins[0] >= 0 && ins[0] < n_ops, "ew opcode");
+    kernel_check(ins[0] >= 0 && ins[0] < kEwOpCount, "ew opcode");
     if (static_cast<EwOp>(ins[0]) == EwOp::STORE) {
       kernel_check(ins[1] >= 0 && ins[1] < a.n_out, "ew store target");
       kernel_check(a.out[ins[1]].numel() == a.out[0].numel(), "ew output size");
     } else {
       kernel_check(ins[1] >= 0 && ins[1] < n_regs, "ew destination register");
     }
-    // Only real operands are checked: DROPOUT_MASK keeps its salt in the b field.
-    static const int kArity[] = {
-#define DLC_EW_ARITY_ENTRY(name, arity) arity,
-        DLC_EW_OPCODES(DLC_EW_ARITY_ENTRY)
-#undef DLC_EW_ARITY_ENTRY
-    };
-    for (int j = 2; j < 2 + kArity[ins[0]]; ++j) kernel_check(ins[j] < n_regs && ins[j] >= -a.n_in, "ew operand");
+    // Only real operands are checked: the random opcodes keep their salt in the b field.
+    for (int j = 2; j < 2 + kEwArity[ins[0]]; ++j) kernel_check(ins[j] < n_regs && ins[j] >= -a.n_in, "ew operand");
   }
   if (a.n_out > 0)
     for (int k = 0; k < a.n_in; ++k) kernel_check(a.in[k].ndim <= a.out[0].ndim, "ew input rank");

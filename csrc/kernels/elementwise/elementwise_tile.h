@@ -133,9 +133,9 @@ inline void run_tile(const TileArgs<T>& ta) {
     }
     T* d = reg[ins[1]];
     // Operand fields beyond an opcode's arity may hold anything (a salt): resolve only what it reads.
-    const T* x = ins[0] != static_cast<int64_t>(EwOp::DROPOUT_MASK) && ins[0] != static_cast<int64_t>(EwOp::CONST)
-                     ? operand(ins[2]) : nullptr;
-    const T* y = op >= EwOp::ADD && op <= EwOp::WHERE ? operand(ins[3]) : nullptr;
+    const int arity = kEwArity[ins[0]];
+    const T* x = arity >= 1 ? operand(ins[2]) : nullptr;
+    const T* y = arity >= 2 ? operand(ins[3]) : nullptr;
 #define UNARY(expr)                                 \
   for (int64_t t = 0; t < n; ++t) { const T v = x[t]; d[t] = (expr); } \
   break;
@@ -194,6 +194,18 @@ inline void run_tile(const TileArgs<T>& ta) {
         const uint64_t salt = static_cast<uint64_t>(ins[3]);
         for (int64_t t = 0; t < n; ++t)
           d[t] = ew::uniform01(a.ctx->seed, a.ctx->step, salt, static_cast<uint64_t>(flat0 + t)) < keep ? scale : T(0);
+        break;
+      }
+      case EwOp::RAND_UNIFORM: {
+        const uint64_t salt = static_cast<uint64_t>(ins[3]);
+        for (int64_t t = 0; t < n; ++t)
+          d[t] = T(ew::uniform01(a.ctx->seed, a.ctx->step, salt, static_cast<uint64_t>(flat0 + t)));
+        break;
+      }
+      case EwOp::RAND_NORMAL: {
+        const uint64_t salt = static_cast<uint64_t>(ins[3]);
+        for (int64_t t = 0; t < n; ++t)
+          d[t] = T(ew::normal01(a.ctx->seed, a.ctx->step, salt, static_cast<uint64_t>(flat0 + t)));
         break;
       }
       case EwOp::STORE: break;

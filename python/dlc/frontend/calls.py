@@ -194,6 +194,12 @@ class Calls:
                 if spec.kind == "dtype" and attrs.get(spec.name, spec.default) == "f32":
                     attrs[spec.name] = "f64"
         for key, value in attrs.items():
+            spec = op.attr_spec(key)
+            if spec is not None and spec.kind == "tensor":
+                if not isinstance(value, TensorVal):
+                    raise CompileError(f"{op.name}: '{key}' must be a tensor, got {value!r}", kw_locs.get(key, loc))
+                attrs[key] = value.v
+                continue
             if isinstance(value, TensorVal):
                 raise CompileError(f"{op.name}: '{key}' must be a constant, not a tensor", kw_locs.get(key, loc))
             if isinstance(value, list):

@@ -300,3 +300,10 @@ register(OpDef("broadcast_to", ("x",), (AttrSpec("shape", "shape"),), infer=_bro
                reference=lambda x, shape: np.broadcast_to(x, shape).copy(),
                samples=lambda rng, dt: [Sample([rand(rng, (3, 1), dt)], {"shape": (2, 3, 4)})],
                doc="repeat x along its size-1 dimensions (NumPy broadcasting) to `shape`"))
+
+
+# Blocks gradients: the value passes unchanged, its gradient is zero. The simplifier removes the node once
+# autodiff has seen it, so it costs nothing at run time (a GAN's fixed targets, a DQN's bootstrapped target).
+register(OpDef("stop_gradient", ("x",), infer=lambda types, attrs: [types[0]], pattern=Pattern.ELEMENTWISE,
+               kernel="ew", emit=simple("COPY"), differentiable=False, reference=lambda x: x.copy(),
+               samples=unary_samples(rand), doc="x unchanged; no gradient flows back through it"))

@@ -158,6 +158,6 @@ register(OpDef("dropout", ("x",), (AttrSpec("rate", "float", 0.5, doc="probabili
                    "identity in evaluation. Masks are seeded: same seed and step, same mask"))
 # The mask of element i depends on (seed, step, salt, i) only, so the gradient recomputes it instead of storing it.
 register(OpDef("dropout_mask_mul", ("x",), (AttrSpec("rate", "float"), AttrSpec("salt", "int")),
-               infer=_dropout_infer, pattern=Pattern.ELEMENTWISE, kernel="ew", emit=_dropout_emit,
+               infer=_dropout_infer, pattern=Pattern.ELEMENTWISE, kernel="ew", emit=_dropout_emit, random=True,
                grad=lambda b, n, gs: [b.op1("dropout_mask_mul", gs[0], rate=n.attr("rate"), salt=n.attr("salt"))],
                user=False))

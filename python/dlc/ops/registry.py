@@ -36,7 +36,8 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
-ATTR_KINDS = ("int", "float", "str", "bool", "ints", "shape", "dtype", "any")
+# "tensor": a tensor passed by keyword (`like=x`), only for expand rules, which receive its value id.
+ATTR_KINDS = ("int", "float", "str", "bool", "ints", "shape", "dtype", "any", "tensor")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class OpDef:
     # Outputs a gradient can flow back through; None means all. Extra outputs saved only for the backward
     # pass (layer norm's mean and 1/std) are excluded, and the gradient check puts no loss on them.
     differentiable_outputs: tuple[int, ...] | None = None
+    # Draws from the counter-based stream of (seed, step, salt, element): never folded at compile time.
+    random: bool = False
     doc: str = ""
 
     @property
@@ -165,6 +168,9 @@ def check_attr(op: str, spec: AttrSpec, value: Any) -> Any:
                 (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Sym) for v in value):
             raise bad("a list of dimensions")
         value = tuple(value)
+    elif kind == "tensor":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad("a tensor")
     elif kind == "dtype":
         if value not in DTYPES:
             raise bad("one of " + ", ".join(DTYPES))

@@ -19,9 +19,6 @@ from ..ops import registry
 from . import PassContext
 from .rewrite import prune_values
 
-RUN_DEPENDENT = ("dropout_mask_mul",)
-
-
 def fold_constants(graph: Graph, ctx: PassContext) -> Graph:
     consts = dict(graph.consts)
     kept: list[Node] = []
@@ -38,7 +35,7 @@ def fold_constants(graph: Graph, ctx: PassContext) -> Graph:
 
 def _foldable(graph: Graph, node: Node, consts: dict[int, np.ndarray]) -> bool:
     op = registry.get(node.op)
-    if node.op in RUN_DEPENDENT or op.mutates or not node.inputs or any(v not in consts for v in node.inputs):
+    if op.random or op.mutates or not node.inputs or any(v not in consts for v in node.inputs):
         return False
     largest_in = max(consts[v].size for v in node.inputs)
     return all(_numel(graph, o) <= max(largest_in, 1) for o in node.outputs)

@@ -2,6 +2,7 @@
 
 - x * 1, x + 0, x - 0, x / 1 (a constant of ones or zeros that does not broadcast x to a larger shape),
   mul_scalar(x, 1), add_scalar(x, 0), pow_scalar(x, 1): x;
+- stop_gradient(x) (autodiff has already run);
 - cast to x's own dtype, and a reshape (or any view op) to x's own shape: x;
 - view of a view (reshape chains, flatten then reshape): one reshape of the first input to the final shape;
 - transpose of a transpose: one transpose by the composed permutation, or x when that is the identity.
@@ -58,6 +59,8 @@ def simplify_algebra(graph: Graph, ctx: PassContext) -> Graph:
 
 def _identity_input(graph: Graph, node: Node) -> int | None:
     """The input this node returns unchanged, if it is one of the no-op forms."""
+    if node.op == "stop_gradient":  # only autodiff, which runs before the passes, needs to see it
+        return node.inputs[0]
     if len(node.outputs) != 1:
         return None
     out_t = graph.values[node.outputs[0]]
@@ -80,7 +83,7 @@ def _identity_input(graph: Graph, node: Node) -> int | None:
 
 def _collapse_chain(graph: Graph, node: Node, producer: dict[int, Node]) -> Node:
     """A view of a view becomes one reshape of the first input; a transpose of a transpose, one transpose."""
-    first = producer.get(node.inputs[0])
+    first = producer.get(node.inputs[0]) if node.inputs else None  # fills and random draws read nothing
     if first is None:
         return node
     if registry.get(node.op).view and registry.get(first.op).view:
