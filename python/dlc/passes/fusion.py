@@ -7,7 +7,12 @@ opaque ops stay alone. A value used outside its group is still written (the grou
 training the forward kernels also produce what the backward pass reads.
 
 A node may join a producer's group only if that creates no cycle between groups: none of its other inputs
-may depend on the group. Groups are then made contiguous by a stable topological sort of the groups.
+may depend on the group. "Depend" is between units (a group runs as one kernel, so it depends on everything
+any member reads), and a group gains dependencies as members join: `_Ancestry` keeps, for every unit, the
+groups it transitively depends on, and passes each new dependency of a group on to the units downstream of
+it. (A per-node snapshot misses that: two sibling groups, each joined later by a node reading the other's
+value, form a cycle, as a VAE's mu and logvar did in training.) Groups are then made contiguous by a stable
+topological sort of the groups.
 
 A reduction (sum, mean, sum_to) whose input an elementwise group computes becomes that group's tail: the
 group lowers to one kernel that reduces the value as it computes it, so mse, mean(y * y) or the bias gradient
@@ -33,10 +38,47 @@ def _fusable(node: Node) -> bool:
     return registry.get(node.op).emit is not None
 
 
+Unit = tuple[str, int]  # ("g", group) or ("n", node index) for a node outside any group
+
+
+class _Ancestry:
+    """The groups each unit transitively depends on, exact while groups grow."""
+
+    def __init__(self) -> None:
+        self.anc: dict[Unit, set[int]] = {}
+        self.down: dict[int, set[Unit]] = {}  # group -> the units whose ancestry holds it
+
+    def depends_on(self, unit: Unit, g: int) -> bool:
+        return g in self.anc.get(unit, ())
+
+    def add_reads(self, unit: Unit, preds: set[Unit]) -> None:
+        """Records that `unit` reads values produced by the units `preds`."""
+        new: set[int] = set()
+        for p in preds - {unit}:
+            new |= self.anc.get(p, set())
+            if p[0] == "g":
+                new.add(p[1])
+        added = new - self.anc.setdefault(unit, set())
+        if not added:
+            return
+        affected = {unit} | (self.down.get(unit[1], set()) if unit[0] == "g" else set())
+        for w in affected:
+            self.anc[w] |= added
+        for h in added:
+            self.down.setdefault(h, set()).update(affected)
+
+    def merge(self, p: int, g: int) -> None:
+        """Group p became part of group g, which read it: only g and units downstream of g depended on p."""
+        for w in self.down.pop(p, set()):
+            self.anc[w].discard(p)
+        for h in self.anc.pop(("g", p), set()):
+            self.down[h].discard(("g", p))
+
+
 def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
     producer_idx: dict[int, int] = {}
     group_of: list[int] = []
-    deps: list[set[int]] = []  # groups each node transitively depends on (its own included)
+    ancestry = _Ancestry()
     group_kind: dict[int, str] = {}
     group_type: dict[int, object] = {}
     group_inputs: dict[int, set[int]] = {}
@@ -48,11 +90,13 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
             readers.setdefault(v, []).append(i)
     next_group = 0
 
+    def unit_of(v: int) -> Unit | None:
+        if v not in producer_idx:
+            return None
+        j = producer_idx[v]
+        return ("g", group_of[j]) if group_of[j] >= 0 else ("n", j)
+
     for i, node in enumerate(graph.nodes):
-        node_deps: set[int] = set()
-        for v in node.inputs:
-            if v in producer_idx:
-                node_deps |= deps[producer_idx[v]]
         chosen = -1
         if _fusable(node) and len(node.outputs) == 1:
             out_type = graph.values[node.outputs[0]]
@@ -65,7 +109,7 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
                 if node.phase != group_phase[g] and not _replaces_a_stored_value(node, i, g, group_values[g],
                                                                                   group_of, readers):
                     continue
-                if any(u in producer_idx and group_of[producer_idx[u]] != g and g in deps[producer_idx[u]]
+                if any(unit_of(u) not in (None, ("g", g)) and ancestry.depends_on(unit_of(u), g)
                        for u in node.inputs):
                     continue
                 new_inputs = {u for u in node.inputs if u not in group_values[g]}
@@ -84,14 +128,14 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
         if chosen >= 0:
             group_inputs[chosen] |= {u for u in node.inputs if u not in group_values[chosen]}
             group_values[chosen] |= set(node.outputs)
-            node_deps = node_deps | {chosen}
         group_of.append(chosen)
-        deps.append(node_deps)
+        preds = {unit_of(u) for u in node.inputs} - {None}
+        ancestry.add_reads(("g", chosen) if chosen >= 0 else ("n", i), preds)  # type: ignore[arg-type]
         for o in node.outputs:
             producer_idx[o] = i
 
-    _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers)
-    _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers)
+    _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
+    _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
     nodes = [replace(n, group=g) for n, g in zip(graph.nodes, group_of)]
     return graph.with_nodes(_contiguous(nodes))
 
@@ -100,9 +144,11 @@ REDUCTIONS = ("sum", "mean", "sum_to")
 
 
 def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
-                       phase: dict[int, str], readers: dict[int, list[int]]) -> None:
+                       phase: dict[int, str], readers: dict[int, list[int]], ancestry: _Ancestry) -> None:
     """Makes a lone reduction the tail of the elementwise group computing its input (one tail per group). The
-    reduced value exists only when the kernel ends, so no member of the group may depend on it."""
+    reduced value exists only when the kernel ends, so the group may not depend on it: no member of the group,
+    nor of a group the group depends on, may be downstream of it. Attaching changes no dependency between
+    the remaining units (everything downstream of the reduction was already downstream of the group)."""
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
     tails: set[int] = set()
     for i, node in enumerate(graph.nodes):
@@ -113,7 +159,8 @@ def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], 
                 or graph.values[node.inputs[0]].shape != getattr(gtype[g], "shape", None)
                 or graph.values[node.outputs[0]].dtype not in ("f32", "f64")):
             continue
-        if any(group_of[j] == g for j in _downstream(graph, i, readers)):
+        if any(group_of[j] == g or group_of[j] >= 0 and ancestry.depends_on(("g", g), group_of[j])
+               for j in _downstream(graph, i, readers)):
             continue
         group_of[i] = g
         tails.add(g)
@@ -133,11 +180,12 @@ def _downstream(graph: Graph, start: int, readers: dict[int, list[int]]) -> set[
 
 
 def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
-                         phase: dict[int, str], readers: dict[int, list[int]]) -> None:
+                         phase: dict[int, str], readers: dict[int, list[int]], ancestry: _Ancestry) -> None:
     """Moves an elementwise group into the one group that reads its results (same phase), so its values
     never reach memory: the greedy pass only joins a node to a producer's group, which misses a node whose
     inputs come from elsewhere (relu_mask(h) feeding the epilogue of the matmul that computes dh, gelu_grad of
-    a layer norm's output). Later groups go first, so chains are absorbed whole. Updates group_of."""
+    a layer norm's output). Later groups go first, so chains are absorbed whole. No cycle can form: only the
+    reading group depends on the absorbed one. Updates group_of and the ancestry."""
     graph_outputs = {v for _, v in graph.outputs}
     members: dict[int, list[int]] = {}
     for i, g in enumerate(group_of):
@@ -156,6 +204,7 @@ def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str]
         for i in members[p]:
             group_of[i] = g
         members[g] = sorted(members[g] + members.pop(p))
+        ancestry.merge(p, g)
 
 
 def _fits(graph: Graph, absorbed: list[int], into: list[int], kind: str, gtype: object, values: set[int]) -> bool:
