@@ -27,6 +27,7 @@ COMPOSITE_SAMPLES: dict[str, tuple[list[tuple[str, list[int]]], dict[str, Any]]]
     "accuracy": ([("f32", [3, 4]), ("i32", [3])], {}),
     "attention": ([("f32", S), ("f32", S), ("f32", S)], {"causal": True}),
     "batch_norm": ([("f32", IMG)], {}),
+    "bernoulli": ([], {"shape": [3, 4], "p": 0.3}),
     "binary_cross_entropy": ([("f32", [3, 4]), ("f32", [3, 4])], {}),
     "conv2d": ([("f32", IMG)], {"filters": 3}),
     "conv_transpose2d": ([("f32", IMG)], {"filters": 3, "stride": 2}),
@@ -35,6 +36,7 @@ COMPOSITE_SAMPLES: dict[str, tuple[list[tuple[str, list[int]]], dict[str, Any]]]
     "dense": ([("f32", S)], {"units": 5, "activation": "gelu"}),
     "dropout": ([("f32", S)], {"rate": 0.25}),
     "embedding": ([("i32", [2, 3])], {"vocab": 6, "dim": 4}),
+    "full": ([], {"shape": [2, 3], "value": 1.5}),
     "gru": ([("f32", S)], {"hidden": 3, "bidirectional": True}),
     "gru_state": ([("f32", S), ("f32", [1, 2, 3])], {"hidden": 3}),
     "huber": ([("f32", [3, 4]), ("f32", [3, 4])], {}),
@@ -48,10 +50,14 @@ COMPOSITE_SAMPLES: dict[str, tuple[list[tuple[str, list[int]]], dict[str, Any]]]
     "mse": ([("f32", [3, 4]), ("f32", [3, 4])], {}),
     "multi_head_attention": ([("f32", S)], {"d_model": 4, "heads": 2, "causal": True}),
     "nll": ([("f32", [3, 4]), ("i32", [3])], {}),
+    "normal": ([], {"shape": [3, 4], "std": 2.0}),
     "one_hot": ([("i32", [3])], {"num_classes": 5}),
+    "ones": ([], {"shape": [4]}),
     "positional_encoding": ([("f32", S)], {"kind": "learned", "max_len": 8}),
     "rnn": ([("f32", S)], {"hidden": 3}),
     "rnn_state": ([("f32", S), ("f32", [1, 2, 3])], {"hidden": 3}),
+    "uniform": ([], {"shape": [2, 5], "low": -1.0}),
+    "zeros": ([], {"shape": [2, 2]}),
 }
 
 

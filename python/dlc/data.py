@@ -81,15 +81,18 @@ def _sequence_shape(program: Any, dims: dict[str, int]) -> tuple[int, int]:
 
 def for_model(program: Any, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Feeds features to the model's first floating-point input (reshaped to its declared shape, e.g.
-    [N, 1, 8, 8] for a CNN) and labels to its first integer input."""
+    [N, 1, 8, 8] for a CNN) and labels to its first integer input; a model without an integer input
+    (an autoencoder, a VAE) gets the features only."""
     float_in = next((n for n, s in program.inputs.items() if s.dtype in ("f32", "f64")), None)
     int_in = next((n for n, s in program.inputs.items() if s.dtype in ("i32", "i64")), None)
-    if float_in is None or int_in is None:
-        raise DlcError("the model needs a floating-point input for the features and an integer input for the labels")
-    spec_x, spec_y = program.inputs[float_in], program.inputs[int_in]
+    if float_in is None:
+        raise DlcError("the model needs a floating-point input for the features")
+    spec_x = program.inputs[float_in]
     tail = [d for d in spec_x.shape[1:]]
     if not all(isinstance(d, int) for d in tail) or int(np.prod(tail)) != int(np.prod(x.shape[1:])):
         raise DlcError(f"input '{float_in}' is {spec_x} but the data has {x.shape[1:]} features per sample")
     xs = x.reshape((len(x), *tail)).astype(np.float64 if spec_x.dtype == "f64" else np.float32)
-    ys = y.astype(np.int64 if spec_y.dtype == "i64" else np.int32)
+    if int_in is None:
+        return {float_in: xs}
+    ys = y.astype(np.int64 if program.inputs[int_in].dtype == "i64" else np.int32)
     return {float_in: xs, int_in: ys}

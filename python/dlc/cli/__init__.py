@@ -1,4 +1,5 @@
-"""The `dlc` command line: check, compile, run, train, evaluate, benchmark and sample from .dlm models.
+"""The `dlc` command line: check, compile, run, train, evaluate, benchmark, sample from .dlm models and
+reinforcement learning (rl).
 
 Each command is one module here exposing `register(subparsers, model_arguments)` (adds its parser and sets
 `func` to its `cmd_<name>(args) -> int`); `COMMANDS` lists them in help order, so adding a command is one new
@@ -17,11 +18,11 @@ from typing import Callable, Sequence
 import dlc
 
 from ..errors import CompileError, DlcError
-from . import bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, run, saliency, train
+from . import bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, rl, run, saliency, train
 from .common import model_arguments
 
 COMMANDS: list[ModuleType] = [check, compile, run, train, bench, generate, saliency, draw, fmt, onnx_import,
-                              onnx_export]
+                              onnx_export, rl]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,14 @@
 Other assignments in the block define tensors (intermediate terms of the loss, for example); one whose name
 looks like a setting (`epoch`, `batchsize`, `optimiser`) or whose value is not a tensor (`learning_rate = 0.1`)
 is an error at its source location, with a "did you mean".
+
+A recipe may instead declare phases that take turns, each with its own loss, parameters, optimizer, schedule
+and number of steps per round (a GAN's discriminator and generator):
+
+    phases = [
+        phase("discriminator", loss=d_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
+        phase("generator", loss=g_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5), steps=1),
+    ]
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "resto
 OPTIMIZER_NAMES = (*OPTIMIZERS, "adamw")
 CONFIG_KEYS = ("optimizer", "schedule", "clip_norm", "clip_value", "l1", "l2", "regularize", "freeze", "lr_mult",
                "input_grads", "epochs", "batch_size", "early_stopping", "metrics", "loss", "augment", "on_nonfinite",
-               "adversarial", "init")
+               "adversarial", "init", "phases")
+PHASE_KEYS = ("loss", "params", "optimizer", "schedule", "steps", "clip_norm")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,21 @@ class OptimizerConfig:
     name: str  # sgd | adam | rmsprop | adagrad (adamw is adam with decoupled weight decay)
     lr: float
     hyper: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One phase of a multi-phase recipe: it trains the parameters `params` selects (name prefixes, or
+    globs such as "disc.*.weight") on its own loss, with its own optimizer and schedule, for `steps`
+    consecutive steps of each round."""
+
+    name: str
+    loss: int
+    params: tuple[str, ...]
+    optimizer: OptimizerConfig
+    schedule: tuple[str, dict[str, float]] = ("constant", {"warmup": 0})
+    steps: int = 1
+    clip_norm: float = 0.0
 
 
 @dataclass
@@ -82,6 +106,33 @@ class TrainSpec:
     on_nonfinite: str = "error"  # a NaN/inf loss or gradient: "error" stops naming the step, "skip" skips it
     adversarial: Attack | None = None
     init: dict[str, Any] | None = None  # load_params arguments applied before the first step (transfer learning)
+    phases: list[PhaseSpec] = field(default_factory=list)
+    # Set on the recipe of one phase (for_phase): its name, which prefixes its optimizer state, and the
+    # parameters it trains (None: all but the frozen ones).
+    phase: str | None = None
+    select: tuple[str, ...] | None = None
+
+
+def for_phase(spec: TrainSpec, name: str) -> TrainSpec:
+    """The single-phase recipe one phase of `spec` trains with: its loss, parameters, optimizer, schedule."""
+    ph = next((p for p in spec.phases if p.name == name), None)
+    if ph is None:
+        raise ValueError(f"no phase '{name}' (the recipe has: {', '.join(p.name for p in spec.phases)})")
+    return replace(spec, loss=ph.loss, optimizer=ph.optimizer, schedule=ph.schedule,
+                   clip_norm=ph.clip_norm or spec.clip_norm, phases=[], phase=ph.name, select=ph.params)
+
+
+def phase_at(spec: TrainSpec, step: int) -> tuple[PhaseSpec, int]:
+    """The phase that takes optimizer step `step` (0-based, counting every phase's steps) and how many steps
+    that phase has taken before it: rounds give each phase its `steps` in order, so both follow from the
+    global counter alone (a checkpoint mid-round resumes exactly)."""
+    round_len = sum(p.steps for p in spec.phases)
+    rounds, offset = divmod(step, round_len)
+    for ph in spec.phases:
+        if offset < ph.steps:
+            return ph, rounds * ph.steps + offset
+        offset -= ph.steps
+    raise AssertionError("unreachable: offset < round length")
 
 
 def make_optimizer(name: str, kwargs: Mapping[str, Any]) -> OptimizerConfig:
@@ -232,6 +283,13 @@ class RecipeReader:
         elif key == "input_grads":
             names = self.input_names(expr)
             spec.input_grads = names
+        elif key == "phases":
+            if expr.data != "list" or not [c for c in expr.children if c is not None]:
+                raise ValueError('phases is a list of phase("name", loss=..., params=[...], optimizer=...) calls')
+            spec.phases = [self.phase(item) for item in expr.children if item is not None]
+            names = [ph.name for ph in spec.phases]
+            if len(set(names)) != len(names):
+                raise ValueError(f"phase names must differ, got {names}")
         elif key in ("optimizer", "schedule", "early_stopping", "augment", "adversarial", "init"):
             name, kwargs = self.config_call(expr)
             if key == "adversarial":
@@ -257,6 +315,52 @@ class RecipeReader:
                 spec.early_stopping = make_early_stopping(kwargs)
         else:
             self.override(spec, key, self.elab.eval(expr, self.scope))
+
+    def phase(self, expr: Tree) -> PhaseSpec:
+        """phase("name", loss=<tensor>, params=[...], optimizer=<call>, schedule=<call>, steps=N, clip_norm=C)"""
+        if expr.data != "call" or self.elab.dotted(expr.children[0]) != "phase":
+            raise ValueError('each phase is phase("name", loss=..., params=[...], optimizer=...)')
+        args = [a for a in expr.children[1:] if a is not None]
+        if not args or args[0].children[1] is not None:
+            raise ValueError('a phase needs its name first: phase("generator", ...)')
+        name = self.elab.eval(args[0].children[0], self.scope)
+        if not isinstance(name, str) or not name:
+            raise ValueError("a phase's name is a non-empty string")
+        found: dict[str, Any] = {}
+        for arg in args[1:]:
+            key_tree, value = arg.children
+            if value is None or key_tree.data != "name":
+                raise ValueError(f"phase {name!r}: give loss=, params=, optimizer=, schedule=, steps=, clip_norm= "
+                                 f"by keyword")
+            key = str(key_tree.children[0].children[0])
+            if key not in PHASE_KEYS:
+                raise ValueError(f"phase {name!r}: unknown setting '{key}' (it takes: {', '.join(PHASE_KEYS)})")
+            if key in found:
+                raise ValueError(f"phase {name!r}: duplicate setting '{key}'")
+            if key == "loss":
+                loss = self.elab.eval_statement(value, self.scope, f"{name}_loss")
+                if not isinstance(loss, TensorVal) or self.elab.b.type_of(loss.v).shape != ():
+                    raise ValueError(f"phase {name!r}: the loss must be a scalar tensor")
+                found[key] = loss.v
+            elif key in ("optimizer", "schedule"):
+                call, kwargs = self.config_call(value)
+                found[key] = make_optimizer(call, kwargs) if key == "optimizer" else make_schedule(call, kwargs)
+            else:
+                found[key] = self.elab.eval(value, self.scope)
+        for required in ("loss", "params"):
+            if required not in found:
+                raise ValueError(f"phase {name!r} needs {required}=")
+        params = found["params"]
+        if not isinstance(params, list) or not params or not all(isinstance(p, str) and p for p in params):
+            raise ValueError(f"phase {name!r}: params is a list of parameter names, prefixes or globs")
+        steps = found.get("steps", 1)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"phase {name!r}: steps must be a positive integer, got {steps!r}")
+        clip = found.get("clip_norm", 0.0)
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0:
+            raise ValueError(f"phase {name!r}: clip_norm must be a non-negative number, got {clip!r}")
+        return PhaseSpec(name, found["loss"], tuple(params), found.get("optimizer", make_optimizer("adam", {})),
+                         found.get("schedule", ("constant", {"warmup": 0})), steps, float(clip))
 
     def metric_name(self, item: Tree, spec: TrainSpec) -> str:
         base = (str(item.children[0].children[0]) if item.data == "name"

@@ -22,6 +22,7 @@ from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
 from ..ops.optim import OPTIMIZERS
 from ..passes import PassContext
 from ..passes.eval_mode import freeze_normalization, strip_training_only
+from ..passes.rewrite import prune_values
 from .adversarial import Attack, add_attack
 from .recipe import RecipeReader, TrainSpec
 
@@ -175,5 +176,7 @@ def spec_only(model: "CompiledModel", overrides: Mapping[str, Any]) -> TrainSpec
 
 
 def strip_unused_inputs(graph: Graph) -> Graph:
+    """Drops inputs the plan does not read, with their types: an input only inference needs (a VAE's latent
+    vectors to decode) may have a dimension no training batch binds."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
-    return replace(graph, inputs=tuple((n, v) for n, v in graph.inputs if v in used))
+    return prune_values(replace(graph, inputs=tuple((n, v) for n, v in graph.inputs if v in used)))
