@@ -95,10 +95,12 @@ train {
     # With noise the same each step, sgd on a fixed batch would decrease the loss monotonically from a
     # common start; here the draws differ, which the plain calls show directly.
     assert losses[0] != losses[1]
-    p = _program("input x: f32[2, 3]\noutput z = normal(like=x)\ntrain { loss = sum(z) }")
-    first = p(x=np.zeros((2, 3), np.float32))["z"]
-    p._step = 5  # what train_step leaves behind; inference draws with the program's step
-    assert not np.allclose(first, p(x=np.zeros((2, 3), np.float32))["z"])
+    p = _program("input x: f32[2, 3]\nparam w: f32[3] = 1.0\noutput z = normal(like=x) * w\n"
+                 "train { loss = sum(z)\n optimizer = sgd(lr=0.0) }")
+    zeros = np.zeros((2, 3), np.float32)
+    first = p(x=zeros)["z"]
+    p.train_step(x=zeros)  # inference draws with the trainer's step count
+    assert not np.allclose(first, p(x=zeros)["z"])
 
 
 def test_reparameterization_gradient_matches_finite_differences() -> None:
