@@ -27,7 +27,7 @@ train {
     loss = binary_cross_entropy(logits, x)
     metrics = [mse(sigmoid(logits), x)]
     optimizer = adam(lr=2e-3)
-    schedule = cosine(steps=690, warmup=20)
-    epochs = 30
+    schedule = cosine(steps=1380, warmup=20)
+    epochs = 60
     batch_size = 64
 }

@@ -20,7 +20,7 @@ block decoder(z) {
 mu, logvar = encoder(x, name="enc")
 sample = mu + exp(0.5 * logvar) * normal(like=mu)
 logits = decoder(sample, name="dec")
-output mean = mu
+output z_mean = mu
 output recon = sigmoid(decoder(mu, share="dec"))
 output decoded = sigmoid(decoder(z, share="dec"))
 

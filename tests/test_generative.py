@@ -31,7 +31,7 @@ def test_vae_trains_and_decodes_latent_vectors() -> None:
     assert stats[-1]["loss"] < stats[0]["loss"]
     assert stats[-1]["kl"] > 0 and abs(stats[-1]["loss"] - stats[-1]["reconstruction"] - stats[-1]["kl"]) < 1e-3
     out = vae(x=x[:3], z=np.zeros((5, 8), np.float32))
-    assert out["decoded"].shape == (5, 64) and out["mean"].shape == (3, 8)
+    assert out["decoded"].shape == (5, 64) and out["z_mean"].shape == (3, 8)
     assert 0 <= out["decoded"].min() and out["decoded"].max() <= 1
 
 

@@ -30,6 +30,7 @@ from .lower import LoweredPlan, lower
 from .plan_cache import PlanCache
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
+from .passes.rewrite import prune_values
 from .shard import Shard
 
 
@@ -253,7 +254,10 @@ class CompiledModel:
             cached = self._plans.get(key)
             if cached is not None:
                 return cached
-            graph = self.elaborate(binding).graph
+            # Only what the outputs need must be bound: a GAN's sampling output reads z alone, while its
+            # training noise normal([N, 16]) is sized by the real images' batch.
+            graph = eliminate_dead_code(self.elaborate(binding).graph, PassContext())
+            graph = prune_values(only_used_inputs(graph))
             missing = sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym)
                               for n in d.names})
             if missing:

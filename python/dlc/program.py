@@ -192,6 +192,11 @@ class Program:
         return self.trainer.step_count
 
     @property
+    def current_phase(self) -> str | None:
+        """The training phase the next train_step runs (None for a single-phase recipe)."""
+        return self.trainer.current_phase
+
+    @property
     def epoch(self) -> int:
         return self.trainer.epoch
 

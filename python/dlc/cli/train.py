@@ -91,9 +91,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not main:
         return 0
     save_curves(history, args.history, args.plot, args.model)
-    epochs = len(history.get("loss", []))
+    epochs = len(history.get("seconds", []))
+    # A multi-phase recipe reports each phase's loss (`generator.loss`) instead of one `loss`.
     summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
-               "steps": program.step_count, "train_loss": history["loss"][-1] if epochs else None,
+               "steps": program.step_count, "train_loss": history["loss"][-1] if "loss" in history else None,
+               **{f"train_{k}": v[-1] for k, v in history.items() if "." in k},
                **{f"{held_name}_{k}": v for k, v in result.items()}, "checkpoint": args.out, "ranks": ranks}
     if args.data == "pysource" and held is not None:
         from ..text import unigram_entropy

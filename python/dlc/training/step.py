@@ -24,7 +24,7 @@ from ..passes import PassContext
 from ..passes.eval_mode import freeze_normalization, strip_training_only
 from ..passes.rewrite import prune_values
 from .adversarial import Attack, add_attack
-from .recipe import RecipeReader, TrainSpec
+from .recipe import RecipeReader, TrainSpec, for_phase
 
 if TYPE_CHECKING:
     from ..model import CompiledModel
@@ -48,10 +48,20 @@ def matches(name: str, patterns: list[str]) -> bool:
                (name == p or name.startswith(p + ".") or name.startswith(p + "/")) for p in patterns)
 
 
+def selected(name: str, patterns: tuple[str, ...]) -> bool:
+    """A phase's parameter selection: layer or block names (prefixes) or globs, as `matches`."""
+    return matches(name, list(patterns))
+
+
 def read_spec(model: "CompiledModel", overrides: Mapping[str, Any],
-              binding: Mapping[str, int]) -> tuple[GraphBuilder, TrainSpec]:
+              binding: Mapping[str, int], phase: str | None = None) -> tuple[GraphBuilder, TrainSpec]:
+    """The elaborated model and its recipe; with `phase`, the recipe of that phase alone."""
     el = model.elaborate(binding)
     spec = RecipeReader(el).read(overrides)
+    if phase is not None:
+        spec = for_phase(spec, phase)
+    elif spec.phases:
+        return el.builder, spec  # the phases' own losses are checked when each phase is built
     if spec.loss is None:
         raise DlcError("the model declares no loss: add `train { loss = ... }` or call "
                        "configure(loss=\"cross_entropy(logits, y)\")")
@@ -62,7 +72,8 @@ def read_spec(model: "CompiledModel", overrides: Mapping[str, Any],
 
 
 def trainable_params(graph: Graph, spec: TrainSpec) -> list[ParamSpec]:
-    return [p for p in graph.params if p.kind == "param" and not matches(p.name, spec.freeze)]
+    return [p for p in graph.params if p.kind == "param" and not matches(p.name, spec.freeze)
+            and (spec.select is None or selected(p.name, spec.select))]
 
 
 def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spec: TrainSpec) -> int:
@@ -82,11 +93,15 @@ def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spe
 
 
 def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping[str, int], kind: str,
-          mode: str = "train", attack: Attack | None = None, recipe_attack: bool | None = None) -> TrainingGraph:
+          mode: str = "train", attack: Attack | None = None, recipe_attack: bool | None = None,
+          phase: str | None = None) -> TrainingGraph:
     """mode="eval" differentiates the evaluation form (dropout off, batch norm on running statistics).
     `attack` makes the model read adversarial inputs built in the same graph; `recipe_attack` (default: for
-    "step") uses the recipe's `adversarial` instead. kind "attack" outputs the adversarial inputs alone."""
-    b, spec = read_spec(model, overrides, binding)
+    "step") uses the recipe's `adversarial` instead. kind "attack" outputs the adversarial inputs alone.
+    `phase` builds that phase of a multi-phase recipe."""
+    b, spec = read_spec(model, overrides, binding, phase)
+    if spec.phases:
+        raise DlcError(f"this recipe has phases ({', '.join(p.name for p in spec.phases)}): build one of them")
     graph0 = b.build()
     params = trainable_params(graph0, spec)
     if kind == "apply":  # the update alone: parameters persistent, gradients given as inputs
@@ -159,7 +174,9 @@ def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, in
     for p in params:
         operands += [p.value, grads[p.name]]
         for state in OPTIMIZERS[opt.name][0]:
-            operands.append(b.add_param(f"{p.name}/{opt.name}.{state}", p.type, ("zeros",), kind="opt",
+            # Each phase keeps its own state, even for a parameter two phases train.
+            prefix = f"{spec.phase}." if spec.phase else ""
+            operands.append(b.add_param(f"{p.name}/{prefix}{opt.name}.{state}", p.type, ("zeros",), kind="opt",
                                         trainable=False))
         mult = 1.0
         for prefix, m in spec.lr_mult:

@@ -44,7 +44,7 @@ from . import step as step_graphs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import EarlyStopping, as_named, batches
 from .adversarial import as_attack
-from .recipe import RecipeReader, TrainSpec
+from .recipe import RecipeReader, TrainSpec, phase_at
 from .transfer import load_params
 from .schedules import learning_rate
 
@@ -56,6 +56,7 @@ class Trainer:
         self.model = model
         self._opt: dict[str, np.ndarray] = {}
         self._overrides: dict[str, Any] = {}
+        self._spec: TrainSpec | None = None
         self._step = 0
         self._epoch = 0
         self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
@@ -73,6 +74,7 @@ class Trainer:
         merged = {**self._overrides, **settings}
         RecipeReader(self.model.elaborate()).read(merged)  # validates before anything changes
         self._overrides = merged
+        self._spec = None
         self._plans.clear()
         self._gradients, self._grad_views = None, {}
         return self
@@ -86,7 +88,11 @@ class Trainer:
         return self.configure(freeze=[p for p in self.spec().freeze if p not in prefixes])
 
     def spec(self) -> TrainSpec:
-        return step_graphs.spec_only(self.model, self._overrides)
+        """The recipe with the overrides applied (read once per configuration: train_step consults it for the
+        phase whose turn it is)."""
+        if self._spec is None:
+            self._spec = step_graphs.spec_only(self.model, self._overrides)
+        return self._spec
 
     # ---- state ----
 
@@ -126,13 +132,16 @@ class Trainer:
 
     def training_graph(self, kind: str, binding: Mapping[str, int], **options: Any) -> step_graphs.TrainingGraph:
         """The training graph of one kind for a binding, before any pass (not compiled, not cached). Options:
-        mode="eval", attack=Attack, recipe_attack=bool (see step.build)."""
+        mode="eval", attack=Attack, recipe_attack=bool, phase=name (see step.build)."""
         return step_graphs.build(self.model, self._overrides, binding, kind, **options)
 
     def training_plan(self, kind: str, binding: Mapping[str, int],
                       **options: Any) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
         """The compiled plan of one kind ("loss", "grads", "step", "apply", "attack"; see step.py) for a
-        binding and the options of training_graph."""
+        binding and the options of training_graph; with phases, of options["phase"] or the phase whose turn
+        it is."""
+        if "phase" not in options and self.spec().phases:
+            options["phase"] = self.current_phase
         key = (kind, tuple(sorted(binding.items())), tuple(sorted(options.items())))
         with self.model.lock:
             if key not in self._plans:
@@ -175,8 +184,12 @@ class Trainer:
 
     def train_step(self, **batch: Any) -> dict[str, float]:
         """One step: forward, loss, backward, the finiteness check and the optimizer update. Returns loss,
-        metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip")."""
+        metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip"). A multi-phase
+        recipe runs the current phase's step plan instead (see _phase_step)."""
+        spec = self.spec()
         with self.model.lock:  # every Trainer of this model updates the same parameters
+            if spec.phases:
+                return self._phase_step(spec, batch)
             result = self.compute_gradients(**batch)
             if self.gradient_hook is not None:
                 self.gradient_hook(self.gradients)
@@ -198,6 +211,28 @@ class Trainer:
             names = [n for n, g in self._grad_views.items() if not np.isfinite(g).all()]
             return f"the gradient of {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} is not finite"
         return ""
+
+    def _phase_step(self, spec: TrainSpec, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One step of the phase whose turn it is (phase_at): that phase's plan, learning rate and Adam step
+        count; the global step seeds the random draws. Results are named `<phase>.<loss or metric>`."""
+        if self.gradient_hook is not None:
+            raise DlcError("a gradient_hook with training phases is not supported")
+        phase, count = phase_at(spec, self._step)
+        arrays, binding = self._prepare(batch)
+        lowered, tg = self.training_plan("step", binding, phase=phase.name)
+        lr = learning_rate(phase.optimizer.lr, phase.schedule, count)
+        arrays[step_graphs.HYPER] = np.array([lr, float(count + 1), 1.0, 0.0], dtype=np.float64)
+        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True)
+        self._step += 1
+        result = {f"{phase.name}.{k}": float(v) for k, v in out.items()}
+        result["lr"] = lr
+        return result
+
+    @property
+    def current_phase(self) -> str | None:
+        """The phase the next train_step runs (None for a single-phase recipe)."""
+        spec = self.spec()
+        return phase_at(spec, self._step)[0].name if spec.phases else None
 
     @property
     def gradients(self) -> np.ndarray:
@@ -258,11 +293,18 @@ class Trainer:
 
     def evaluate_batch(self, attack: Any = None, **batch: Any) -> dict[str, float]:
         """Loss and metrics of one batch in evaluation mode; with `attack` (("fgsm", {"eps": 0.1}), see
-        adversarial.py), on the adversarial examples made from it (robust metrics)."""
+        adversarial.py), on the adversarial examples made from it (robust metrics). With phases, every
+        phase's (`<phase>.loss`, ...)."""
         arrays, binding = self._prepare(batch)
-        lowered, _ = self.training_plan("loss", binding, attack=None if attack is None else as_attack(attack))
-        out = self.model.run_plan(lowered, arrays, step=self._step, training=False)
-        return {k: float(v) for k, v in out.items()}
+        result: dict[str, float] = {}
+        for phase in [p.name for p in self.spec().phases] or [None]:
+            options: dict[str, Any] = {"attack": None if attack is None else as_attack(attack)}
+            if phase is not None:
+                options["phase"] = phase
+            lowered, _ = self.training_plan("loss", binding, **options)
+            out = self.model.run_plan(lowered, arrays, step=self._step, training=False)
+            result.update({(f"{phase}.{k}" if phase else k): float(v) for k, v in out.items()})
+        return result
 
     def adversarial_examples(self, attack: Any, **batch: Any) -> np.ndarray:
         """The inputs an attack makes from a batch (FGSM or PGD against the evaluation form)."""
@@ -336,6 +378,7 @@ class Trainer:
         epoch, seed = self._epoch, self.model.seed
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}  # samples behind each value: phases report on their own batches only
         start = time.perf_counter()
         seen = 0
         with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not verbose, file=sys.stderr,
@@ -355,12 +398,14 @@ class Trainer:
                 for k, v in out.items():
                     if k != "lr":
                         sums[k] = sums.get(k, 0.0) + v * len(idx)
+                        counts[k] = counts.get(k, 0) + len(idx)
                 seen += len(idx)
                 # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
-                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
+                bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items()}, refresh=False)
                 bar.update(len(idx))
             skipped = sums.pop("skipped", 0.0)
-            logs = {k: v / max(seen, 1) for k, v in sums.items()}
+            counts.pop("skipped", None)
+            logs = {k: v / max(counts[k], 1) for k, v in sums.items()}
             if skipped:
                 logs["skipped"] = skipped
             if validation is not None:
