@@ -25,11 +25,11 @@ train {
     # The discriminator learns real -> 1 (smoothed to 0.9), generated -> 0; the generator, the
     # non-saturating objective: make the discriminator say 1 on its samples.
     d_real_loss = binary_cross_entropy(d_real, full(like=d_real, value=0.9))
-    d_loss = d_real_loss + binary_cross_entropy(d_fake, zeros(like=d_fake))
-    g_loss = binary_cross_entropy(d_fake, ones(like=d_fake))
+    disc_loss = d_real_loss + binary_cross_entropy(d_fake, zeros(like=d_fake))
+    gen_loss = binary_cross_entropy(d_fake, ones(like=d_fake))
     phases = [
-        phase("discriminator", loss=d_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
-        phase("generator", loss=g_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5)),
+        phase("discriminator", loss=disc_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
+        phase("generator", loss=gen_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5)),
         ]
     epochs = 300
     batch_size = 64

@@ -27,8 +27,8 @@ A recipe may instead declare phases that take turns, each with its own loss, par
 and number of steps per round (a GAN's discriminator and generator):
 
     phases = [
-        phase("discriminator", loss=d_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
-        phase("generator", loss=g_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5), steps=1),
+        phase("discriminator", loss=disc_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
+        phase("generator", loss=gen_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5), steps=1),
     ]
 """
 
