@@ -132,7 +132,10 @@ class Trainer:
 
     def training_graph(self, kind: str, binding: Mapping[str, int], **options: Any) -> step_graphs.TrainingGraph:
         """The training graph of one kind for a binding, before any pass (not compiled, not cached). Options:
-        mode="eval", attack=Attack, recipe_attack=bool, phase=name (see step.build)."""
+        mode="eval", attack=Attack, recipe_attack=bool, phase=name (see step.build; with phases, by default
+        the phase whose turn it is)."""
+        if "phase" not in options and self.spec().phases:
+            options["phase"] = self.current_phase
         return step_graphs.build(self.model, self._overrides, binding, kind, **options)
 
     def training_plan(self, kind: str, binding: Mapping[str, int],
