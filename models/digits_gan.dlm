@@ -31,6 +31,6 @@ train {
         phase("discriminator", loss=disc_loss, params=["disc"], optimizer=adam(lr=2e-4, beta1=0.5)),
         phase("generator", loss=gen_loss, params=["gen"], optimizer=adam(lr=2e-4, beta1=0.5)),
         ]
-    epochs = 300
+    epochs = 1000
     batch_size = 64
 }
