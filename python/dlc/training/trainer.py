@@ -404,7 +404,7 @@ class Trainer:
                         counts[k] = counts.get(k, 0) + len(idx)
                 seen += len(idx)
                 # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
-                bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items()}, refresh=False)
+                bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items() if k in counts}, refresh=False)
                 bar.update(len(idx))
             skipped = sums.pop("skipped", 0.0)
             counts.pop("skipped", None)
