@@ -53,10 +53,12 @@ def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = 
                    strict_dtypes=strict_dtypes)
 
 
-def load(path: str | os.PathLike[str]):
-    """Restores a compiled artifact written by `dlc compile -o` or `save_artifact`."""
+def load(path: str | os.PathLike[str], *, strict_dtypes: bool = False):
+    """Restores a compiled artifact written by `dlc compile -o` or `save_artifact`: a `LoadedProgram` that
+    converts inputs as a Program does (strict_dtypes=True refuses instead) and binds the dimensions left
+    unbound at save time from each call's inputs."""
     from .artifact import load_artifact
-    return load_artifact(path)
+    return load_artifact(path, strict_dtypes=strict_dtypes)
 
 
 def set_num_threads(n: int) -> None:

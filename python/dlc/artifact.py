@@ -1,23 +1,27 @@
 """Compiled artifacts: a model's source, its compile settings and its parameters in one safetensors file
 (no pickle, no code, no plan).
 
-Format, version 2. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
+Format, version 3. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
   param/<name>   every persistent tensor (parameters and running statistics), by hierarchical name
 and whose `__metadata__` (string -> string) holds
   format       "dlc-artifact"
-  version      "2"
+  version      "3"
   source_name, source   the model file's name and text; source_dir: the directory its imports resolve from
   files        JSON {resolved path: text} — every file the model imports, so loading reads nothing else
-  dtype        "f32" or "f64"; dims: JSON {name: size}; seed: the initialization seed
-  inputs, outputs   JSON [{"name", "dtype", "shape"}] — what the compiled plan takes and returns
+  dtype        "f32" or "f64"; dims: JSON {name: size}, the dimensions bound when it was saved; seed: the
+               initialization seed
+  inputs, outputs   JSON [{"name", "dtype", "shape"}] — what the model takes and returns; a dimension left
+               unbound is its name ("N", or "2*N" for a product), bound from the inputs at each call
   persistent   JSON [name, ...] — the stored parameters
-  memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"}, for reference
+  memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"} of the plan, for reference; null when
+               a dimension is unbound (the plan depends on it)
   checksum     sha256 over every other metadata entry and every tensor, to catch silent corruption
 Loading compiles the stored source again (about 0.1 s) and takes every size, slot and kernel from the compiler,
 never from the file: the file contributes only parameter values, each checked against the dtype and shape the
-compiler gives it. So a corrupt or hand-edited file (even one whose checksum was recomputed) is a
-`CheckpointError` or a program the compiler itself built — never an out-of-bounds access. Version 1 files (which
-also stored the plan) load the same way; their stored plan is ignored.
+compiler gives it, and a dimension left unbound is sized by the caller's arrays, checked as a Program checks
+them. So a corrupt or hand-edited file (even one whose checksum was recomputed) is a `CheckpointError` or a
+program the compiler itself built — never an out-of-bounds access. Versions 1 and 2 (every dimension bound;
+version 1 also stored the plan, which loading ignores) load the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -33,18 +38,21 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from .atomic_file import write_atomically
+from .dims import Sym, substitute
 from .errors import CheckpointError, DlcError
-from .ir import DTYPES, np_dtype
-from .model import CompiledModel, TensorSpec, describe_dtype, spec_of
+from .inference import InferenceCalls
+from .ir import DTYPES, TensorType
+from .model import CompiledModel, TensorSpec, spec_of, symbols, unbound_error
 
 if TYPE_CHECKING:
     from .program import Program
 
 FORMAT = "dlc-artifact"
-VERSION = "2"
-READABLE_VERSIONS = ("1", "2")  # version 1 also stored a plan, which loading ignores
+VERSION = "3"
+READABLE_VERSIONS = ("1", "2", "3")  # version 1 also stored a plan, which loading ignores
 MAX_RANK = 8  # kMaxRank in csrc/runtime/tensor.h
 MAX_BYTES = 2 ** 48  # bound on any stored size or dimension, far from int64 overflow
+SYMBOLIC = re.compile(r"(\d+\*)?[A-Za-z_]\w*(\*[A-Za-z_]\w*)*")  # how a Sym prints: N, 2*N, N*T
 
 
 def _checksum(meta: Mapping[str, str], tensors: Mapping[str, np.ndarray]) -> str:
@@ -59,28 +67,60 @@ def _checksum(meta: Mapping[str, str], tensors: Mapping[str, np.ndarray]) -> str
     return h.hexdigest()
 
 
-def _spec_json(name: str, dtype: str, shape: tuple[int, ...]) -> dict[str, Any]:
-    return {"name": name, "dtype": dtype, "shape": [int(d) for d in shape]}
+def _spec_json(name: str, spec: TensorSpec) -> dict[str, Any]:
+    return {"name": name, "dtype": spec.dtype, "shape": list(spec.shape)}
+
+
+def _bound_spec(t: TensorType, binding: Mapping[str, int]) -> TensorSpec:
+    return spec_of(TensorType(t.dtype, tuple(substitute(d, binding) for d in t.shape)))
+
+
+def interface(model: CompiledModel, binding: Mapping[str, int]) -> tuple[dict[str, TensorSpec],
+                                                                          dict[str, TensorSpec]]:
+    """What an artifact of `model` takes and returns under `binding`: the inputs its outputs need (labels
+    only the train block reads are left out) and every output, unbound dimensions by name."""
+    types = {n: model.graph.values[v] for n, v in model.graph.inputs}
+    inputs = {n: _bound_spec(types[n], binding) for n in model.used_inputs()}
+    outputs = {n: _bound_spec(model.graph.values[v], binding) for n, v in model.graph.outputs}
+    return inputs, outputs
+
+
+def _unbindable(model: CompiledModel, binding: Mapping[str, int]) -> list[str]:
+    """Dimensions the outputs need that neither `binding` nor any input's shape gives: a call could not size
+    them (a T used only inside the model, or N seen only as 2*N)."""
+    needed = symbols(model.inference_graph({**model.dims, **binding}))
+    types = {n: model.graph.values[v] for n, v in model.graph.inputs}
+    bindable = {d.names[0] for n in model.used_inputs() for d in types[n].shape
+                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1}
+    return [n for n in needed if n not in bindable]
 
 
 def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mapping[str, int] | None = None) -> None:
-    """Writes the model, its compile settings and parameters for `dims` (plus the program's own), atomically: a
-    crash leaves either the old file or the new one, never half of one."""
+    """Writes the model, its compile settings and parameters, atomically: a crash leaves either the old file or
+    the new one, never half of one. Dimensions in `dims` (and those the program was compiled with) stay bound;
+    the others are bound from the inputs' shapes at each call of the loaded artifact."""
     from .frontend.modules import imported_files
-    lowered = program.compile_plan(dims, training=False)
+    model = program.model
+    binding = {**model.dims, **{k: int(v) for k, v in (dims or {}).items()}}
+    for k, v in binding.items():
+        if v < 1:
+            raise ValueError(f"dimension {k} must be positive, got {v}")
+    missing = _unbindable(model, binding)
+    if missing:
+        raise unbound_error(missing)
+    inputs, outputs = interface(model, binding)
+    symbolic = any(isinstance(d, str) for spec in (*inputs.values(), *outputs.values()) for d in spec.shape)
+    memory = None if symbolic else program.compile_plan(binding, training=False).memory.as_dict()
     params = program.params
     tensors: dict[str, np.ndarray] = {f"param/{n}": np.ascontiguousarray(a) for n, a in params.items()}
-    module = program.model.module
-    binding = {**program.model.dims, **{k: int(v) for k, v in (dims or {}).items()}}
+    module = model.module
     source_dir = str(Path(module.filename).resolve().parent) if not module.filename.startswith("<") \
         else str(Path.cwd())
     meta = {
         "format": FORMAT, "version": VERSION,
-        "inputs": json.dumps([_spec_json(n, t.dtype, t.shape) for n, t in zip(lowered.input_names,
-                                                                               lowered.input_types)]),
-        "outputs": json.dumps([_spec_json(n, t.dtype, t.shape) for n, t in zip(lowered.output_names,
-                                                                                lowered.output_types)]),
-        "persistent": json.dumps(list(params)), "memory": json.dumps(lowered.memory.as_dict()),
+        "inputs": json.dumps([_spec_json(n, t) for n, t in inputs.items()]),
+        "outputs": json.dumps([_spec_json(n, t) for n, t in outputs.items()]),
+        "persistent": json.dumps(list(params)), "memory": json.dumps(memory),
         "dtype": program.dtype, "dims": json.dumps(binding), "seed": str(program.seed),
         "source_name": module.filename, "source": module.text, "source_dir": source_dir,
         "files": json.dumps(imported_files(module)),
@@ -90,16 +130,17 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
 
 
 class LoadedProgram:
-    """A compiled artifact, ready to call: fixed shapes, inference only. The plan is the one the compiler
-    builds from the stored source; the file supplied only the parameter values."""
+    """A compiled artifact, ready to call: inference only. Dimensions bound when it was saved are fixed; the
+    others are bound from the inputs' shapes at each call, with one plan per binding (a bounded cache, as for a
+    Program). Inputs are checked and converted as a Program's are. Every plan is one the compiler builds from
+    the stored source; the file supplied only the parameter values."""
 
-    def __init__(self, model: CompiledModel, lowered: Any, inputs: dict[str, TensorSpec],
-                 outputs: dict[str, TensorSpec], memory: dict[str, int], meta: dict[str, Any]):
-        self._model = model
-        self._lowered = lowered
+    def __init__(self, model: CompiledModel, inputs: dict[str, TensorSpec], outputs: dict[str, TensorSpec],
+                 meta: dict[str, Any]):
+        self.model = model
+        self._calls = InferenceCalls(model)
         self._inputs = inputs
         self._outputs = outputs
-        self._memory = memory
         self.dtype: str = meta["dtype"]
         self.dims: dict[str, int] = meta["dims"]
         self.seed: int = meta["seed"]
@@ -115,46 +156,37 @@ class LoadedProgram:
         return dict(self._outputs)
 
     @property
+    def unbound(self) -> list[str]:
+        """The dimensions each call binds from its inputs' shapes (the batch size, say)."""
+        return sorted({d for s in self._inputs.values() for d in s.shape if isinstance(d, str)})
+
+    @property
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by name, as read-only views."""
-        return self._model.params
+        return self.model.params
 
     @property
     def memory(self) -> dict[str, int]:
-        return dict(self._memory)
+        """Planned memory of the inference plan: for the dimensions bound at save time, and those of the most
+        recent call."""
+        binding = self._calls.last_binding
+        if self.unbound and not binding:
+            raise ValueError(f"the planned memory depends on {', '.join(self.unbound)}, which each call binds "
+                             f"from its inputs: call the artifact first")
+        return self.model.inference_plan(binding, training=False).memory.as_dict()
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        for name in inputs:
-            if name not in self._inputs:
-                raise ValueError(f"unknown input '{name}' (the model takes: {', '.join(self._inputs)})")
-        arrays: list[np.ndarray] = []
-        for name, spec in self._inputs.items():
-            if name not in inputs:
-                raise ValueError(f"missing input '{name}' ({spec})")
-            value = inputs[name]
-            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-            expected = np_dtype(spec.dtype)
-            if arr.dtype != expected:
-                raise ValueError(f"input '{name}': expected dtype {spec.dtype} ({expected.name}), got "
-                                 f"{describe_dtype(arr.dtype)}; convert it with .astype(np.{expected.name})")
-            if arr.ndim != len(spec.shape):
-                raise ValueError(f"input '{name}': expected rank {len(spec.shape)} ({spec}), "
-                                 f"got an array of shape {arr.shape}")
-            if arr.shape != spec.shape:
-                bound = f"; the artifact was compiled for {_dims_text(self.dims)}" if self.dims else ""
-                raise ValueError(f"input '{name}': expected shape {list(spec.shape)} ({spec}), "
-                                 f"got {list(arr.shape)}{bound}")
-            arrays.append(np.ascontiguousarray(arr))
-        return self._model.run_plan(self._lowered, dict(zip(self._inputs, arrays)), step=0, training=False)
+        return self._calls(inputs, training=False, step=0)
+
+    def predict(self, inputs: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """The outputs for a whole dataset, `batch_size` samples at a time (default: all at once), concatenated;
+        as Program.predict."""
+        return self._calls.predict(inputs, batch_size, step=0)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}: {s}" for n, s in self._inputs.items())
         outs = ", ".join(f"{n}: {s}" for n, s in self._outputs.items())
         return f"<dlc.LoadedProgram ({ins}) -> ({outs})>"
-
-
-def _dims_text(dims: Mapping[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(dims.items()))
 
 
 # ---- loading and validation ----
@@ -192,6 +224,14 @@ class _Reader:
             raise self.fail(f"{what} must be a list, got {value!r}")
         return [self.integer(v, what, low, high) for v in value]
 
+    def shape(self, value: Any, what: str) -> list[int | str]:
+        """Sizes, and the names of dimensions left unbound (N, 2*N), which the loader compares with what the
+        compiler gives and never uses to size anything."""
+        if not isinstance(value, list):
+            raise self.fail(f"{what} must be a list, got {value!r}")
+        return [v if isinstance(v, str) and len(v) <= 100 and SYMBOLIC.fullmatch(v) else self.integer(v, what)
+                for v in value]
+
     def specs(self, key: str) -> dict[str, TensorSpec]:
         items = self.json(key)
         out: dict[str, TensorSpec] = {}
@@ -200,7 +240,7 @@ class _Reader:
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or item.get("dtype") not in DTYPES:
                 raise self.fail(f"bad entry in '{key}': {item!r}")
-            shape = self.integers(item.get("shape"), f"the shape of {key[:-1]} '{item['name']}'")
+            shape = self.shape(item.get("shape"), f"the shape of {key[:-1]} '{item['name']}'")
             if len(shape) > MAX_RANK or item["name"] in out:
                 raise self.fail(f"bad entry in '{key}': {item!r}")
             out[item["name"]] = TensorSpec(item["dtype"], tuple(shape))
@@ -219,9 +259,10 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
+def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) -> LoadedProgram:
     """Reads an artifact written by `save_artifact` and compiles its model again; raises CheckpointError if the
-    file is missing, truncated, corrupt, not an artifact, or its parameters do not fit its model."""
+    file is missing, truncated, corrupt, not an artifact, or its parameters do not fit its model.
+    strict_dtypes=True refuses inputs of other dtypes than declared instead of converting them."""
     where = str(path)
     try:
         with safe_open(where, framework="np") as f:
@@ -245,10 +286,11 @@ def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
             or len(set(persistent)) != len(persistent):
         raise r.fail("'persistent' must be a list of distinct names")
     memory = r.json("memory")
-    if not isinstance(memory, dict) or not {"arena_bytes", "naive_bytes", "lower_bound_bytes"} <= set(memory):
-        raise r.fail("'memory' must hold arena_bytes, naive_bytes and lower_bound_bytes")
-    for k, v in memory.items():
-        r.integer(v, f"memory {k}")
+    if memory is not None or r.meta["version"] in ("1", "2"):  # null: a dimension is unbound (version 3)
+        if not isinstance(memory, dict) or not {"arena_bytes", "naive_bytes", "lower_bound_bytes"} <= set(memory):
+            raise r.fail("'memory' must hold arena_bytes, naive_bytes and lower_bound_bytes")
+        for k, v in memory.items():
+            r.integer(v, f"memory {k}")
     dims = r.json("dims")
     if not isinstance(dims, dict) or not all(isinstance(k, str) for k in dims):
         raise r.fail("'dims' must map names to sizes")
@@ -263,17 +305,24 @@ def load_artifact(path: str | os.PathLike[str]) -> LoadedProgram:
         raise r.fail(f"seed must be an integer, got {meta['seed']!r}") from None
     info = {"dtype": dtype, "dims": dims, "seed": seed, "source": r.text("source"),
             "source_name": r.text("source_name")}
-    model, lowered = _rebuild(r, info, tensors, persistent)
-    rebuilt_in = {n: spec_of(t) for n, t in zip(lowered.input_names, lowered.input_types)}
-    rebuilt_out = {n: spec_of(t) for n, t in zip(lowered.output_names, lowered.output_types)}
-    if rebuilt_in != inputs or rebuilt_out != outputs:
+    model = _rebuild(r, info, tensors, persistent, strict_dtypes)
+    if interface(model, {}) != (inputs, outputs):
         raise r.fail("the declared inputs or outputs differ from what the stored model compiles to (edited?)")
-    return LoadedProgram(model, lowered, inputs, outputs, memory, info)
+    missing = _unbindable(model, {})
+    if missing:
+        raise r.fail(f"dimension(s) {', '.join(missing)} are neither bound nor the size of an input axis")
+    if not any(isinstance(d, str) for spec in (*inputs.values(), *outputs.values()) for d in spec.shape):
+        try:  # every size is known: compile the plan now, so a plan that cannot be built fails here
+            model.inference_plan({}, training=False)
+        except (DlcError, ValueError) as e:
+            raise r.fail(f"the stored model does not compile: {e}") from None
+    return LoadedProgram(model, inputs, outputs, info)
 
 
-def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray],
-             persistent: list[str]) -> tuple[CompiledModel, Any]:
-    """Compiles the stored source and fills in the stored parameters, each checked against its compiled type."""
+def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray], persistent: list[str],
+             strict_dtypes: bool) -> CompiledModel:
+    """Compiles the stored source (and, when every dimension is bound, its plan) and fills in the stored
+    parameters, each checked against its compiled type."""
     from .frontend.modules import load_text
     files = r.json("files") if "files" in r.meta else {}
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
@@ -281,8 +330,8 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
     source_dir = Path(r.meta.get("source_dir", "."))
     try:
         module = load_text(info["source"], info["source_name"], source_dir, files=files)
-        model = CompiledModel(module, dims=info["dims"], dtype=info["dtype"], seed=info["seed"])
-        lowered = model.inference_plan(info["dims"], training=False)
+        model = CompiledModel(module, dims=info["dims"], dtype=info["dtype"], seed=info["seed"],
+                              strict_dtypes=strict_dtypes)
     except (DlcError, ValueError) as e:
         raise r.fail(f"the stored model does not compile: {e}") from None
     expected = model.params
@@ -302,4 +351,4 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
                          f"needs {want.dtype.name}{list(want.shape)}")
         values[name] = arr
     model.set_params(values)
-    return model, lowered
+    return model

@@ -78,6 +78,11 @@ def describe_dtype(dtype: np.dtype) -> str:
     return dtype.name
 
 
+def symbols(graph: Graph) -> list[str]:
+    """The symbolic dimensions any value of the graph still has."""
+    return sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym) for n in d.names})
+
+
 def only_used_inputs(graph: Graph) -> Graph:
     """Drops the inputs no node reads (labels the inference graph does not need, say)."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
@@ -228,8 +233,19 @@ class CompiledModel:
             expected = tuple(substitute(d, binding) for d in t.shape)
             if tuple(arrays[name].shape) != expected:
                 raise ValueError(f"input '{name}': expected shape {list(expected)} ({spec_of(t)}), "
-                                 f"got {list(arrays[name].shape)}")
+                                 f"got {list(arrays[name].shape)}{self._bound_hint(expected, arrays[name].shape)}")
         return binding
+
+    def _bound_hint(self, expected: tuple[Any, ...], got: tuple[int, ...]) -> str:
+        """Names the dimension bound at compile time that a wrong size is likely about: the graph holds the
+        bound sizes (5), no longer their names (N)."""
+        if not self._dims:
+            return ""
+        for axis, (want, have) in enumerate(zip(expected, got)):
+            names = [k for k, v in sorted(self._dims.items()) if v == want]
+            if want != have and names:
+                return f"; dimension {axis} is {' or '.join(names)}, bound to {want} at compile time"
+        return "; bound at compile time: " + ", ".join(f"{k}={v}" for k, v in sorted(self._dims.items()))
 
     def used_inputs(self) -> list[str]:
         """Inputs the inference graph reads (labels used only by the training recipe are not needed)."""
@@ -244,6 +260,13 @@ class CompiledModel:
     def pass_context(self, training: bool) -> PassContext:
         return PassContext(training=training, fuse=self.fuse)
 
+    def inference_graph(self, binding: Mapping[str, int]) -> Graph:
+        """The graph the outputs need under a binding, before any optimization. Only what the outputs need must
+        be bound: a GAN's sampling output reads z alone, while its training noise normal([N, 16]) is sized by
+        the real images' batch."""
+        graph = eliminate_dead_code(self.elaborate(binding).graph, PassContext())
+        return prune_values(only_used_inputs(graph))
+
     def inference_plan(self, dims: Mapping[str, int] | None, training: bool) -> LoweredPlan:
         """The inference plan for a binding of the symbolic dimensions, in training mode (dropout active) or
         not (cached)."""
@@ -254,12 +277,8 @@ class CompiledModel:
             cached = self._plans.get(key)
             if cached is not None:
                 return cached
-            # Only what the outputs need must be bound: a GAN's sampling output reads z alone, while its
-            # training noise normal([N, 16]) is sized by the real images' batch.
-            graph = eliminate_dead_code(self.elaborate(binding).graph, PassContext())
-            graph = prune_values(only_used_inputs(graph))
-            missing = sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym)
-                              for n in d.names})
+            graph = self.inference_graph(binding)
+            missing = symbols(graph)
             if missing:
                 raise unbound_error(missing)
             graph = run_pipeline(graph, self.pass_context(training))

@@ -20,12 +20,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .frontend.modules import Module
+from .inference import InferenceCalls
 from .ir import Graph
 from .lower import LoweredPlan
-from .plan_cache import PlanCache
 from .model import CompiledModel, TensorSpec, readonly_views, spec_of
 from .passes import PassContext
-from .training.loop import as_named
 from .training.recipe import TrainSpec
 from .training.trainer import Trainer
 from .training.transfer import LoadReport, load_params
@@ -39,8 +38,7 @@ class Program:
         self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed, strict_dtypes=strict_dtypes)
         self.trainer = Trainer(self.model)
         self._training = False
-        self._last_binding: dict[str, int] = {}
-        self._by_call_key: PlanCache[LoweredPlan] = PlanCache()  # holds plans alive: bounded too
+        self._calls = InferenceCalls(self.model)
 
     # ---- description ----
 
@@ -107,7 +105,7 @@ class Program:
     def memory(self) -> dict[str, int]:
         """Planned memory of the inference plan: for the dims given at compile time, else for the binding
         of the most recent call."""
-        binding = dict(self._last_binding) if self._last_binding else None
+        binding = dict(self._calls.last_binding) if self._calls.last_binding else None
         return self.compile_plan(binding).memory.as_dict()
 
     # ---- running ----
@@ -116,32 +114,7 @@ class Program:
         return self.model.check_inputs(inputs, required)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        used = self.model.used_inputs()
-        key = self._call_key(inputs, used)
-        lowered = self._by_call_key.get(key) if key is not None else None
-        if lowered is not None:  # same names, shapes and dtypes as an earlier checked call
-            return self.run_plan(lowered, inputs)
-        arrays = self.check_inputs(inputs, used)
-        binding = self.bind_dims(arrays, used)
-        self._last_binding = binding
-        lowered = self.compile_plan(binding)
-        if key is not None:
-            self._by_call_key[key] = lowered
-        return self.run_plan(lowered, arrays)
-
-    def _call_key(self, inputs: Mapping[str, Any], used: list[str]) -> tuple[Any, ...] | None:
-        """What decides the plan and every input check of a call: mode, names, shapes, dtypes. None unless
-        every input is a C-contiguous array (anything else takes the checked path)."""
-        parts: list[Any] = [self._training, len(inputs)]
-        declared = self.model.input_dtypes
-        for name in used:
-            arr = inputs.get(name)
-            if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype != declared[name]:
-                return None  # conversions (int64 labels, float64 features) take the checked path every time
-            parts.append((name, arr.shape, arr.dtype.str))
-        if len(inputs) != len(used):  # unused or unknown names: let the checked path judge them
-            return None
-        return tuple(parts)
+        return self._calls(inputs, training=self._training, step=self.trainer.step_count)
 
     def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], step: int | None = None,
                  training: bool | None = None) -> dict[str, np.ndarray]:
@@ -153,19 +126,7 @@ class Program:
         """The outputs for a whole dataset in evaluation mode (dropout off), run `batch_size` samples at a time
         along the first axis (default: all at once) and concatenated. `inputs`: {input name: array}, or a
         tuple of arrays in input order; inputs the outputs do not need (labels) are ignored."""
-        arrays = as_named(self.model.inputs, inputs)
-        used = self.model.used_inputs()
-        arrays = {k: v for k, v in arrays.items() if k in used}
-        n = len(next(iter(arrays.values())))
-        size = n if batch_size is None else int(batch_size)
-        if size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        mode, self._training = self._training, False
-        try:
-            parts = [self(**{k: v[i:i + size] for k, v in arrays.items()}) for i in range(0, n, size)]
-        finally:
-            self._training = mode
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return self._calls.predict(inputs, batch_size, step=self.trainer.step_count)
 
     # ---- training (delegated to self.trainer) ----
 

@@ -71,9 +71,14 @@ def spec_json(spec: TensorSpec) -> dict[str, Any]:
     return {"dtype": spec.dtype, "shape": list(spec.shape)}
 
 
+def unbound_dims(program: Program) -> list[str]:
+    """The symbolic dimensions of the inputs that no -D bound."""
+    return sorted({d for s in program.inputs.values() for d in s.shape if isinstance(d, str)})
+
+
 def require_bound(program: Program) -> None:
     """Compiling a plan needs every symbolic dimension: name the unbound ones and show the -D syntax."""
-    unbound = sorted({d for s in program.inputs.values() for d in s.shape if isinstance(d, str)})
+    unbound = unbound_dims(program)
     if unbound:
         raise unbound_error(unbound)
 

@@ -1,6 +1,7 @@
 """`dlc compile MODEL -D N=..`: compile the inference plan (or with --train the whole training step: forward,
 loss, backward and optimizer update) and summarize it (ops, kernels, memory), optionally writing a compiled
-(inference) artifact."""
+(inference) artifact; `dlc compile MODEL -o model.dlc` without -D writes one that keeps its symbolic dimensions
+(any batch size)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import argparse
 import json
 import time
 from collections import Counter
+from typing import Any
 
-from .common import human_bytes, io_lines, load_program, param_count, require_bound, spec_json
+from ..program import Program
+from .common import human_bytes, io_lines, load_program, param_count, require_bound, spec_json, unbound_dims
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     program = load_program(args)
+    unbound = unbound_dims(program)
+    if unbound and args.output and not args.train:
+        return write_symbolic_artifact(args, program, unbound)
     require_bound(program)
     if args.train:
         lowered = program.training_plan("step", dict(args.dims))[0]
@@ -26,14 +32,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         save_artifact(program, args.output)
     counts = Counter(node.op for node in program.graph.nodes)
     summary = {
-        "model": args.model, "plan": "train_step" if args.train else "inference", "dtype": program.dtype,
-        "dims": dict(args.dims),
-        "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
-        "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
-        "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
+        **description(args, program), "plan": "train_step" if args.train else "inference",
         "kernels": [{"kernel": s.kernel, "label": s.label} for s in lowered.steps],
-        "params": param_count(program), "memory": lowered.memory.as_dict(),
-        "compile_seconds": round(seconds, 6), "artifact": args.output,
+        "memory": lowered.memory.as_dict(), "compile_seconds": round(seconds, 6),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -56,14 +57,42 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def description(args: argparse.Namespace, program: Program) -> dict[str, Any]:
+    """The part of the summary that needs no plan."""
+    counts = Counter(node.op for node in program.graph.nodes)
+    return {"model": args.model, "dtype": program.dtype, "dims": dict(args.dims),
+            "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
+            "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
+            "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
+            "params": param_count(program), "artifact": args.output}
+
+
+def write_symbolic_artifact(args: argparse.Namespace, program: Program, unbound: list[str]) -> int:
+    """`dlc compile MODEL -o model.dlc` without -D for every dimension: an artifact that binds the rest from its
+    inputs at each call (one plan per binding), so it runs with any batch size. There is no one plan to show."""
+    from ..artifact import save_artifact
+    save_artifact(program, args.output)
+    names = ", ".join(unbound)
+    if args.json:
+        print(json.dumps({**description(args, program), "plan": None, "unbound": unbound}, indent=2))
+        return 0
+    print(f"{args.model}: {names} left unbound: the artifact binds {'them' if len(unbound) > 1 else 'it'} from "
+          f"its inputs at each call (-D {unbound[0]}=<size> fixes a size and shows the plan)")
+    print("\n".join(io_lines(program)))
+    print(f"parameters: {param_count(program):,}")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compile", parents=[model], help="compile a model and summarize the plan",
                        description="Compiles the inference plan, or with --train the training step (every "
                                    "symbolic dimension bound with -D), and prints its ops, kernels, parameters and "
-                                   "planned memory. -o always writes the inference artifact.")
+                                   "planned memory. -o always writes the inference artifact; dimensions left "
+                                   "unbound stay symbolic in it and are bound from the inputs at each call.")
     p.add_argument("--no-fuse", action="store_true", help="disable operator fusion")
     p.add_argument("--train", action="store_true",
                    help="plan the whole training step (forward, loss, backward, optimizer) instead of inference")
-    p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here")
+    p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here; without -D it takes any batch size")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_compile)

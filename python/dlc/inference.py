@@ -1,0 +1,74 @@
+"""Calling a `CompiledModel` with NumPy arrays: the one call path of `Program` and of a loaded artifact
+(`LoadedProgram`), so both check and convert inputs alike, bind the symbolic dimensions from their shapes, and
+keep one bounded cache of plans per binding.
+
+A call whose inputs are all C-contiguous arrays of the declared dtypes is keyed by (mode, names, shapes,
+dtypes): a key seen before means every check already passed, and the call goes straight to its plan. Anything
+else (lists, other dtypes to convert, strided views) takes the checked path every time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .lower import LoweredPlan
+from .model import CompiledModel
+from .plan_cache import PlanCache
+from .training.loop import as_named
+
+
+class InferenceCalls:
+    """Inference on one CompiledModel: checked calls, plans cached per call key, and batched `predict`."""
+
+    def __init__(self, model: CompiledModel):
+        self.model = model
+        self.last_binding: dict[str, int] = {}  # the symbolic dimensions of the most recent checked call
+        self._by_call_key: PlanCache[LoweredPlan] = PlanCache()  # holds plans alive: bounded too
+
+    def __call__(self, inputs: Mapping[str, Any], *, training: bool, step: int) -> dict[str, np.ndarray]:
+        used = self.model.used_inputs()
+        key = self._call_key(inputs, used, training)
+        lowered = self._by_call_key.get(key) if key is not None else None
+        if lowered is not None:  # same names, shapes and dtypes as an earlier checked call
+            return self.model.run_plan(lowered, inputs, step=step, training=training)
+        arrays = self.model.check_inputs(inputs, used)
+        binding = self.model.bind_dims(arrays, used)
+        self.last_binding = binding
+        lowered = self.model.inference_plan(binding, training)
+        if key is not None:
+            self._by_call_key[key] = lowered
+        return self.model.run_plan(lowered, arrays, step=step, training=training)
+
+    def _call_key(self, inputs: Mapping[str, Any], used: list[str], training: bool) -> tuple[Any, ...] | None:
+        """What decides the plan and every input check of a call: mode, names, shapes, dtypes. None unless
+        every input is a C-contiguous array of its declared dtype."""
+        parts: list[Any] = [training, len(inputs)]
+        declared = self.model.input_dtypes
+        for name in used:
+            arr = inputs.get(name)
+            if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.dtype != declared[name]:
+                return None  # conversions (int64 labels, float64 features) take the checked path every time
+            parts.append((name, arr.shape, arr.dtype.str))
+        if len(inputs) != len(used):  # unused or unknown names: let the checked path judge them
+            return None
+        return tuple(parts)
+
+    def predict(self, inputs: Any, batch_size: int | None, step: int) -> dict[str, np.ndarray]:
+        """The outputs for a whole dataset in evaluation mode, `batch_size` samples at a time along the first
+        axis (default: all at once), concatenated. `inputs`: {input name: array}, or a tuple of arrays in
+        input order; inputs the outputs do not need (labels) are ignored."""
+        arrays = as_named(self.model.inputs, inputs)
+        used = self.model.used_inputs()
+        arrays = {k: v for k, v in arrays.items() if k in used}
+        for name in used:
+            if name not in arrays:
+                raise ValueError(f"missing input '{name}' ({self.model.inputs[name]})")
+        n = len(next(iter(arrays.values())))
+        size = n if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        parts = [self({k: v[i:i + size] for k, v in arrays.items()}, training=False, step=step)
+                 for i in range(0, n, size)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
