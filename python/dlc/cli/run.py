@@ -74,9 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[model], help="run inference on .npy inputs",
-                       description="Runs the model (a .dlm file, or a compiled artifact from dlc compile -o) on "
-                                   "inputs from .npy files; a .dlm model has freshly initialized parameters "
-                                   "unless --params gives trained ones.")
+                       description="Runs the model (a .dlm file, or a compiled artifact from dlc compile -o, "
+                                   "which binds the dimensions left unbound from the inputs) on inputs from .npy "
+                                   "files, converting NumPy's default dtypes; a .dlm model has freshly "
+                                   "initialized parameters unless --params gives trained ones.")
     p.add_argument("--input", dest="inputs", metavar="NAME=FILE.npy", type=parse_input, action="append",
                    default=[], help="an input array (repeatable)")
     p.add_argument("--params", metavar="FILE", help="load parameters from a checkpoint or a compiled artifact")
