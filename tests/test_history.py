@@ -73,6 +73,52 @@ def test_cli_train_writes_history_and_plot(tmp_path: Path, capsys: pytest.Captur
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+CLASSIFIER = """input x: f32[N, 6]
+input y: i32[N]
+output logits = dense(x, 3)
+train {
+    loss = cross_entropy(logits, y)
+    metrics = [accuracy(logits, y)]
+    optimizer = sgd(lr=0.1)
+    epochs = 3
+    batch_size = 16
+}
+"""
+
+
+@pytest.mark.parametrize("validation", [["--val", "{d}/val.npz"], ["--val-split", "0.25"]])
+def test_cli_curves_include_the_validation_data(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch, validation: list[str]) -> None:
+    """Issue 10: with --val or --val-split, the history has a val_ column per metric, one value per epoch, and
+    every panel of --plot draws the validation curve next to the training one."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    panels: list[tuple[str, list[str]]] = []
+    savefig = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        panels.extend((ax.get_title(), [line.get_label() for line in ax.get_lines()]) for ax in fig.axes)
+        savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    rng = np.random.default_rng(0)
+    (tmp_path / "m.dlm").write_text(CLASSIFIER)
+    np.savez(tmp_path / "train.npz", x=rng.standard_normal((64, 6)), y=rng.integers(0, 3, 64))
+    np.savez(tmp_path / "val.npz", x=rng.standard_normal((32, 6)), y=rng.integers(0, 3, 32))
+    history, plot = tmp_path / "h.csv", tmp_path / "curves.png"
+    code = cli.main(["train", str(tmp_path / "m.dlm"), "--data", str(tmp_path / "train.npz"),
+                     *[a.format(d=tmp_path) for a in validation], "--quiet", "--history", str(history),
+                     "--plot", str(plot)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    columns = load_history(history)
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(columns)
+    assert len(columns["val_loss"]) == len(columns["loss"]) == 3
+    assert f"val loss {columns['val_loss'][-1]:.4f}" in out  # the summary line reports the same evaluation
+    assert panels == [("loss", ["train", "validation"]), ("accuracy", ["train", "validation"])]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_cli_refuses_a_bad_history_name_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = Path(__file__).resolve().parent.parent / "models" / "digits_mlp.dlm"
     code = cli.main(["train", str(model), "--data", "digits", "--history", str(tmp_path / "h.txt")])

@@ -75,6 +75,7 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
         raise DlcError(INSTALL_MATPLOTLIB) from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = metric_names(history)
     if not names:
@@ -89,6 +90,7 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
                 ax.plot(epochs, history[key], style, marker="o", markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
         ax.grid(alpha=0.3)
         ax.legend()
     for ax in list(axes.flat)[len(names):]:
