@@ -18,6 +18,7 @@ from ..program import Program
 from . import attack_flags, init_flags
 from .common import add_threads_argument, load_params, load_program, training_data
 from .curves import add_curve_arguments, check_curve_arguments, save_curves
+from .estimate import estimate_line
 
 
 def datasets(program: Program, args: argparse.Namespace) -> tuple[dict[str, np.ndarray],
@@ -68,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     note = span_schedule(program, args.epochs)
     if note and not args.quiet and not args.json:
         print(note, file=sys.stderr)
+    if not args.quiet and not args.json and not launched():
+        print(estimate_line(program, train, args.epochs, args.batch), file=sys.stderr, flush=True)
     start = time.perf_counter()
     validation = held if held_name == "val" else None
     ranks, main = 1, True

@@ -73,7 +73,8 @@ def verified_tensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
 
 def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray]) -> tuple[int, int]:
     """Checks the whole file against the model, then copies it into the live `params` buffers (in place:
-    compiled plans point at them) and `opt` (new optimizer state is added). Returns (step, epoch)."""
+    compiled plans point at them) and `opt` (new optimizer state is added; state the file lacks is reset to
+    zero, as a fresh optimizer has it). Returns (step, epoch)."""
     tensors, metadata = verified_tensors(path, FORMAT)
     try:
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
@@ -110,4 +111,6 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
             np.copyto(opt[name], arr, casting="unsafe")
         else:
             opt[name] = np.array(arr, dtype=params[name.split("/")[0]].dtype, order="C")
+    for name in set(opt) - set(state):  # not in the file: fresh (a step-0 checkpoint has none), never stale
+        opt[name].fill(0)
     return step, epoch

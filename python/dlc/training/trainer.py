@@ -345,8 +345,7 @@ class Trainer:
             self._load_init(spec.init)
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
-        epochs = epochs if epochs is not None else (spec.epochs or 1)
-        size = batch_size if batch_size is not None else spec.batch_size or 32
+        epochs, size = self.run_length(epochs, batch_size)
         callbacks = list(callbacks or [])
         if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
             callbacks.append(EarlyStopping(**spec.early_stopping))
@@ -367,6 +366,13 @@ class Trainer:
             if end is not None:
                 end(self)
         return history
+
+    def run_length(self, epochs: int | None = None, batch_size: int | None = None) -> tuple[int, int]:
+        """The epochs and batch size `fit` runs with these arguments: the recipe's where None (without one,
+        1 epoch of batches of 32)."""
+        spec = self.spec()
+        return (epochs if epochs is not None else (spec.epochs or 1),
+                batch_size if batch_size is not None else spec.batch_size or 32)
 
     def _load_init(self, init: Mapping[str, Any]) -> None:
         path = Path(init["path"])
