@@ -170,6 +170,33 @@ def test_max_pool_gradient_goes_to_first_maximum_and_nan_wins() -> None:
     np.testing.assert_array_equal(gx, [[[[2, 0, 0, 0], [0, 0, 0, 3]]]])
 
 
+@pytest.mark.parametrize("isa", ["generic", "avx512"])
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (1, 2, 7, 9), (2, 1, 4, 70), (1, 1, 2, 2)])
+def test_max_pool_2x2_fast_paths_match_the_window_scan(isa: str, shape: tuple) -> None:
+    """The 2x2 stride-2 window on the portable scan and on AVX-512 (selected with the elementwise ISA) against the
+    reference scan: ties between equal values and ±0, NaNs, odd sizes whose last row/column is in no window,
+    widths of several 16-window vector steps plus a tail, and a -0 gradient (accumulated into +0)."""
+    from dlc import _core
+    from dlc.ops.pool import max_pool2d_grad_np, max_pool2d_np
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, shape).astype(np.float32)  # small integers: many ties
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.1] = -0.0
+    gy = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2)).astype(np.float32)
+    gy.flat[0] = -0.0
+    try:
+        _core.ew_force_isa(isa)
+        y = _run("max_pool2d", [x], {"kernel_size": 2})
+        gx = _run("max_pool2d_grad", [x, gy], {"kernel_size": 2})
+    finally:
+        _core.ew_force_isa("")
+    np.testing.assert_array_equal(y, max_pool2d_np(x, 2))
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(max_pool2d_np(x, 2)))
+    expected = max_pool2d_grad_np(x, gy, 2)
+    np.testing.assert_array_equal(gx, expected)
+    np.testing.assert_array_equal(np.signbit(gx), np.signbit(expected))
+
+
 def test_padding_same_keeps_size_and_transpose_inverts_stride() -> None:
     p = dlc.compile(source="input x: f32[1, 2, 7, 6]\n"
                     "a = conv2d(x, 3, kernel_size=4, padding=\"same\")\n"

@@ -11,9 +11,13 @@
 // and saves an index tensor the size of y that would live from the forward to the backward pass. Both scans
 // pick the first maximum in row-major window order, with NaN counting as the maximum (as in PyTorch).
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/conv/conv.h"
+#include "kernels/conv/pool_simd.h"
+#include "kernels/elementwise/elementwise.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -84,15 +88,35 @@ void max_pool_unpadded_plane(const T* xp, T* yp, const Pool& p) {
   }
 }
 
+bool is_2x2_stride_2(const Pool& p) {
+  return p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0 && 2 * p.Ho <= p.H &&
+         2 * p.Wo <= p.W;
+}
+
+// The 2x2 stride-2 window of classic convnets runs on the AVX-512 kernels of pool_simd.h (4-10x the scans
+// below) when the elementwise kernels run on AVX-512: ew_force_isa switches both, so tests reach the portable
+// code on any CPU. A portable pairwise loop was tried: with -fno-trapping-math GCC compiles its NaN-aware
+// maxima to branches, which mispredict on real data and made it 10x slower than the strided scan.
+template <class T>
+bool pool_simd(const Pool& p) {
+  return std::is_same_v<T, float> && is_2x2_stride_2(p) && conv::pool_simd_available() &&
+         std::strcmp(ew_kernel_name(), "avx512") == 0;
+}
+
 template <class T>
 void max_pool(const KernelArgs& a) {
   const Pool p = make_pool(a, a.in[0], a.out[0], 6);
   const T* x = a.in[0].ptr<T>();
   T* y = a.out[0].ptr<T>();
   const bool unpadded = p.ph == 0 && p.pw == 0 && (p.Ho - 1) * p.sh + p.kh <= p.H && (p.Wo - 1) * p.sw + p.kw <= p.W;
+  const bool simd = pool_simd<T>(p);
   parallel_items(p.planes, [&](int64_t pl, int) {
     const T* xp = x + pl * p.H * p.W;
     T* yp = y + pl * p.Ho * p.Wo;
+    if (simd) {
+      if constexpr (std::is_same_v<T, float>) conv::max_pool_2x2_plane_avx512(xp, yp, p.Ho, p.W, p.Wo);
+      return;
+    }
     if (unpadded) {
       max_pool_unpadded_plane(xp, yp, p);
       return;
@@ -111,10 +135,16 @@ void max_pool_grad(const KernelArgs& a) {
   const T* x = a.in[0].ptr<T>();
   const T* gy = a.in[1].ptr<T>();
   T* gx = a.out[0].ptr<T>();
+  const bool simd = pool_simd<T>(p);
   parallel_items(p.planes, [&](int64_t pl, int) {
     const T* xp = x + pl * p.H * p.W;
     const T* gp = gy + pl * p.Ho * p.Wo;
     T* gxp = gx + pl * p.H * p.W;
+    if (simd) {
+      if (2 * p.Ho != p.H || 2 * p.Wo != p.W) std::fill(gxp, gxp + p.H * p.W, T(0));  // inputs in no window
+      if constexpr (std::is_same_v<T, float>) conv::max_pool_2x2_grad_plane_avx512(xp, gp, gxp, p.Ho, p.W, p.Wo);
+      return;
+    }
     std::fill(gxp, gxp + p.H * p.W, T(0));
     for (int64_t oh = 0; oh < p.Ho; ++oh)
       for (int64_t ow = 0; ow < p.Wo; ++ow) {
