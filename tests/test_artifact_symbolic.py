@@ -84,6 +84,8 @@ def test_a_dimension_no_input_gives_must_be_bound_to_save(tmp_path: Path) -> Non
     assert not (tmp_path / "m.dlc").exists()
     save_artifact(program, tmp_path / "m.dlc", {"T": 3})
     assert dlc.load(tmp_path / "m.dlc")(x=np.ones((2, 3), np.float32))["r"].shape == (3, 2)
+    with pytest.raises(ValueError, match="T was bound to 3 at compile time; it cannot be saved as 4"):
+        save_artifact(dlc.compile(source=MODEL, dims={"T": 3}), tmp_path / "m.dlc", {"T": 4})
 
 
 def test_predict_runs_a_loaded_artifact_in_batches(tmp_path: Path) -> None:
@@ -143,6 +145,9 @@ def test_dlc_compile_without_dims_writes_an_artifact_for_any_batch(tmp_path: Pat
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "N, T left unbound: the artifact binds them from its inputs at each call" in out
+    assert cli.main(["compile", str(model), "-o", str(tmp_path / "m.dlc"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unbound"] == ["N", "T"] and summary["plan"] is None and summary["params"] == 3 * 4 + 4 + 4 * 2 + 2
     program = dlc.compile(model)
     for n in (2, 9):
         b = batch(n, 3)

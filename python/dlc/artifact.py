@@ -105,6 +105,8 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
     for k, v in binding.items():
         if v < 1:
             raise ValueError(f"dimension {k} must be positive, got {v}")
+        if model.dims.get(k, v) != v:
+            raise ValueError(f"dimension {k} was bound to {model.dims[k]} at compile time; it cannot be saved as {v}")
     missing = _unbindable(model, binding)
     if missing:
         raise unbound_error(missing)
