@@ -1,8 +1,8 @@
 """`dlc train`'s up-front estimate of the run's length, so a newcomer knows before waiting whether a run takes
 seconds or many minutes (and that --epochs shortens it).
 
-It times real training steps on the first batch (after one round that compiles the plans) and multiplies by
-the run's step count. The trainer's whole state (parameters, running statistics, optimizer state, counters)
+It times real training steps on the first batch (the median of three, after one that compiles the plans) and
+multiplies by the run's step count. The trainer's whole state (parameters, running statistics, optimizer state, counters)
 is saved to a temporary checkpoint first and restored after, so the run that follows is exactly the one it
 would have been without the estimate. Evaluation and the first steps' compilation are left out: the figure is
 a rough guide, shown as such.
@@ -20,24 +20,27 @@ import numpy as np
 from ..program import Program
 
 
-def measure_step_seconds(program: Program, batch: dict[str, np.ndarray]) -> float:
-    """Seconds per training step on `batch`, the program's state left as it was. A multi-phase recipe (a GAN)
-    is timed over one round of its phases, after one round that compiles each phase's plan."""
+def measure_step_seconds(program: Program, batch: dict[str, np.ndarray], rounds: int = 3) -> float:
+    """Seconds per training step on `batch`, the program's state left as it was: the median of `rounds` timed
+    rounds (one step, or one of each phase of a multi-phase recipe such as a GAN's), after one round that
+    compiles the plans. The median, as one round slowed by another process says little about the run."""
     spec = program.spec()
     steps = sum(p.steps for p in spec.phases) if spec.phases else 1
+    times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="dlc-estimate-") as tmp:
         saved = str(Path(tmp) / "state.ckpt")
         program.save_checkpoint(saved)
         try:
             for _ in range(steps):
                 program.train_step(**batch)
-            start = time.perf_counter()
-            for _ in range(steps):
-                program.train_step(**batch)
-            seconds = (time.perf_counter() - start) / steps
+            for _ in range(rounds):
+                start = time.perf_counter()
+                for _ in range(steps):
+                    program.train_step(**batch)
+                times.append((time.perf_counter() - start) / steps)
         finally:
             program.load_checkpoint(saved)
-    return seconds
+    return float(np.median(times))
 
 
 def duration_text(seconds: float) -> str:
