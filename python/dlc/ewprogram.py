@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _core
+from .errors import DlcError
+from .ir import Graph, Node
+from .ops import registry
 
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(_core.ew_opcode_names())}
 ARITY: dict[str, int] = dict(zip(_core.ew_opcode_names(), _core.ew_opcode_arities()))
@@ -88,3 +91,31 @@ class ProgramBuilder:
         for ins in self.instrs:
             ints.extend(ins)
         return ints, list(self.imms)
+
+
+def build_program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[int],
+                  reduce: int | None = None) -> tuple[list[int], list[float]]:
+    """The program computing `nodes` with `inputs` as its inputs 0.. and a STORE k for each of `outputs` it
+    computes; with `reduce`, a last instruction copies that value (the ew_reduce kernel reduces it)."""
+    if len(inputs) > MAX_INPUTS:
+        raise DlcError(f"elementwise group reads {len(inputs)} tensors; the evaluator takes {MAX_INPUTS}")
+    dtypes = {graph.values[v].dtype for n in nodes for v in (*n.inputs, *n.outputs)}
+    pb = ProgramBuilder(compute_f64=bool(dtypes & {"f64", "i32", "i64"}))
+    refs: dict[int, int] = {v: input_ref(k) for k, v in enumerate(inputs)}
+    emit_nodes(pb, nodes, refs)
+    for k, o in enumerate(outputs):
+        if o not in inputs and o in refs:  # a matmul's C is already in place; a reduction is not stored
+            pb.store(k, refs[o])
+    if reduce is not None:  # ew_reduce reads the value to reduce from the last instruction's register
+        pb.instr("COPY", refs[reduce])
+    return pb.encode()
+
+
+def emit_nodes(pb: ProgramBuilder, nodes: list[Node], refs: dict[int, int]) -> None:
+    """Appends each node's instructions; `refs` maps the values available so far (inputs, earlier results) to
+    operands and gains each node's result."""
+    for node in nodes:
+        op = registry.get(node.op)
+        if op.emit is None:
+            raise DlcError(f"op {node.op} cannot run in an elementwise group")
+        refs[node.outputs[0]] = op.emit(pb, node, [refs[v] for v in node.inputs])

@@ -21,7 +21,8 @@ import numpy as np
 from . import _core
 from .dims import is_concrete
 from .errors import ArenaLimitError, DlcError
-from .ewprogram import MAX_INPUTS, ProgramBuilder, input_ref
+from .ewprogram import build_program
+from .lower_rows import emit_row_group
 from .ir import DTYPE_CODES, Graph, Node, TensorType
 from .memory_plan import Buffer, MemoryPlan, align, plan_memory
 from .ops import registry
@@ -41,7 +42,7 @@ def nbytes(t: TensorType) -> int:
 @dataclass
 class Unit:
     nodes: list[Node]
-    kind: str  # "view" | "ew" | "matmul" | "single"
+    kind: str  # "view" | "ew" | "ew_reduce" | "row" | "matmul" | "single"
     inputs: list[int] = field(default_factory=list)  # external values read, in first-use order
     outputs: list[int] = field(default_factory=list)  # values written that live past the step
 
@@ -144,8 +145,10 @@ def make_units(graph: Graph) -> list[Unit]:
         else:
             units.append(Unit([node], "ew" if op.kernel == "ew" else ("matmul" if node.op == "matmul"
                                                                         else "single")))
-    for unit in units:  # an elementwise group with a reduction tail (see passes/fusion.py)
-        if unit.kind == "ew" and any(n.op in REDUCTIONS for n in unit.nodes):
+    for unit in units:  # an elementwise group with a reduction tail (see passes/fusion.py), a row group
+        if unit.kind == "ew" and any(registry.get(n.op).row_fusion is not None for n in unit.nodes):
+            unit.kind = "row"
+        elif unit.kind == "ew" and any(n.op in REDUCTIONS for n in unit.nodes):
             unit.kind = "ew_reduce"
     return units
 
@@ -163,8 +166,11 @@ def _unit_io(graph: Graph, units: list[Unit]) -> None:
             for v in node.inputs:
                 if v not in produced and v not in unit.inputs:
                     unit.inputs.append(v)
+            # A row group's kernel always writes its reduction's side outputs (layer norm's statistics).
+            side = node.outputs[1:] if unit.kind == "row" and registry.get(node.op).row_fusion else ()
             for o in node.outputs:
-                if o in graph_outputs or consumer_units.get(o, set()) - {ui} or unit.kind in ("single", "view"):
+                if (o in graph_outputs or consumer_units.get(o, set()) - {ui} or unit.kind in ("single", "view")
+                        or o in side):
                     unit.outputs.append(o)
 
 
@@ -333,10 +339,12 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
         ints, floats = op.lower(node, [graph.values[v] for v in node.inputs])
         return op.kernel, list(node.inputs), list(node.outputs), list(ints), list(floats)
     if unit.kind == "ew":
-        ints, floats = _program(graph, unit.nodes, unit.inputs, unit.outputs)
+        ints, floats = build_program(graph, unit.nodes, unit.inputs, unit.outputs)
         return "ew", list(unit.inputs), list(unit.outputs), ints, floats
     if unit.kind == "ew_reduce":
         return _emit_reduction(graph, unit)
+    if unit.kind == "row":
+        return emit_row_group(graph, unit.nodes, unit.outputs)
     # matmul (+ epilogue)
     mm = unit.nodes[0]
     a, b = mm.inputs
@@ -353,7 +361,7 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
                 extra.append(v)
     outs = [c] + [o for o in unit.outputs if o != c]
     # Epilogue program: input 0 is C, then the extra inputs; STORE targets are the step's outputs.
-    ints, floats = _program(graph, epilogue, [c] + extra, outs)
+    ints, floats = build_program(graph, epilogue, [c] + extra, outs)
     return "matmul", [a, b] + extra, outs, [base_ints[0], base_ints[1], len(ints)] + ints, floats
 
 
@@ -376,26 +384,6 @@ def _emit_reduction(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int]
         count *= int(full) // int(k)
     scale = 1.0 / max(count, 1) if tail.op == "mean" else 1.0
     outputs = [tail.outputs[0]] + [o for o in unit.outputs if o != tail.outputs[0]]
-    program, floats = _program(graph, body, unit.inputs, outputs, reduce=source)
+    program, floats = build_program(graph, body, unit.inputs, outputs, reduce=source)
     ints = [rank, *[int(d) for d in space], *[int(d) for d in kept], *program]
     return "ew_reduce", list(unit.inputs), outputs, ints, [scale, *floats]
-
-
-def _program(graph: Graph, nodes: list[Node], inputs: list[int], outputs: list[int],
-             reduce: int | None = None) -> tuple[list[int], list[float]]:
-    if len(inputs) > MAX_INPUTS:
-        raise DlcError(f"elementwise group reads {len(inputs)} tensors; the evaluator takes {MAX_INPUTS}")
-    dtypes = {graph.values[v].dtype for n in nodes for v in (*n.inputs, *n.outputs)}
-    pb = ProgramBuilder(compute_f64=bool(dtypes & {"f64", "i32", "i64"}))
-    refs: dict[int, int] = {v: input_ref(k) for k, v in enumerate(inputs)}
-    for node in nodes:
-        op = registry.get(node.op)
-        if op.emit is None:
-            raise DlcError(f"op {node.op} cannot run in an elementwise group")
-        refs[node.outputs[0]] = op.emit(pb, node, [refs[v] for v in node.inputs])
-    for k, o in enumerate(outputs):
-        if o not in inputs and o in refs:  # a matmul's C is already in place; a reduction is not stored
-            pb.store(k, refs[o])
-    if reduce is not None:  # ew_reduce reads the value to reduce from the last instruction's register
-        pb.instr("COPY", refs[reduce])
-    return pb.encode()

@@ -142,6 +142,42 @@ void ew_run_window(const KernelArgs& a, const int64_t* code, int n_code, const d
                    int64_t row0, int64_t row1, int64_t col0, int64_t col1, bool parallel);
 // Checks a program against its operands before anything runs (bad programs throw, never corrupt memory).
 void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm);
+// Row-wise access to the evaluator, for kernels that walk the rows of their iteration space themselves and
+// do row work between programs (layer norm with its elementwise producers and consumers fused,
+// kernels/norm/layer_norm_fused_cpu.cpp). The space is a.out[0]'s shape viewed as [rows, last dim]; inputs
+// broadcast to it as in "ew"; STORE k writes a.out[k] at the element's offset in the space.
+constexpr int64_t kEwTileWidth = 256;
+constexpr int kEwMaxRegs = 32;
+constexpr int kEwMaxInputs = 16;
+
+struct EwRowProgram {
+  KernelArgs args;  // the operands (pointers into the caller's arrays, which must outlive this)
+  const int64_t* instr = nullptr;
+  int n_instr = 0;
+  const double* imm = nullptr;
+  bool f64 = false;
+  int nd = 1;
+  int64_t dims[kMaxRank] = {1};
+  int64_t strides[kEwMaxInputs][kMaxRank] = {};
+  int64_t cols = 0;
+  int64_t mask_base = 0;
+  // Register written by instruction i (the caller reads results from there after ew_row_tile).
+  int64_t result_reg(int i) const { return instr[i * 5 + 1]; }
+};
+
+template <typename T>
+struct EwTileRegs {
+  alignas(64) T reg[kEwMaxRegs][kEwTileWidth];
+  alignas(64) T inbuf[kEwMaxInputs][kEwTileWidth];
+};
+
+// Validates `code` ("ew" layout) against the operands and binds them (throws on a bad program).
+EwRowProgram ew_row_program(const KernelArgs& a, const int64_t* code, int n_code, const double* imm, int n_imm);
+// Runs the program on columns [j0, j0 + n) of row r, n <= kEwTileWidth. in0, when not null, holds input 0's n
+// values (a value the caller computed, e.g. the normalized row); the others are read from their tensors.
+void ew_row_tile(const EwRowProgram& p, EwTileRegs<float>& regs, int64_t r, int64_t j0, int64_t n, const float* in0);
+void ew_row_tile(const EwRowProgram& p, EwTileRegs<double>& regs, int64_t r, int64_t j0, int64_t n,
+                 const double* in0);
 std::vector<std::string> ew_opcode_names();
 // Forces a tile loop: "generic", "avx2", "avx512" (capped at what the CPU has), or "" for the best. Tests
 // compare the paths. Process-wide.

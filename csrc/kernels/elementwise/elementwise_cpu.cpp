@@ -354,6 +354,62 @@ void ew_validate(const KernelArgs& a, const int64_t* code, int n_code, int n_imm
   validate_program(a, code, n_code, n_imm);
 }
 
+EwRowProgram ew_row_program(const KernelArgs& a, const int64_t* code, int n_code, const double* imm, int n_imm) {
+  static_assert(kEwTileWidth == kTile && kEwMaxRegs == kMaxRegs && kEwMaxInputs == kMaxIn, "evaluator sizes");
+  kernel_check(a.n_out >= 1 && a.out[0].ndim >= 1, "ew rows: the iteration space needs a last axis");
+  validate_program(a, code, n_code, n_imm);
+  EwRowProgram p;
+  p.args = a;
+  p.instr = code + kHeader;
+  p.n_instr = static_cast<int>(code[2]);
+  p.imm = imm;
+  p.f64 = code[0] == 1;
+  const Geometry g = make_geometry(a, true);
+  p.nd = g.nd;
+  std::copy(g.dims, g.dims + kMaxRank, p.dims);
+  for (int k = 0; k < kMaxIn; ++k) std::copy(g.strides[k], g.strides[k] + kMaxRank, p.strides[k]);
+  p.cols = a.out[0].shape[a.out[0].ndim - 1];
+  p.mask_base = mask_base(a.ctx, a.out[0]);
+  return p;
+}
+
+namespace {
+template <typename T>
+void row_tile(const EwRowProgram& p, EwTileRegs<T>& regs, int64_t r, int64_t j0, int64_t n, const T* in0) {
+  const T* src[kMaxIn];
+  const KernelArgs& a = p.args;
+  for (int k = 0; k < a.n_in; ++k) {
+    if (k == 0 && in0 != nullptr) {
+      src[0] = in0;
+      continue;
+    }
+    int64_t off = 0, rem = r;
+    for (int d = p.nd - 2; d >= 0; --d) {
+      off += (rem % p.dims[d]) * p.strides[k][d];
+      rem /= p.dims[d];
+    }
+    const int64_t inner = p.strides[k][p.nd - 1];
+    off += j0 * inner;
+    if (a.in[k].dtype == dtype_of<T>() && inner == 1) {
+      src[k] = static_cast<const T*>(a.in[k].data) + off;
+    } else {
+      load_any<T>(a.in[k], off, inner, n, regs.inbuf[k]);
+      src[k] = regs.inbuf[k];
+    }
+  }
+  const int64_t flat = r * p.cols + j0;
+  tile_fn<T>()(TileArgs<T>{p.instr, p.n_instr, p.imm, src, regs.reg, n, &a, flat, p.mask_base + flat});
+}
+}  // namespace
+
+void ew_row_tile(const EwRowProgram& p, EwTileRegs<float>& regs, int64_t r, int64_t j0, int64_t n, const float* in0) {
+  row_tile<float>(p, regs, r, j0, n, in0);
+}
+void ew_row_tile(const EwRowProgram& p, EwTileRegs<double>& regs, int64_t r, int64_t j0, int64_t n,
+                 const double* in0) {
+  row_tile<double>(p, regs, r, j0, n, in0);
+}
+
 void ew_force_isa(const std::string& name) {
   if (name.empty())
     g_forced.store(-1);

@@ -95,7 +95,7 @@ def _ln_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
 register(OpDef("layer_norm_core", ("x", "scale", "shift"), (AttrSpec("eps", "float", 1e-5),),
                infer=_ln_core_infer, pattern=Pattern.REDUCTION, kernel="layer_norm",
                lower=lambda n, t: ([], [n.attr("eps")]), grad=_ln_grad, user=False, reference=_ln_np,
-               differentiable_outputs=(0,),
+               differentiable_outputs=(0,), row_fusion=(0, "layer_norm_fused"),
                samples=_ln_samples, doc="layer normalization over the last axis; outputs y, mean, 1/std"))
 
 
@@ -105,7 +105,7 @@ def _ln_grad_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[Tenso
 
 register(OpDef("layer_norm_grad", ("x", "scale", "mean", "rstd", "gy"), infer=_ln_grad_infer,
                pattern=Pattern.REDUCTION, kernel="layer_norm_grad", lower=lambda n, t: ([], []),
-               differentiable=False, user=False))
+               row_fusion=(4, "layer_norm_grad_fused"), differentiable=False, user=False))
 
 
 def _ln_expand(b: Any, ctx: LayerContext, ins: list[int], attrs: dict[str, Any]) -> tuple[int, ...]:

@@ -88,6 +88,10 @@ class OpDef:
     differentiable_outputs: tuple[int, ...] | None = None
     # Draws from the counter-based stream of (seed, step, salt, element): never folded at compile time.
     random: bool = False
+    # Row-wise reductions over the last axis (layer norm and its gradient) that a fused kernel can run with an
+    # elementwise prologue computing one of its inputs and an epilogue consuming output 0, in one pass over
+    # memory: (that input's index, the fused kernel's key). See passes/fusion.py and lower_rows.py.
+    row_fusion: tuple[int, str] | None = None
     doc: str = ""
 
     @property

@@ -8,7 +8,7 @@ training the forward kernels also produce what the backward pass reads.
 
 A node may join a producer's group only if that creates no cycle between groups: none of its other inputs
 may depend on the group. "Depend" is between units (a group runs as one kernel, so it depends on everything
-any member reads), and a group gains dependencies as members join: `_Ancestry` keeps, for every unit, the
+any member reads), and a group gains dependencies as members join: `Ancestry` keeps, for every unit, the
 groups it transitively depends on, and passes each new dependency of a group on to the units downstream of
 it. (A per-node snapshot misses that: two sibling groups, each joined later by a node reading the other's
 value, form a cycle, as a VAE's mu and logvar did in training.) Groups are then made contiguous by a stable
@@ -32,53 +32,18 @@ from ..ewprogram import MAX_INPUTS
 from ..ir import Graph, Node
 from ..ops import registry
 from . import PassContext
+from .fusion_units import Ancestry, Unit, downstream
+from .row_fusion import MAX_ROW_TAILS, fuse_row_reductions, row_tail_kind
 
 
 def _fusable(node: Node) -> bool:
     return registry.get(node.op).emit is not None
 
 
-Unit = tuple[str, int]  # ("g", group) or ("n", node index) for a node outside any group
-
-
-class _Ancestry:
-    """The groups each unit transitively depends on, exact while groups grow."""
-
-    def __init__(self) -> None:
-        self.anc: dict[Unit, set[int]] = {}
-        self.down: dict[int, set[Unit]] = {}  # group -> the units whose ancestry holds it
-
-    def depends_on(self, unit: Unit, g: int) -> bool:
-        return g in self.anc.get(unit, ())
-
-    def add_reads(self, unit: Unit, preds: set[Unit]) -> None:
-        """Records that `unit` reads values produced by the units `preds`."""
-        new: set[int] = set()
-        for p in preds - {unit}:
-            new |= self.anc.get(p, set())
-            if p[0] == "g":
-                new.add(p[1])
-        added = new - self.anc.setdefault(unit, set())
-        if not added:
-            return
-        affected = {unit} | (self.down.get(unit[1], set()) if unit[0] == "g" else set())
-        for w in affected:
-            self.anc[w] |= added
-        for h in added:
-            self.down.setdefault(h, set()).update(affected)
-
-    def merge(self, p: int, g: int) -> None:
-        """Group p became part of group g, which read it: only g and units downstream of g depended on p."""
-        for w in self.down.pop(p, set()):
-            self.anc[w].discard(p)
-        for h in self.anc.pop(("g", p), set()):
-            self.down[h].discard(("g", p))
-
-
 def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
     producer_idx: dict[int, int] = {}
     group_of: list[int] = []
-    ancestry = _Ancestry()
+    ancestry = Ancestry()
     group_kind: dict[int, str] = {}
     group_type: dict[int, object] = {}
     group_inputs: dict[int, set[int]] = {}
@@ -135,7 +100,8 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
             producer_idx[o] = i
 
     _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
-    _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
+    row_nodes = fuse_row_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
+    _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry, row_nodes)
     nodes = [replace(n, group=g) for n, g in zip(graph.nodes, group_of)]
     return graph.with_nodes(_contiguous(nodes))
 
@@ -144,43 +110,40 @@ REDUCTIONS = ("sum", "mean", "sum_to")
 
 
 def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
-                       phase: dict[int, str], readers: dict[int, list[int]], ancestry: _Ancestry) -> None:
+                       phase: dict[int, str], readers: dict[int, list[int]], ancestry: Ancestry,
+                       row_nodes: dict[int, int]) -> None:
     """Makes a lone reduction the tail of the elementwise group computing its input (one tail per group). The
     reduced value exists only when the kernel ends, so the group may not depend on it: no member of the group,
     nor of a group the group depends on, may be downstream of it. Attaching changes no dependency between
-    the remaining units (everything downstream of the reduction was already downstream of the group)."""
+    the remaining units (everything downstream of the reduction was already downstream of the group).
+    A row-reduction group (`row_nodes`: group -> its layer norm node) takes several tails, each a sum of a
+    value of its epilogue over everything or over the rows (see `row_tail_kind`)."""
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
-    tails: set[int] = set()
+    tails: dict[int, int] = {}
+    epilogue = {g: downstream(graph.nodes, j, readers) for g, j in row_nodes.items()}
     for i, node in enumerate(graph.nodes):
         if node.op not in REDUCTIONS or group_of[i] >= 0 or node.inputs[0] not in producer:
             continue
         g = group_of[producer[node.inputs[0]]]
-        if (g < 0 or kind[g] != "ew" or g in tails or phase[g] != node.phase
+        if (g < 0 or phase[g] != node.phase
                 or graph.values[node.inputs[0]].shape != getattr(gtype[g], "shape", None)
                 or graph.values[node.outputs[0]].dtype not in ("f32", "f64")):
             continue
+        if kind[g] == "row":
+            if (tails.get(g, 0) >= MAX_ROW_TAILS or producer[node.inputs[0]] not in epilogue[g] | {row_nodes[g]}
+                    or row_tail_kind(node, graph.values[node.inputs[0]].shape) is None):
+                continue
+        elif kind[g] != "ew" or g in tails:
+            continue
         if any(group_of[j] == g or group_of[j] >= 0 and ancestry.depends_on(("g", g), group_of[j])
-               for j in _downstream(graph, i, readers)):
+               for j in downstream(graph.nodes, i, readers)):
             continue
         group_of[i] = g
-        tails.add(g)
-
-
-def _downstream(graph: Graph, start: int, readers: dict[int, list[int]]) -> set[int]:
-    """Nodes that depend, directly or not, on node `start`'s results."""
-    seen: set[int] = set()
-    stack = [start]
-    while stack:
-        for o in graph.nodes[stack.pop()].outputs:
-            for r in readers.get(o, []):
-                if r not in seen:
-                    seen.add(r)
-                    stack.append(r)
-    return seen
+        tails[g] = tails.get(g, 0) + 1
 
 
 def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
-                         phase: dict[int, str], readers: dict[int, list[int]], ancestry: _Ancestry) -> None:
+                         phase: dict[int, str], readers: dict[int, list[int]], ancestry: Ancestry) -> None:
     """Moves an elementwise group into the one group that reads its results (same phase), so its values
     never reach memory: the greedy pass only joins a node to a producer's group, which misses a node whose
     inputs come from elsewhere (relu_mask(h) feeding the epilogue of the matmul that computes dh, gelu_grad of

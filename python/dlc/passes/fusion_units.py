@@ -1,0 +1,58 @@
+"""Bookkeeping shared by the fusion steps (passes/fusion.py, passes/row_fusion.py): units, the exact ancestry
+of units as groups grow, and the nodes downstream of a node."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..ir import Node
+
+Unit = tuple[str, int]  # ("g", group) or ("n", node index) for a node outside any group
+
+
+class Ancestry:
+    """The groups each unit transitively depends on, exact while groups grow."""
+
+    def __init__(self) -> None:
+        self.anc: dict[Unit, set[int]] = {}
+        self.down: dict[int, set[Unit]] = {}  # group -> the units whose ancestry holds it
+
+    def depends_on(self, unit: Unit, g: int) -> bool:
+        return g in self.anc.get(unit, ())
+
+    def add_reads(self, unit: Unit, preds: set[Unit]) -> None:
+        """Records that `unit` reads values produced by the units `preds`."""
+        new: set[int] = set()
+        for p in preds - {unit}:
+            new |= self.anc.get(p, set())
+            if p[0] == "g":
+                new.add(p[1])
+        added = new - self.anc.setdefault(unit, set())
+        if not added:
+            return
+        affected = {unit} | (self.down.get(unit[1], set()) if unit[0] == "g" else set())
+        for w in affected:
+            self.anc[w] |= added
+        for h in added:
+            self.down.setdefault(h, set()).update(affected)
+
+    def merge(self, p: int, g: int) -> None:
+        """Group p became part of group g, where one of them read the other (g absorbed its only reader's
+        producer, or a row group took its consumer): every unit that depended on p depends on g already."""
+        for w in self.down.pop(p, set()):
+            self.anc[w].discard(p)
+        for h in self.anc.pop(("g", p), set()):
+            self.down[h].discard(("g", p))
+
+
+def downstream(nodes: Sequence[Node], start: int, readers: dict[int, list[int]]) -> set[int]:
+    """Nodes that depend, directly or not, on node `start`'s results."""
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        for o in nodes[stack.pop()].outputs:
+            for r in readers.get(o, []):
+                if r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+    return seen
