@@ -242,8 +242,8 @@ class CompiledModel:
         if not self._dims:
             return ""
         for axis, (want, have) in enumerate(zip(expected, got)):
-            names = [k for k, v in sorted(self._dims.items()) if v == want]
-            if want != have and names:
+            names = [k for k, v in sorted(self._dims.items()) if v == want] if want != have else []
+            if names:
                 return f"; dimension {axis} is {' or '.join(names)}, bound to {want} at compile time"
         return "; bound at compile time: " + ", ".join(f"{k}={v}" for k, v in sorted(self._dims.items()))
 
