@@ -3,11 +3,13 @@ compared with one process; the dropout shard offset checked in one process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,3 +150,67 @@ def test_shards_cover_the_batch_and_launch_is_detected(monkeypatch: pytest.Monke
     assert not launched()
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     assert launched()
+
+
+class OneRank:
+    """The World interface with one rank and no MPI: the data-parallel loop runs in this process."""
+
+    rank, size, is_main = 0, 1, True
+
+    def average_gradients(self, region: np.ndarray, weight: float) -> None:
+        assert weight == 1.0
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
+    def sum_in_place(self, values: np.ndarray) -> None:
+        pass
+
+    def agree(self, facts: dict[str, str]) -> None:
+        pass
+
+    def barrier(self) -> None:
+        pass
+
+    def fail_together(self) -> Any:
+        return contextlib.nullcontext()
+
+
+RECIPE_NET = """
+input x: f32[N, 5]
+input y: i32[N]
+h = dense(x, 8, name="body") |> relu
+output logits = dense(h, 3, name="head")
+train {
+    loss = cross_entropy(logits, y)
+    metrics = [accuracy(logits, y)]
+    optimizer = adam(lr=0.01)
+    INIT
+}
+"""
+
+
+def test_data_parallel_fit_is_trainer_fit_on_one_rank_and_loads_the_recipe_init(tmp_path: Path) -> None:
+    """Both fits are one epoch loop (training/epochs.py) with different steppers: on one rank the data-parallel
+    one gives Trainer.fit's history and parameters. Regression: it used to skip the recipe's `init`."""
+    from dlc.distributed import training as data_parallel
+    donor = dlc.compile(source=RECIPE_NET.replace("INIT", ""), seed=5)
+    donor.save_checkpoint(str(tmp_path / "donor.ckpt"))
+    (tmp_path / "net.dlm").write_text(RECIPE_NET.replace("INIT", 'init = load_params(path="donor.ckpt", '
+                                                                 'include=["body"])'))
+    rng = np.random.default_rng(0)
+    data = {"x": rng.standard_normal((50, 5)).astype(np.float32), "y": rng.integers(0, 3, 50).astype(np.int32)}
+    alone, ranked = dlc.compile(tmp_path / "net.dlm"), dlc.compile(tmp_path / "net.dlm")
+    untouched = dlc.compile(tmp_path / "net.dlm")
+    data_parallel.fit(ranked, data, epochs=0, world=OneRank())
+    np.testing.assert_array_equal(ranked.params["body.weight"], donor.params["body.weight"])
+    assert not np.array_equal(ranked.params["head.weight"], donor.params["head.weight"])
+    np.testing.assert_array_equal(ranked.params["head.weight"], untouched.params["head.weight"])
+    want = alone.fit(data, epochs=2, batch_size=16, validation=data, verbose=False)
+    got = data_parallel.fit(ranked, data, epochs=2, batch_size=16, validation=data, verbose=False, world=OneRank())
+    assert want.keys() == got.keys() and len(got["loss"]) == 2
+    for key in want:
+        if key != "seconds":
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
+    for name, value in alone.params.items():
+        np.testing.assert_allclose(ranked.params[name], value, rtol=1e-6, atol=1e-7)

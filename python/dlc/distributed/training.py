@@ -14,17 +14,14 @@ averaged across ranks at the end of every epoch, so all ranks (and checkpoints) 
 from __future__ import annotations
 
 import os
-import sys
-import time
 from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
 
-from ..augment import rng_for
 from ..errors import DistributedError, NonFiniteError
 from ..shard import Shard
-from ..training.loop import EarlyStopping, as_named, batches
+from ..training.epochs import fit_epochs, global_batch
+from ..training.loop import as_named
 from ..training.trainer import Trainer
 from .world import World, fingerprint
 
@@ -99,80 +96,60 @@ def fit(program: Any, data: Any, *, epochs: int | None = None, batch_size: int |
 def _fit(trainer: Trainer, data: Any, epochs: int | None, batch_size: int | None, validation: Any,
          callbacks: list[Callable[..., Any]], shuffle: bool, verbose: bool, world: World,
          sync_batch_norm: bool) -> dict[str, list[float]]:
-    spec = trainer.spec()
+    epochs, size = trainer.run_length(epochs, batch_size)
+    trainer.apply_recipe_init()  # before the agreement: the ranks then compare the loaded parameters
     arrays = as_named(trainer.inputs, data)
     n = len(next(iter(arrays.values())))
-    epochs = epochs if epochs is not None else (spec.epochs or 1)
-    size = batch_size or spec.batch_size or 32
     world.agree(fingerprint(trainer, samples=n, batch_size=size, epochs=epochs, shuffle=shuffle,
                             validation=validation is not None, sync_batch_norm=sync_batch_norm))
     if size < world.size:
         raise DistributedError(f"the global batch ({size} samples) is smaller than the number of ranks "
                                f"({world.size}): every rank needs at least one sample")
-    if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
-        callbacks.append(EarlyStopping(**spec.early_stopping))
-    history: dict[str, list[float]] = {}
-    for _ in range(epochs):
-        epoch = trainer.epoch
-        order = np.random.default_rng([trainer.seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        sums: dict[str, float] = {}
-        start = time.perf_counter()
-        seen = 0
-        with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not (verbose and world.is_main),
-                  file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
-            for k_batch, idx in enumerate(batches(n, size, order)):
-                if len(idx) < world.size:
-                    continue
-                lo, hi = shard_bounds(len(idx), world.rank, world.size)
-                weight = (hi - lo) / len(idx)
-                shard = Shard(lo, hi - lo, weight, world.sum_in_place if sync_batch_norm else None)
-                out = trainer.compute_shard_gradients(shard_of(trainer, spec, arrays, idx, lo, hi, epoch, k_batch),
-                                                      shard)
-                world.average_gradients(trainer.gradients, weight)
-                # Every rank holds the same averaged region, so all make the same decision (see Trainer).
-                if not np.isfinite(trainer.gradients).all():
-                    if spec.on_nonfinite == "error":
-                        raise NonFiniteError(f"training step {trainer.step_count + 1}: the gradients averaged over "
-                                             f"{world.size} ranks are not finite; the update was not applied")
-                    continue
-                trainer.apply_gradients()
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v * (hi - lo)
-                seen += hi - lo
-                bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
-                bar.update(len(idx))
-            keys = sorted(sums)
-            totals = world.sum(np.array([sums[k] for k in keys] + [seen]))
-            logs = {k: float(t) / max(totals[-1], 1.0) for k, t in zip(keys, totals)}
-            average_state(trainer, world)
-            if validation is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(trainer, validation, size, world).items()})
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-        logs["seconds"] = time.perf_counter() - start
-        for k, v in logs.items():
-            history.setdefault(k, []).append(v)
-        trainer.end_epoch()
-        stop = False
-        for cb in callbacks:
-            stop = bool(cb(trainer, epoch, logs)) or stop
-        if stop:
-            break
-    for cb in callbacks:
-        end = getattr(cb, "on_train_end", None)
-        if end is not None:
-            end(trainer)
-    return history
+    return fit_epochs(trainer, DataParallelStepper(trainer, arrays, world, sync_batch_norm), n, epochs, size,
+                      validation=validation, callbacks=callbacks, shuffle=shuffle, verbose=verbose)
+
+
+class DataParallelStepper:
+    """This rank's part of every global batch: its shard's gradients, the weighted allreduce, one update that
+    every rank applies alike (they hold the same averaged region, so they make the same finiteness decision)."""
+
+    def __init__(self, trainer: Trainer, arrays: dict[str, np.ndarray], world: World, sync_batch_norm: bool):
+        self.trainer, self.arrays, self.world, self.sync = trainer, arrays, world, sync_batch_norm
+        self.spec = trainer.spec()
+        self.shows_progress = world.is_main
+
+    def step(self, k_batch: int, idx: np.ndarray, epoch: int) -> tuple[dict[str, float], int] | None:
+        if len(idx) < self.world.size:  # a last batch too small to give every rank a sample: no step anywhere
+            return {}, 0
+        lo, hi = shard_bounds(len(idx), self.world.rank, self.world.size)
+        weight = (hi - lo) / len(idx)
+        shard = Shard(lo, hi - lo, weight, self.world.sum_in_place if self.sync else None)
+        batch = shard_of(self.trainer, self.spec, self.arrays, idx, lo, hi, epoch, k_batch)
+        out = self.trainer.compute_shard_gradients(batch, shard)
+        self.world.average_gradients(self.trainer.gradients, weight)
+        if not np.isfinite(self.trainer.gradients).all():
+            if self.spec.on_nonfinite == "error":
+                raise NonFiniteError(f"training step {self.trainer.step_count + 1}: the gradients averaged over "
+                                     f"{self.world.size} ranks are not finite; the update was not applied")
+            return None
+        self.trainer.apply_gradients()
+        return out, hi - lo
+
+    def combine(self, totals: np.ndarray) -> np.ndarray:
+        return self.world.sum(totals)
+
+    def end_epoch(self) -> None:
+        average_state(self.trainer, self.world)
+
+    def validate(self, data: Any, batch_size: int) -> dict[str, float]:
+        return evaluate(self.trainer, data, batch_size, self.world)
 
 
 def shard_of(trainer: Trainer, spec: Any, arrays: dict[str, np.ndarray], idx: np.ndarray, lo: int, hi: int,
              epoch: int, k_batch: int) -> dict[str, np.ndarray]:
-    """This rank's rows of global batch k_batch. Augmentation draws per sample in batch order, so it runs on the
-    global batch's images and the shard is cut from the result: the same pixels one process would train on."""
+    """This rank's rows of global batch k_batch. Augmentation runs on the whole global batch (it draws per
+    sample in batch order) and the shard is cut from the result; without it only the shard's rows are read."""
     if spec.augment is None or not spec.augment.active:
         return {k: v[idx[lo:hi]] for k, v in arrays.items()}
-    batch = {k: v[idx] for k, v in arrays.items()}
-    images = next((k for k, v in batch.items() if v.ndim == 4 and v.dtype.kind == "f"), None)
-    if images is None:
-        raise ValueError("augment needs an image input of shape [N, C, H, W]")
-    batch[images] = spec.augment(batch[images], rng_for(trainer.seed, epoch, k_batch))
+    batch = global_batch(arrays, idx, spec, trainer.seed, epoch, k_batch)
     return {k: np.ascontiguousarray(v[lo:hi]) for k, v in batch.items()}

@@ -25,15 +25,11 @@ threads calling `train_step` concurrently never lose an update.
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from tqdm import tqdm
 
-from ..augment import rng_for
 from ..errors import DlcError, NonFiniteError
 from ..lower import LoweredPlan
 from ..plan_cache import PlanCache
@@ -42,7 +38,8 @@ from ..passes import PassContext, run_pipeline
 from ..shard import Shard
 from . import step as step_graphs
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import EarlyStopping, as_named, batches
+from .epochs import LocalStepper, fit_epochs
+from .loop import as_named, batches
 from .adversarial import as_attack
 from .recipe import RecipeReader, TrainSpec, phase_at
 from .transfer import load_params
@@ -338,90 +335,33 @@ class Trainer:
         epoch e draws from a generator seeded by (seed, e), so resuming at an epoch boundary replays exactly
         the batches an uninterrupted run would have seen. Callbacks are called as cb(trainer, epoch, logs)
         after each epoch; one returning True stops training."""
-        _check_count("epochs", epochs, 0)
-        _check_count("batch_size", batch_size, 1)
-        spec = self.spec()
-        if spec.init is not None and self._step == 0:  # the recipe's init: before the first step only
-            self._load_init(spec.init)
+        epochs, size = self.run_length(epochs, batch_size)
+        self.apply_recipe_init()
         arrays = as_named(self.model.inputs, data)
         n = len(next(iter(arrays.values())))
-        epochs, size = self.run_length(epochs, batch_size)
-        callbacks = list(callbacks or [])
-        if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
-            callbacks.append(EarlyStopping(**spec.early_stopping))
-        history: dict[str, list[float]] = {}
-        for _ in range(epochs):
-            logs = self._epoch_logs(arrays, n, size, spec, shuffle, verbose, validation)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            epoch = self._epoch
-            self.end_epoch()
-            stop = False
-            for cb in callbacks:
-                stop = bool(cb(self, epoch, logs)) or stop
-            if stop:
-                break
-        for cb in callbacks:
-            end = getattr(cb, "on_train_end", None)
-            if end is not None:
-                end(self)
-        return history
+        return fit_epochs(self, LocalStepper(self, arrays), n, epochs, size, validation=validation,
+                          callbacks=callbacks, shuffle=shuffle, verbose=verbose)
 
     def run_length(self, epochs: int | None = None, batch_size: int | None = None) -> tuple[int, int]:
         """The epochs and batch size `fit` runs with these arguments: the recipe's where None (without one,
-        1 epoch of batches of 32)."""
+        1 epoch of batches of 32). Anything but a count (epochs >= 0, batch_size >= 1) is a ValueError."""
+        _check_count("epochs", epochs, 0)
+        _check_count("batch_size", batch_size, 1)
         spec = self.spec()
         return (epochs if epochs is not None else (spec.epochs or 1),
                 batch_size if batch_size is not None else spec.batch_size or 32)
 
-    def _load_init(self, init: Mapping[str, Any]) -> None:
+    def apply_recipe_init(self) -> None:
+        """Loads the parameters the recipe's `init` names, before the first step only (later fits, and runs
+        resumed from a checkpoint, keep what training made)."""
+        init = self.spec().init
+        if init is None or self._step != 0:
+            return
         path = Path(init["path"])
         if not path.is_absolute():  # relative to the model file, as imports are
             path = Path(self.model.module.filename).parent / path
         load_params(self.model.param_buffers, path, include=init["include"], exclude=init["exclude"],
                     rename=init["rename"], strict=init["strict"])
-
-    def _epoch_logs(self, arrays: dict[str, np.ndarray], n: int, size: int, spec: TrainSpec, shuffle: bool,
-                    verbose: bool, validation: Any) -> dict[str, float]:
-        """One epoch of train steps; its averaged loss and metrics (and validation ones), and its seconds."""
-        epoch, seed = self._epoch, self.model.seed
-        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}  # samples behind each value: phases report on their own batches only
-        start = time.perf_counter()
-        seen = 0
-        with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not verbose, file=sys.stderr,
-                  leave=True, dynamic_ncols=True) as bar:
-            for k_batch, idx in enumerate(batches(n, size, order)):
-                batch = {k: v[idx] for k, v in arrays.items()}
-                if spec.augment is not None and spec.augment.active:
-                    images = next((k for k, v in batch.items() if v.ndim == 4 and v.dtype.kind == "f"), None)
-                    if images is None:
-                        raise ValueError("augment needs an image input of shape [N, C, H, W]")
-                    batch[images] = spec.augment(batch[images], rng_for(seed, epoch, k_batch))
-                out = self.train_step(**batch)
-                if out.get("skipped"):  # on_nonfinite = "skip": counted, kept out of the averages
-                    sums["skipped"] = sums.get("skipped", 0.0) + 1
-                    bar.update(len(idx))
-                    continue
-                for k, v in out.items():
-                    if k != "lr":
-                        sums[k] = sums.get(k, 0.0) + v * len(idx)
-                        counts[k] = counts.get(k, 0) + len(idx)
-                seen += len(idx)
-                # tqdm shows the rate itself (unit "sample": samples/s); the postfix adds running averages.
-                bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items() if k in counts}, refresh=False)
-                bar.update(len(idx))
-            skipped = sums.pop("skipped", 0.0)
-            counts.pop("skipped", None)
-            logs = {k: v / max(counts[k], 1) for k, v in sums.items()}
-            if skipped:
-                logs["skipped"] = skipped
-            if validation is not None:
-                logs.update({f"val_{k}": v for k, v in self.evaluate(validation, size).items()})
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-        logs["seconds"] = time.perf_counter() - start
-        return logs
 
     # ---- checkpoints ----
 
