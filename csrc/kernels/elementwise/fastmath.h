@@ -83,8 +83,9 @@ __attribute__((always_inline)) inline float fast_tanh(float x) {
   return a < 0.625f ? small : signed_big;
 }
 
-// Abramowitz & Stegun 7.1.26.
-__attribute__((always_inline)) inline float fast_erf(float x) {
+// Abramowitz & Stegun 7.1.26. Also gives the e^(-x^2) it computes on the way: gelu's gradient needs that
+// density too.
+__attribute__((always_inline)) inline float fast_erf_and_gauss(float x, float* gauss) {
   const float a = x < 0 ? -x : x;
   const float t = 1.0f / (1.0f + 0.3275911f * a);
   float p = 1.061405429f;
@@ -92,8 +93,14 @@ __attribute__((always_inline)) inline float fast_erf(float x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const float y = 1.0f - p * t * fast_exp(-a * a);
+  *gauss = fast_exp(-a * a);
+  const float y = 1.0f - p * t * *gauss;
   return x < 0 ? -y : y;
+}
+
+__attribute__((always_inline)) inline float fast_erf(float x) {
+  float gauss;
+  return fast_erf_and_gauss(x, &gauss);
 }
 
 }  // namespace

@@ -11,14 +11,27 @@ namespace dlc {
 template <typename T>
 using GemmEpilogueFn = void (*)(void* ctx, T* C, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n);
 
+// Called instead of storing a finished register tile (at most MR x NR of the kernel path in use) of the
+// blocked path: the micro-kernel has written the tile's final values to `tile` (row i at tile + i * ld_tile,
+// rows [i0, i0+m) x cols [j0, j0+n) of C, in L1) and not to C, so the epilogue reads them without waiting for
+// C's cache lines and writes to memory only what it stores (C too, if C is wanted). Several threads call it
+// at once for disjoint tiles.
+template <typename T>
+using GemmTileEpilogueFn = void (*)(void* ctx, const T* tile, int64_t ld_tile, int64_t i0, int64_t j0, int64_t m,
+                                    int64_t n);
+
 // C[M,N] = alpha * op(A) @ op(B) + beta * C, then epilogue on each finished block (if fn != nullptr).
+// With a tile_epilogue, the blocked path hands it every finished tile instead (see GemmTileEpilogueFn); the
+// matrix-vector and K == 0 paths still store C and call `epilogue` on their blocks, which must then be given
+// too.
 // op(A) is A (M x K, row-major, leading dim lda) or, if trans_a, A is stored K x M (row-major, lda) and used transposed.
 // op(B) is B (K x N, row-major, ldb) or, if trans_b, B is stored N x K (row-major, ldb).
 // beta == 0 must not read C (it may hold NaN garbage). alpha == 0 does not read A or B.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
           const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
-          GemmEpilogueFn<T> epilogue = nullptr, void* epilogue_ctx = nullptr);
+          GemmEpilogueFn<T> epilogue = nullptr, void* epilogue_ctx = nullptr,
+          GemmTileEpilogueFn<T> tile_epilogue = nullptr);
 // explicit instantiations for float and double exist in gemm_cpu.cpp
 
 // Forces the portable scalar micro-kernel (for tests comparing the SIMD and scalar paths). Process-wide;
@@ -31,6 +44,7 @@ void gemm_force_scalar(bool on);
 void gemm_force_isa(const char* isa);
 // Name of the kernel path in use: "avx512", "avx2" or "scalar".
 const char* gemm_kernel_name();
+
 // Threads that ran the most recent GEMM large enough to go parallel (a test hook: a plan must not run its
 // GEMMs inside another parallel region, where they would get one thread).
 int gemm_last_team_size();

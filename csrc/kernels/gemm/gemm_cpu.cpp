@@ -325,7 +325,8 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 
 template <typename P, typename T>
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
+                  GemmTileEpilogueFn<T> tile_fn) {
   constexpr int64_t MR = P::MR, NR = P::NR, KC = P::KC, MC = P::MC, NC = P::NC;
 
   // Equal-sized K blocks avoid a thin last block that would run the kernel at poor efficiency.
@@ -356,6 +357,8 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
     for (int64_t pc = 0; pc < K; pc += kc_step) {
       const int64_t kc = std::min(kc_step, K - pc);
       const bool last_k = pc + kc == K;
+      // On the last K block a tile epilogue takes each tile from an L1 buffer instead of C (see gemm.h).
+      const GemmTileEpilogueFn<T> tile_epilogue = last_k ? tile_fn : nullptr;
       // Only the first K block applies beta; later ones accumulate onto it.
       const T beta_k = pc == 0 ? beta : T(1);
 
@@ -378,6 +381,23 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
             const int64_t mr = std::min(MR, mc - ir);
             const T* ap = packed_a + ir * kc;
             T* cp = C + (ic + ir) * ldc + jr;
+            if (tile_epilogue) {
+              alignas(64) T tile[MR * NR];
+              if (beta_k != T(0))  // earlier K blocks (or beta) left partial sums in C
+                for (int64_t i = 0; i < MR; ++i)
+                  for (int64_t j = 0; j < NR; ++j) tile[i * NR + j] = i < mr && j < nr ? cp[i * ldc + j] : T(0);
+              bool done = false;
+              if constexpr (P::direct_b != nullptr) {
+                if (direct_b) {
+                  P::direct_b(kc, ap, bp, ldb, alpha, beta_k, tile, NR, mr, nr);
+                  done = true;
+                }
+              }
+              // Packed panels are zero-padded, so the full kernel serves edge tiles too (same arithmetic).
+              if (!done) P::kernel(kc, ap, bp, alpha, beta_k, tile, NR);
+              tile_epilogue(ctx, tile, NR, ic + ir, jr, mr, nr);
+              continue;
+            }
             if constexpr (P::direct_b != nullptr) {
               if (direct_b) {
                 P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
@@ -398,7 +418,7 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
             }
           }
         }
-        if (last_k && epilogue) epilogue(ctx, C, ldc, ic, jg, mc, ng);
+        if (last_k && epilogue && !tile_fn) epilogue(ctx, C, ldc, ic, jg, mc, ng);
       }, parallel);
     }
   }
@@ -406,14 +426,15 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
 
 template <Isa I, typename T>
 void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-             const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+             const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
+             GemmTileEpilogueFn<T> tile_fn) {
   using P = Path<I, T>;
   if (K <= 0 || alpha == T(0))
     scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
   else if (M == 1 || N == 1)
     gemv<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
   else
-    gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+    gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx, tile_fn);
 }
 
 }  // namespace
@@ -421,29 +442,32 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* epilogue_ctx) {
+          int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* epilogue_ctx,
+          GemmTileEpilogueFn<T> tile_epilogue) {
   using gemm_detail::Isa;
   if (M <= 0 || N <= 0) return;
   switch (gemm_detail::active_isa()) {
     case Isa::kAvx512:
       gemm_detail::gemm_on<Isa::kAvx512>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                         epilogue_ctx);
+                                         epilogue_ctx, tile_epilogue);
       return;
     case Isa::kAvx2:
       gemm_detail::gemm_on<Isa::kAvx2>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                       epilogue_ctx);
+                                       epilogue_ctx, tile_epilogue);
       return;
     case Isa::kScalar:
       gemm_detail::gemm_on<Isa::kScalar>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                         epilogue_ctx);
+                                         epilogue_ctx, tile_epilogue);
       return;
   }
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t, GemmEpilogueFn<float>, void*);
+                          float, float*, int64_t, GemmEpilogueFn<float>, void*,
+                          GemmTileEpilogueFn<float>);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*);
+                           int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*,
+                           GemmTileEpilogueFn<double>);
 
 void gemm_force_scalar(bool on) {
   gemm_detail::g_forced_isa.store(on ? static_cast<int>(gemm_detail::Isa::kScalar) : -1, std::memory_order_relaxed);

@@ -3,14 +3,16 @@
 // ints = [trans_a, trans_b, n_code, <ew program (n_code ints)>], floats = the program's immediates.
 // in = [A, B, epilogue inputs...], out = [C, epilogue outputs...]. A is [..., M, K] ([..., K, M] when
 // trans_a), B is [..., K, N] ([..., N, K] when trans_b), C is [batch..., M, N]. The epilogue program sees
-// inputs [C, epilogue inputs...] and outputs = this step's outputs, and runs on each finished GEMM block while
-// it is still in cache, so bias, activation and residual cost no extra pass over memory.
+// inputs [C, epilogue inputs...] and outputs = this step's outputs. It runs on each finished register tile of the
+// GEMM while the tile is in L1 (gemm_epilogue.h), so bias, activation, gradient and residual cost no extra pass
+// over memory; a program the tile form cannot take runs through the general evaluator on finished blocks.
 #include <algorithm>
 #include <vector>
 
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_epilogue.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -23,7 +25,22 @@ struct Epilogue {
   const double* imm = nullptr;
   int n_imm = 0;
   int64_t row_offset = 0;  // first row of this GEMM within C viewed as [batch * M, N]
+  const void* tiles = nullptr;  // the TileEpilogue<T>, when the program has a tile form
 };
+
+// The tile form: on each register tile the GEMM hands over in L1, and on the blocks of C the matrix-vector
+// path has stored.
+template <typename T>
+void epilogue_tile(void* ctx, const T* tile, int64_t ld_tile, int64_t i0, int64_t j0, int64_t m, int64_t n) {
+  const Epilogue& e = *static_cast<const Epilogue*>(ctx);
+  const auto& te = *static_cast<const TileEpilogue<T>*>(e.tiles);
+  te.run(te, tile, ld_tile, e.row_offset + i0, e.row_offset + i0 + m, j0, j0 + n);
+}
+
+template <typename T>
+void epilogue_window(void* ctx, T* C, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n) {
+  epilogue_tile<T>(ctx, nullptr, 0, i0, j0, m, n);
+}
 
 template <typename T>
 void epilogue_block(void* ctx, T* C, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n) {
@@ -74,7 +91,10 @@ void matmul_typed(const KernelArgs& a) {
     ep_args.n_in = static_cast<int>(ep_in.size());
     ew_validate(ep_args, code, n_code, a.n_floats);
   }
-  GemmEpilogueFn<T> fn = n_code > 0 ? &epilogue_block<T> : nullptr;
+  TileEpilogue<T> tiles;
+  const bool tiled = n_code > 0 && prepare_tile_epilogue<T>(ep_args, code, n_code, a.floats, &tiles);
+  GemmEpilogueFn<T> fn = n_code == 0 ? nullptr : tiled ? &epilogue_window<T> : &epilogue_block<T>;
+  GemmTileEpilogueFn<T> tile_fn = tiled ? &epilogue_tile<T> : nullptr;
 
   auto matrices = [](const Tensor& t) {
     const int64_t s = t.shape[t.ndim - 1] * t.shape[t.ndim - 2];
@@ -83,8 +103,8 @@ void matmul_typed(const KernelArgs& a) {
   const int64_t a_batch = matrices(A), b_batch = matrices(B);
   // A shared right operand (a dense layer on a [batch, time, features] input): one tall GEMM.
   if (b_batch == 1 && !ta && a_batch == batches) {
-    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, 0};
-    gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e);
+    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, 0, &tiles};
+    gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e, tile_fn);
     return;
   }
   int64_t sa[kMaxRank] = {0}, sb[kMaxRank] = {0};
@@ -99,9 +119,9 @@ void matmul_typed(const KernelArgs& a) {
       offa += idx * sa[d];
       offb += idx * sb[d];
     }
-    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, b * M};
+    Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, b * M, &tiles};
     gemm<T>(ta, tb, M, N, K, T(1), A.ptr<T>() + offa, lda, B.ptr<T>() + offb, ldb, T(0), C.ptr<T>() + b * M * N, N,
-            fn, &e);
+            fn, &e, tile_fn);
   };
   // Many small products (attention heads): one product per thread beats splitting each tiny GEMM. Otherwise
   // no enclosing parallel region at all: even an inactive one (if(false)) would make the GEMM's own region a
