@@ -3,10 +3,18 @@
 // The tensor is viewed as [outer, A, inner] with A the softmax axis. inner == 1 (the last axis, the usual
 // case) works on contiguous rows; otherwise tasks take a block of columns and keep per-column
 // statistics on the stack, so the inner loops still run over contiguous memory.
+//
+// f32 rows run on softmax_rows.h's vectorized kernels (AVX2 or AVX-512, chosen with the elementwise kernels'
+// instruction set) where the CPU has one: libm's expf is a call per element, and made a transformer's
+// attention softmax cost as much as its projections. f64, column blocks and older CPUs use the code below.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
+#include "kernels/elementwise/elementwise.h"
 #include "kernels/reduce/reduce.h"
+#include "kernels/reduce/softmax_rows.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -16,6 +24,14 @@ using kern::ceil_div;
 using kern::kParallelWork;
 
 constexpr int64_t kColBlock = 256;
+
+// The vectorized f32 row kernels for the instruction set the elementwise kernels use (ew_force_isa switches
+// both, so tests reach every path), or nullptr for the portable rows.
+const SoftmaxRowsF32* simd_rows() {
+  static const SoftmaxRowsF32 avx512 = softmax_rows_f32_avx512(), avx2 = softmax_rows_f32_avx2();
+  const char* isa = ew_kernel_name();
+  return std::strcmp(isa, "avx512") == 0 ? &avx512 : std::strcmp(isa, "avx2") == 0 ? &avx2 : nullptr;
+}
 
 // ---- contiguous rows of length n ----
 
@@ -160,9 +176,15 @@ void softmax_kernel(const KernelArgs& a) {
   const AxisView v = axis_view(a.in[0], a.ints[0], "softmax");
   kern::dispatch_float(a.in[0].dtype, "softmax", [&](auto tag) {
     using T = decltype(tag);
+    const SoftmaxRowsF32* simd = simd_rows();
     const T* in[1] = {a.in[0].ptr<const T>()};
     for_each_slice<T>(
-        v, in, 1, a.out[0].ptr<T>(), [](const T* x, const T*, T* y, int64_t n) { softmax_row(x, y, n); },
+        v, in, 1, a.out[0].ptr<T>(),
+        [simd](const T* x, const T*, T* y, int64_t n) {
+          if constexpr (std::is_same_v<T, float>)
+            if (simd) return simd->softmax(x, y, n);
+          softmax_row(x, y, n);
+        },
         [](const T* x, const T*, T* y, int64_t A, int64_t s, int64_t cb) { softmax_cols(x, y, A, s, cb); });
   });
 }
@@ -173,9 +195,15 @@ void log_softmax_kernel(const KernelArgs& a) {
   const AxisView v = axis_view(a.in[0], a.ints[0], "log_softmax");
   kern::dispatch_float(a.in[0].dtype, "log_softmax", [&](auto tag) {
     using T = decltype(tag);
+    const SoftmaxRowsF32* simd = simd_rows();
     const T* in[1] = {a.in[0].ptr<const T>()};
     for_each_slice<T>(
-        v, in, 1, a.out[0].ptr<T>(), [](const T* x, const T*, T* y, int64_t n) { log_softmax_row(x, y, n); },
+        v, in, 1, a.out[0].ptr<T>(),
+        [simd](const T* x, const T*, T* y, int64_t n) {
+          if constexpr (std::is_same_v<T, float>)
+            if (simd) return simd->log_softmax(x, y, n);
+          log_softmax_row(x, y, n);
+        },
         [](const T* x, const T*, T* y, int64_t A, int64_t s, int64_t cb) { log_softmax_cols(x, y, A, s, cb); });
   });
 }
@@ -205,10 +233,15 @@ void log_softmax_grad_kernel(const KernelArgs& a) {
   const AxisView v = axis_view(a.in[0], a.ints[0], "log_softmax_grad");
   kern::dispatch_float(a.in[0].dtype, "log_softmax_grad", [&](auto tag) {
     using T = decltype(tag);
+    const SoftmaxRowsF32* simd = simd_rows();
     const T* in[2] = {a.in[0].ptr<const T>(), a.in[1].ptr<const T>()};
     for_each_slice<T>(
         v, in, 2, a.out[0].ptr<T>(),
-        [](const T* y, const T* gy, T* gx, int64_t n) { log_softmax_grad_row(y, gy, gx, n); },
+        [simd](const T* y, const T* gy, T* gx, int64_t n) {
+          if constexpr (std::is_same_v<T, float>)
+            if (simd) return simd->log_softmax_grad(y, gy, gx, n);
+          log_softmax_grad_row(y, gy, gx, n);
+        },
         [](const T* y, const T* gy, T* gx, int64_t A, int64_t s, int64_t cb) {
           log_softmax_grad_cols(y, gy, gx, A, s, cb);
         });
