@@ -30,18 +30,11 @@ def emit_row_group(graph: Graph, nodes: list[Node],
     core = nodes[li]
     row_input, key = registry.get(core.op).row_fusion  # type: ignore[misc]
     space = graph.values[core.outputs[0]]
-    readers: dict[int, list[int]] = {}
-    for i, n in enumerate(nodes):
-        for v in n.inputs:
-            readers.setdefault(v, []).append(i)
-    after = downstream(nodes, li, readers)
-    tails = [n for i, n in enumerate(nodes) if i in after and n.op in REDUCTIONS]
-    epilogue = [n for i, n in enumerate(nodes) if i in after and n.op not in REDUCTIONS]
-    prologue = [n for i, n in enumerate(nodes) if i != li and i not in after]
+    row_value = core.inputs[row_input]
+    prologue, epilogue, tails = _split(nodes, li, row_value)
     f64 = space.dtype == "f64"
 
     # Prologue: its inputs, a STORE for each value read outside, and last the row value.
-    row_value = core.inputs[row_input]
     pro_in = _external(prologue, set()) if prologue else [row_value]
     pro_stores = [o for n in prologue for o in n.outputs if o in stored]
     pb = ProgramBuilder(compute_f64=f64)
@@ -55,7 +48,8 @@ def emit_row_group(graph: Graph, nodes: list[Node],
     # Epilogue: input 0 is the core's output 0; STOREs (output 0 too if it is read outside), then the tails.
     main = core.outputs[0]
     epi_in = _external(epilogue + tails, {main})
-    epi_stores = ([main] if main in stored else []) + [o for n in epilogue for o in n.outputs if o in stored]
+    epi_stores = ([main] if main in stored else []) + [o for n in epilogue for o in n.outputs
+                                                       if o in stored and o not in pro_stores]
     pb = ProgramBuilder(compute_f64=f64)
     refs = {main: input_ref(0), **{v: input_ref(k + 1) for k, v in enumerate(epi_in)}}
     emit_nodes(pb, epilogue, refs)
@@ -82,3 +76,47 @@ def emit_row_group(graph: Graph, nodes: list[Node],
             *pro_ints, *epi_ints]
     eps = float(core.attr("eps")) if "eps" in core.attr_dict else 0.0
     return key, ins, outs, ints, [eps, *scales, *pro_floats, *epi_floats]
+
+
+def _split(nodes: list[Node], li: int, row_value: int) -> tuple[list[Node], list[Node], list[Node]]:
+    """The group's nodes for the prologue and the epilogue, and the tails. What depends on the reduction is
+    epilogue; what the row value depends on, or reads a value that does, is prologue. The rest reads only
+    tensors from outside (a constant broadcast, say): it goes to whichever program needs it, both if both do
+    (elementwise on loaded values, cheap to compute twice)."""
+    readers: dict[int, list[int]] = {}
+    producer: dict[int, int] = {}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            readers.setdefault(v, []).append(i)
+        for o in n.outputs:
+            producer[o] = i
+    after = downstream(nodes, li, readers)
+    bound: set[int] = set()
+    stack = [producer[row_value]] if row_value in producer else []
+    while stack:  # ancestors of the row value
+        i = stack.pop()
+        if i not in bound:
+            bound.add(i)
+            stack.extend(producer[v] for v in nodes[i].inputs if v in producer)
+    for i, n in enumerate(nodes):  # and what reads them without depending on the reduction
+        if i != li and i not in after and any(producer.get(v) in bound for v in n.inputs):
+            bound.add(i)
+    free = {i for i in range(len(nodes)) if i != li and i not in after and i not in bound}
+
+    def with_free(owned: set[int]) -> set[int]:
+        need = set(owned)
+        for i in sorted(owned, reverse=True):
+            stack = [producer[v] for v in nodes[i].inputs if producer.get(v) in free]
+            while stack:
+                j = stack.pop()
+                if j not in need:
+                    need.add(j)
+                    stack.extend(producer[v] for v in nodes[j].inputs if producer.get(v) in free)
+        return need
+
+    epi_owned = {i for i in after if nodes[i].op not in REDUCTIONS}
+    epi = with_free(epi_owned | {i for i in after if nodes[i].op in REDUCTIONS}) - after | epi_owned
+    unused_free = free - with_free(epi_owned | bound | after)
+    pro = with_free(bound) | unused_free
+    return ([nodes[i] for i in sorted(pro)], [nodes[i] for i in sorted(epi)],
+            [nodes[i] for i in sorted(after) if nodes[i].op in REDUCTIONS])

@@ -183,6 +183,9 @@ std::vector<std::string> ew_opcode_names();
 // compare the paths. Process-wide.
 void ew_force_isa(const std::string& name);
 const char* ew_kernel_name();
+// The tile loop in use as a number (0 generic, 1 AVX2, 2 AVX-512), for kernels that pick their own per-ISA
+// code to match it (so forcing a path in a test forces theirs too).
+int ew_isa_level();
 std::vector<int> ew_opcode_arities();
 
 }  // namespace dlc

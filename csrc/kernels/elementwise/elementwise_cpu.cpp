@@ -428,6 +428,8 @@ const char* ew_kernel_name() {
   return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "generic";
 }
 
+int ew_isa_level() { return static_cast<int>(cpu_isa()); }
+
 std::vector<std::string> ew_opcode_names() {
   return {
 #define DLC_EW_NAME(name, arity) #name,

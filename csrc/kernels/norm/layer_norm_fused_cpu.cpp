@@ -22,10 +22,13 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/elementwise/elementwise.h"
-#include "kernels/reduce/reduce.h"
+#include "kernels/norm/layer_norm_rows.h"
+#include "kernels/kernel_util.h"
+#include "runtime/tensor.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -84,6 +87,7 @@ struct Programs {
   std::vector<Tensor> pro_in, pro_out, epi_in, epi_out;
   EwRowProgram pro, epi;
   int64_t pro_result = 0;
+  const void* direct = nullptr;  // the row input's data when the prologue is a bare copy of it (prologue_row)
   std::vector<int64_t> tail_reg;
 };
 
@@ -113,6 +117,10 @@ std::unique_ptr<Programs> bind(const KernelArgs& a, const Layout& l, const Tenso
   auto is_store = [](const EwRowProgram& q, int i) { return q.instr[i * 5] == static_cast<int64_t>(EwOp::STORE); };
   kernel_check(!is_store(p->pro, p->pro.n_instr - 1), "layer_norm fused: the prologue ends with the row value");
   p->pro_result = p->pro.result_reg(p->pro.n_instr - 1);
+  const int64_t* first = p->pro.instr;
+  if (p->pro.n_instr == 1 && first[0] == static_cast<int64_t>(EwOp::COPY) && first[2] == -1 &&
+      a.in[0].dtype == space.dtype && a.in[0].numel() == space.numel())
+    p->direct = a.in[0].data;
   for (int t = 0; t < l.T; ++t) {
     const int i = p->epi.n_instr - l.T + t;
     kernel_check(!is_store(p->epi, i), "layer_norm fused: tails end the epilogue");
@@ -167,8 +175,12 @@ inline void epilogue_tile(const Programs& p, const Layout& l, EwTileRegs<T>& reg
     const T* v = regs.reg[p.tail_reg[t]];
     double* dst = acc + parts.offset[t];
     if (l.tail_kind[t] == 0) {
-      double s = 0;
-      for (int64_t q = 0; q < n; ++q) s += v[q];
+      double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // independent lanes: no serial chain of adds
+      int64_t q = 0;
+      for (; q + 8 <= n; q += 8)
+        for (int k = 0; k < 8; ++k) lanes[k] += v[q + k];
+      double s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+      for (; q < n; ++q) s += v[q];
       dst[0] += s;
     } else {
       for (int64_t q = 0; q < n; ++q) dst[j0 + q] += v[q];
@@ -176,13 +188,17 @@ inline void epilogue_tile(const Programs& p, const Layout& l, EwTileRegs<T>& reg
   }
 }
 
+// The row the statistics are taken of: computed by the prologue into `buffer`, or, when the prologue only
+// copies a contiguous input of the row's dtype (nothing was fused before the reduction), that input's row.
 template <class T>
-inline void prologue_row(const Programs& p, EwTileRegs<T>& regs, int64_t r, int64_t D, T* row) {
+inline const T* prologue_row(const Programs& p, EwTileRegs<T>& regs, int64_t r, int64_t D, T* buffer) {
+  if (p.direct != nullptr) return static_cast<const T*>(p.direct) + r * D;
   for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
     const int64_t n = std::min(kEwTileWidth, D - j0);
     ew_row_tile(p.pro, regs, r, j0, n, static_cast<const T*>(nullptr));
-    std::copy(regs.reg[p.pro_result], regs.reg[p.pro_result] + n, row + j0);
+    std::copy(regs.reg[p.pro_result], regs.reg[p.pro_result] + n, buffer + j0);
   }
+  return buffer;
 }
 
 template <class T>
@@ -207,6 +223,16 @@ Tensor row_space(const Tensor& stats, int64_t D) {
   return space;
 }
 
+// The row arithmetic compiled for the instruction set the evaluator uses.
+template <class T>
+LnRowOps<T> row_ops() {
+  const int level = ew_isa_level();
+  if constexpr (std::is_same_v<T, float>)
+    return level == 2 ? ln_rows_f32_avx512() : level == 1 ? ln_rows_f32_avx2() : ln_rows_f32_generic();
+  else
+    return level == 2 ? ln_rows_f64_avx512() : level == 1 ? ln_rows_f64_avx2() : ln_rows_f64_generic();
+}
+
 int64_t chunk_count(int64_t rows, int64_t D) {
   return std::max<int64_t>(1, std::min({rows, kMaxChunks, rows * D / kChunkWork}));
 }
@@ -228,33 +254,29 @@ void forward(const KernelArgs& a, const Layout& l) {
   Partials parts(l, D, 0, chunks);
   const T* g = gamma.ptr<const T>();
   const T* b = beta.ptr<const T>();
+  const LnRowOps<T> ops = row_ops<T>();
   parallel_items(chunks, [&](int64_t c, int) {
-    auto regs = std::make_unique<EwTileRegs<T>>();
+    std::unique_ptr<EwTileRegs<T>> regs(new EwTileRegs<T>);  // not zeroed: every register is written first
     std::vector<T> row(static_cast<size_t>(D));
+    alignas(64) T tile[kEwTileWidth];
     double* acc = parts.chunk(c);
     for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) {
-      prologue_row(*p, *regs, r, D, row.data());
-      const T* x = row.data();
-      // Two passes (mean, then squared deviations), as the unfused kernel: no E[x^2] - E[x]^2 cancellation.
-      const double mu = kern::lane_sum(D, [x](int64_t i) { return static_cast<double>(x[i]); }) / D;
-      const double var = kern::lane_sum(D, [x, mu](int64_t i) {
-                           const double d = static_cast<double>(x[i]) - mu;
-                           return d * d;
-                         }) / D;
-      const T mu_t = static_cast<T>(mu), rs_t = static_cast<T>(1.0 / std::sqrt(var + eps));
-      mean.ptr<T>()[r] = mu_t;
-      rstd.ptr<T>()[r] = rs_t;
-      T* y = row.data();
-      for (int64_t i = 0; i < D; ++i) y[i] = (x[i] - mu_t) * rs_t * g[i] + b[i];
-      for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth)
-        epilogue_tile(*p, l, *regs, acc, parts, r, j0, std::min(kEwTileWidth, D - j0), y + j0);
+      const T* x = prologue_row(*p, *regs, r, D, row.data());
+      T mu, rs;
+      ops.stats(x, D, eps, &mu, &rs);
+      mean.ptr<T>()[r] = mu;
+      rstd.ptr<T>()[r] = rs;
+      for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
+        const int64_t n = std::min(kEwTileWidth, D - j0);
+        ops.normalize(x + j0, g + j0, b + j0, mu, rs, tile, n);
+        epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
+      }
     }
   }, chunks > 1);
   finish_tails<T>(l, a, 2, parts, chunks, D);
 }
 
-// With xhat = (x - mean) * rstd and g = gy * gamma (as the unfused layer_norm_grad):
-//   gx = rstd * (g - mean_D(g) - xhat * mean_D(g * xhat)),  ggamma = sum_rows gy * xhat,  gbeta = sum_rows gy.
+// The unfused layer_norm_grad's formulas (layer_norm_rows.h); ggamma and gbeta are summed over rows per chunk.
 template <class T>
 void backward(const KernelArgs& a, const Layout& l) {
   const Tensor& xt = a.in[l.P];
@@ -273,32 +295,25 @@ void backward(const KernelArgs& a, const Layout& l) {
   const int64_t chunks = chunk_count(rows, D);
   Partials parts(l, D, 2, chunks);
   const T* gm = gamma.ptr<const T>();
+  const LnRowOps<T> ops = row_ops<T>();
   parallel_items(chunks, [&](int64_t c, int) {
-    auto regs = std::make_unique<EwTileRegs<T>>();
+    std::unique_ptr<EwTileRegs<T>> regs(new EwTileRegs<T>);  // not zeroed: every register is written first
     std::vector<T> row(static_cast<size_t>(D));
+    alignas(64) T tile[kEwTileWidth];
     double* acc = parts.chunk(c);
     double* pg = acc + parts.extra_offset;
     double* pb = pg + D;
     for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) {
-      prologue_row(*p, *regs, r, D, row.data());
-      const T* gy = row.data();
+      const T* gy = prologue_row(*p, *regs, r, D, row.data());
       const T* x = xt.ptr<const T>() + r * D;
       const T mu = mean.ptr<const T>()[r], rs = rstd.ptr<const T>()[r];
-      const double sg = kern::lane_sum(D, [gy, gm](int64_t i) { return static_cast<double>(gy[i] * gm[i]); });
-      const double sgx = kern::lane_sum(D, [=](int64_t i) {
-        return static_cast<double>(gy[i] * gm[i]) * static_cast<double>((x[i] - mu) * rs);
-      });
-      const T ma = static_cast<T>(sg / D), mb = static_cast<T>(sgx / D);
-      T* gx = row.data();  // overwrites gy element by element, after its last use
-      for (int64_t i = 0; i < D; ++i) {
-        const T xhat = (x[i] - mu) * rs;
-        const T gyi = gy[i];
-        pg[i] += static_cast<double>(gyi) * static_cast<double>(xhat);
-        pb[i] += static_cast<double>(gyi);
-        gx[i] = rs * (gyi * gm[i] - ma - xhat * mb);
+      T ma, mb;
+      ops.grad_means(x, gm, gy, mu, rs, D, &ma, &mb);
+      for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
+        const int64_t n = std::min(kEwTileWidth, D - j0);
+        ops.grad(x + j0, gm + j0, gy + j0, mu, rs, ma, mb, tile, pg + j0, pb + j0, n);
+        epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
       }
-      for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth)
-        epilogue_tile(*p, l, *regs, acc, parts, r, j0, std::min(kEwTileWidth, D - j0), gx + j0);
     }
   }, chunks > 1);
   for (int64_t i = 0; i < D; ++i) {
@@ -311,7 +326,7 @@ void backward(const KernelArgs& a, const Layout& l) {
 void layer_norm_fused_kernel(const KernelArgs& a) {
   const Layout l = parse(a, 2, 2);
   kernel_check(a.n_in > l.P && a.n_out >= 2, "layer_norm fused: operands");
-  kern::dispatch_float(a.in[l.P].dtype, "layer_norm fused", [&](auto tag) {
+  dispatch_float(a.in[l.P].dtype, "layer_norm fused", [&](auto tag) {
     using T = decltype(tag);
     kernel_check((l.pro_code[0] == 1) == std::is_same_v<T, double>, "layer_norm fused: compute precision");
     forward<T>(a, l);
@@ -321,7 +336,7 @@ void layer_norm_fused_kernel(const KernelArgs& a) {
 void layer_norm_grad_fused_kernel(const KernelArgs& a) {
   const Layout l = parse(a, 4, 2);
   kernel_check(a.n_in > l.P + 1 && a.n_out >= 2, "layer_norm_grad fused: operands");
-  kern::dispatch_float(a.in[l.P + 1].dtype, "layer_norm_grad fused", [&](auto tag) {
+  dispatch_float(a.in[l.P + 1].dtype, "layer_norm_grad fused", [&](auto tag) {
     using T = decltype(tag);
     kernel_check((l.pro_code[0] == 1) == std::is_same_v<T, double>, "layer_norm_grad fused: compute precision");
     backward<T>(a, l);

@@ -100,6 +100,7 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
             producer_idx[o] = i
 
     _absorb_into_readers(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
+    _absorb_into_producer(graph, group_of, group_kind, group_type, readers, ancestry)
     row_nodes = fuse_row_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry)
     _attach_reductions(graph, group_of, group_kind, group_type, group_phase, readers, ancestry, row_nodes)
     nodes = [replace(n, group=g) for n, g in zip(graph.nodes, group_of)]
@@ -168,6 +169,44 @@ def _absorb_into_readers(graph: Graph, group_of: list[int], kind: dict[int, str]
             group_of[i] = g
         members[g] = sorted(members[g] + members.pop(p))
         ancestry.merge(p, g)
+
+
+def _absorb_into_producer(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
+                          readers: dict[int, list[int]], ancestry: Ancestry) -> None:
+    """Moves an elementwise group into the one group computing every tensor it reads (constants aside) when
+    that stores fewer tensors: the values it read from the producer need not be written any more, its own
+    results are written instead. In training this takes the start of the backward pass into the forward
+    kernel: ew_chain's loss gradient 2 * y / n * (1 - tanh^2) is stored as one tensor instead of y and
+    1 - tanh^2. No cycle can form: the moved group depended only on the producer."""
+    graph_outputs = {v for _, v in graph.outputs}
+    producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(group_of):
+        if g >= 0:
+            members.setdefault(g, []).append(i)
+    for p in sorted(members):
+        if kind[p] != "ew" or p not in members:
+            continue
+        nodes = members[p]
+        values = {o for i in nodes for o in graph.nodes[i].outputs}
+        external = {v for i in nodes for v in graph.nodes[i].inputs} - values
+        sources = {group_of[producer[v]] for v in external if v in producer}
+        if len(sources) != 1:
+            continue
+        f = sources.pop()
+        if f < 0 or kind[f] != "ew" or any(getattr(graph.values[o], "shape", None) != getattr(gtype[f], "shape", None)
+                                           for o in values):
+            continue
+        inside = set(nodes) | set(members[f])
+        freed = {v for v in external if v in producer and v not in graph_outputs
+                 and all(r in inside for r in readers.get(v, []))}
+        stored = {o for o in values if o in graph_outputs or any(r not in inside for r in readers.get(o, []))}
+        if len(stored) >= len(freed) or not _fits(graph, nodes, members[f], "ew", gtype[f], values):
+            continue
+        for i in nodes:
+            group_of[i] = f
+        members[f] = sorted(members[f] + members.pop(p))
+        ancestry.merge(p, f)
 
 
 def _fits(graph: Graph, absorbed: list[int], into: list[int], kind: str, gtype: object, values: set[int]) -> bool:
