@@ -49,6 +49,11 @@ def test_ew_chain_is_one_kernel_forward_and_two_in_training() -> None:
     p = dlc.compile("models/ew_chain.dlm")
     assert kernels(p, {"N": 4}) == ["layer_norm_fused"]
     assert kernels(p, {"N": 4}, train=True) == ["layer_norm_fused", "layer_norm_grad_fused", "adam"]
+    # The loss gradient's elementwise start runs in the forward kernel, which stores it as one tensor (not y
+    # and 1 - tanh^2): the backward kernel has no prologue, and the forward kernel writes h, gy, gelu'(u).
+    forward, backward = p.training_plan("step", {"N": 4})[0].steps[:2]
+    assert backward.label.startswith("layer_norm_grad+")
+    assert forward.label.endswith("neg+add_scalar+mul+gelu_grad")
     for train in (False, True):  # the planner still packs the arena to its lower bound
         lowered = p.training_plan("step", {"N": 4})[0] if train else p.compile_plan({"N": 4}, training=False)
         assert lowered.memory.arena_bytes == lowered.memory.lower_bound_bytes
