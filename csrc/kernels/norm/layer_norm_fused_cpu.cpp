@@ -167,6 +167,27 @@ struct Partials {
 };
 
 // The epilogue on one tile of the core result, then its tails added to the chunk's partials.
+// Asks for columns [j0, j0 + n) of row r of every streamed input of `prog` (one that differs from row to row)
+// ahead of use. The prologue reads a row in one burst and then the kernel computes on cached data for a while
+// (statistics, epilogue), so the hardware prefetcher's stream goes cold between rows; prefetching the next row's
+// tile while the epilogue runs on this one keeps memory busy.
+inline void prefetch_row(const EwRowProgram& prog, int64_t r, int64_t j0, int64_t n) {
+  const KernelArgs& a = prog.args;
+  for (int k = 0; k < a.n_in; ++k) {
+    if (prog.nd < 2 || prog.strides[k][prog.nd - 1] != 1 || prog.strides[k][prog.nd - 2] == 0 ||
+        a.in[k].data == nullptr)
+      continue;
+    int64_t off = j0, rem = r;
+    for (int d = prog.nd - 2; d >= 0; --d) {
+      off += (rem % prog.dims[d]) * prog.strides[k][d];
+      rem /= prog.dims[d];
+    }
+    const size_t size = dtype_size(a.in[k].dtype);
+    const char* base = static_cast<const char*>(a.in[k].data) + off * size;
+    for (size_t byte = 0; byte < static_cast<size_t>(n) * size; byte += 64) __builtin_prefetch(base + byte);
+  }
+}
+
 template <class T>
 inline void epilogue_tile(const Programs& p, const Layout& l, EwTileRegs<T>& regs, double* acc,
                           const Partials& parts, int64_t r, int64_t j0, int64_t n, const T* core) {
@@ -260,7 +281,8 @@ void forward(const KernelArgs& a, const Layout& l) {
     std::vector<T> row(static_cast<size_t>(D));
     alignas(64) T tile[kEwTileWidth];
     double* acc = parts.chunk(c);
-    for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) {
+    const int64_t end = rows * (c + 1) / chunks;
+    for (int64_t r = rows * c / chunks; r < end; ++r) {
       const T* x = prologue_row(*p, *regs, r, D, row.data());
       T mu, rs;
       ops.stats(x, D, eps, &mu, &rs);
@@ -269,6 +291,7 @@ void forward(const KernelArgs& a, const Layout& l) {
       for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
         const int64_t n = std::min(kEwTileWidth, D - j0);
         ops.normalize(x + j0, g + j0, b + j0, mu, rs, tile, n);
+        if (r + 1 < end) prefetch_row(p->pro, r + 1, j0, n);
         epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
       }
     }
@@ -303,7 +326,8 @@ void backward(const KernelArgs& a, const Layout& l) {
     double* acc = parts.chunk(c);
     double* pg = acc + parts.extra_offset;
     double* pb = pg + D;
-    for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) {
+    const int64_t end = rows * (c + 1) / chunks;
+    for (int64_t r = rows * c / chunks; r < end; ++r) {
       const T* gy = prologue_row(*p, *regs, r, D, row.data());
       const T* x = xt.ptr<const T>() + r * D;
       const T mu = mean.ptr<const T>()[r], rs = rstd.ptr<const T>()[r];
@@ -312,6 +336,11 @@ void backward(const KernelArgs& a, const Layout& l) {
       for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
         const int64_t n = std::min(kEwTileWidth, D - j0);
         ops.grad(x + j0, gm + j0, gy + j0, mu, rs, ma, mb, tile, pg + j0, pb + j0, n);
+        if (r + 1 < end) {
+          prefetch_row(p->pro, r + 1, j0, n);
+          for (int64_t byte = 0; byte < n * static_cast<int64_t>(sizeof(T)); byte += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(x + D + j0) + byte);
+        }
         epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
       }
     }
