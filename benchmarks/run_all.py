@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--threads 2] [--quick]
 
 runs, one after another (each in its own process, so no runtime's threads linger into the next):
-  1. benchmarks/gemm_bench.py       -> benchmarks/results/gemm.json (dlc's GEMM paths vs NumPy's BLAS, 1 and N
+  1. benchmarks/gemm_bench.py       -> gemm.json in benchmarks/results/ (dlc's GEMM paths vs NumPy's BLAS, 1 and N
                                        threads: the dense-compute ceiling the roofline table divides by)
   2. benchmarks/run_workloads.py    -> benchmarks/results/workloads.{md,json} (dlc vs ONNX Runtime, OpenVINO f32,
                                        PyTorch eager, torch.compile and JAX; fused / unfused; batch 1; roofline)
