@@ -5,13 +5,17 @@ step fused against unfused (`dlc bench`).
 A group is cut out of the compiled plan into a plan of its own: the steps keep their kernels, programs and
 the arena offsets of what they write (so in-place aliasing stays as planned), and everything they only read
 becomes an input filled with standard-normal values. The "plain" plan is the group's first step with the
-epilogue program removed (a matmul) or alone (a convolution). Times are the C++ executor's per-step times
+epilogue program removed (a matmul) or alone (a convolution). A fused matmul step is also timed with each
+epilogue form forced (`_core.gemm_epilogue_force_form`): "tile" (on each register tile in L1), "block" (the
+prepared program on finished MC x 256 blocks) and "general" (the general evaluator on those blocks: the only
+form before the tile epilogue); "auto" is what runs by default. Times are the C++ executor's per-step times
 (`Plan.run(profile=True)`), summed over the group's steps. Contenders run in blocks of consecutive calls,
 the blocks alternate over several rounds with a pause between them, and the figure is the median over all
 calls: on a shared machine a ratio measured side by side is what holds.
 
     python benchmarks/epilogue_bench.py [--model models/gelu_mlp.dlm -D N=256] [--train] [--rounds 7]
                                         [--block 20] [--threads 2] [--isa avx512|avx2|scalar] [--no-step]
+                                        [--threads 1 --cpu-time]
 Without --model it runs gelu_mlp (N=256, training step) and resnet8 (N=64, inference).
 """
 
@@ -33,6 +37,7 @@ from dlc.lower import ARENA, INPUT, LoweredPlan
 
 DTYPES = {0: np.float32, 1: np.float64, 2: np.int32, 3: np.int64, 4: np.bool_}
 PAUSE_S = 0.2
+FORMS = ("tile", "block", "general")  # gemm_epilogue_force_form
 
 
 @dataclass
@@ -120,25 +125,40 @@ def time_blocks(calls: dict[str, Any], rounds: int, block: int) -> dict[str, flo
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def group_ratios(lowered: LoweredPlan, rounds: int, block: int) -> list[tuple[str, float, float]]:
+def group_times(lowered: LoweredPlan, rounds: int, block: int, cpu_time: bool) -> list[tuple[str, dict[str, float]]]:
+    """Per group: seconds of the fused step (tile epilogue), of the same step with the epilogue forced through
+    the general evaluator on finished blocks (the form before the tile epilogue), and of the plain step."""
     out = []
     for g in find_groups(lowered):
-        def run(plan: Any, inputs: list[np.ndarray]) -> float:
-            return sum(plan.run(inputs, [], profile=True))
-        t = time_blocks({"fused": lambda g=g: run(g.fused, g.fused_inputs),
-                         "plain": lambda g=g: run(g.plain, g.plain_inputs)}, rounds, block)
-        out.append((g.label, t["fused"], t["plain"]))
+        def run(plan: Any, inputs: list[np.ndarray], form: str = "") -> float:
+            _core.gemm_epilogue_force_form(form)
+            try:
+                if cpu_time:  # one thread runs the plan on this one: count only the time it was on a core
+                    t0 = time.thread_time()
+                    plan.run(inputs, [])
+                    return time.thread_time() - t0
+                return sum(plan.run(inputs, [], profile=True))
+            finally:
+                _core.gemm_epilogue_force_form("")
+        calls = {"fused": lambda g=g: run(g.fused, g.fused_inputs),
+                 "plain": lambda g=g: run(g.plain, g.plain_inputs)}
+        if "two steps" not in g.label:
+            for form in FORMS:
+                calls[form] = lambda g=g, form=form: run(g.fused, g.fused_inputs, form)
+        out.append((g.label, time_blocks(calls, rounds, block)))
     return out
 
 
-def report(model: str, dims: dict[str, int], train: bool, rounds: int, block: int, step: bool) -> None:
+def report(model: str, dims: dict[str, int], train: bool, rounds: int, block: int, step: bool, cpu_time: bool) -> None:
     program = dlc.compile(model, dims=dims)
     lowered = program.training_plan("step", dims)[0] if train else program.compile_plan(dims, training=False)
     mode = "training step" if train else "inference"
     print(f"{model} {mode} dims={dims} threads={dlc.get_num_threads()} gemm={_core.gemm_kernel_name()}")
-    print(f"  {'fused ms':>9} {'plain ms':>9} {'ratio':>6}  group")
-    for label, fused, plain in group_ratios(lowered, rounds, block):
-        print(f"  {1e3 * fused:9.3f} {1e3 * plain:9.3f} {fused / plain:6.3f}  {label}")
+    print(f"  {'plain ms':>9} {'fused ms':>9}  fused / plain: {'auto':>6} " + " ".join(f"{f:>7}" for f in FORMS)
+          + "  group")
+    for label, t in group_times(lowered, rounds, block, cpu_time):
+        forms = " ".join(f"{t[f] / t['plain']:7.3f}" if f in t else f"{'-':>7}" for f in FORMS)
+        print(f"  {1e3 * t['plain']:9.3f} {1e3 * t['fused']:9.3f}  {'':14} {t['fused'] / t['plain']:6.3f} {forms}  {label}")
     if step:
         r = run_bench(model, dims, train=train, repeat=rounds * block, warmup=5)
         print(f"  whole {mode}: fused {r['fused_ms']:.3f} ms, unfused {r['unfused_ms']:.3f} ms, "
@@ -155,6 +175,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--isa", default="", help="force a GEMM path (avx512, avx2, scalar)")
     ap.add_argument("--no-step", action="store_true", help="skip the whole-step fused/unfused comparison")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="with --threads 1: time groups by this thread's CPU time (steadier on a busy machine)")
     args = ap.parse_args()
     if args.threads:
         dlc.set_num_threads(args.threads)
@@ -165,7 +187,7 @@ def main() -> None:
     else:
         runs = [("models/gelu_mlp.dlm", {"N": 256}, True), ("models/resnet8.dlm", {"N": 64}, False)]
     for model, dims, train in runs:
-        report(model, dims, train, args.rounds, args.block, not args.no_step)
+        report(model, dims, train, args.rounds, args.block, not args.no_step, args.cpu_time)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""The GEMM's fused epilogue runs on each register tile (csrc/kernels/gemm/gemm_epilogue.h): every epilogue kind
-the fusion pass produces must give what the unfused graph gives, on edge tiles (M and N not multiples of any
-register tile: 8x32 / 8x16 on the avx512 path, 6x16 / 6x8 on avx2 and scalar), on each GEMM path, in f32 and
-f64, and the same bits run to run."""
+"""The GEMM's fused epilogue as a prepared program (csrc/kernels/gemm/gemm_epilogue.h), on each register tile
+in L1 or on finished blocks: every epilogue kind the fusion pass produces must give what the unfused graph
+gives, in each form, on edge tiles (M and N not multiples of any register tile: 8x32 / 8x16 on the avx512 path,
+6x16 / 6x8 on avx2 and scalar), on each GEMM path, in f32 and f64, and the same bits run to run."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 import dlc
+from dlc import _core
 from test_runtime import GEMM_ISAS as ISAS
 from test_runtime import forced_gemm_isa as gemm_path
 
@@ -44,17 +47,28 @@ def _operands(rows: int, k: int, n: int, np_dtype: type) -> dict[str, np.ndarray
             "b": rng.standard_normal(n).astype(np_dtype)}
 
 
+@contextmanager
+def epilogue_form(form: str) -> Iterator[None]:
+    _core.gemm_epilogue_force_form(form)
+    try:
+        yield
+    finally:
+        _core.gemm_epilogue_force_form("")
+
+
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("form", ["tile", "block"])
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("rows,k,n", SHAPES)
-def test_tile_epilogue_matches_unfused(isa: str, dtype: str, kind: str, rows: int, k: int, n: int) -> None:
+def test_tile_epilogue_matches_unfused(isa: str, form: str, dtype: str, kind: str, rows: int, k: int,
+                                       n: int) -> None:
     np_dtype = np.float32 if dtype == "f32" else np.float64
     ops = _operands(rows, k, n, np_dtype)
     src = _source(KINDS[kind], dtype, k, n)
     used = {"a", "r"} if "r" in KINDS[kind] else {"a"}
     results = []
-    with gemm_path(isa):
+    with gemm_path(isa), epilogue_form(form):
         for fuse in (True, False):
             p = dlc.compile(source=src, dtype=dtype, fuse=fuse)
             p.set_params({"W": ops["W"], "b": ops["b"]})
@@ -89,14 +103,15 @@ train {{
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("form", ["tile", "block", ""])
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
-def test_training_epilogues_match_unfused(isa: str, dtype: str) -> None:
+def test_training_epilogues_match_unfused(isa: str, form: str, dtype: str) -> None:
     """A training step's matmul groups: bias + gelu + gelu' with two stores (forward), gelu' of a saved value
     times the incoming gradient (backward), and the loss's square: gradients equal the unfused graph's."""
     np_dtype = np.float32 if dtype == "f32" else np.float64
     x = np.random.default_rng(5).standard_normal((37, 40)).astype(np_dtype)
     grads = []
-    with gemm_path(isa):
+    with gemm_path(isa), epilogue_form(form):
         for fuse in (True, False):
             p = dlc.compile(source=TRAIN_MODEL.format(dtype=dtype), dtype=dtype, fuse=fuse, seed=1)
             loss, g = p.loss_and_grads(x=x)
@@ -128,3 +143,8 @@ def test_batched_epilogue_operands(expr: str, shape_r: str) -> None:
         p.set_params({"W": w, "V": v})
         out.append(p(a=a, r=r)["y"])
     np.testing.assert_allclose(out[0], out[1], rtol=2e-6, atol=2e-6)
+
+
+def test_epilogue_form_hook() -> None:
+    with pytest.raises(ValueError):
+        _core.gemm_epilogue_force_form("fast")

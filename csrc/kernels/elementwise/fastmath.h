@@ -22,10 +22,9 @@ __attribute__((always_inline)) inline int32_t float_to_bits(float f) {
   return i;
 }
 
-// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through the exponent bits.
-__attribute__((always_inline)) inline float fast_exp(float x) {
-  x = x > 88.3762626647949f ? 88.3762626647949f : x;
-  x = x < -87.3365478515625f ? -87.3365478515625f : x;
+// e^x for x in [-87.34, 88.38]: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through
+// the exponent bits.
+__attribute__((always_inline)) inline float fast_exp_in_range(float x) {
   const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
@@ -37,6 +36,17 @@ __attribute__((always_inline)) inline float fast_exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+__attribute__((always_inline)) inline float fast_exp(float x) {
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x < -87.3365478515625f ? -87.3365478515625f : x;
+  return fast_exp_in_range(x);
+}
+
+// e^x for x <= 0 (a Gaussian's density): only the lower clamp can apply; the same values as fast_exp.
+__attribute__((always_inline)) inline float fast_exp_nonpositive(float x) {
+  return fast_exp_in_range(x < -87.3365478515625f ? -87.3365478515625f : x);
 }
 
 // log(x) for x > 0: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) by a polynomial in (m - 1).
@@ -93,7 +103,7 @@ __attribute__((always_inline)) inline float fast_erf_and_gauss(float x, float* g
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  *gauss = fast_exp(-a * a);
+  *gauss = fast_exp_nonpositive(-a * a);
   const float y = 1.0f - p * t * *gauss;
   return x < 0 ? -y : y;
 }

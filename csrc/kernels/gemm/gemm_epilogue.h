@@ -11,6 +11,7 @@
 // rows cannot address with one stride, random numbers) keeps the general evaluator (ew_run_window) on blocks.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "dispatch.h"
 
@@ -55,10 +56,12 @@ struct TileEpilogue {
   EpilogueOperand<T> in[kEpilogueMaxIn];
   uint32_t used_in = 0;  // bit k: the program reads input k
   T* out[kEpilogueMaxOut] = {};
+  uint32_t stored_out = 0;  // bit j: a STORE writes output j and no earlier output shares its memory
   int64_t rows = 0, ldo = 0;  // outputs are contiguous [rows, ldo]
   int n_steps = 0;
   EpilogueStep steps[kEpilogueMaxSteps];
   TileEpilogueRun<T> run = nullptr;  // the tile loop of the GEMM path chosen when it was prepared
+  bool per_tile = true;  // run on each register tile (else on the GEMM's finished blocks, C in memory)
 };
 
 // Prepares the tile form of program `code` (the "ew" layout) over `a` (inputs: the program's; outputs: the
@@ -70,6 +73,11 @@ bool prepare_tile_epilogue(const KernelArgs& a, const int64_t* code, int n_code,
 
 // Prepared programs store the GEMM result themselves when no STORE overwrites its memory (out[0] unless an
 // output aliases it): with `tile`, C itself is never written by the GEMM.
+
+// Forces one form for every later epilogue (tests and benchmarks compare them). Process-wide. "tile": on each
+// register tile in L1; "block": the prepared program on finished MC x 256 blocks of C; "general": the general
+// evaluator on those blocks; "" restores the automatic choice (see prepare_tile_epilogue).
+void gemm_epilogue_force_form(const std::string& form);
 
 // The tile loops, one per kernel path (gemm_epilogue_{generic,avx2,avx512}.cpp; float and double).
 template <typename T>

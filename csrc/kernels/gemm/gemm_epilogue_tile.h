@@ -13,13 +13,14 @@ namespace dlc {
 namespace {
 
 // gelu(x) and gelu'(x) of one value with one erf and one exp: erf(x/sqrt2) is computed exactly as m_erf
-// does it (so gelu(x) has the bits the "ew" kernel gives it), and its e^(-x^2/2) serves the gradient's
-// density too (within an ulp of the separate exp the "ew" kernel takes).
+// does it, and its e^(-x^2/2) serves the gradient's density too (within an ulp of the separate exp the "ew"
+// kernel takes); both results are within a few ulp of the "ew" kernel's.
 __attribute__((always_inline)) inline void gelu_erf_pair(float x, float* gelu, float* grad) {
   float gauss;
   const float erf = fast_erf_and_gauss(x * float(ew::kInvSqrt2), &gauss);
-  *gelu = 0.5f * x * (1.0f + erf);
-  *grad = 0.5f * (1.0f + erf) + x * float(ew::kInvSqrt2Pi) * gauss;
+  const float cdf = 0.5f + 0.5f * erf;
+  *gelu = x * cdf;
+  *grad = cdf + x * float(ew::kInvSqrt2Pi) * gauss;
 }
 
 // Copies an operand's part of the tile at (r, c), m x n of it valid, into a TR x TC buffer (rows TC apart).
@@ -124,9 +125,11 @@ void run_epilogue_tiles(const TileEpilogue<T>& e, const T* tile, int64_t ld_tile
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t c = c0; c < c1; c += kLine) __builtin_prefetch(op.base + (r1 + i) * op.rs + c * op.cs, 0, 2);
   }
-  for (int j = 0; j < e.n_out; ++j)
+  for (int j = 0; j < e.n_out; ++j) {
+    if (!(e.stored_out >> j & 1u)) continue;
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t c = c0; c < c1; c += kLine) __builtin_prefetch(e.out[j] + (r1 + i) * e.ldo + c, 1, 2);
+  }
 }
 
 }  // namespace

@@ -94,7 +94,7 @@ void matmul_typed(const KernelArgs& a) {
   TileEpilogue<T> tiles;
   const bool tiled = n_code > 0 && prepare_tile_epilogue<T>(ep_args, code, n_code, a.floats, &tiles);
   GemmEpilogueFn<T> fn = n_code == 0 ? nullptr : tiled ? &epilogue_window<T> : &epilogue_block<T>;
-  GemmTileEpilogueFn<T> tile_fn = tiled ? &epilogue_tile<T> : nullptr;
+  GemmTileEpilogueFn<T> tile_fn = tiled && tiles.per_tile ? &epilogue_tile<T> : nullptr;
 
   auto matrices = [](const Tensor& t) {
     const int64_t s = t.shape[t.ndim - 1] * t.shape[t.ndim - 2];
