@@ -171,3 +171,18 @@ def test_simd_and_portable_evaluators_agree() -> None:
         _core.ew_force_isa("")
     for a, b in zip(results["generic"], results[""]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+def test_dropout_in_the_prologue_draws_the_unfused_masks() -> None:
+    """Masks hash each element's flat index in the iteration space; the row kernel's space is the unfused
+    group's, so a training step with dropout before the layer norm matches the unfused step."""
+    source = ("input x: f32[N, 37]\noutput y = tanh(layer_norm(dropout(x * 2.0, rate=0.3)))\n"
+              "train {\n    loss = mean(y * y)\n    optimizer = sgd(lr=0.1)\n}\n")
+    fused = dlc.compile(source=source, dims={"N": 5}, dtype="f64")
+    unfused = dlc.compile(source=source, dims={"N": 5}, dtype="f64", fuse=False)
+    assert kernels(fused, {"N": 5}, train=True) == ["layer_norm_fused", "layer_norm_grad_fused", "sgd"]
+    x = np.random.default_rng(5).standard_normal((5, 37))
+    for _ in range(2):
+        assert fused.train_step(x=x)["loss"] == pytest.approx(unfused.train_step(x=x)["loss"], rel=1e-12)
+    for name, value in unfused.params.items():
+        np.testing.assert_allclose(fused.params[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
