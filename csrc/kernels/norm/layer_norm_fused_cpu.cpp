@@ -166,9 +166,8 @@ struct Partials {
   }
 };
 
-// The epilogue on one tile of the core result, then its tails added to the chunk's partials.
 // Asks for columns [j0, j0 + n) of row r of every streamed input of `prog` (one that differs from row to row)
-// ahead of use. The prologue reads a row in one burst and then the kernel computes on cached data for a while
+// ahead of use (the epilogue's input 0 has no data: skipped). The prologue reads a row in one burst and then the kernel computes on cached data for a while
 // (statistics, epilogue), so the hardware prefetcher's stream goes cold between rows; prefetching the next row's
 // tile while the epilogue runs on this one keeps memory busy.
 inline void prefetch_row(const EwRowProgram& prog, int64_t r, int64_t j0, int64_t n) {
@@ -188,24 +187,17 @@ inline void prefetch_row(const EwRowProgram& prog, int64_t r, int64_t j0, int64_
   }
 }
 
+// The epilogue on one tile of the core result, then its tails added to the chunk's partials.
 template <class T>
-inline void epilogue_tile(const Programs& p, const Layout& l, EwTileRegs<T>& regs, double* acc,
-                          const Partials& parts, int64_t r, int64_t j0, int64_t n, const T* core) {
+inline void epilogue_tile(const Programs& p, const Layout& l, const LnRowOps<T>& ops, EwTileRegs<T>& regs,
+                          double* acc, const Partials& parts, int64_t r, int64_t j0, int64_t n, const T* core) {
   ew_row_tile(p.epi, regs, r, j0, n, core);
   for (int t = 0; t < l.T; ++t) {
     const T* v = regs.reg[p.tail_reg[t]];
-    double* dst = acc + parts.offset[t];
-    if (l.tail_kind[t] == 0) {
-      double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // independent lanes: no serial chain of adds
-      int64_t q = 0;
-      for (; q + 8 <= n; q += 8)
-        for (int k = 0; k < 8; ++k) lanes[k] += v[q + k];
-      double s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-      for (; q < n; ++q) s += v[q];
-      dst[0] += s;
-    } else {
-      for (int64_t q = 0; q < n; ++q) dst[j0 + q] += v[q];
-    }
+    if (l.tail_kind[t] == 0)
+      ops.add_sum(v, n, acc + parts.offset[t]);
+    else
+      ops.add_each(v, n, acc + parts.offset[t] + j0);
   }
 }
 
@@ -291,8 +283,11 @@ void forward(const KernelArgs& a, const Layout& l) {
       for (int64_t j0 = 0; j0 < D; j0 += kEwTileWidth) {
         const int64_t n = std::min(kEwTileWidth, D - j0);
         ops.normalize(x + j0, g + j0, b + j0, mu, rs, tile, n);
-        if (r + 1 < end) prefetch_row(p->pro, r + 1, j0, n);
-        epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
+        if (r + 1 < end) {
+          prefetch_row(p->pro, r + 1, j0, n);
+          prefetch_row(p->epi, r + 1, j0, n);
+        }
+        epilogue_tile(*p, l, ops, *regs, acc, parts, r, j0, n, tile);
       }
     }
   }, chunks > 1);
@@ -338,10 +333,11 @@ void backward(const KernelArgs& a, const Layout& l) {
         ops.grad(x + j0, gm + j0, gy + j0, mu, rs, ma, mb, tile, pg + j0, pb + j0, n);
         if (r + 1 < end) {
           prefetch_row(p->pro, r + 1, j0, n);
+          prefetch_row(p->epi, r + 1, j0, n);
           for (int64_t byte = 0; byte < n * static_cast<int64_t>(sizeof(T)); byte += 64)
             __builtin_prefetch(reinterpret_cast<const char*>(x + D + j0) + byte);
         }
-        epilogue_tile(*p, l, *regs, acc, parts, r, j0, n, tile);
+        epilogue_tile(*p, l, ops, *regs, acc, parts, r, j0, n, tile);
       }
     }
   }, chunks > 1);

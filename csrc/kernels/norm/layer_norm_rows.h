@@ -22,6 +22,9 @@ struct LnRowOps {
   // gradients' partial sums).
   void (*grad)(const T* x, const T* gamma, const T* gy, T mean, T rstd, T a, T b, T* gx, double* pg, double* pb,
                int64_t n);
+  // The reduction tails' partial sums over one tile: dst[0] += sum(v), or dst[i] += v[i].
+  void (*add_sum)(const T* v, int64_t n, double* dst);
+  void (*add_each)(const T* v, int64_t n, double* dst);
 };
 
 LnRowOps<float> ln_rows_f32_generic();
@@ -93,8 +96,18 @@ void ln_grad(const T* x, const T* gamma, const T* gy, T mean, T rstd, T a, T b, 
 }
 
 template <class T>
+void ln_add_sum(const T* v, int64_t n, double* dst) {
+  *dst += row_sum(0, n, [v](int64_t i) { return static_cast<double>(v[i]); });
+}
+
+template <class T>
+void ln_add_each(const T* v, int64_t n, double* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += static_cast<double>(v[i]);
+}
+
+template <class T>
 LnRowOps<T> ln_row_ops() {
-  return {&ln_stats<T>, &ln_normalize<T>, &ln_grad_means<T>, &ln_grad<T>};
+  return {&ln_stats<T>, &ln_normalize<T>, &ln_grad_means<T>, &ln_grad<T>, &ln_add_sum<T>, &ln_add_each<T>};
 }
 
 }  // namespace
