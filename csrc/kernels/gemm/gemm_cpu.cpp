@@ -383,9 +383,12 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
             T* cp = C + (ic + ir) * ldc + jr;
             if (tile_epilogue) {
               alignas(64) T tile[MR * NR];
-              if (beta_k != T(0))  // earlier K blocks (or beta) left partial sums in C
+              // Earlier K blocks (or beta) left partial sums in C. The direct-B kernel writes only the valid
+              // part of an edge tile: the rest is zeroed so the epilogue never computes on stale values.
+              if (beta_k != T(0) || (direct_b && (mr < MR || nr < NR)))
                 for (int64_t i = 0; i < MR; ++i)
-                  for (int64_t j = 0; j < NR; ++j) tile[i * NR + j] = i < mr && j < nr ? cp[i * ldc + j] : T(0);
+                  for (int64_t j = 0; j < NR; ++j)
+                    tile[i * NR + j] = beta_k != T(0) && i < mr && j < nr ? cp[i * ldc + j] : T(0);
               bool done = false;
               if constexpr (P::direct_b != nullptr) {
                 if (direct_b) {
