@@ -35,7 +35,9 @@ __attribute__((always_inline)) inline float fast_exp_in_range(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  // Shifted as unsigned: a NaN x gives a negative n + 127, whose signed shift is undefined (UBSan stops there);
+  // the bits are the same, and p is NaN anyway.
+  return p * bits_to_float(static_cast<int32_t>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23));
 }
 
 __attribute__((always_inline)) inline float fast_exp(float x) {
