@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from .dims import is_concrete
 from .errors import ArenaLimitError, DlcError
-from .ewprogram import build_program
+from .ewprogram import EPILOGUE_HEADS, build_program
 from .lower_rows import emit_row_group
 from .ir import DTYPE_CODES, Graph, Node, TensorType
 from .memory_plan import Buffer, MemoryPlan, align, plan_memory
@@ -42,7 +42,7 @@ def nbytes(t: TensorType) -> int:
 @dataclass
 class Unit:
     nodes: list[Node]
-    kind: str  # "view" | "ew" | "ew_reduce" | "row" | "matmul" | "single"
+    kind: str  # "view" | "ew" | "ew_reduce" | "row" | "head" (matmul or conv + epilogue) | "single"
     inputs: list[int] = field(default_factory=list)  # external values read, in first-use order
     outputs: list[int] = field(default_factory=list)  # values written that live past the step
 
@@ -135,7 +135,7 @@ def make_units(graph: Graph) -> list[Unit]:
         elif node.group >= 0:
             unit = by_group.get(node.group)
             if unit is None:
-                kind = "matmul" if node.op == "matmul" else "ew"
+                kind = "head" if node.op in EPILOGUE_HEADS else "ew"
                 unit = Unit([], kind)
                 by_group[node.group] = unit
                 units.append(unit)
@@ -143,7 +143,7 @@ def make_units(graph: Graph) -> list[Unit]:
                 raise DlcError(f"fusion group {node.group} is not contiguous in the node order")
             unit.nodes.append(node)
         else:
-            units.append(Unit([node], "ew" if op.kernel == "ew" else ("matmul" if node.op == "matmul"
+            units.append(Unit([node], "ew" if op.kernel == "ew" else ("head" if node.op in EPILOGUE_HEADS
                                                                         else "single")))
     for unit in units:  # an elementwise group with a reduction tail (see passes/fusion.py), a row group
         if unit.kind == "ew" and any(registry.get(n.op).row_fusion is not None for n in unit.nodes):
@@ -234,10 +234,10 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
                 r = storage(v)
                 start.setdefault(r, step)
                 end[r] = max(end.get(r, step), step)
-        if unit.kind == "matmul":
+        if unit.kind == "head":
             c = unit.nodes[0].outputs[0]
             if c not in unit.outputs:
-                # The GEMM writes C somewhere: into the group's first output, which the epilogue then
+                # The GEMM (or convolution) writes C somewhere: into the group's first output, which the epilogue then
                 # rewrites in place (same shape and dtype by construction of fusion groups).
                 root[c] = storage(unit.outputs[0])
     for _, v in graph.outputs:
@@ -345,14 +345,15 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
         return _emit_reduction(graph, unit)
     if unit.kind == "row":
         return emit_row_group(graph, unit.nodes, unit.outputs)
-    # matmul (+ epilogue)
-    mm = unit.nodes[0]
-    a, b = mm.inputs
-    c = mm.outputs[0]
-    base_ints, _ = registry.get("matmul").lower(mm, [graph.values[a], graph.values[b]])
+    # matmul or convolution (+ epilogue): the head's own ints, then [n_code, program...]
+    head = unit.nodes[0]
+    a, b = head.inputs
+    c = head.outputs[0]
+    op = registry.get(head.op)
+    base_ints, _ = op.lower(head, [graph.values[a], graph.values[b]])
     epilogue = unit.nodes[1:]
     if not epilogue:
-        return "matmul", [a, b], [c], base_ints, []
+        return op.kernel, [a, b], [c], list(base_ints), []
     produced = {o for n in unit.nodes for o in n.outputs}
     extra: list[int] = []
     for n in epilogue:
@@ -362,7 +363,9 @@ def _emit(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int
     outs = [c] + [o for o in unit.outputs if o != c]
     # Epilogue program: input 0 is C, then the extra inputs; STORE targets are the step's outputs.
     ints, floats = build_program(graph, epilogue, [c] + extra, outs)
-    return "matmul", [a, b] + extra, outs, [base_ints[0], base_ints[1], len(ints)] + ints, floats
+    if head.op == "matmul":  # its ints are [trans_a, trans_b, n_code]: the program length is part of them
+        base_ints = base_ints[:2]
+    return op.kernel, [a, b] + extra, outs, [*base_ints, len(ints)] + ints, floats
 
 
 def _emit_reduction(graph: Graph, unit: Unit) -> tuple[str, list[int], list[int], list[int], list[float]]:

@@ -2,6 +2,8 @@
 //
 // ints = [sh, sw, ph, pw, dh, dw, groups] for the three kernels (ph/pw: top/left padding; see conv.h).
 //   "conv2d":             in = [x [N,C,H,W], w [O,C/g,KH,KW]],   out = [y [N,O,Ho,Wo]]
+//                          with a fused epilogue: ints += [n_code, program...], in += [its extra inputs],
+//                          out = [y, its outputs...] (see ConvEpilogue)
 //   "conv2d_grad_input":  in = [gy [N,O,Ho,Wo], w],              out = [gx [N,C,H,W]]
 //                          (also conv_transpose2d's forward, with x in gy's place)
 //   "conv2d_grad_weight": in = [x, gy],                          out = [gw [O,C/g,KH,KW]]
@@ -20,9 +22,11 @@
 // they skip the im2col matrix and the GEMM's packing, which cost about as much as the multiplications.
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/conv/conv.h"
 #include "kernels/conv/conv_direct.h"
+#include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
 #include "runtime/thread_pool.h"
 
@@ -79,17 +83,85 @@ void for_items(int64_t items, bool across, T* cols, int64_t slice, const Run& ru
   }
 }
 
+// A fused elementwise epilogue (bias, batch-norm scale and shift, activation, residual add): the program sees
+// inputs [y, extra inputs...] and writes the step's outputs, over [N*O*Ho, Wo] viewed rows. It runs on each
+// image's (or image-and-group's) outputs as soon as they are complete, while they are still in cache, so the
+// separate elementwise kernel's read and write of the whole tensor are gone.
+//
+// The evaluator walks rows of its output's last dimension. When every operand either spans both spatial
+// dimensions or broadcasts over both (a [O, 1, 1] scale), they are merged, so rows are whole Ho*Wo planes
+// rather than Wo-element image rows (8 to 32 floats in small CNNs, where per-row work would dominate).
+struct ConvEpilogue {
+  KernelArgs args;  // inputs [y, extra...], outputs: the step's outputs
+  std::vector<Tensor> in, out;
+  const int64_t* code = nullptr;
+  int n_code = 0;
+  int64_t rows_per_channel = 0;  // rows of the evaluator's view per output channel: 1 (merged) or Ho
+
+  void prepare(const KernelArgs& a, const Tensor& y) {
+    in.assign(1, y);
+    for (int k = 2; k < a.n_in; ++k) in.push_back(a.in[k]);
+    out.assign(a.out, a.out + a.n_out);
+    const int64_t Ho = y.shape[2], Wo = y.shape[3];
+    bool mergeable = true;
+    for (const std::vector<Tensor>* list : {&in, &out})
+      for (const Tensor& t : *list) {
+        const int64_t h = t.ndim >= 2 ? t.shape[t.ndim - 2] : 1, w = t.ndim >= 1 ? t.shape[t.ndim - 1] : 1;
+        mergeable = mergeable && ((h == Ho && w == Wo) || (h == 1 && w == 1));
+      }
+    if (mergeable) {
+      for (std::vector<Tensor>* list : {&in, &out})
+        for (Tensor& t : *list)
+          if (t.ndim >= 2) {
+            t.shape[t.ndim - 2] *= t.shape[t.ndim - 1];
+            --t.ndim;
+          }
+    }
+    rows_per_channel = mergeable ? 1 : Ho;
+    args = a;
+    args.in = in.data();
+    args.n_in = static_cast<int>(in.size());
+    args.out = out.data();
+  }
+
+  // Runs the program over output channels [c0, c1) of the whole batch's channel list (n*O + o).
+  void run(int64_t c0, int64_t c1, bool parallel) const {
+    const Tensor& y = args.out[0];
+    ew_run_window(args, code, n_code, args.floats, args.n_floats, c0 * rows_per_channel, c1 * rows_per_channel, 0,
+                  y.shape[y.ndim - 1], parallel);
+  }
+};
+
+void image_done(void* ctx, int64_t n, bool parallel) {
+  const ConvEpilogue& e = *static_cast<const ConvEpilogue*>(ctx);
+  const int64_t O = e.in[0].shape[1];
+  e.run(n * O, (n + 1) * O, parallel);
+}
+
 template <class T>
 void conv_forward(const KernelArgs& a) {
   const Tensor &X = a.in[0], &Wt = a.in[1], &Y = a.out[0];
-  const Geom g = conv::make_geom(a, X, Wt, Y);
+  KernelArgs geometry = a;
+  geometry.n_ints = std::min(a.n_ints, 7);
+  const Geom g = conv::make_geom(geometry, X, Wt, Y);
   const int64_t K = g.K(), P = g.P(), items = g.N * g.groups;
   if (Y.numel() == 0) return;
+  ConvEpilogue ep;
+  const ConvEpilogue* epilogue = nullptr;
+  if (a.n_ints > 7) {
+    ep.n_code = static_cast<int>(a.ints[7]);
+    kernel_check(ep.n_code > 0 && a.n_ints == 8 + ep.n_code, "conv2d epilogue program length");
+    ep.code = a.ints + 8;
+    ep.prepare(a, Y);
+    ew_validate(ep.args, ep.code, ep.n_code, a.n_floats);
+    epilogue = &ep;
+  }
   if constexpr (std::is_same_v<T, float>) {
     if (use_direct(g, g.C, false)) {
       const conv::DirectShape d = direct_shape(g);
       float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, pool_threads()));
-      conv::direct_conv(d, X.ptr<float>(), Wt.ptr<float>(), false, Y.ptr<float>(), buf);
+      conv::direct_conv(d, X.ptr<float>(), Wt.ptr<float>(), false, Y.ptr<float>(), buf,
+                        epilogue ? &image_done : nullptr, &ep);
       return;
     }
   }
@@ -109,6 +181,7 @@ void conv_forward(const KernelArgs& a) {
       b = col;
     }
     gemm<T>(false, false, g.Og(), P, K, T(1), w + gi * g.Og() * K, K, b, P, T(0), y + (n * g.O + gi * g.Og()) * P, P);
+    if (epilogue) epilogue->run(n * g.O + gi * g.Og(), n * g.O + (gi + 1) * g.Og(), inner_parallel);
   };
   for_items(items, across, cols, K * P, run);
 }
@@ -210,7 +283,8 @@ void conv_grad_weight(const KernelArgs& a) {
 }
 
 void conv2d_kernel(const KernelArgs& a) {
-  kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d operands");
+  kernel_check(a.n_ints >= 7 && (a.n_ints > 7 || (a.n_in == 2 && a.n_out == 1)) && a.n_in >= 2 && a.n_out >= 1,
+               "conv2d operands");
   conv::dispatch_float(a.out[0].dtype, "conv2d", [&](auto t) { conv_forward<decltype(t)>(a); });
 }
 

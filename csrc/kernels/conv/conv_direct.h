@@ -30,8 +30,13 @@ bool direct_available();
 // dst = conv(src, w). flipped == false: w is [Cout, Cin, KH, KW] (a forward convolution). flipped == true: w is
 // [Cin, Cout, KH, KW] and tap (i, j) uses w[.., .., KH-1-i, KW-1-j] (the data gradient of a stride-1 forward
 // convolution, which is such a convolution of the output gradient). scratch: direct_conv_scratch floats.
+// image_done(ctx, n, parallel), if given, is called once image n's outputs are all in dst (still in cache), by the
+// thread that finished it; parallel says whether that call may start a parallel loop of its own. A fused
+// epilogue runs there.
+using ImageDoneFn = void (*)(void* ctx, int64_t n, bool parallel);
 size_t direct_conv_scratch(const DirectShape& s, int threads);
-void direct_conv(const DirectShape& s, const float* src, const float* w, bool flipped, float* dst, float* scratch);
+void direct_conv(const DirectShape& s, const float* src, const float* w, bool flipped, float* dst, float* scratch,
+                 ImageDoneFn image_done = nullptr, void* ctx = nullptr);
 
 // gw [Cout, Cin, KH, KW] = the weight gradient of the forward convolution s, from x (its src) and gy (its dst
 // gradient), summed over the batch in an order fixed by the shapes. scratch: direct_wgrad_scratch floats.

@@ -490,7 +490,8 @@ size_t direct_conv_scratch(const DirectShape& s, int threads) {
   return static_cast<size_t>(p.wp_size + p.slices * (p.xp_size + p.out_size));
 }
 
-void direct_conv(const DirectShape& s, const float* src, const float* w, bool flipped, float* dst, float* scratch) {
+void direct_conv(const DirectShape& s, const float* src, const float* w, bool flipped, float* dst, float* scratch,
+                 ImageDoneFn image_done, void* ctx) {
   const int threads = pool_threads();
   const FwdPlan p = fwd_plan(s, threads);
   float* const wp = scratch;
@@ -502,10 +503,13 @@ void direct_conv(const DirectShape& s, const float* src, const float* w, bool fl
     parallel_items(s.N, [&](int64_t n, int worker) {
       float* xp = slices + worker * slice;
       fwd_image(s, p, wp, src + n * src_img, xp, xp + p.xp_size, dst + n * dst_img, false);
+      if (image_done) image_done(ctx, n, false);
     }, true);
   } else {
-    for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t n = 0; n < s.N; ++n) {
       fwd_image(s, p, wp, src + n * src_img, slices, slices + p.xp_size, dst + n * dst_img, p.parallel);
+      if (image_done) image_done(ctx, n, p.parallel);
+    }
   }
 }
 

@@ -1,8 +1,9 @@
 """Operator fusion: puts nodes into groups that lower to one kernel each.
 
 Following TVM's pattern lattice: a chain of elementwise/broadcast ops with one iteration shape becomes one
-elementwise group (one pass over memory, intermediates stay in registers); a matmul absorbs the elementwise
-ops after it that keep its output type (bias, activation, residual add, scale) as its epilogue. Reductions and
+elementwise group (one pass over memory, intermediates stay in registers); a matmul or a convolution (a
+"head", EPILOGUE_HEADS) absorbs the elementwise ops after it that keep its output type (bias, batch-norm scale
+and shift, activation, residual add, scale) as its epilogue. Reductions and
 opaque ops stay alone. A value used outside its group is still written (the group gets an extra output), so in
 training the forward kernels also produce what the backward pass reads.
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..ewprogram import MAX_INPUTS
+from ..ewprogram import EPILOGUE_HEADS, MAX_INPUTS
 from ..ir import Graph, Node
 from ..ops import registry
 from . import PassContext
@@ -82,10 +83,10 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
                     continue
                 chosen = g
                 break
-        if chosen < 0 and (_fusable(node) and len(node.outputs) == 1 or node.op == "matmul"):
+        if chosen < 0 and (_fusable(node) and len(node.outputs) == 1 or node.op in EPILOGUE_HEADS):
             chosen = next_group
             next_group += 1
-            group_kind[chosen] = "matmul" if node.op == "matmul" else "ew"
+            group_kind[chosen] = "head" if node.op in EPILOGUE_HEADS else "ew"
             group_type[chosen] = graph.values[node.outputs[0]]
             group_phase[chosen] = node.phase
             group_inputs[chosen] = set()
@@ -210,11 +211,11 @@ def _absorb_into_producer(graph: Graph, group_of: list[int], kind: dict[int, str
 
 
 def _fits(graph: Graph, absorbed: list[int], into: list[int], kind: str, gtype: object, values: set[int]) -> bool:
-    """Whether nodes `absorbed` can run inside group `into`: an epilogue computes on the GEMM result's tile,
+    """Whether nodes `absorbed` can run inside group `into`: an epilogue computes on the head's result,
     so every node must produce that type and the GEMM itself must not read them; the evaluator takes at
     most MAX_INPUTS - 2 inputs."""
     outs = [graph.values[o] for i in absorbed for o in graph.nodes[i].outputs]
-    if kind == "matmul":
+    if kind == "head":
         if any(t != gtype for t in outs) or values & set(graph.nodes[into[0]].inputs):
             return False
     elif any(getattr(t, "shape", None) != getattr(gtype, "shape", None) for t in outs):
@@ -233,7 +234,7 @@ def _replaces_a_stored_value(node: Node, i: int, g: int, values: set[int], group
 
 def _compatible(graph: Graph, node: Node, g: int, kind: dict[int, str], gtype: dict[int, object],
                 out_type: object) -> bool:
-    if kind[g] == "matmul":
+    if kind[g] == "head":
         return out_type == gtype[g]
     return getattr(out_type, "shape", None) == getattr(gtype[g], "shape", None)
 
@@ -265,8 +266,10 @@ def _contiguous(nodes: list[Node]) -> list[Node]:
         progressed = False
         for u in order:
             if u not in done and preds[u] <= done:
-                # A matmul group's GEMM comes first: its epilogue may hold absorbed nodes from before it.
-                out.extend(nodes[i] for i in sorted(members[u], key=lambda i: (nodes[i].op != "matmul", i)))
+                # A head group's matmul or convolution comes first: its epilogue may hold absorbed nodes from
+                # before it.
+                out.extend(nodes[i] for i in sorted(members[u],
+                                                    key=lambda i: (nodes[i].op not in EPILOGUE_HEADS, i)))
                 done.add(u)
                 progressed = True
                 break
