@@ -129,6 +129,8 @@ PYBIND11_MODULE(_core, m) {
                              workspace_offset);
            })
       .def("set_outputs", [](PyPlan& p, std::vector<int32_t> s) { p.plan.set_outputs(std::move(s)); })
+      .def("set_output_home",
+           [](PyPlan& p, int32_t j, std::vector<int32_t> s) { p.plan.set_output_home(j, std::move(s)); })
       .def("set_num_inputs", [](PyPlan& p, int n) { p.plan.set_num_inputs(n); })
       .def("run", &run_plan, py::arg("inputs"), py::arg("outputs"), py::arg("seed") = 0, py::arg("step") = 0,
            py::arg("training") = false, py::arg("profile") = false, py::arg("sample_offset") = 0,

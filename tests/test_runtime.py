@@ -12,6 +12,7 @@ import pytest
 
 import dlc
 from dlc import _core
+from dlc.model import empty_aligned
 
 
 def _numpy_mlp(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -301,3 +302,31 @@ def test_calls_reusing_a_plan_still_check_their_inputs() -> None:
     np.testing.assert_array_equal(p(x=x, k=np.zeros(2, np.int32))["y"], 2 * x)  # a known input the plan ignores
     np.testing.assert_array_equal(p(x=np.ones((2, 4)))["y"], 2 * x)  # float64 is converted, never reinterpreted
     np.testing.assert_array_equal(p(x=np.ones((2, 4)))["y"], 2 * x)
+
+
+def test_outputs_are_computed_in_the_callers_array_unless_it_overlaps_an_input() -> None:
+    """A plan writes an output straight into the caller's array (Plan::set_output_home) when the array is
+    64-byte aligned and overlaps no input or other output; otherwise it computes in its arena and copies out
+    at the end, so an `out=` array that is also an input still gets the result of the original input."""
+    source = ("input x: f32[N, 64]\nparam w: f32[64] = normal(std=1.0)\nh = tanh(x * w + 1.0)\n"
+              "output y = h * h - x\noutput z = h\noutput z2 = h\n")
+    program = dlc.compile(source=source, seed=1, fuse=False)  # y's buffer first holds h * h: an early write
+    model = program.model
+    lowered = model.inference_plan({"N": 3}, False)
+    homes = lowered.recipe.output_homes
+    assert 0 in homes and 1 not in homes and 2 not in homes  # z and z2 share one buffer: both are copied
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    want = model.run_plan(lowered, {"x": x.copy()})
+    assert want["y"].ctypes.data % 64 == 0
+    h = np.tanh(x * model.params["w"] + 1.0)
+    np.testing.assert_allclose(want["y"], h * h - x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(want["z"], want["z2"])
+    shared = empty_aligned((3, 64), np.dtype(np.float32))  # the output array is the input array
+    shared[...] = x
+    got = model.run_plan(lowered, {"x": shared}, out={"y": shared})
+    assert got["y"] is shared
+    np.testing.assert_array_equal(shared, want["y"])
+    raw = np.zeros(3 * 64 + 1, np.float32)  # misaligned by 4 bytes: copied out of the arena
+    unaligned = raw[1:].reshape(3, 64)
+    model.run_plan(lowered, {"x": x}, out={"y": unaligned})
+    np.testing.assert_array_equal(unaligned, want["y"])

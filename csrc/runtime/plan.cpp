@@ -86,7 +86,29 @@ void Plan::add_step(const std::string& key, const std::string& label, std::vecto
 void Plan::set_outputs(std::vector<int32_t> slots) {
   for (int32_t s : slots) check_slot(s);
   outputs_ = std::move(slots);
+  output_homes_.assign(outputs_.size(), {});
 }
+
+void Plan::set_output_home(int32_t output, std::vector<int32_t> slots) {
+  if (output < 0 || output >= static_cast<int32_t>(outputs_.size()))
+    throw std::invalid_argument("output home: no such output");
+  const size_t limit = slots_[outputs_[output]].view.nbytes();
+  for (int32_t s : slots) {
+    check_slot(s);
+    if (slots_[s].region != Region::Arena || slots_[s].view.nbytes() > limit)
+      throw std::invalid_argument("output home: only arena slots within the output's size");
+  }
+  output_homes_[output] = std::move(slots);
+}
+
+namespace {
+
+bool overlaps(const void* a, size_t na, const void* b, size_t nb) {
+  const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return na > 0 && nb > 0 && pa < pb + nb && pb < pa + na;
+}
+
+}  // namespace
 
 std::unique_ptr<Arena> Plan::acquire_arena() const {
   {
@@ -141,6 +163,19 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
     views[i] = t;
   }
 
+  // Outputs the plan writes in place (see set_output_home): only into memory nothing else of this run reads.
+  std::vector<char> in_place(outputs_.size(), 0);
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    const size_t bytes = slots_[outputs_[j]].view.nbytes();
+    bool ok = !output_homes_[j].empty() && reinterpret_cast<uintptr_t>(outputs[j]) % 64 == 0;
+    for (size_t i = 0; ok && i < inputs.size(); ++i) ok = !overlaps(outputs[j], bytes, inputs[i], input_bytes[i]);
+    for (size_t k = 0; ok && k < outputs_.size(); ++k)
+      ok = k == j || !overlaps(outputs[j], bytes, outputs[k], slots_[outputs_[k]].view.nbytes());
+    if (!ok) continue;
+    for (int32_t s : output_homes_[j]) views[s].data = outputs[j];
+    in_place[j] = 1;
+  }
+
   std::vector<Tensor> ins, outs;
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   try {
@@ -170,6 +205,7 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       }
     }
     for (size_t j = 0; j < outputs_.size(); ++j) {
+      if (in_place[j]) continue;
       const Tensor& t = views[outputs_[j]];
       std::memcpy(outputs[j], t.data, t.nbytes());
     }

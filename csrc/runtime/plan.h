@@ -60,6 +60,11 @@ class Plan {
                 std::vector<int32_t> out, std::vector<int64_t> ints, std::vector<double> floats,
                 int64_t workspace_offset);
   void set_outputs(std::vector<int32_t> slots);
+  // The arena slots that hold output j's memory (its value and every value sharing its buffer). When the
+  // caller's array for output j is 64-byte aligned and overlaps no input and no other output, those slots live
+  // in that array for the run, so the output is written where the caller wants it instead of being copied
+  // out of the arena at the end. Each slot must be an arena slot no larger than output j.
+  void set_output_home(int32_t output, std::vector<int32_t> slots);
   void set_num_inputs(int n) { num_inputs_ = n; }
 
   // Runs every step. inputs[i] must hold slot-sized data for input i; outputs[j] receives output j.
@@ -84,6 +89,7 @@ class Plan {
   std::vector<Slot> slots_;
   std::vector<Step> steps_;
   std::vector<int32_t> outputs_;
+  std::vector<std::vector<int32_t>> output_homes_;  // by output; empty: always copied out of the arena
   std::vector<std::vector<char>> consts_;
   std::vector<void*> persistent_;
   std::vector<size_t> persistent_bytes_;

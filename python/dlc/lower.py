@@ -84,6 +84,7 @@ class PlanRecipe:
     consts: list[np.ndarray] = field(default_factory=list)
     steps: list[tuple[str, str, list[int], list[int], list[int], list[float]]] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
+    output_homes: dict[int, list[int]] = field(default_factory=dict)  # output -> slots in its buffer
     num_inputs: int = 0
 
     def add_slot(self, region: int, where: int, dtype: int, shape: list[int]) -> int:
@@ -109,6 +110,8 @@ class PlanRecipe:
             plan.add_step(key, label, ins, outs, ints, floats, -1)
         plan.set_num_inputs(self.num_inputs)
         plan.set_outputs(self.outputs)
+        for j, home in self.output_homes.items():
+            plan.set_output_home(j, home)
         return plan
 
 
@@ -242,7 +245,7 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
                 root[c] = storage(unit.outputs[0])
     for _, v in graph.outputs:
         if is_arena(v):
-            end[storage(v)] = n_steps  # read by the final copy-out
+            end[storage(v)] = n_steps  # read by the caller (or the final copy-out)
 
     # In-place merges for elementwise steps.
     merged: dict[int, int] = {}
@@ -282,6 +285,7 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
     recipe = PlanRecipe(memory.arena_bytes + memory.gradient_bytes)
     slots: dict[int, int] = {}
     const_index: dict[int, int] = {}
+    buffer_of: dict[int, int] = {}  # arena slot -> its buffer's root (the planner's unit of memory)
 
     def slot(v: int) -> int:
         if v in slots:
@@ -302,6 +306,8 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
         else:
             region, where = ARENA, memory.offsets[_find(merged, r)]
         slots[v] = recipe.add_slot(region, where, DTYPE_CODES[t.dtype], [int(d) for d in t.shape])
+        if region == ARENA and r not in gradient_offsets:
+            buffer_of[slots[v]] = _find(merged, r)
         return slots[v]
 
     infos: list[StepInfo] = []
@@ -319,9 +325,25 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
         infos.append(StepInfo(key, label, moved, len(unit.nodes)))
     recipe.num_inputs = len(graph.inputs)
     recipe.outputs = [slot(v) for _, v in graph.outputs]
+    recipe.output_homes = _output_homes(recipe.outputs, buffer_of)
     return LoweredPlan(recipe.build(), recipe, memory, [n for n, _ in graph.inputs], [graph.values[v] for _, v in graph.inputs],
                        [n for n, _ in graph.outputs], [graph.values[v] for _, v in graph.outputs],
                        list(persistent_names), infos)
+
+
+def _output_homes(outputs: list[int], buffer_of: dict[int, int]) -> dict[int, list[int]]:
+    """For each output whose arena buffer holds no other output: every slot in that buffer. The plan puts them
+    in the caller's output array (when it can, see Plan::set_output_home), so the output is computed where it
+    is wanted instead of being copied out of the arena after the last step."""
+    owners: dict[int, list[int]] = {}
+    for j, s in enumerate(outputs):
+        if s in buffer_of:
+            owners.setdefault(buffer_of[s], []).append(j)
+    homes: dict[int, list[int]] = {}
+    for buffer, js in owners.items():
+        if len(js) == 1:
+            homes[js[0]] = sorted(s for s, b in buffer_of.items() if b == buffer)
+    return homes
 
 
 def _find(merged: dict[int, int], r: int) -> int:

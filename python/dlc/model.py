@@ -83,6 +83,16 @@ def symbols(graph: Graph) -> list[str]:
     return sorted({n for t in graph.values.values() for d in t.shape if isinstance(d, Sym) for n in d.names})
 
 
+def empty_aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a 64-byte boundary, like every arena buffer: a
+    plan computes an output straight into such an array (Plan::set_output_home) instead of copying it out of
+    its arena after the last step. NumPy's own allocations are only 16-byte aligned."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def only_used_inputs(graph: Graph) -> Graph:
     """Drops the inputs no node reads (labels the inference graph does not need, say)."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
@@ -307,7 +317,7 @@ class CompiledModel:
             if name not in arrays:
                 raise ValueError(f"missing input '{name}'")
         given = out or {}
-        outs = [given[n] if n in given else np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype))
+        outs = [given[n] if n in given else empty_aligned(tuple(int(d) for d in t.shape), np_dtype(t.dtype))
                 for n, t in zip(lowered.output_names, lowered.output_types)]
         ins = [arrays[n] for n in lowered.input_names]
         lowered.plan.run(ins, outs, seed=self.seed, step=step, training=training,
