@@ -6,21 +6,18 @@ mutates its input. Options travel in the frozen `PassContext`; no pass reads the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 from ..ir import Graph
+from .batchnorm_fold import fold_batch_norm
+from .constant_fold import fold_constants
+from .context import Pass, PassContext
+from .cse import eliminate_common_subexpressions
+from .dead_code import eliminate_dead_code
+from .eval_mode import strip_training_only
+from .fusion import fuse_operators
+from .schedule import schedule_for_memory
+from .simplify import simplify_algebra
 
-Pass = Callable[[Graph, "PassContext"], Graph]
-
-
-@dataclass(frozen=True)
-class PassContext:
-    training: bool = False  # dropout active; batch norm uses batch statistics
-    fuse: bool = True
-    optimize: bool = True  # False: only the passes a plan needs to be correct (REQUIRED), for comparisons
-    disabled: frozenset[str] = field(default_factory=frozenset)
-    dump: Callable[[str, Graph], None] | None = None  # called after every pass, for IR dumps
+__all__ = ["Pass", "PassContext", "REQUIRED", "pipeline", "run_pipeline"]
 
 
 # Passes that define what the plan computes (evaluation mode) or that lowering relies on (no dead nodes).
@@ -32,14 +29,6 @@ def pipeline() -> list[tuple[str, Pass]]:
     and CSE so they see canonical nodes; folding before CSE, which merges equal constants and their
     readers; dead-code elimination drops what the rewrites orphaned; fusion on the final set of nodes;
     scheduling last, since it orders whole kernels."""
-    from .batchnorm_fold import fold_batch_norm
-    from .constant_fold import fold_constants
-    from .cse import eliminate_common_subexpressions
-    from .dead_code import eliminate_dead_code
-    from .eval_mode import strip_training_only
-    from .fusion import fuse_operators
-    from .schedule import schedule_for_memory
-    from .simplify import simplify_algebra
     return [
         ("strip_training_only", strip_training_only),
         ("batchnorm_fold", fold_batch_norm),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..dims import Dim
 from ..ir import Graph, GraphBuilder, Node
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values, substitute
 
 

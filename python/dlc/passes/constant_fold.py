@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ir import Graph, Node, np_dtype
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values
 
 def fold_constants(graph: Graph, ctx: PassContext) -> Graph:

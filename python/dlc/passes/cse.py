@@ -16,7 +16,7 @@ from typing import Any, Hashable
 
 from ..ir import Graph, Node
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values, resolve, substitute
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..ir import Graph
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values
 
 

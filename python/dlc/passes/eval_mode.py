@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..ir import Graph, Node, freeze_attrs
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values, substitute
 
 TRAINING_ONLY = ("dropout_mask_mul",)

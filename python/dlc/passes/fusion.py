@@ -32,7 +32,7 @@ from dataclasses import replace
 from ..ewprogram import EPILOGUE_HEADS, MAX_INPUTS
 from ..ir import Graph, Node
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 from .fusion_units import Ancestry, Unit, downstream
 from .row_fusion import MAX_ROW_TAILS, fuse_row_reductions, row_tail_kind
 

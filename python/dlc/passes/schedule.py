@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..ir import Graph, Node
 from ..ops import registry
-from . import PassContext
+from .context import PassContext
 
 
 def schedule_for_memory(graph: Graph, ctx: PassContext) -> Graph:

@@ -21,7 +21,7 @@ import numpy as np
 from ..ir import Graph, Node, freeze_attrs
 from ..ops import registry
 from ..ops.shape import _perm
-from . import PassContext
+from .context import PassContext
 from .rewrite import prune_values, resolve, substitute
 
 IDENTITY_SCALARS = {"mul_scalar": 1.0, "add_scalar": 0.0, "pow_scalar": 1.0}

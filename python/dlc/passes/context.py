@@ -1,0 +1,20 @@
+"""The options every pass reads, in a module of their own so that passes and the pipeline that orders them
+(passes/__init__.py) import it without importing each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..ir import Graph
+
+Pass = Callable[[Graph, "PassContext"], Graph]
+
+
+@dataclass(frozen=True)
+class PassContext:
+    training: bool = False  # dropout active; batch norm uses batch statistics
+    fuse: bool = True
+    optimize: bool = True  # False: only the passes a plan needs to be correct (REQUIRED), for comparisons
+    disabled: frozenset[str] = field(default_factory=frozenset)
+    dump: Callable[[str, Graph], None] | None = None  # called after every pass, for IR dumps
