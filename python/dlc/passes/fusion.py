@@ -33,7 +33,7 @@ from ..ewprogram import EPILOGUE_HEADS, MAX_INPUTS
 from ..ir import Graph, Node
 from ..ops import registry
 from .context import PassContext
-from .fusion_units import Ancestry, Unit, downstream
+from .fusion_units import Ancestry, Unit, downstream, in_place_order
 from .row_fusion import MAX_ROW_TAILS, fuse_row_reductions, row_tail_kind
 
 
@@ -247,18 +247,16 @@ def _contiguous(nodes: list[Node]) -> list[Node]:
         members.setdefault(u, []).append(i)
     producer = {o: i for i, n in enumerate(nodes) for o in n.outputs}
     preds: dict[tuple[str, int], set[tuple[str, int]]] = {u: set() for u in members}
-    readers: dict[int, set[tuple[str, int]]] = {}
     for u, idxs in members.items():
         for i in idxs:
             for v in nodes[i].inputs:
-                readers.setdefault(v, set()).add(u)
                 if v in producer and unit_of[producer[v]] != u:
                     preds[u].add(unit_of[producer[v]])
-    # A node that writes into a tensor (an optimizer update) runs after every other reader of that tensor.
-    for u, idxs in members.items():
-        for i in idxs:
-            for v in registry.get(nodes[i].op).mutated_inputs(nodes[i].inputs):
-                preds[u] |= readers.get(v, set()) - {u}
+    # A node that writes into a tensor (an optimizer update, a batch-norm layer's running statistics) keeps its
+    # place among that tensor's readers, as in schedule.py.
+    for before, after in in_place_order(nodes):
+        if unit_of[before] != unit_of[after]:
+            preds[unit_of[after]].add(unit_of[before])
     order = sorted(members, key=lambda u: members[u][0])
     done: set[tuple[str, int]] = set()
     out: list[Node] = []

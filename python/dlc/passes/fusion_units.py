@@ -1,11 +1,12 @@
-"""Bookkeeping shared by the fusion steps (passes/fusion.py, passes/row_fusion.py): units, the exact ancestry
-of units as groups grow, and the nodes downstream of a node."""
+"""Bookkeeping shared by the fusion steps (passes/fusion.py, passes/row_fusion.py) and the scheduler: units, the
+exact ancestry of units as groups grow, the nodes downstream of a node, and the order in-place writes impose."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 from ..ir import Node
+from ..ops import registry
 
 Unit = tuple[str, int]  # ("g", group) or ("n", node index) for a node outside any group
 
@@ -56,3 +57,18 @@ def downstream(nodes: Sequence[Node], start: int, readers: dict[int, list[int]])
                     seen.add(r)
                     stack.append(r)
     return seen
+
+
+def in_place_order(nodes: Sequence[Node]) -> list[tuple[int, int]]:
+    """(earlier, later) node pairs that a node writing into a tensor imposes: it runs after the nodes that read
+    the tensor before it, and before those that read it after (in the original order). Two writers of one
+    tensor (a batch-norm layer called twice moves its running statistics twice) run in their original order."""
+    readers: dict[int, list[int]] = {}
+    for j, other in enumerate(nodes):
+        for v in other.inputs:
+            readers.setdefault(v, []).append(j)
+    pairs: list[tuple[int, int]] = []
+    for i, node in enumerate(nodes):
+        for v in registry.get(node.op).mutated_inputs(node.inputs):
+            pairs.extend((j, i) if j < i else (i, j) for j in readers[v] if j != i)
+    return pairs

@@ -16,6 +16,7 @@ from __future__ import annotations
 from ..ir import Graph, Node
 from ..ops import registry
 from .context import PassContext
+from .fusion_units import in_place_order
 
 
 def schedule_for_memory(graph: Graph, ctx: PassContext) -> Graph:
@@ -97,17 +98,6 @@ def _arena_sizes(graph: Graph, root: dict[int, int]) -> dict[int, int]:
 
 def _order_in_place_writes(graph: Graph, units: list[list[int]], unit_of: dict[int, int],
                            preds: list[set[int]]) -> None:
-    """A unit that writes into a tensor runs after the units that read it before, and before those that read
-    it after (in the original order)."""
-    readers: dict[int, list[int]] = {}
-    for j, other in enumerate(graph.nodes):
-        for v in other.inputs:
-            readers.setdefault(v, []).append(j)
-    for u, idxs in enumerate(units):
-        for i in idxs:
-            node = graph.nodes[i]
-            for v in registry.get(node.op).mutated_inputs(node.inputs):
-                for j in readers[v]:
-                    w = unit_of[j]
-                    if w != u:
-                        (preds[u] if j < i else preds[w]).add(w if j < i else u)
+    for before, after in in_place_order(graph.nodes):
+        if unit_of[before] != unit_of[after]:
+            preds[unit_of[after]].add(unit_of[before])

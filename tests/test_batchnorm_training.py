@@ -1,0 +1,67 @@
+"""Batch normalization in training graphs: a layer called twice (`share=`) trains, each call moving the
+running statistics in program order as PyTorch's module does (issue 26 item 1: fusion built a cycle between
+the two calls' in-place updates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dlc
+
+SHARED_BN = """
+input a: f32[N, 4]
+input b: f32[N, 4]
+ha = batch_norm(a, name="bn")
+hb = batch_norm(b, share="bn")
+output ha, hb
+train {
+    loss = sum(ha * ha) + sum(hb * hb)
+}
+"""
+
+
+def _batches() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"a": rng.standard_normal((6, 4)).astype(np.float32),
+            "b": (2.0 + 3.0 * rng.standard_normal((6, 4))).astype(np.float32)}
+
+
+def _running_after(calls: list[np.ndarray], momentum: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """torch.nn.BatchNorm1d's running statistics after training-mode calls in this order."""
+    mean, var = np.zeros(4), np.ones(4)
+    for x in calls:
+        xd = x.astype(np.float64)
+        mean = (1 - momentum) * mean + momentum * xd.mean(0)
+        var = (1 - momentum) * var + momentum * xd.var(0, ddof=1)
+    return mean, var
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_shared_batch_norm_trains_and_moves_statistics_in_call_order(fuse: bool) -> None:
+    batch = _batches()
+    program = dlc.compile(source=SHARED_BN, fuse=fuse)
+    stats = program.train_step(**batch)
+    assert np.isfinite(stats["loss"])
+    mean, var = _running_after([batch["a"], batch["b"]])
+    np.testing.assert_allclose(program.params["bn.running_mean"], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(program.params["bn.running_var"], var, rtol=1e-5)
+
+
+def test_shared_batch_norm_fused_equals_unfused_in_every_training_entry_point() -> None:
+    batch = _batches()
+    fused, plain = dlc.compile(source=SHARED_BN), dlc.compile(source=SHARED_BN, fuse=False)
+    loss_f, grads_f = fused.loss_and_grads(**batch)
+    loss_p, grads_p = plain.loss_and_grads(**batch)
+    np.testing.assert_allclose(loss_f, loss_p, rtol=1e-6)
+    assert set(grads_f) == {"bn.weight", "bn.bias"}
+    for name in grads_p:
+        np.testing.assert_allclose(grads_f[name], grads_p[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    # sum(y^2) over a normalized batch is N * C * var / (var + eps) per layer call: d/dbias = 2 sum(y) = 0
+    np.testing.assert_allclose(grads_f["bn.bias"], 0.0, atol=1e-4)
+    for program in (fused, plain):
+        program.train()
+        out = program(**batch)
+        np.testing.assert_allclose(out["hb"].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(fused.params["bn.running_mean"], plain.params["bn.running_mean"], rtol=1e-6)
+    assert fused.train_step(**batch)["loss"] == pytest.approx(plain.train_step(**batch)["loss"], rel=1e-6)
