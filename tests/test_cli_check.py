@@ -62,7 +62,7 @@ def test_check_warns_about_an_unused_param(tmp_path: Path, capsys: pytest.Captur
     code, out, err = check(tmp_path, capsys, "input x: f32[N, 3]\nparam W: f32[3, 2]\nparam V: f32[3, 2]\n"
                                               "output y = x @ W\n")
     assert code == 0 and "ok" in out
-    assert "warning: parameter 'V' is declared but never used" in err and "'W'" not in err
+    assert "dlc: warning: " in err and "parameter 'V' is declared but never used" in err and "'W'" not in err
 
 
 def test_generate_without_params_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,14 @@ def test_param_used_by_an_op_gets_its_own_box() -> None:
     assert "t\\nf32[1]" in found and "div" in found
 
 
+def test_a_layer_op_named_by_its_binding_shows_as_written() -> None:
+    """`h = dropout(g, 0.1)` is the dropout layer named h, not the primitive it expands to (issue 25)."""
+    source = "input x: f32[N, 8]\ng = dense(x, 4) |> dropout(0.2)\nh = dropout(g, 0.1)\noutput o = relu(h)\n"
+    found = labels(model_dot(dlc.compile(source=source).graph))
+    assert "h: dropout" in found and "dropout" in found
+    assert not any("dropout_mask_mul" in label for label in found)
+
+
 def test_plan_picture_shows_fusion_groups_and_offsets() -> None:
     program = dlc.compile(BLOCKS, dims={"N": 64})
     dot = plan_dot(program.compile_plan(training=False), "plan")

@@ -54,3 +54,26 @@ def test_docs_example_is_current() -> None:
     shown = next(b.body for b in code_blocks(ROOT / "docs" / "language.md")
                  if b.lang == "text" and b.body.startswith("inputs:  x: f32[N, 784]"))
     assert shown.rstrip("\n") == dlc.compile(ROOT / "models" / "mlp.dlm").summary()
+
+
+def test_rows_add_up_to_the_total_with_shared_calls_and_params() -> None:
+    """The complete example of docs/language.md: a tied (share=) call shows "shared" instead of counting its
+    parameters again, and the free-standing `param temperature` has a row, so the rows add up (issue 25)."""
+    source = next(b.body for b in code_blocks(ROOT / "docs" / "language.md")
+                  if b.lang == "dlm" and "param temperature" in b.body and "share=" in b.body)
+    summary = dlc.compile(source=source).summary()
+    table = rows(summary)
+    lines = summary.splitlines()
+    rules = [i for i, line in enumerate(lines) if line and set(line) == {"-"}]
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[rules[0] + 1:rules[1]]]  # duplicates kept
+    counted = sum(int(c[2].replace(",", "")) for c in cells if c[2] != "shared")
+    assert f"parameters: {counted:,} (" in summary and counted == 27_851
+    assert table["temperature (param)"][:2] == ["f32[1]", "1"]
+    lines = [line for line in summary.splitlines() if line.startswith("stack.2.fc1 (dense)")]
+    assert len(lines) == 2 and "4,160" in lines[0] and "shared" in lines[1]
+
+
+def test_a_dropout_named_by_its_binding_is_one_named_row() -> None:
+    source = "input x: f32[N, 8]\nh = dropout(x, 0.1)\noutput o = relu(h)\n"
+    summary = dlc.compile(source=source).summary()
+    assert "h (dropout)" in rows(summary) and "dropout_mask_mul" not in summary

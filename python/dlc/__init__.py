@@ -10,7 +10,7 @@ import os
 from typing import Mapping
 
 from . import _core
-from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, NonFiniteError
+from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError
 from .lower import set_arena_limit
 from .model import CompiledModel
 from .program import Program, TensorSpec
@@ -18,7 +18,7 @@ from .threads import default_num_threads
 from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
-           "DlcError", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
+           "DlcError", "DlcWarning", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
            "CompiledModel", "Trainer"]
 __version__ = "0.1.0"
 
@@ -46,11 +46,14 @@ def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = 
     dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
     binding. `dtype="f64"` runs every f32 tensor of the model in double precision. Inputs of another dtype
     are converted when nothing is lost a user meant (integers whose values fit, any float for a float input);
-    `strict_dtypes=True` refuses them instead."""
+    `strict_dtypes=True` refuses them instead. A parameter declared but never used is a `dlc.DlcWarning`."""
+    from .lint import warn_unused_params
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
-    return Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed,
-                   strict_dtypes=strict_dtypes)
+    program = Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed,
+                      strict_dtypes=strict_dtypes)
+    warn_unused_params(program)  # reported at the caller's dlc.compile line
+    return program
 
 
 def load(path: str | os.PathLike[str], *, strict_dtypes: bool = False):

@@ -186,9 +186,13 @@ class LoadedProgram:
         return self._calls.predict(inputs, batch_size, step=0)
 
     def __repr__(self) -> str:
-        ins = ", ".join(f"{n}: {s}" for n, s in self._inputs.items())
-        outs = ", ".join(f"{n}: {s}" for n, s in self._outputs.items())
-        return f"<dlc.LoadedProgram ({ins}) -> ({outs})>"
+        from .display import one_line
+        return one_line("LoadedProgram", f"(from {self.source_name})", self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's rich display: the summary table, and the graph as SVG when Graphviz is installed."""
+        from .display import rich_html
+        return rich_html("LoadedProgram", f"(from {self.source_name})", self.model)
 
 
 # ---- loading and validation ----

@@ -84,11 +84,11 @@ def model_dot(graph: Graph, title: str = "model") -> str:
         box_of[v] = f"in:{name}"
     layers = group_layers(graph)
     for i, layer in enumerate(layers):
+        label = layer.kind if layer.name == layer.kind else f"{layer.name}: {layer.kind}"
         if layer.is_layer:
-            label = layer.kind if layer.name == layer.kind else f"{layer.name}: {layer.kind}"
             dot.node(f"n{i}", f"{label}\n{layer.param_count():,} parameters", layer.blocks, fillcolor="#fef3c7")
         else:
-            dot.node(f"n{i}", layer.kind, layer.blocks)
+            dot.node(f"n{i}", label, layer.blocks)
         box_of.update({o: f"n{i}" for n in layer.nodes for o in n.outputs})
     seen: set[tuple[str, str, int]] = set()
     for i, layer in enumerate(layers):

@@ -28,6 +28,10 @@ class DlcError(Exception):
     """Base class of every error dlc raises on purpose."""
 
 
+class DlcWarning(UserWarning):
+    """A model that compiles but is likely not what was meant (an unused parameter): see dlc/lint.py."""
+
+
 class CompileError(DlcError):
     """An error in a model: syntax, names, types or shapes, with where it happened."""
 

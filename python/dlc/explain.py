@@ -133,9 +133,7 @@ def stroke_share(images: np.ndarray, maps: np.ndarray) -> np.ndarray:
 def save_heatmap(images: np.ndarray, maps: np.ndarray, path: str | Path, titles: Sequence[str] | None = None) -> None:
     """Each image (grey) above its saliency map (absolute value, hot colours), one column per image."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise DlcError("heat maps need matplotlib: pip install 'dlc[plot]'") from None
     n = images.shape[0]
@@ -146,7 +144,8 @@ def save_heatmap(images: np.ndarray, maps: np.ndarray, path: str | Path, titles:
         h, w = images.shape[-2:]
     imgs = images.reshape(n, -1, h, w).mean(axis=1)  # [N, H, W] or [N, C, H, W]: channels averaged
     heat = np.abs(maps).reshape(n, -1, h, w).sum(axis=1)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    fig = Figure(figsize=(1.6 * n, 3.4))  # not pyplot: a notebook's backend and figures stay as they are
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         axes[0, i].imshow(imgs[i], cmap="gray")
         axes[1, i].imshow(heat[i], cmap="hot")
@@ -156,4 +155,3 @@ def save_heatmap(images: np.ndarray, maps: np.ndarray, path: str | Path, titles:
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

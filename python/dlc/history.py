@@ -70,12 +70,10 @@ def metric_names(history: History) -> list[str]:
 def plot_history(history: History, path: str | Path, title: str = "") -> None:
     """Learning curves: one panel per metric, training and validation per epoch, written as an image."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise DlcError(INSTALL_MATPLOTLIB) from None
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     names = metric_names(history)
     if not names:
@@ -83,7 +81,9 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
     epochs = list(range(1, _epochs(history) + 1))
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    # A Figure of its own, not pyplot: no global backend switch and no figure left in a notebook's pyplot state.
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         for key, label, style in ((name, "train", "-"), (f"val_{name}", "validation", "--")):
             if key in history:
@@ -99,4 +99,3 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

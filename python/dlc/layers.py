@@ -23,16 +23,17 @@ class Layer:
     nodes: list[Node] = field(default_factory=list)
     params: list[ParamSpec] = field(default_factory=list)  # read by the nodes, in first-use order
     outputs: list[int] = field(default_factory=list)  # values read outside the entry, or graph outputs
+    named_op: bool = False  # a layer op without parameters under a name of its own (`f.dropout`, `h = dropout(..)`)
 
     @property
     def name(self) -> str:
         """The layer's own name (`fc1`), or its kind for an op or an unnamed layer."""
-        return self.scope.split(".")[-1] if self.is_layer else self.kind
+        return self.scope.split(".")[-1] if self.named else self.kind
 
     @property
     def named(self) -> bool:
         """A layer, or an op with a name of its own (`f.dropout`): shown by its scope and kind."""
-        return self.is_layer or bool(self.scope) and self.scope.rsplit(".", 1)[-1] == self.kind
+        return self.is_layer or self.named_op
 
     @property
     def blocks(self) -> tuple[str, ...]:
@@ -80,13 +81,15 @@ def group_layers(graph: Graph) -> list[Layer]:
             last.nodes.append(node)
         elif owns_params(node.scope):
             layers.append(Layer(node.scope, _written_name(node) or node.op, True, [node]))
-        elif last is not None and not last.is_layer and node.scope and last.scope == node.scope \
-                and node.scope.rsplit(".", 1)[-1] == last.kind:
+        elif last is not None and last.named_op and last.scope == node.scope:
             last.nodes.append(node)  # a named op without parameters (f.dropout): one entry, like a layer
         else:
             written = _written_name(node, layers_only=False)
-            named = written is not None and node.scope.rsplit(".", 1)[-1] == written
-            layers.append(Layer(node.scope, written if named else node.op, False, [node]))
+            # A layer op's scope is its name: `f.dropout` inside f's pipe, or `h` for `h = dropout(g, 0.1)`;
+            # it is shown as written (dropout), never as the primitive it expands to (dropout_mask_mul).
+            layer_op = written is not None and bool(node.scope) and registry.get(written).layer
+            named = written is not None and (node.scope.rsplit(".", 1)[-1] == written or layer_op)
+            layers.append(Layer(node.scope, written if named else node.op, False, [node], named_op=named))
     entry_of = {o: i for i, layer in enumerate(layers) for n in layer.nodes for o in n.outputs}
     read_outside = {v for i, layer in enumerate(layers) for n in layer.nodes for v in n.inputs
                     if entry_of.get(v, i) != i} | {v for _, v in graph.outputs}

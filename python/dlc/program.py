@@ -222,3 +222,14 @@ class Program:
     def summary(self) -> str:
         from .summary import summarize
         return summarize(self.model)
+
+    def __repr__(self) -> str:
+        from .display import one_line
+        steps = self.trainer.step_count
+        return one_line("Program", self.model.module.filename, self.model,
+                        f", {steps:,} training steps" if steps else "")
+
+    def _repr_html_(self) -> str:
+        """A notebook's rich display: the summary table, and the graph as SVG when Graphviz is installed."""
+        from .display import rich_html
+        return rich_html("Program", self.model.module.filename, self.model)

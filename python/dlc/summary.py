@@ -7,10 +7,12 @@ the footer adds up parameters (trainable ones, and state such as running statist
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from html import escape
 from typing import Mapping, Protocol
 
 from .dims import Sym
-from .ir import Graph, TensorType, np_dtype
+from .ir import Graph, ParamSpec, TensorType, np_dtype
 from .layers import group_layers, size
 
 
@@ -38,6 +40,19 @@ def _bytes_at_one(t: TensorType) -> int:
     return size(tuple(d.coeff if isinstance(d, Sym) else d for d in t.shape)) * np_dtype(t.dtype).itemsize
 
 
+@dataclass
+class SummaryTable:
+    """The summary as data: the input and output lines, the table and its footer (text or HTML, see below)."""
+
+    io: list[str]
+    header: list[str]
+    rows: list[list[str]]
+    footer: list[str]
+
+
+RIGHT = {2, 3, 4}  # the numeric columns
+
+
 def _table(rows: list[list[str]], header: list[str], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -48,32 +63,71 @@ def _table(rows: list[list[str]], header: list[str], right: set[int]) -> list[st
     return [line(header), rule, *(line(r) for r in rows), rule]
 
 
-def summarize(model: Summarizable) -> str:
+def _param_bytes(params: list[ParamSpec]) -> int:
+    return sum(size(p.type.shape) * np_dtype(p.type.dtype).itemsize for p in params)
+
+
+def summary_table(model: Summarizable) -> SummaryTable:
+    """One row per layer or op as written. Every parameter is counted in exactly one row, so the rows add up
+    to the footer's total: a call that reuses another's parameters (share=) shows "shared", and a `param`
+    declared on its own gets a row where it is first read."""
     g = model.graph
     symbols = sorted({n for t in g.values.values() for d in t.shape if isinstance(d, Sym) for n in d.names})
     per = f" ({', '.join(f'{s}=1' for s in symbols)})" if symbols else ""
-    rows = []
+    rows: list[list[str]] = []
     activations = 0
+    counted: set[str] = set()
+    loose = {spec.value: spec for spec in g.params}  # parameters no layer owns get rows of their own
     for layer in group_layers(g):
+        for spec in layer.params:
+            loose.pop(spec.value, None)
+    for layer in group_layers(g):
+        for node in layer.nodes:
+            for v in node.inputs:
+                spec = loose.pop(v, None)
+                if spec is not None:
+                    counted.add(spec.name)
+                    rows.append([f"{spec.name} (param)", str(spec.type), f"{size(spec.type.shape):,}",
+                                 human_bytes(_param_bytes([spec])), "-"])
         outs = [g.values[o] for o in layer.outputs]
         out_bytes = sum(_bytes_at_one(t) for t in outs)
         activations += out_bytes
-        param_bytes = sum(size(p.type.shape) * np_dtype(p.type.dtype).itemsize for p in layer.params)
         if layer.named:
             name = f"{layer.scope} ({layer.kind})"
         else:
             name = f"{layer.scope}/{layer.kind}" if layer.scope else layer.kind
-        rows.append([name, ", ".join(str(t) for t in outs) or "-", f"{layer.param_count():,}",
-                     human_bytes(param_bytes) if param_bytes else "-", human_bytes(out_bytes) if outs else "-"])
-    lines = ["inputs:  " + ", ".join(f"{n}: {s}" for n, s in model.inputs.items()),
-             "outputs: " + ", ".join(f"{n}: {s}" for n, s in model.outputs.items()), ""]
-    lines += _table(rows, ["layer (type)", "output shape", "params", "param memory", f"output memory{per}"],
-                    right={2, 3, 4})
+        shared = bool(layer.params) and all(p.name in counted for p in layer.params)
+        counted.update(p.name for p in layer.params)
+        param_bytes = _param_bytes(layer.params)
+        params = "shared" if shared else f"{layer.param_count():,}"
+        memory = "-" if shared or not param_bytes else human_bytes(param_bytes)
+        rows.append([name, ", ".join(str(t) for t in outs) or "-", params, memory,
+                     human_bytes(out_bytes) if outs else "-"])
     trainable = sum(size(p.type.shape) for p in g.params if p.trainable and p.kind == "param")
     total = sum(size(p.type.shape) for p in g.params)
-    total_bytes = sum(size(p.type.shape) * np_dtype(p.type.dtype).itemsize for p in g.params)
-    lines.append(f"parameters: {total:,} ({human_bytes(total_bytes)}): {trainable:,} trainable, "
-                 f"{total - trainable:,} state (running statistics)")
-    lines.append(f"activations: {human_bytes(activations)}{per or ''} (every layer's output, before memory "
-                 f"planning shares buffers)")
-    return "\n".join(lines)
+    footer = [f"parameters: {total:,} ({human_bytes(_param_bytes(list(g.params)))}): {trainable:,} trainable, "
+              f"{total - trainable:,} state (running statistics)",
+              f"activations: {human_bytes(activations)}{per or ''} (every layer's output, before memory "
+              f"planning shares buffers)"]
+    io = ["inputs:  " + ", ".join(f"{n}: {s}" for n, s in model.inputs.items()),
+          "outputs: " + ", ".join(f"{n}: {s}" for n, s in model.outputs.items())]
+    header = ["layer (type)", "output shape", "params", "param memory", f"output memory{per}"]
+    return SummaryTable(io, header, rows, footer)
+
+
+def summarize(model: Summarizable) -> str:
+    t = summary_table(model)
+    return "\n".join([*t.io, "", *_table(t.rows, t.header, RIGHT), *t.footer])
+
+
+def summary_html(model: Summarizable) -> str:
+    """The same table as HTML (a notebook's rich display of a program)."""
+    def cells(tag: str, row: list[str]) -> str:
+        return "".join(f'<{tag} style="text-align:{"right" if i in RIGHT else "left"}">{escape(c)}</{tag}>'
+                       for i, c in enumerate(row))
+
+    t = summary_table(model)
+    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in t.rows)
+    return ("".join(f"<div><code>{escape(line)}</code></div>" for line in t.io)
+            + f"<table><thead><tr>{cells('th', t.header)}</tr></thead><tbody>{body}</tbody></table>"
+            + "".join(f"<div>{escape(line)}</div>" for line in t.footer))

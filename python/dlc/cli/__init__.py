@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from types import ModuleType
 from typing import Callable, Sequence
 
 import dlc
 
-from ..errors import CompileError, DlcError
+from ..errors import CompileError, DlcError, DlcWarning
 from . import bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, rl, run, saliency, train
 from .common import model_arguments
 
@@ -46,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "threads", None):
         dlc.set_num_threads(args.threads)
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return func(args)
     except CompileError as e:
         print(e.format(), file=sys.stderr)
     except (DlcError, ValueError, OSError) as e:
@@ -57,3 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dlc: interrupted", file=sys.stderr)
         return 130
     return 1
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """A model's warnings (DlcWarning) as one line like the errors; any other warning as Python shows it."""
+    if issubclass(category, DlcWarning):
+        print(f"dlc: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]

@@ -5,31 +5,11 @@ whole training graph is built), print its inputs, outputs and parameter count. `
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
 
-from ..errors import ShapeError
+from ..lint import training_graph
 from ..program import Program
 from .common import io_lines, load_program, param_count
-
-# The size an unbound dimension gets when a training graph needs concrete sizes (a mean's gradient divides by
-# its element count): the shapes are checked the same for any batch size.
-PROBE_SIZE = 2
-
-
-def training_graph(program: Program, kind: str) -> Any:
-    """The training graph with the model's dimensions as given; where it needs concrete sizes, with each
-    unbound dimension bound to a probe size, so `dlc check` needs no -D for a loss that takes a mean."""
-    try:
-        return program.trainer.training_graph(kind, program.model.dims)
-    except ShapeError as e:
-        if "needs a concrete size" not in str(e):
-            raise
-    unbound = {d for spec in program.inputs.values() for d in spec.shape if isinstance(d, str)}
-    probe = {**{d: PROBE_SIZE for d in unbound if d.isidentifier()}, **program.model.dims}
-    return program.trainer.training_graph(kind, probe)
-
 
 def training_line(program: Program) -> str:
     """Builds the training graph (the errors of the train block surface here, located) and summarizes it."""
@@ -42,16 +22,6 @@ def training_line(program: Program) -> str:
              f"optimizer {spec.optimizer.name} (lr {spec.optimizer.lr:g})",
              f"{len(tg.trainable)} trainable parameter tensor{'s' * (len(tg.trainable) != 1)}"]
     return "training: " + "; ".join(p for p in parts if p)
-
-
-def unused_params(program: Program) -> list[str]:
-    """Declared parameters no node reads: a `param` line whose name was never used (likely a typo)."""
-    graphs = [program.graph]
-    if program.model.has_train_block:  # a parameter may appear only in the loss (a learned weighting)
-        graphs.append(training_graph(program, "loss").graph)
-    read = {p.name for g in graphs for p in g.params
-            if p.value in {v for n in g.nodes for v in n.inputs} | {v for _, v in g.outputs}}
-    return [p.name for p in program.graph.params if p.name not in read]
 
 
 def check_library(path: str) -> int:
@@ -76,8 +46,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"parameters: {param_count(program):,}")
     if training:
         print(training)
-    for name in unused_params(program):
-        print(f"{args.model}: warning: parameter '{name}' is declared but never used", file=sys.stderr)
     return 0
 
 

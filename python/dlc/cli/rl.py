@@ -39,11 +39,10 @@ def cmd_rl(args: argparse.Namespace) -> int:
 def save_curve(result: object, path: str, env: str) -> None:
     """Episode returns (and their 20-episode moving mean) against environment steps, with the greedy
     evaluations, as a PNG (needs matplotlib: the `plot` extra)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     steps, returns = np.array(result.episode_end_steps), np.array(result.episode_returns)  # type: ignore[attr-defined]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))  # not pyplot: no backend switch for whoever imported dlc
+    ax = fig.subplots()
     ax.plot(steps, returns, ".", ms=2, alpha=0.4, label="episode return (exploring)")
     if len(returns) >= 20:
         ax.plot(steps[19:], np.convolve(returns, np.ones(20) / 20, "valid"), label="moving mean (20)")
@@ -56,7 +55,6 @@ def save_curve(result: object, path: str, env: str) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
