@@ -12,6 +12,7 @@ import pytest
 
 import dlc
 from dlc.ops import registry
+from dlc.ops.optim import OPTIMIZER_TABLE
 from doc_blocks import code_blocks
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -28,6 +29,14 @@ def gen_ops() -> ModuleType:
 
 def test_ops_section_is_up_to_date() -> None:
     assert gen_ops().update(TEXT) == TEXT, "docs/language.md is out of date: run python docs/gen_ops.py"
+
+
+def test_optimizer_table_is_up_to_date() -> None:
+    training = (DOCS / "training.md").read_text(encoding="utf-8")
+    assert gen_ops().update_optimizers(training) == training, "docs/training.md is out of date: run python docs/gen_ops.py"
+    section = training[training.index("<!-- optimizers:begin -->"):training.index("<!-- optimizers:end -->")]
+    for name in OPTIMIZER_TABLE:
+        assert f"| `{name}` | `lr=" in section, name
 
 
 def test_every_user_op_is_listed() -> None:

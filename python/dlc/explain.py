@@ -59,7 +59,7 @@ def _plan(model: "CompiledModel", binding: Mapping[str, int], output: str, image
     key = (output, image, tuple(sorted(binding.items())))
     with model.lock:
         if key not in plans:
-            graph = _score_graph(model.elaborate(binding).graph, output, image)
+            graph = _score_graph(model.elaborated(binding).graph, output, image)
             graph = run_pipeline(graph, model.pass_context(False))
             plans[key] = model.lower(strip_unused_inputs(graph))
         return plans[key]

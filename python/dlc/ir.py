@@ -11,6 +11,8 @@ kept in a valid execution order. The IR carries what later stages need:
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
@@ -193,6 +195,13 @@ class GraphBuilder:
         self.phase: str = "forward"
         # The user-level op being expanded (cross_entropy), named in errors instead of its primitives.
         self.calling: str | None = None
+
+    def copy(self) -> "GraphBuilder":
+        """An independent builder with this one's nodes and context: appending to either leaves the other."""
+        other = copy.copy(self)
+        other.values, other.nodes, other.inputs = dict(self.values), list(self.nodes), list(self.inputs)
+        other.outputs, other.params, other.consts = list(self.outputs), list(self.params), dict(self.consts)
+        return other
 
     def new_value(self, t: TensorType) -> int:
         if numel_lower_bound(t.shape) > MAX_TENSOR_ELEMENTS:

@@ -112,6 +112,10 @@ class CompiledModel:
         self.fuse = fuse
         self.seed = seed
         elaborated = elaborate(module, self._dims, dtype)
+        # Elaborated once per binding of the symbolic dimensions (the compile-time one first), shared by the
+        # inference plans, the training recipes and summaries: read-only (readers of the train block fork it).
+        self._elaborated: PlanCache[Elaborated] = PlanCache()
+        self._elaborated[tuple(sorted(self._dims.items()))] = elaborated
         self._graph: Graph = elaborated.graph
         self.has_train_block = elaborated.train is not None
         self._params: dict[str, np.ndarray] = {}
@@ -172,9 +176,16 @@ class CompiledModel:
         for target, arr in staged:
             np.copyto(target, arr, casting="same_kind")
 
-    def elaborate(self, binding: Mapping[str, int] | None = None) -> Elaborated:
-        """The model elaborated afresh for a binding (the train block and its builder included)."""
-        return elaborate(self.module, dict(self._dims) if binding is None else binding, self.dtype)
+    def elaborated(self, binding: Mapping[str, int] | None = None) -> Elaborated:
+        """The model elaborated for a binding (the compile-time one by default), once (cached): the train block
+        and its builder included. Shared: fork() it before adding to its builder."""
+        binding = dict(self._dims) if binding is None else dict(binding)
+        key = tuple(sorted(binding.items()))
+        with self.lock:
+            cached = self._elaborated.get(key)
+            if cached is None:
+                cached = self._elaborated[key] = elaborate(self.module, binding, self.dtype)
+            return cached
 
     # ---- inputs ----
 
@@ -274,7 +285,7 @@ class CompiledModel:
         """The graph the outputs need under a binding, before any optimization. Only what the outputs need must
         be bound: a GAN's sampling output reads z alone, while its training noise normal([N, 16]) is sized by
         the real images' batch."""
-        graph = eliminate_dead_code(self.elaborate(binding).graph, PassContext())
+        graph = eliminate_dead_code(self.elaborated(binding).graph, PassContext())
         return prune_values(only_used_inputs(graph))
 
     def inference_plan(self, dims: Mapping[str, int] | None, training: bool) -> LoweredPlan:

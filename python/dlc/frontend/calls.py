@@ -8,6 +8,7 @@ so this module never imports the elaborator.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lark import Tree
@@ -18,7 +19,7 @@ from ..ir import GraphBuilder, TensorType
 from ..ops import registry
 from ..ops.registry import OpDef
 from .hints import quote_hint
-from .modules import BlockDef
+from .modules import BlockDef, Module
 from .values import Scope, TensorVal
 
 MAX_BLOCK_DEPTH = 32
@@ -58,6 +59,45 @@ def dotted(tree: Tree) -> str:
     return ".".join(str(t) for t in tree.children)
 
 
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a call as written: its keyword (None for a positional one), its value's tree, and the
+    tree errors about it point at (the keyword's name, or the whole argument)."""
+
+    key: str | None
+    value: Tree
+    at: Tree
+
+
+def call_arguments(tree: Tree, module: Module, keywords_only: str | None = None) -> list[Argument]:
+    """A call's arguments in order, with the checks every call shares (op and block calls, initializers, the
+    train block's settings): no positional argument after a keyword one, a plain name before '=', no keyword
+    twice. `keywords_only` is the error for a positional argument where the callee takes keywords alone."""
+    out: list[Argument] = []
+    seen: set[str] = set()
+    for arg in tree.children[1:]:
+        if arg is None:
+            continue
+        first, second = arg.children
+        if second is None:
+            if keywords_only is not None:
+                raise CompileError(keywords_only, module.loc(tree))
+            if seen:
+                raise CompileError("positional argument after a keyword argument", module.loc(arg))
+            out.append(Argument(None, first, arg))
+            continue
+        if first.data != "name" or len(first.children[0].children) != 1:
+            if keywords_only is not None:
+                raise CompileError(keywords_only, module.loc(tree))
+            raise CompileError("a keyword argument needs a plain name before '='", module.loc(arg))
+        key = str(first.children[0].children[0])
+        if key in seen:
+            raise CompileError(f"duplicate keyword argument '{key}'", module.loc(first))
+        seen.add(key)
+        out.append(Argument(key, second, first))
+    return out
+
+
 def find_block(name: str, scope: Scope) -> BlockDef | None:
     """The block a call names, in the calling module or through an imported namespace (`lib.block`)."""
     if "." in name:
@@ -77,30 +117,20 @@ class Calls:
 
     def ev_call(self, tree: Tree, scope: Scope, piped: Any = None, has_piped: bool = False,
                 name_override: str | None = None) -> Any:
-        name_tree, *arg_trees = tree.children
+        name_tree = tree.children[0]
         name = dotted(name_tree)
         pos: list[Any] = [piped] if has_piped else []
         kwargs: dict[str, Any] = {}
         kw_locs: dict[str, Loc] = {}
-        for arg in arg_trees:
-            if arg is None:
+        for arg in call_arguments(tree, scope.module):
+            if arg.key is None:
+                pos.append(self.el.eval(arg.value, scope))
                 continue
-            first, second = arg.children
-            if second is None:
-                if kwargs:
-                    raise CompileError("positional argument after a keyword argument", scope.module.loc(arg))
-                pos.append(self.el.eval(first, scope))
-                continue
-            if first.data != "name" or len(first.children[0].children) != 1:
-                raise CompileError("a keyword argument needs a plain name before '='", scope.module.loc(arg))
-            key = str(first.children[0].children[0])
-            if key in kwargs:
-                raise CompileError(f"duplicate keyword argument '{key}'", scope.module.loc(first))
             try:
-                kwargs[key] = self.el.eval(second, scope)
+                kwargs[arg.key] = self.el.eval(arg.value, scope)
             except CompileError as e:
-                raise quote_hint(e, key, second, registry.lookup(name)) from None
-            kw_locs[key] = scope.module.loc(first)
+                raise quote_hint(e, arg.key, arg.value, registry.lookup(name)) from None
+            kw_locs[arg.key] = scope.module.loc(arg.at)
         loc = scope.module.loc(name_tree)
         block = find_block(name, scope)
         if block is not None:

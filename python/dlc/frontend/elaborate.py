@@ -12,8 +12,9 @@ from the second (`h.dense`, `h.dense_1`). Inside a block, names are prefixed wit
 
 from __future__ import annotations
 
+import copy
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from lark import Token, Tree
@@ -23,7 +24,7 @@ from ..dims import Dim, Sym, sym
 from ..errors import CompileError, Loc, ShapeError
 from ..ir import DTYPES, Graph, GraphBuilder, TensorType
 from ..ops import registry
-from .calls import Calls, dotted, find_block
+from .calls import Calls, call_arguments, dotted, find_block
 from .modules import Module
 from .values import Scope, TensorVal
 
@@ -42,6 +43,15 @@ class Elaborated:
     builder: GraphBuilder
     elaborator: "Elaborator"
 
+    def fork(self) -> "Elaborated":
+        """A copy to read the train block into: reading it adds nodes, names and parameters (a loss's own
+        layers), so the elaborated model stays as elaborated, shared by every use of its binding."""
+        scope = self.train_scope
+        if scope is not None:
+            scope = replace(scope, env=dict(scope.env), used_names=dict(scope.used_names))
+        el = self.elaborator.fork()
+        return Elaborated(self.graph, self.train, scope, el.b, el)
+
 
 class Elaborator:
     def __init__(self, module: Module, dims: Mapping[str, int] | None = None, dtype: str = "f32"):
@@ -54,6 +64,15 @@ class Elaborator:
         self.param_values: dict[str, int] = {}
         self._salt = 0
         self.calls = Calls(self)
+
+    def fork(self) -> "Elaborator":
+        """An independent elaborator in this one's state (see Elaborated.fork)."""
+        other = copy.copy(self)
+        other.b = self.b.copy()
+        other.symbols, other.param_types = set(self.symbols), dict(self.param_types)
+        other.param_values = dict(self.param_values)
+        other.calls = Calls(other)
+        return other
 
     # ---- entry point ----
 
@@ -235,19 +254,9 @@ class Elaborator:
             if tree.data == "name":
                 return initializers.make_spec(self.dotted(tree.children[0]))
             if tree.data == "call":
-                name = self.dotted(tree.children[0])
-                kwargs: dict[str, Any] = {}
-                for arg in tree.children[1:]:
-                    if arg is None:
-                        continue
-                    key, val = arg.children
-                    if val is None or key.data != "name":
-                        raise CompileError("initializer arguments are keywords, e.g. normal(std=0.02)", loc)
-                    k = self.dotted(key.children[0])
-                    if k in kwargs:
-                        raise CompileError(f"duplicate keyword argument '{k}'", scope.module.loc(key))
-                    kwargs[k] = self.eval(val, scope)
-                return initializers.make_spec(name, kwargs)
+                args = call_arguments(tree, scope.module, "initializer arguments are keywords, e.g. normal(std=0.02)")
+                return initializers.make_spec(self.dotted(tree.children[0]),
+                                              {a.key: self.eval(a.value, scope) for a in args})
             value = self.eval(tree, scope)
             return initializers.as_spec(value)
         except ShapeError as e:

@@ -7,7 +7,7 @@ clip_norm and clip_value (0 = off), then one learning-rate multiplier per parame
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ShapeError
 from ..ir import TensorType
@@ -24,6 +24,31 @@ OPTIMIZERS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, float], ...]]] = {
     "adagrad": (("sum",), (("eps", 1e-10), ("weight_decay", 0.0), ("lr_decay", 0.0))),
 }
 KERNEL_OF = {"sgd": "sgd", "adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad"}
+
+
+class Optimizer(NamedTuple):
+    """An optimizer a recipe names: the update it runs, its default learning rate, the hyperparameters whose
+    defaults differ from that update's, and the note docs/training.md's optimizer table shows."""
+
+    update: str  # a key of OPTIMIZERS
+    lr: float
+    defaults: tuple[tuple[str, float], ...] = ()
+    note: str = ""
+
+
+# What `optimizer = name(...)` accepts; docs/training.md's optimizer table is generated from it (docs/gen_ops.py).
+OPTIMIZER_TABLE: dict[str, Optimizer] = {
+    "sgd": Optimizer("sgd", 1e-2),
+    "adam": Optimizer("adam", 1e-3, note="`betas=[b1, b2]` sets `beta1` and `beta2`; `weight_decay` is L2 added "
+                                         "to the gradient"),
+    "adamw": Optimizer("adam", 1e-3, (("decoupled", 1.0), ("weight_decay", 0.01)),
+                       note="adam with decoupled weight decay; `betas=[b1, b2]` as adam"),
+    "rmsprop": Optimizer("rmsprop", 1e-3),
+    "adagrad": Optimizer("adagrad", 1e-2),
+}
+# Hyperparameters the kernel reads as flags (0 or 1), shown as true/false; `decoupled` is set by the name alone.
+FLAGS = ("nesterov",)
+INTERNAL = ("decoupled",)
 
 
 def _update_infer(kind: str) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Mapping
 
 from ..autodiff import backward
 from ..errors import DlcError
@@ -24,10 +24,7 @@ from ..passes import PassContext
 from ..passes.eval_mode import freeze_normalization, strip_training_only
 from ..passes.rewrite import prune_values
 from .adversarial import Attack, add_attack
-from .recipe import RecipeReader, TrainSpec, for_phase
-
-if TYPE_CHECKING:
-    from ..model import CompiledModel
+from .recipe import TrainSpec, for_phase
 
 HYPER = "__hyper__"
 
@@ -53,22 +50,18 @@ def selected(name: str, patterns: tuple[str, ...]) -> bool:
     return matches(name, list(patterns))
 
 
-def read_spec(model: "CompiledModel", overrides: Mapping[str, Any],
-              binding: Mapping[str, int], phase: str | None = None) -> tuple[GraphBuilder, TrainSpec]:
-    """The elaborated model and its recipe; with `phase`, the recipe of that phase alone."""
-    el = model.elaborate(binding)
-    spec = RecipeReader(el).read(overrides)
+def checked_recipe(graph: Graph, spec: TrainSpec, phase: str | None = None) -> TrainSpec:
+    """The recipe a graph is built for (with `phase`, that phase's alone), its loss checked."""
     if phase is not None:
         spec = for_phase(spec, phase)
     elif spec.phases:
-        return el.builder, spec  # the phases' own losses are checked when each phase is built
+        return spec  # the phases' own losses are checked when each phase is built
     if spec.loss is None:
         raise DlcError("the model declares no loss: add `train { loss = ... }` or call "
                        "configure(loss=\"cross_entropy(logits, y)\")")
-    b = el.builder
-    if b.type_of(spec.loss).shape != ():
-        raise DlcError(f"the loss must be a scalar, got {b.type_of(spec.loss)}; reduce it with mean()")
-    return b, spec
+    if graph.values[spec.loss].shape != ():
+        raise DlcError(f"the loss must be a scalar, got {graph.values[spec.loss]}; reduce it with mean()")
+    return spec
 
 
 def trainable_params(graph: Graph, spec: TrainSpec) -> list[ParamSpec]:
@@ -92,17 +85,17 @@ def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spe
     return loss
 
 
-def build(model: "CompiledModel", overrides: Mapping[str, Any], binding: Mapping[str, int], kind: str,
-          mode: str = "train", attack: Attack | None = None, recipe_attack: bool | None = None,
-          phase: str | None = None) -> TrainingGraph:
-    """mode="eval" differentiates the evaluation form (dropout off, batch norm on running statistics).
+def build(recipe: tuple[Graph, TrainSpec], kind: str, mode: str = "train", attack: Attack | None = None,
+          recipe_attack: bool | None = None, phase: str | None = None) -> TrainingGraph:
+    """Builds from the model's graph with its train block read into it, and that recipe (read_recipe).
+    mode="eval" differentiates the evaluation form (dropout off, batch norm on running statistics).
     `attack` makes the model read adversarial inputs built in the same graph; `recipe_attack` (default: for
     "step") uses the recipe's `adversarial` instead. kind "attack" outputs the adversarial inputs alone.
     `phase` builds that phase of a multi-phase recipe."""
-    b, spec = read_spec(model, overrides, binding, phase)
+    graph0, spec = recipe
+    spec = checked_recipe(graph0, spec, phase)
     if spec.phases:
         raise DlcError(f"this recipe has phases ({', '.join(p.name for p in spec.phases)}): build one of them")
-    graph0 = b.build()
     params = trainable_params(graph0, spec)
     if kind == "apply":  # the update alone: parameters persistent, gradients given as inputs
         ab = GraphBuilder()
@@ -185,11 +178,6 @@ def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, in
         mults.append(mult)
     b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
          clip_value=spec.clip_value, lr_mults=tuple(mults))
-
-
-def spec_only(model: "CompiledModel", overrides: Mapping[str, Any]) -> TrainSpec:
-    """The recipe without building a graph (for fit's defaults: epochs, batch size, early stopping)."""
-    return read_spec(model, overrides, model.dims)[1]
 
 
 def strip_unused_inputs(graph: Graph) -> Graph:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import DlcError, NonFiniteError
+from ..ir import Graph
 from ..lower import LoweredPlan
 from ..plan_cache import PlanCache
 from ..model import CompiledModel, TensorSpec, readonly_views
@@ -41,7 +42,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .epochs import LocalStepper, fit_epochs
 from .loop import as_named, batches
 from .adversarial import as_attack
-from .recipe import RecipeReader, TrainSpec, phase_at
+from .recipe import TrainSpec, phase_at, read_recipe
 from .transfer import load_params
 from .schedules import learning_rate
 
@@ -53,7 +54,9 @@ class Trainer:
         self.model = model
         self._opt: dict[str, np.ndarray] = {}
         self._overrides: dict[str, Any] = {}
-        self._spec: TrainSpec | None = None
+        # The train block read with the overrides, per binding (read once per configuration): the graph with
+        # the block's nodes and the recipe. Cleared by configure().
+        self._recipes: PlanCache[tuple[Graph, TrainSpec]] = PlanCache()
         self._step = 0
         self._epoch = 0
         self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
@@ -69,9 +72,10 @@ class Trainer:
         """Overrides entries of the model's train block: optimizer=("sgd", {"lr": 0.1}), schedule=...,
         loss="mse(out, target)", metrics=[...], clip_norm=..., l2=..., freeze=[...], epochs=..., etc."""
         merged = {**self._overrides, **settings}
-        RecipeReader(self.model.elaborate()).read(merged)  # validates before anything changes
+        recipe = read_recipe(self.model.elaborated(), merged)  # validates before anything changes
         self._overrides = merged
-        self._spec = None
+        self._recipes.clear()
+        self._recipes[tuple(sorted(self.model.dims.items()))] = recipe
         self._plans.clear()
         self._gradients, self._grad_views = None, {}
         return self
@@ -87,9 +91,16 @@ class Trainer:
     def spec(self) -> TrainSpec:
         """The recipe with the overrides applied (read once per configuration: train_step consults it for the
         phase whose turn it is)."""
-        if self._spec is None:
-            self._spec = step_graphs.spec_only(self.model, self._overrides)
-        return self._spec
+        return self.recipe(self.model.dims)[1]
+
+    def recipe(self, binding: Mapping[str, int]) -> tuple[Graph, TrainSpec]:
+        """The model's graph for a binding with the train block's nodes, and the recipe (read once per
+        configuration and binding)."""
+        key = tuple(sorted(binding.items()))
+        with self.model.lock:
+            if key not in self._recipes:
+                self._recipes[key] = read_recipe(self.model.elaborated(binding), self._overrides)
+            return self._recipes[key]
 
     # ---- state ----
 
@@ -133,7 +144,7 @@ class Trainer:
         the phase whose turn it is)."""
         if "phase" not in options and self.spec().phases:
             options["phase"] = self.current_phase
-        return step_graphs.build(self.model, self._overrides, binding, kind, **options)
+        return step_graphs.build(self.recipe(binding), kind, **options)
 
     def training_plan(self, kind: str, binding: Mapping[str, int],
                       **options: Any) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
