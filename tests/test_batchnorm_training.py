@@ -65,3 +65,77 @@ def test_shared_batch_norm_fused_equals_unfused_in_every_training_entry_point() 
         np.testing.assert_allclose(out["hb"].mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(fused.params["bn.running_mean"], plain.params["bn.running_mean"], rtol=1e-6)
     assert fused.train_step(**batch)["loss"] == pytest.approx(plain.train_step(**batch)["loss"], rel=1e-6)
+
+
+# Issue 26, item 2: a step runs what its loss and metrics need; batch norm moves its running statistics only
+# for the calls on that path (a PyTorch module the step never calls never updates them).
+
+PHASES = """
+input a: f32[N, 4]
+input b: f32[N, 4]
+ha = batch_norm(a, name="bn")
+output hb = dense(b, 3, name="fc")
+output ha
+train {
+    bn_term = sum(ha * ha)
+    fc_term = sum(hb * hb)
+    phases = [
+        phase("p1", loss=bn_term, params=["bn"], optimizer=sgd(lr=0.1)),
+        phase("p2", loss=fc_term, params=["fc"], optimizer=sgd(lr=0.1)),
+    ]
+}
+"""
+
+
+def test_a_phase_moves_only_the_statistics_of_the_layers_its_loss_reads() -> None:
+    batch = _batches()
+    program = dlc.compile(source=PHASES)
+    assert program.current_phase == "p1"
+    program.train_step(**batch)
+    mean, var = _running_after([batch["a"]])
+    np.testing.assert_allclose(program.params["bn.running_mean"], mean, rtol=1e-5, atol=1e-6)
+    fc_before = program.params["fc.weight"].copy()
+    assert program.current_phase == "p2"
+    program.train_step(**batch)
+    np.testing.assert_allclose(program.params["bn.running_mean"], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(program.params["bn.running_var"], var, rtol=1e-5)
+    assert not np.array_equal(program.params["fc.weight"], fc_before)  # p2 did train
+
+
+def test_a_phase_needs_only_the_inputs_its_loss_reads() -> None:
+    batch = _batches()
+    program = dlc.compile(source=PHASES)
+    program.train_step(**batch)
+    program.train_step(b=batch["b"])  # p2 reads no `a`
+    with pytest.raises(ValueError, match="missing input 'a'"):
+        program.train_step(b=batch["b"])  # p1 does
+
+
+SINGLE_LOSS = """
+input a: f32[N, 4]
+input b: f32[N, 4]
+input y: i32[N]
+output side = batch_norm(a, name="side")
+output logits = dense(batch_norm(b, name="main"), 3, name="fc")
+train {
+    loss = cross_entropy(logits, y)
+    metrics = [accuracy(logits, y)]
+}
+"""
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_single_loss_step_leaves_an_output_branch_it_does_not_use(fuse: bool) -> None:
+    batch = {**_batches(), "y": np.array([0, 1, 2, 0, 1, 2], np.int32)}
+    program = dlc.compile(source=SINGLE_LOSS, fuse=fuse)
+    program.train_step(**batch)
+    loss, _ = program.loss_and_grads(**batch)
+    assert np.isfinite(loss)
+    mean, _ = _running_after([batch["b"], batch["b"]])  # the step and loss_and_grads each call `main`
+    np.testing.assert_allclose(program.params["main.running_mean"], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(program.params["side.running_mean"], np.zeros(4, np.float32))
+    np.testing.assert_array_equal(program.params["side.running_var"], np.ones(4, np.float32))
+    program.train()  # a plain call in training mode computes every declared output: both layers move
+    program(**batch)
+    np.testing.assert_allclose(program.params["side.running_mean"], _running_after([batch["a"]])[0], rtol=1e-5,
+                               atol=1e-6)
