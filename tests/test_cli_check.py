@@ -81,3 +81,22 @@ def test_every_bundled_model_checks_without_dims(model: Path, capsys: pytest.Cap
     code, out, err = run(capsys, "check", model)
     assert code == 0, err
     assert "ok" in out
+
+
+def test_check_prints_every_phase(capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression (issue 26): only the first phase was built and shown.
+    code, out, _ = run(capsys, "check", "models/digits_gan.dlm")
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index("training: 2 phases taking turns")
+    assert lines[start + 1].startswith("  phase discriminator: loss over x; optimizer adam (lr 0.0002); 6 trainable")
+    assert lines[start + 2].startswith("  phase generator: ")
+    assert "optimizer adam (lr 0.0002); 6 trainable parameter tensors" in lines[start + 2]
+
+
+def test_check_reports_an_error_in_a_later_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = ("input y: i32[N, 8, 14]\noutput logits = dense(x, 10)\ntrain {\n    a = cross_entropy(logits, y)\n"
+            "    phases = [\n        phase(\"p1\", loss=a, params=[\"logits\"]),\n"
+            "        phase(\"p2\", loss=mean(logits), params=[\"nothing*\"]),\n    ]\n}\n")
+    code, out, err = check(tmp_path, capsys, HEAD + body)
+    assert code == 1 and "phase 'p2': params ['nothing*'] select no trainable parameter" in err, err

@@ -3,6 +3,9 @@ assignments that define tensors (terms of the loss) still work."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 import dlc
@@ -40,3 +43,48 @@ def test_tensor_assignments_still_define_terms_of_the_loss() -> None:
     source = MODEL.replace("loss = cross_entropy(logits, y)", "penalty = mean(square(logits))\n"
                            "    loss = cross_entropy(logits, y) + 0.01 * penalty") % "epochs = 2"
     assert dlc.compile(source=source).spec().epochs == 2
+
+
+# Issue 26, item 3: settings and terms of the loss cannot collide silently.
+
+@pytest.mark.parametrize("name", ["l1", "l2", "epochs", "clip_norm", "on_nonfinite"])
+def test_a_term_may_not_take_a_settings_name(name: str) -> None:
+    source = MODEL.replace("loss = cross_entropy(logits, y)", f"{name} = mean(abs(logits))\n"
+                           f"    loss = cross_entropy(logits, y) + {name}") % ""
+    with pytest.raises(dlc.CompileError) as info:
+        dlc.compile(source=source).spec()
+    message = str(info.value)
+    assert f"'{name}' is a training setting, not a tensor; give this term another name" in message
+    assert "TensorVal" not in message
+    assert (info.value.loc.line, info.value.loc.col) == (5, 5)
+
+
+@pytest.mark.parametrize("name", ["loss_a", "lossa", "metric", "epoch_term", "optimizer_loss"])
+def test_a_tensor_assigned_to_a_new_name_is_a_term_whatever_it_resembles(name: str) -> None:
+    source = MODEL.replace("loss = cross_entropy(logits, y)", f"{name} = cross_entropy(logits, y)\n"
+                           f"    loss = 2.0 * {name}") % "epochs = 3"
+    program = dlc.compile(source=source, seed=0)
+    spec = program.spec()
+    assert spec.epochs == 3
+    x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 1], np.int32)
+    plain = dlc.compile(source=MODEL % "", seed=0)
+    np.testing.assert_allclose(program.loss_and_grads(x=x, y=y)[0], 2 * plain.loss_and_grads(x=x, y=y)[0],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("early_stoping = early_stopping(patience=3)", "unknown training setting 'early_stoping'; did you mean "
+                                                   "'early_stopping'?"),
+    ("stop = early_stopping(patience=3)", "did you mean 'early_stopping = early_stopping(...)'?"),
+    ("attack = pgd(eps=0.1)", "did you mean 'adversarial = pgd(...)'?"),
+    ("lossa = 3", "unknown training setting 'lossa'; did you mean 'loss'?"),
+])
+def test_a_setting_value_under_a_new_name_is_a_mistyped_setting(line: str, message: str) -> None:
+    with pytest.raises(dlc.CompileError, match=re.escape(message)):
+        dlc.compile(source=MODEL % line).spec()
+
+
+def test_an_error_inside_a_term_is_reported_as_itself() -> None:
+    with pytest.raises(dlc.CompileError, match="undefined name 'yy'"):
+        dlc.compile(source=MODEL % "lossa = cross_entropy(logits, yy)").spec()

@@ -15,17 +15,18 @@ from .program import Program
 PROBE_SIZE = 2
 
 
-def training_graph(program: Program, kind: str) -> Any:
+def training_graph(program: Program, kind: str, **options: Any) -> Any:
     """The training graph with the model's dimensions as given; where it needs concrete sizes, with each
-    unbound dimension bound to a probe size, so `dlc check` needs no -D for a loss that takes a mean."""
+    unbound dimension bound to a probe size, so `dlc check` needs no -D for a loss that takes a mean. Options
+    as the trainer's (phase=...)."""
     try:
-        return program.trainer.training_graph(kind, program.model.dims)
+        return program.trainer.training_graph(kind, program.model.dims, **options)
     except ShapeError as e:
         if "needs a concrete size" not in str(e):
             raise
     unbound = {d for spec in program.inputs.values() for d in spec.shape if isinstance(d, str)}
     probe = {**{d: PROBE_SIZE for d in unbound if d.isidentifier()}, **program.model.dims}
-    return program.trainer.training_graph(kind, probe)
+    return program.trainer.training_graph(kind, probe, **options)
 
 
 def _read(graph: Any) -> set[str]:

@@ -6,8 +6,8 @@ training recipe's, training/recipe.py) says what each one *means*: one function 
 and sets it on the spec, whether the value comes from the block or from `configure()`. Errors in the block
 are reported at their source location.
 
-Any other assignment in the block defines a tensor (a term of the loss, say); one whose name looks like a
-setting, or whose value is not a tensor, is a mistyped setting.
+Any other assignment in the block defines a tensor (a term of the loss, say), whatever its name resembles;
+one whose value is not a tensor is a mistyped setting, and a tensor may not take a setting's name.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class Setting:
     fields: Mapping[str, Form] | None = None  # "phases": the keywords of each phase and their forms
 
 
+class TensorForValueError(ValueError):
+    """A tensor expression where a setting takes a literal value (a number, a string, a list)."""
+
+
 class TrainBlockReader:
     """Interprets the train block inside the model's top-level scope, so it can name any model tensor. It
     reads into a fork of the elaborated model (the block adds nodes): `graph()` is the model with them."""
@@ -79,6 +83,9 @@ class TrainBlockReader:
                 if key in self.settings:
                     try:
                         self.settings[key].apply(spec, self.read_form(self.settings[key], key, key, expr))
+                    except TensorForValueError as e:  # `l1 = mean(abs(h))`: a term under a setting's name
+                        raise CompileError(f"'{key}' is a training setting, not a tensor; give this term another "
+                                           f"name (e.g. '{key}_term')", module.loc(target)) from e
                     except ValueError as e:
                         raise CompileError(str(e), module.loc(expr)) from None
                 else:
@@ -123,7 +130,10 @@ class TrainBlockReader:
             return self.call(expr)
         if form == "phases":
             return self.phases(setting, key, expr)
-        return self.elab.eval(expr, self.scope)
+        value = self.elab.eval(expr, self.scope)
+        if isinstance(value, TensorVal):
+            raise TensorForValueError(f"{key} is a value (a number, a string or a list), not a tensor")
+        return value
 
     def call(self, expr: Tree) -> Call:
         if expr.data != "call":
@@ -203,24 +213,24 @@ class TrainBlockReader:
     # ---- everything else ----
 
     def local_tensor(self, stmt: Tree, target: Any, expr: Tree) -> None:
-        """Any other assignment must define a tensor (a term of the loss, say); a name that looks like a setting
-        or a value that is not a tensor is a mistyped setting, reported where it is written."""
+        """Any other assignment must define a tensor (a term of the loss, say), whatever its name resembles
+        (`loss_a`); one whose value is a setting's (a number, a list, `adam(...)`) is a mistyped setting,
+        reported where it is written, with a "did you mean"."""
         key, loc = str(target), self.scope.module.loc(target)
         hint = difflib.get_close_matches(key, self.settings, n=1, cutoff=0.75)
-        if hint:
-            raise CompileError(f"unknown training setting '{key}'; did you mean '{hint[0]}'?", loc)
+        mistyped = f"unknown training setting '{key}'; did you mean '{hint[0]}'?" if hint else None
         if key in self.misplaced:
             raise CompileError(f"unknown training setting '{key}'; {self.misplaced[key]}", loc)
         if expr.data == "call":
             name = dotted(expr.children[0])
             for setting_key, setting in self.settings.items():
                 if name in setting.calls:
-                    raise CompileError(f"unknown training setting '{key}'; did you mean '{setting_key} = {name}(...)'?",
-                                       loc)
+                    raise CompileError(mistyped or f"unknown training setting '{key}'; did you mean "
+                                                   f"'{setting_key} = {name}(...)'?", loc)
         self.elab.statement(stmt, self.scope)
         if not isinstance(self.scope.env.get(key), TensorVal):
-            raise CompileError(f"unknown training setting '{key}' (settings: {', '.join(self.settings)}); other "
-                               f"assignments in a train block define tensors", loc)
+            raise CompileError(mistyped or f"unknown training setting '{key}' (settings: {', '.join(self.settings)}); "
+                                           f"other assignments in a train block define tensors", loc)
 
     def expression_override(self, setting: Setting, key: str, value: Any) -> Any:
         """loss/metrics given from Python as .dlm expression text, e.g. configure(loss="mse(out, target)")."""

@@ -43,7 +43,7 @@ from ..frontend.elaborate import Elaborated
 from ..frontend.train_block import Call, Phase, Setting, TrainBlockReader
 from ..ir import Graph
 from ..ops.optim import INTERNAL, OPTIMIZER_TABLE, OPTIMIZERS
-from .adversarial import Attack, as_attack
+from .adversarial import ARGS as ATTACKS, Attack, as_attack
 
 SCHEDULES: dict[str, dict[str, float]] = {
     "constant": {"warmup": 0},
@@ -335,13 +335,13 @@ SETTINGS: dict[str, Setting] = {
     "input_grads": Setting("inputs", _names("input_grads")),
     "epochs": Setting("value", _positive_int("epochs")),
     "batch_size": Setting("value", _positive_int("batch_size")),
-    "early_stopping": Setting("call", _set_early_stopping),
+    "early_stopping": Setting("call", _set_early_stopping, calls=("early_stopping",)),
     "metrics": Setting("metrics", _set_metrics),
     "loss": Setting("tensor", _set_loss),
-    "augment": Setting("call", _set_augment),
+    "augment": Setting("call", _set_augment, calls=("augment",)),
     "on_nonfinite": Setting("value", _set_on_nonfinite),
-    "adversarial": Setting("call", _set_adversarial),
-    "init": Setting("call", _set_init),
+    "adversarial": Setting("call", _set_adversarial, calls=tuple(ATTACKS)),
+    "init": Setting("call", _set_init, calls=("load_params",)),
     "phases": Setting("phases", _set_phases, fields={"loss": "scalar", "params": "value", "optimizer": "call",
                                                      "schedule": "call", "steps": "value", "clip_norm": "value"}),
 }

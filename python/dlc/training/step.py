@@ -97,6 +97,9 @@ def build(recipe: tuple[Graph, TrainSpec], kind: str, mode: str = "train", attac
     if spec.phases:
         raise DlcError(f"this recipe has phases ({', '.join(p.name for p in spec.phases)}): build one of them")
     params = trainable_params(graph0, spec)
+    if spec.select is not None and not params:  # torch.optim refuses an empty parameter list likewise
+        raise DlcError(f"phase '{spec.phase}': params {list(spec.select)} select no trainable parameter "
+                       f"(the model's: {', '.join(p.name for p in graph0.params if p.kind == 'param')})")
     if kind == "apply":  # the update alone: parameters persistent, gradients given as inputs
         ab = GraphBuilder()
         ab.phase = "update"
