@@ -15,11 +15,12 @@ from .lower import set_arena_limit
 from .model import CompiledModel
 from .program import Program, TensorSpec
 from .threads import default_num_threads
+from . import callbacks
 from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
            "DlcError", "DlcWarning", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
-           "CompiledModel", "Trainer"]
+           "CompiledModel", "Trainer", "callbacks"]
 __version__ = "0.1.0"
 
 

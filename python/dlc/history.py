@@ -9,11 +9,13 @@ per metric with the training and validation curves together, so over-fitting sho
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .atomic_file import write_atomically
 from .errors import DlcError
 
 History = Mapping[str, Sequence[float]]
@@ -28,19 +30,22 @@ def _epochs(history: History) -> int:
 
 
 def save_history(history: History, path: str | Path) -> None:
-    """Writes the history as .csv or .json (by the file's suffix)."""
+    """Writes the history as .csv or .json (by the file's suffix), atomically: it is rewritten after every
+    epoch of a long run, and a run killed while writing must leave the previous version whole."""
     path = Path(path)
     n = _epochs(history)
     columns = {"epoch": list(range(1, n + 1)), **{k: [float(x) for x in v] for k, v in history.items()}}
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(columns, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(columns, indent=1) + "\n"
     elif path.suffix.lower() == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows(zip(*columns.values()))
+        out = io.StringIO(newline="")
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
+        text = out.getvalue()
     else:
         raise ValueError(f"cannot write history to {path.name!r}: the file must end in .csv or .json")
+    write_atomically(path, text.encode("utf-8"))
 
 
 def load_history(path: str | Path) -> dict[str, list[float]]:

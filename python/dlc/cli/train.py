@@ -15,7 +15,8 @@ from ..distributed import World, launched, save_checkpoint
 from ..distributed import evaluate as distributed_evaluate
 from ..distributed import fit as distributed_fit
 from ..program import Program
-from . import attack_flags, init_flags
+from ..callbacks import HistoryFile
+from . import attack_flags, init_flags, longrun_flags
 from .common import add_threads_argument, load_params, load_program, training_data
 from .curves import add_curve_arguments, check_curve_arguments, save_curves
 from .estimate import estimate_line
@@ -59,6 +60,7 @@ def span_schedule(program: Program, epochs: int | None) -> str | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     check_curve_arguments(args)
+    longrun_flags.check(args, launched())
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
@@ -74,25 +76,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     validation = held if held_name == "val" else None
     ranks, main = 1, True
+    epochs = longrun_flags.resume(args, program, program.trainer.run_length(args.epochs)[0])
     if launched():  # one of several ranks under mpirun: data-parallel (docs/distributed.md)
         world = World()
         ranks, main = world.size, world.is_main
-        history = distributed_fit(program, train, epochs=args.epochs, batch_size=args.batch,
+        run_callbacks = longrun_flags.callbacks(args, lambda p, path: save_checkpoint(p, path, world), main)
+        history = distributed_fit(program, train, epochs=epochs, batch_size=args.batch,
                                   verbose=not args.quiet, validation=validation, world=world,
-                                  sync_batch_norm=args.sync_bn)
+                                  sync_batch_norm=args.sync_bn, callbacks=run_callbacks)
         seconds = time.perf_counter() - start
         result = distributed_evaluate(program, held, None, world) if held is not None else {}
         if args.out:
             save_checkpoint(program, args.out, world)
     else:
-        history = program.fit(train, epochs=args.epochs, batch_size=args.batch, verbose=not args.quiet,
-                              validation=validation)
+        run_callbacks = longrun_flags.callbacks(args)
+        history = program.fit(train, epochs=epochs, batch_size=args.batch, verbose=not args.quiet,
+                              validation=validation, callbacks=run_callbacks)
         seconds = time.perf_counter() - start
         result = program.evaluate(held) if held is not None else {}
         if args.out:
             program.save_checkpoint(args.out)
     if not main:
         return 0
+    written = next((c.history for c in run_callbacks if isinstance(c, HistoryFile)), None)
+    if written is not None:  # the whole run's, with the epochs before a --resume
+        history = written
     save_curves(history, args.history, args.plot, args.model)
     epochs = len(history.get("seconds", []))
     # A multi-phase recipe reports each phase's loss (`generator.loss`) instead of one `loss`.
@@ -158,12 +166,14 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (a cosine schedule is stretched with it)")
     p.add_argument("--batch", type=int, help="override the recipe's batch size")
     p.add_argument("--params", metavar="CKPT", help="start from a checkpoint (fine-tuning, resuming)")
-    p.add_argument("--out", metavar="CKPT", help="write a checkpoint at the end")
+    p.add_argument("--out", metavar="CKPT", help="write a checkpoint at the end (and with --checkpoint-every, "
+                                                 "during the run)")
     p.add_argument("--json", action="store_true", help="end with one JSON object of results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_argument(p)
     add_curve_arguments(p)
     init_flags.add_arguments(p)
+    longrun_flags.add_arguments(p)
     p.add_argument("--sync-bn", action="store_true",
                    help="under mpirun: batch norm uses the global batch's statistics, not each rank's shard's")
     p.set_defaults(func=cmd_train)

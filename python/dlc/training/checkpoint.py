@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -52,14 +53,17 @@ def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
 
 
 def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray], *, step: int,
-                    epoch: int, seed: int, spec: TrainSpec) -> None:
-    """Writes parameters (and running statistics), optimizer state and counters."""
+                    epoch: int, seed: int, spec: TrainSpec, run: Mapping[str, Any] | None = None) -> None:
+    """Writes parameters (and running statistics), optimizer state and counters; `run` is the rest of the
+    run's state as JSON (a reduce_on_plateau schedule's, the progress through an unfinished epoch, the best
+    value a save-best callback has seen)."""
     tensors = {f"param/{k}": v for k, v in params.items()}
     tensors.update({f"opt/{k}": v for k, v in opt.items()})
     metadata = {"format": FORMAT, "version": "1", "step": str(step), "epoch": str(epoch),
                 "seed": str(seed), "sha256": _digest(tensors),
                 "optimizer": json.dumps({"name": spec.optimizer.name, "lr": spec.optimizer.lr,
-                                         "hyper": dict(spec.optimizer.hyper)})}
+                                         "hyper": dict(spec.optimizer.hyper)}),
+                "run": json.dumps(dict(run or {}))}
     atomic_write_safetensors(tensors, metadata, path)
 
 
@@ -71,10 +75,22 @@ def verified_tensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
     return tensors, metadata
 
 
-def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray]) -> tuple[int, int]:
+def run_state(path: str | Path, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The run's state a checkpoint carries (empty for files written before it had one)."""
+    try:
+        run = json.loads(metadata.get("run", "{}"))
+    except (json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{path}: the 'run' entry is not valid JSON") from None
+    if not isinstance(run, dict):
+        raise CheckpointError(f"{path}: the 'run' entry is not a JSON object")
+    return run
+
+
+def load_checkpoint(path: str | Path, params: dict[str, np.ndarray],
+                    opt: dict[str, np.ndarray]) -> tuple[int, int, dict[str, Any]]:
     """Checks the whole file against the model, then copies it into the live `params` buffers (in place:
     compiled plans point at them) and `opt` (new optimizer state is added; state the file lacks is reset to
-    zero, as a fresh optimizer has it). Returns (step, epoch)."""
+    zero, as a fresh optimizer has it). Returns (step, epoch, the run's state)."""
     tensors, metadata = verified_tensors(path, FORMAT)
     try:
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
@@ -82,6 +98,7 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
         raise CheckpointError(f"{path}: missing or bad step/epoch counters") from None
     if not (0 <= step < 2 ** 62 and 0 <= epoch < 2 ** 62):
         raise CheckpointError(f"{path}: step/epoch counters out of range ({step}, {epoch})")
+    run = run_state(path, metadata)
     stored = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
     missing = sorted(set(params) - set(stored))
     unknown = sorted(set(stored) - set(params))
@@ -113,4 +130,4 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
             opt[name] = np.array(arr, dtype=params[name.split("/")[0]].dtype, order="C")
     for name in set(opt) - set(state):  # not in the file: fresh (a step-0 checkpoint has none), never stale
         opt[name].fill(0)
-    return step, epoch
+    return step, epoch, run

@@ -49,7 +49,11 @@ class FitTrainer(Protocol):
     @property
     def seed(self) -> int: ...
 
+    run_state: dict[str, Any]
+
     def end_epoch(self) -> None: ...
+
+    def after_epoch(self, logs: Mapping[str, float]) -> str: ...
 
     def spec(self) -> TrainSpec: ...
 
@@ -97,19 +101,25 @@ def fit_epochs(trainer: FitTrainer, stepper: Stepper, n: int, epochs: int, batch
                validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,
                verbose: bool = True) -> dict[str, list[float]]:
     """Trains for `epochs` epochs over n samples; returns the history of loss and metrics per epoch. Callbacks
-    are called as cb(trainer, epoch, logs) after each epoch; one returning True stops training. The recipe's
-    early stopping is added unless the caller passed an EarlyStopping."""
+    are called as cb(trainer, epoch, logs) after each epoch; one returning True stops training; one with an
+    `on_step_end(trainer)` method is also called after every step (a checkpoint every N steps). The recipe's
+    early stopping is added unless the caller passed an EarlyStopping. A trainer restored from a checkpoint
+    written in the middle of an epoch continues that epoch at its next batch."""
     spec = trainer.spec()
     callbacks = list(callbacks or [])
     if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
         callbacks.append(EarlyStopping(**spec.early_stopping))
+    on_step = [c.on_step_end for c in callbacks if hasattr(c, "on_step_end")]
     history: dict[str, list[float]] = {}
     for _ in range(epochs):
         epoch = trainer.epoch
-        logs = _one_epoch(trainer, stepper, n, batch_size, epoch, validation, shuffle, verbose)
+        logs = _one_epoch(trainer, stepper, n, batch_size, epoch, validation, shuffle, verbose, on_step)
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         trainer.end_epoch()
+        note = trainer.after_epoch(logs)  # before the callbacks, so a checkpoint they write holds its state
+        if note and verbose and stepper.shows_progress:
+            print(note, file=sys.stderr)
         stop = False
         for cb in callbacks:
             stop = bool(cb(trainer, epoch, logs)) or stop
@@ -123,20 +133,29 @@ def fit_epochs(trainer: FitTrainer, stepper: Stepper, n: int, epochs: int, batch
 
 
 def _one_epoch(trainer: FitTrainer, stepper: Stepper, n: int, size: int, epoch: int, validation: Any, shuffle: bool,
-               verbose: bool) -> dict[str, float]:
+               verbose: bool, on_step: list[Callable[[Any], Any]]) -> dict[str, float]:
     """One epoch of steps; its loss and metrics averaged over the samples behind each (phases report on their
-    own batches only), the count of skipped steps, validation figures and the epoch's seconds."""
+    own batches only), the count of skipped steps, validation figures and the epoch's seconds. With step
+    callbacks, the progress through the epoch (batches done and the running sums) is kept in the trainer's
+    run state before each is called, so a checkpoint written there resumes at the next batch with the same
+    sums: the resumed epoch reports what an uninterrupted one would."""
     order = np.random.default_rng([trainer.seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    skipped = 0
-    start = time.perf_counter()
+    progress = trainer.run_state.pop("progress", None)
+    if not progress or progress.get("epoch") != epoch or progress.get("batch_size") != size:
+        progress = {"epoch": epoch, "batch_size": size, "batch": 0, "sums": {}, "counts": {}, "skipped": 0,
+                    "seconds": 0.0}
+    sums: dict[str, float] = progress["sums"]
+    counts: dict[str, int] = progress["counts"]
+    start = time.perf_counter() - float(progress["seconds"])
     with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not (verbose and stepper.shows_progress),
               file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
         for k_batch, idx in enumerate(batches(n, size, order)):
+            if k_batch < progress["batch"]:  # done before the checkpoint this run resumed from
+                bar.update(len(idx))
+                continue
             result = stepper.step(k_batch, idx, epoch)
             if result is None:
-                skipped += 1  # every process makes the same decision, so this count is already global
+                progress["skipped"] += 1  # every process makes the same decision, so this count is global
             else:
                 values, samples = result
                 for k, v in values.items():
@@ -145,11 +164,17 @@ def _one_epoch(trainer: FitTrainer, stepper: Stepper, n: int, size: int, epoch: 
                 # tqdm shows the rate itself (unit "sample"); the postfix adds this process's running averages.
                 bar.set_postfix({k: f"{v / max(counts[k], 1):.4f}" for k, v in sums.items()}, refresh=False)
             bar.update(len(idx))
+            if on_step:
+                progress["batch"], progress["seconds"] = k_batch + 1, time.perf_counter() - start
+                trainer.run_state["progress"] = progress
+                for callback in on_step:
+                    callback(trainer)
+        trainer.run_state.pop("progress", None)
         keys = list(sums)  # the step's order (loss first); the same on every process, which run the same steps
         totals = stepper.combine(np.array([sums[k] for k in keys] + [counts[k] for k in keys], dtype=np.float64))
         logs = {k: float(totals[i]) / max(float(totals[len(keys) + i]), 1.0) for i, k in enumerate(keys)}
-        if skipped:
-            logs["skipped"] = float(skipped)
+        if progress["skipped"]:
+            logs["skipped"] = float(progress["skipped"])
         stepper.end_epoch()
         if validation is not None:
             logs.update({f"val_{k}": v for k, v in stepper.validate(validation, size).items()})

@@ -44,12 +44,16 @@ from ..frontend.train_block import Call, Phase, Setting, TrainBlockReader
 from ..ir import Graph
 from ..ops.optim import INTERNAL, OPTIMIZER_TABLE, OPTIMIZERS
 from .adversarial import ARGS as ATTACKS, Attack, as_attack
+from .schedules import check_schedule
 
 SCHEDULES: dict[str, dict[str, float]] = {
     "constant": {"warmup": 0},
     "step": {"every": 1000, "gamma": 0.1, "warmup": 0},
     "exponential": {"gamma": 0.999, "warmup": 0},
     "cosine": {"steps": 1000, "min_lr": 0.0, "warmup": 0},
+    # Per epoch, on a metric (schedules.py); monitor "auto" is val_loss with validation data, else loss.
+    "reduce_on_plateau": {"factor": 0.1, "patience": 10, "min_delta": 0.0, "cooldown": 0, "min_lr": 0.0,
+                          "warmup": 0, "monitor": "auto", "mode": "auto"},
 }
 EARLY_STOPPING = {"patience": 5, "monitor": "val_loss", "min_delta": 0.0, "restore_best": True, "mode": "auto"}
 
@@ -167,7 +171,11 @@ def make_schedule(name: str, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, 
     for key, value in kwargs.items():
         if key not in out:
             raise ValueError(f"schedule {name} takes no argument '{key}' (it takes: {', '.join(out)})")
-        out[key] = float(value)
+        if isinstance(out[key], str) != isinstance(value, str):  # monitor="val_loss", mode="min": text
+            raise ValueError(f"schedule {name}: {key} must be {'text' if isinstance(out[key], str) else 'a number'}, "
+                             f"got {value!r}")
+        out[key] = value if isinstance(value, str) else float(value)
+    check_schedule(name, out)
     return name, out
 
 

@@ -44,7 +44,7 @@ from .loop import as_named, batches
 from .adversarial import as_attack
 from .recipe import TrainSpec, phase_at, read_recipe
 from .transfer import load_params
-from .schedules import learning_rate
+from .schedules import PLATEAU, learning_rate, plateau_step
 
 GradientHook = Callable[[np.ndarray], None]
 
@@ -59,6 +59,9 @@ class Trainer:
         self._recipes: PlanCache[tuple[Graph, TrainSpec]] = PlanCache()
         self._step = 0
         self._epoch = 0
+        # The rest of a run's state, as JSON-able values saved in checkpoints: "plateau" (reduce_on_plateau),
+        # "progress" (through an unfinished epoch, see epochs.py), "best" (save-best callbacks).
+        self.run_state: dict[str, Any] = {}
         self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
         self._gradients: np.ndarray | None = None
         self._grad_views: dict[str, np.ndarray] = {}
@@ -116,6 +119,28 @@ class Trainer:
     def end_epoch(self) -> None:
         """Counts one finished epoch (fit does; so does a loop of its own, such as dlc.distributed's)."""
         self._epoch += 1
+
+    def after_epoch(self, logs: Mapping[str, float]) -> str:
+        """Schedules that follow the run rather than the step (reduce_on_plateau) see the finished epoch's
+        loss and metrics; returns a note when the learning rate changed ("")."""
+        name, settings = self.spec().schedule
+        if name != PLATEAU:
+            return ""
+        return plateau_step(settings, self.run_state.setdefault("plateau", {}), logs)
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step (of the current phase, with phases)."""
+        spec = self.spec()
+        if spec.phases:
+            phase, count = phase_at(spec, self._step)
+            return learning_rate(phase.optimizer.lr, phase.schedule, count, self.lr_scale)
+        return learning_rate(spec.optimizer.lr, spec.schedule, self._step, self.lr_scale)
+
+    @property
+    def lr_scale(self) -> float:
+        """reduce_on_plateau's current factor on the base learning rate (1 until it first reduces)."""
+        return float(self.run_state.get("plateau", {}).get("scale", 1.0))
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:
@@ -176,7 +201,7 @@ class Trainer:
         return arrays, self.model.bind_dims(arrays, names)
 
     def _hyper(self, spec: TrainSpec, grad_scale: float) -> tuple[float, np.ndarray]:
-        lr = learning_rate(spec.optimizer.lr, spec.schedule, self._step)
+        lr = learning_rate(spec.optimizer.lr, spec.schedule, self._step, self.lr_scale)
         return lr, np.array([lr, float(self._step + 1), grad_scale, 0.0], dtype=np.float64)
 
     # ---- one batch ----
@@ -231,7 +256,7 @@ class Trainer:
         phase, count = phase_at(spec, self._step)
         arrays, binding = self._prepare(batch)
         lowered, tg = self.training_plan("step", binding, phase=phase.name)
-        lr = learning_rate(phase.optimizer.lr, phase.schedule, count)
+        lr = learning_rate(phase.optimizer.lr, phase.schedule, count, self.lr_scale)
         arrays[step_graphs.HYPER] = np.array([lr, float(count + 1), 1.0, 0.0], dtype=np.float64)
         out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True)
         self._step += 1
@@ -379,10 +404,12 @@ class Trainer:
     def save_checkpoint(self, path: str) -> None:
         """Parameters, running statistics, optimizer state and counters, atomically (see checkpoint.py)."""
         save_checkpoint(path, self.model.param_buffers, self._opt, step=self._step, epoch=self._epoch,
-                        seed=self.model.seed, spec=self.spec())
+                        seed=self.model.seed, spec=self.spec(), run=self.run_state)
 
     def load_checkpoint(self, path: str) -> None:
-        self._step, self._epoch = load_checkpoint(path, self.model.param_buffers, self._opt)
+        """Restores parameters, optimizer state, counters and the run's state (a checkpoint written in the
+        middle of an epoch resumes at the next batch of that epoch)."""
+        self._step, self._epoch, self.run_state = load_checkpoint(path, self.model.param_buffers, self._opt)
 
 
 def _check_count(name: str, value: Any, low: int) -> None:
