@@ -19,6 +19,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..dims import Sym
+from .checker import DlmChecker
+from .shape_nodes import evaluate
+from .symbolic import Iota, symbolic_inputs
 from .loader import OnnxImportError, read_model, sorted_nodes
 from .values import Node, ShapeVec, Tensor, Unsupported, Value, literal, dlc_dtype, ONNX_DTYPES, dims_text
 
@@ -70,6 +74,8 @@ class Importer:
             for name in proto.input:
                 self.readers.setdefault(name, []).append(proto)
         self.graph_outputs = {vi.name for vi in model.graph.output}
+        self.check = DlmChecker(self.dims)
+        self.initializer_ids: set[int] = set()
 
     # ---- names ----
 
@@ -93,6 +99,14 @@ class Importer:
         base = fallback
         if weight and weight.endswith(".weight"):
             base = weight[: -len(".weight")]
+        elif base.startswith("/"):
+            # PyTorch names a node after its module path and op ('/encoder/lstm/LSTM_1'): the layer is the
+            # module, 'encoder.lstm' (a second node of the module becomes 'encoder.lstm_2').
+            parts = [p for p in base.split("/") if p]
+            if len(parts) > 1 and self.node is not None and re.fullmatch(
+                    re.escape(self.node.op) + r"(_\d+)?", parts[-1]):
+                parts = parts[:-1]
+            base = ".".join(parts)
         name = ".".join(re.sub(r"[^A-Za-z0-9_]", "_", p) or "_" for p in re.split(r"[./]", base))
         name = name.strip(".") or "layer"
         candidate, i = name, 1
@@ -134,17 +148,33 @@ class Importer:
             return v
         if isinstance(v, ShapeVec):
             raise Unsupported(f"'{onnx_name}' holds symbolic dimensions and is used as a tensor")
+        if isinstance(v, Iota):
+            if v.axis is not None:
+                raise Unsupported(f"'{onnx_name}' counts along a symbolic length and is used as a tensor")
+            return self.typed(self.temp(f"full([{', '.join(self.dim_text(d) for d in v.shape)}], "
+                                        f"value={v.start}, dtype=\"{v.dtype}\")", onnx_name))
         return self.const_tensor(v, onnx_name)
 
     def const_tensor(self, arr: np.ndarray, hint: str) -> Tensor:
+        """A constant used as a tensor. An initializer is a trainable parameter (it is a weight); a value the
+        graph computes (from shapes, Constant nodes or initializers) stays a constant: a uniform one is
+        `full(...)`, any other a parameter read through `stop_gradient` (named `const_*`), cast back when the
+        values are integers or booleans."""
         dtype = dlc_dtype(arr.dtype)
-        if dtype in ("f32", "f64"):
+        if id(arr) in self.initializer_ids and dtype in ("f32", "f64"):
             return Tensor(self.param(arr, hint), dtype, tuple(arr.shape))
-        if arr.size == 1:  # an integer or bool scalar: a reshaped scalar constant of that dtype
-            raise Unsupported(f"the integer constant '{hint}' is used as a tensor (dlc has no integer constants "
-                              "in .dlm)")
-        raise Unsupported(f"the integer constant '{hint}' of shape {list(arr.shape)} is used as a tensor "
-                          "(dlc parameters are floating point)")
+        if arr.size and np.all(arr == arr.reshape(-1)[0]):
+            first = arr.reshape(-1)[0].item()
+            value = literal(float(first) if dtype in ("f32", "f64") else int(first))
+            return self.typed(self.temp(f"full({literal(list(arr.shape))}, value={value}, dtype=\"{dtype}\")",
+                                        hint))
+        if dtype in ("f32", "f64"):
+            return self.typed(self.temp(f"stop_gradient({self.param(arr, 'const_' + hint)})", hint))
+        if np.any(np.abs(arr.astype(np.float64)) > 2 ** 24):
+            raise Unsupported(f"the integer constant '{hint}' of shape {list(arr.shape)} is used as a tensor and "
+                              "its values do not fit f32 exactly (dlc has no integer constants in .dlm)")
+        stored = self.param(arr.astype(np.float32), "const_" + hint)
+        return self.typed(self.temp(f"cast(stop_gradient({stored}), \"{dtype}\")", hint))
 
     def param(self, arr: np.ndarray, hint: str, name: str | None = None) -> str:
         key = id(arr)
@@ -153,7 +183,9 @@ class Importer:
         pname = name or self.fresh(hint)
         self.used.add(pname)
         dtype = dlc_dtype(arr.dtype)
-        self.param_lines.append(f"param {pname}: {dtype}{literal(list(arr.shape))}")
+        line = f"param {pname}: {dtype}{literal(list(arr.shape))}"
+        self.check.statement(line)
+        self.param_lines.append(line)
         self.params[pname] = np.array(arr, order="C")  # ascontiguousarray would make a 0-d array 1-d
         self.param_of[key] = (arr, pname)
         return pname
@@ -167,25 +199,32 @@ class Importer:
         if onnx_name:
             self.values[onnx_name] = value
 
-    def emit(self, onnx_name: str, expr: str, dtype: str | None = None,
-             shape: tuple[int | str, ...] | None = None) -> Tensor:
+    def emit(self, onnx_name: str, expr: str) -> Tensor:
         """Assigns `expr` to a new variable standing for the ONNX tensor `onnx_name`."""
         var = self.out_vars[onnx_name] if onnx_name in self.out_vars and onnx_name not in self.values \
             else self.fresh(onnx_name)
-        self.lines.append(f"{var} = {expr}")
-        if shape is None:
-            shape = self.shapes.get(onnx_name)
-        if dtype is None:
-            dtype = self.dtypes.get(onnx_name)
-        t = Tensor(var, dtype or "f32", shape)
+        self.statement(f"{var} = {expr}")
+        t = self.typed(var)
         self.set(onnx_name, t)
         return t
 
     def temp(self, expr: str, hint: str = "t") -> str:
         """An intermediate variable of a decomposition (no ONNX name of its own)."""
         var = self.fresh(hint)
-        self.lines.append(f"{var} = {expr}")
+        self.statement(f"{var} = {expr}")
         return var
+
+    def statement(self, line: str) -> None:
+        """Appends a statement to the model, elaborated by dlc first (its types become known)."""
+        self.check.statement(line)
+        self.lines.append(line)
+
+    def typed(self, var: str) -> Tensor:
+        """The variable as a Tensor with the dtype and shape dlc infers for it."""
+        t = self.check.type_of(var)
+        if t is None:
+            raise Unsupported(f"'{var}' is not a tensor")
+        return Tensor(var, t.dtype, tuple(t.shape))
 
     def scalar_or_tensor(self, onnx_name: str) -> str:
         """A float constant of one element as a number literal, else a tensor name."""
@@ -193,6 +232,23 @@ class Importer:
         if c is not None and c.size == 1 and c.dtype.kind == "f":
             return literal(float(c.reshape(())))
         return self.tensor(onnx_name).name
+
+    def dim_text(self, d: Any) -> str:
+        """A dimension as .dlm text: a number, or the name of a symbolic dimension of the inputs."""
+        if isinstance(d, Sym):
+            if d.coeff == 1 and len(d.names) == 1:
+                return d.names[0]
+            raise Unsupported(f"the dimension {d} (a product of symbols) cannot be written in .dlm")
+        return str(int(d))
+
+    def target_text(self, items: list[Any]) -> str:
+        """A reshape target as .dlm text: a product of symbols (N*T), which .dlm cannot write, becomes the
+        target's one -1 (the element count fixes it)."""
+        compound = [i for i, d in enumerate(items) if isinstance(d, Sym) and (d.coeff != 1 or len(d.names) > 1)]
+        if len(compound) > 1 or (compound and -1 in items):
+            raise Unsupported(f"the reshape target {[str(d) for d in items]} has more than one unknown entry")
+        return "[" + ", ".join("-1" if i in compound else str(d) if isinstance(d, Sym) else str(int(d))
+                               for i, d in enumerate(items)) + "]"
 
     def sole_consumer(self, onnx_name: str, op_type: str) -> Any | None:
         """The node reading `onnx_name`, when it is the only reader, has type `op_type`, and the tensor is not
@@ -225,6 +281,7 @@ class Importer:
             if t.data_type == 8:
                 continue
             self.values[t.name] = numpy_helper.to_array(t)
+            self.initializer_ids.add(id(self.values[t.name]))  # the arrays stay alive in self.values
         input_lines = []
         for vi in graph.input:
             if vi.name in inits:
@@ -245,8 +302,10 @@ class Importer:
                 continue
             var = self.fresh(vi.name)
             self.input_names[vi.name] = var
-            input_lines.append(f"input {var}: {dtype}{dims_text(shape)}")
-            self.values[vi.name] = Tensor(var, dtype, shape)
+            line = f"input {var}: {dtype}{dims_text(shape)}"
+            self.check.statement(line)
+            input_lines.append(line)
+            self.values[vi.name] = self.typed(var)
         # Graph outputs keep their names: the variable computing one is named after it.
         self.out_vars = {vi.name: self.fresh(vi.name) for vi in graph.output if vi.name not in self.values}
         known = set(self.values) | {vi.name for vi in graph.input} | set(inits)
@@ -294,6 +353,11 @@ class Importer:
         self.node = node
         try:
             if self.fold(node):
+                return
+            if symbolic_inputs([self.values.get(n) for n in node.inputs if n]):
+                value = evaluate(self, node)
+                if value is not None:
+                    self.set(node.outputs[0], value)
                 return
             fn = CONVERTERS.get(proto.op_type)
             if fn is None:

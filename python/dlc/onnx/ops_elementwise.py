@@ -266,7 +266,7 @@ def cast(im: Any, node: Node) -> None:
     if x.dtype == to:
         im.set(node.outputs[0], x)
         return
-    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")", dtype=to)
+    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")")
 
 
 @converts("Not", "And", "Or", "Xor")
@@ -303,4 +303,12 @@ def cast_like(im: Any, node: Node) -> None:
     if x.dtype == to:
         im.set(node.outputs[0], x)
         return
-    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")", dtype=to)
+    im.emit(node.outputs[0], f"cast({x.name}, \"{to}\")")
+
+
+@converts("IsNaN")
+def is_nan(im: Any, node: Node) -> None:
+    """NaN is the one value unequal to itself (attention code masks NaN rows of a softmax with it)."""
+    node.only()
+    x = _float(im, node)
+    im.emit(node.outputs[0], f"{x} != {x}")

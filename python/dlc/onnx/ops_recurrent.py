@@ -92,7 +92,7 @@ def recurrent(im: Any, node: Node) -> None:
     else:
         call = f"{kind}({xb}, {hidden}, return_state=true"
     outs = ", ".join(im.fresh(f"{layer}_{s}") for s in ["y", "h", "c"][:1 + states])
-    im.lines.append(f"{outs} = {call}, bidirectional={literal(dirs == 2)}{extra}, name=\"{layer}\")")
+    im.statement(f"{outs} = {call}, bidirectional={literal(dirs == 2)}{extra}, name=\"{layer}\")")
     y, *finals = outs.split(", ")
     # y is [B, T, dirs * hidden]; ONNX's Y is [T, dirs, B, hidden] (layout 0) or [B, T, dirs, hidden].
     shape = im.tensor(ins[0]).shape

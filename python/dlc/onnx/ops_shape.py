@@ -8,45 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from ..dims import Sym
 from .registry import converts
-from .values import Node, ShapeVec, Tensor, Unsupported, dims_text, literal
-
-
-def int_vec(im: Any, name: str, what: str) -> list[int | str]:
-    """A constant or symbolic integer vector input (a shape, axes, indices)."""
-    v = im.get(name)
-    if isinstance(v, ShapeVec):
-        return list(v.items)
-    if isinstance(v, np.ndarray):
-        return [int(x) for x in v.reshape(-1)]
-    raise Unsupported(f"{what} must be known when the model is imported (it is computed from tensor values)")
-
-
-def axes_of(im: Any, node: Node, index: int, attr_until: int) -> list[int] | None:
-    """Axes given as an attribute (opsets before `attr_until`) or as an optional constant input."""
-    if node.opset < attr_until:
-        a = node.attr("axes")
-        return None if a is None else [int(v) for v in a]
-    if len(node.inputs) > index and node.inputs[index]:
-        return [int(v) for v in im.need_const(node.inputs[index], "axes").reshape(-1)]
-    return None
+from .symbolic import axes_of, int_vec, pack
+from .values import Node, Unsupported, literal
 
 
 @converts("Shape")
 def shape(im: Any, node: Node) -> None:
     node.only("start", "end")
     v = im.get(node.inputs[0])
-    dims = list(v.shape) if isinstance(v, np.ndarray) else list(im.tensor(node.inputs[0]).shape or ())
-    if not isinstance(v, np.ndarray) and im.tensor(node.inputs[0]).shape is None:
-        raise Unsupported("the input's shape is unknown")
-    r = len(dims)
-    start = int(node.attr("start", 0))
+    dims = list(v.shape) if isinstance(v, np.ndarray) else list(im.tensor(node.inputs[0]).shape)
     end = node.attr("end")
-    dims = dims[slice(start, None if end is None else int(end))] if r else dims
-    if all(isinstance(d, int) for d in dims):
-        im.set(node.outputs[0], np.array(dims, dtype=np.int64))
-    else:
-        im.set(node.outputs[0], ShapeVec(tuple(dims)))
+    dims = dims[slice(int(node.attr("start", 0)), None if end is None else int(end))]
+    im.set(node.outputs[0], pack(dims, False))
 
 
 @converts("Size")
@@ -55,41 +30,8 @@ def size(im: Any, node: Node) -> None:
     im.set(node.outputs[0], np.array(int(np.prod(im.tensor(node.inputs[0]).static("Size"))), dtype=np.int64))
 
 
-def _shape_value(im: Any, node: Node) -> ShapeVec | None:
-    """Gather/Slice/Concat/Unsqueeze/Squeeze/Cast on symbolic shape vectors, computed here."""
-    ins = [im.get(n) for n in node.inputs if n]
-    if not any(isinstance(v, ShapeVec) for v in ins) or any(isinstance(v, Tensor) for v in ins):
-        return None
-    first = ins[0]
-    items = list(first.items) if isinstance(first, ShapeVec) else [int(x) for x in first.reshape(-1)]
-    if node.op == "Gather":
-        idx = im.need_const(node.inputs[1], "the indices")
-        picked = [items[int(i)] for i in idx.reshape(-1)]
-        return ShapeVec(tuple(picked), scalar=idx.ndim == 0)
-    if node.op == "Concat":
-        out: list[int | str] = []
-        for v in ins:
-            out += list(v.items) if isinstance(v, ShapeVec) else [int(x) for x in v.reshape(-1)]
-        return ShapeVec(tuple(out))
-    if node.op in ("Unsqueeze", "Squeeze", "Cast", "Identity", "Reshape", "Flatten"):
-        return ShapeVec(tuple(items), scalar=node.op == "Squeeze")
-    if node.op == "Slice":
-        if node.opset < 10:
-            starts, ends, steps = node.attr("starts"), node.attr("ends"), [1]
-        else:
-            starts = int_vec(im, node.inputs[1], "starts")
-            ends = int_vec(im, node.inputs[2], "ends")
-            steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1]
-        return ShapeVec(tuple(items[slice(int(starts[0]), int(min(ends[0], 2 ** 31)), int(steps[0]))]))
-    raise Unsupported(f"{node.op} of symbolic dimensions")
-
-
 @converts("Reshape")
 def reshape(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], sv)
-        return
     node.only("allowzero", "shape")
     x = im.tensor(node.inputs[0])
     target = list(node.attr("shape")) if node.opset < 5 else int_vec(im, node.inputs[1], "Reshape's shape")
@@ -97,7 +39,10 @@ def reshape(im: Any, node: Node) -> None:
         target = [x.shape[i] if d == 0 and x.shape is not None else d for i, d in enumerate(target)]
     if any(d == 0 for d in target):
         raise Unsupported("a zero-size dimension (dlc tensors are never empty)")
-    im.emit(node.outputs[0], f"reshape({x.name}, {dims_text(target)})")
+    if list(target) == list(x.shape):
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"reshape({x.name}, {im.target_text(target)})")
 
 
 @converts("Flatten")
@@ -130,10 +75,6 @@ def transpose(im: Any, node: Node) -> None:
 
 @converts("Concat")
 def concat(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], sv)
-        return
     node.only("axis")
     parts = [im.tensor(n) for n in node.inputs if n]
     axis = int(node.attr("axis")) % parts[0].rank
@@ -145,10 +86,6 @@ def concat(im: Any, node: Node) -> None:
 
 @converts("Unsqueeze")
 def unsqueeze(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], ShapeVec(sv.items))
-        return
     node.only("axes")
     x = im.tensor(node.inputs[0])
     axes = axes_of(im, node, 1, 13)
@@ -163,10 +100,6 @@ def unsqueeze(im: Any, node: Node) -> None:
 
 @converts("Squeeze")
 def squeeze(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], sv)
-        return
     node.only("axes")
     x = im.tensor(node.inputs[0])
     axes = axes_of(im, node, 1, 13)
@@ -192,10 +125,6 @@ def _slice_expr(x: str, axis: int, dim: int | str, start: int, end: int, step: i
 
 @converts("Slice")
 def slice_(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], sv)
-        return
     x = im.tensor(node.inputs[0])
     if node.opset < 10:
         node.only("starts", "ends", "axes")
@@ -211,21 +140,30 @@ def slice_(im: Any, node: Node) -> None:
         steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1] * len(starts)
     if x.shape is None:
         raise Unsupported("the input's shape is unknown")
-    if any(int(st) < 1 for st in steps):
+    if any(isinstance(st, int) and st < 1 for st in steps):
         raise Unsupported(f"steps {list(steps)} (dlc slices with positive steps)")
     cur = x.name
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = int(a) % x.rank
-        cur = im.temp(_slice_expr(cur, a, x.shape[a], int(s), int(e), int(st)), "sliced")
+        dim = x.shape[a]
+        if s == 0 and st == 1 and (e == dim or (isinstance(e, int) and e >= 2 ** 31 - 1)):
+            continue  # the whole axis (`x[:, :x.shape[1]]`, or an end past any size)
+        if isinstance(s, Sym) or isinstance(st, Sym):
+            raise Unsupported("a Slice starting at a symbolic position")
+        if isinstance(e, Sym):  # the first T entries of a longer axis
+            if s != 0 or st != 1:
+                raise Unsupported(f"a Slice to the symbolic end {e} from {s} in steps of {st}")
+            cur = im.temp(f"slice({cur}, {a}, 0, {im.dim_text(e)})", "sliced")
+            continue
+        cur = im.temp(_slice_expr(cur, a, dim, int(s), int(e), int(st)), "sliced")
+    if cur == x.name:
+        im.set(node.outputs[0], x)
+        return
     im.emit(node.outputs[0], cur)
 
 
 @converts("Gather")
 def gather(im: Any, node: Node) -> None:
-    sv = _shape_value(im, node)
-    if sv is not None:
-        im.set(node.outputs[0], sv)
-        return
     node.only("axis")
     axis = int(node.attr("axis", 0))
     data_c = im.const(node.inputs[0])
@@ -291,7 +229,24 @@ def expand(im: Any, node: Node) -> None:
     if out == xs:
         im.emit(node.outputs[0], cur)
     else:
-        im.emit(node.outputs[0], f"broadcast_to({cur}, {dims_text(out)})")
+        im.emit(node.outputs[0], f"broadcast_to({cur}, [{', '.join(im.dim_text(d) for d in out)}])")
+
+
+@converts("ConstantOfShape")
+def constant_of_shape(im: Any, node: Node) -> None:
+    """A filled tensor of a computed shape (`zeros(layers, x.shape[0], hidden)` for an initial state): `full`,
+    a constant of the model, never a parameter."""
+    from onnx import numpy_helper
+    node.only("value")
+    value = node.attr("value")
+    fill = numpy_helper.to_array(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
+    dims = int_vec(im, node.inputs[0], "ConstantOfShape's shape")
+    if any(d == 0 for d in dims):
+        raise Unsupported("a zero-size dimension (dlc tensors are never empty)")
+    from .values import dlc_dtype
+    dtype = dlc_dtype(fill.dtype)
+    number = literal(float(fill[0]) if dtype in ("f32", "f64") else int(fill[0]))
+    im.emit(node.outputs[0], f"full([{', '.join(im.dim_text(d) for d in dims)}], value={number}, dtype=\"{dtype}\")")
 
 
 @converts("Tile")
@@ -328,3 +283,23 @@ def depth_space(im: Any, node: Node) -> None:
         last = [n, c * bs * bs, h // bs, w // bs]
     step = im.temp(f"transpose(reshape({x.name}, {literal(first)}), perm={literal(perm)})", "rearranged")
     im.emit(node.outputs[0], f"reshape({step}, {literal(last)})")
+
+
+@converts("Trilu")
+def trilu(im: Any, node: Node) -> None:
+    """The lower (upper) triangle from diagonal k: x times a 0/1 constant of the last two (static) axes."""
+    node.only("upper")
+    x = im.tensor(node.inputs[0])
+    if x.dtype not in ("f32", "f64"):
+        raise Unsupported(f"Trilu of a {x.dtype} tensor")
+    rows, cols = x.static("Trilu")[-2:] if x.rank >= 2 else (0, 0)
+    if x.rank < 2:
+        raise Unsupported("Trilu of a tensor of rank < 2")
+    k = int(im.need_const(node.inputs[1], "Trilu's k").reshape(())) if len(node.inputs) > 1 and node.inputs[1] \
+        else 0
+    ones = np.ones((rows, cols), dtype=np.float32 if x.dtype == "f32" else np.float64)
+    keep = np.triu(ones, k) if node.attr("upper", 1) else np.tril(ones, k)
+    if np.all(keep == 1):
+        im.set(node.outputs[0], x)
+        return
+    im.emit(node.outputs[0], f"{x.name} * {im.const_tensor(keep, node.outputs[0] + '_keep').name}")

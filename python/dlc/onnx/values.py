@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 
 ONNX_DTYPES = {1: "f32", 11: "f64", 6: "i32", 7: "i64", 9: "bool"}
+# An infinite constant (a -inf mask score) is written as the largest finite f32, since .dlm literals are
+# finite: a fully masked softmax row then averages its values where ONNX Runtime gives NaN.
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 class Unsupported(Exception):
@@ -94,8 +97,10 @@ def literal(v: Any) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         f = float(v)
-        if not np.isfinite(f):
-            raise Unsupported(f"the constant {f} cannot be written in .dlm (literals must be finite)")
+        if np.isnan(f):
+            raise Unsupported("the constant NaN cannot be written in .dlm (literals must be finite)")
+        if np.isinf(f):  # masks: -inf scores; the largest f32 keeps them below any real score
+            return repr(float(np.copysign(F32_MAX, f)))
         return repr(f)
     if isinstance(v, str):
         return f'"{v}"'

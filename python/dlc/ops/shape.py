@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dims import Dim, concrete, dim_div, dims_product, shape_str
+from ..dims import Dim, Sym, concrete, dim_div, dims_product, shape_str
 from ..errors import ShapeError
 from ..ir import TensorType
 from .common import norm_axes, norm_axis, rand
@@ -167,13 +167,19 @@ register(OpDef("concat", ("*xs",), (AttrSpec("axis", "int", 0),), infer=_concat_
                doc="joins tensors along an existing axis"))
 
 
-def _slice_params(t: TensorType, attrs: dict[str, Any]) -> tuple[int, int, int, int]:
+def _slice_params(t: TensorType, attrs: dict[str, Any]) -> tuple[int, int, int, Dim]:
     axis = norm_axis(attrs["axis"], t.rank)
-    size = concrete(t.shape[axis], "slice axis")
     step = attrs["step"]
     if step < 1:
         raise ShapeError(f"slice step must be >= 1, got {step}")
     start, end = attrs["start"], attrs["end"]
+    if isinstance(end, Sym):
+        # The first T rows of a table (position embeddings of a sequence of symbolic length T): the count is
+        # T itself, checked against the axis once T is bound.
+        if start != 0 or step != 1:
+            raise ShapeError(f"a symbolic end ({end}) needs start 0 and step 1")
+        return axis, 0, 1, end
+    size = concrete(t.shape[axis], "slice axis")
     start = max(0, min(size, start + size if start < 0 else start))
     end = size if end is None else max(0, min(size, end + size if end < 0 else end))
     count = max(0, (end - start + step - 1) // step)
