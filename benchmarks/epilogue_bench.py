@@ -33,7 +33,7 @@ import dlc
 from dlc import _core
 from dlc.bench import run_bench
 from dlc.ir import np_dtype
-from dlc.lower import ARENA, INPUT, LoweredPlan
+from dlc.lowering import ARENA, INPUT, LoweredPlan
 
 DTYPES = {0: np.float32, 1: np.float64, 2: np.int32, 3: np.int64, 4: np.bool_}
 PAUSE_S = 0.2

@@ -14,7 +14,7 @@ import numpy as np
 
 from dlc.autodiff import backward
 from dlc.ir import GraphBuilder, TensorType, dtype_of_array
-from dlc.lower import lower
+from dlc.lowering import lower
 from dlc.ops import registry
 from dlc.passes import PassContext, run_pipeline
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import dlc
 from dlc.autodiff import backward
 from dlc.ir import Graph, GraphBuilder, TensorType, np_dtype
-from dlc.lower import lower
+from dlc.lowering import lower
 from dlc.passes import PassContext, run_pipeline
 
 VAE_REPRODUCER = """

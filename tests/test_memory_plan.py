@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import dlc
 from dlc.ir import DTYPE_CODES, np_dtype
-from dlc.lower import ARENA
-from dlc.memory_plan import ALIGN, Buffer, MemoryPlan, align, lower_bound, plan_memory, validate
+from dlc.lowering import ARENA
+from dlc.lowering.memory_plan import ALIGN, Buffer, MemoryPlan, align, lower_bound, plan_memory, validate
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import dlc
 from dlc.ir import Graph, GraphBuilder, TensorType, np_dtype
-from dlc.lower import lower
+from dlc.lowering import lower
 from dlc.passes import PassContext, pipeline, run_pipeline
 from dlc.passes.batchnorm_fold import fold_batch_norm
 from dlc.passes.constant_fold import fold_constants

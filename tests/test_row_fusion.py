@@ -1,4 +1,4 @@
-"""Layer norm fused with its elementwise producer and consumers (passes/row_fusion.py, lower_rows.py,
+"""Layer norm fused with its elementwise producer and consumers (passes/row_fusion.py, lowering/rows.py,
 csrc/kernels/norm/layer_norm_fused_cpu.cpp): which kernels a plan gets, and that the fused kernels compute
 what the unfused graph and a NumPy reference compute, forward and backward, f32 and f64, for odd row lengths,
 bit-identically run to run and across thread counts, on the SIMD and the portable evaluator."""

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from . import _core
 from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError
-from .lower import set_arena_limit
+from .lowering import set_arena_limit
 from .model import CompiledModel
 from .program import Program, TensorSpec
 from .threads import default_num_threads

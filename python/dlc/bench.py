@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import DlcError
 from .ir import Graph, np_dtype
-from .lower import LoweredPlan
+from .lowering import LoweredPlan
 from .program import Program
 
 LABEL_OPS = ("softmax_xent", "softmax_xent_grad")  # ops whose operand 1 is a class index below logits' width

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import DlcError
 from .ir import Graph
 from .layers import group_layers
-from .lower import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan
+from .lowering import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan
 
 INSTALL_DOT = ("Graphviz's `dot` program is needed for .svg and .png (a .dot file needs nothing): install it with "
                "`apt install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS) or "

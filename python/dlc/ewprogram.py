@@ -18,9 +18,6 @@ OPCODES: dict[str, int] = {name: i for i, name in enumerate(_core.ew_opcode_name
 ARITY: dict[str, int] = dict(zip(_core.ew_opcode_names(), _core.ew_opcode_arities()))
 MAX_REGS = 32
 MAX_INPUTS = 16
-# Ops whose kernel runs a fused elementwise program on its output as an epilogue, while the output is in cache
-# (matmul_cpu.cpp, conv_cpu.cpp): fusion groups headed by one have kind "head".
-EPILOGUE_HEADS = ("matmul", "conv2d_core")
 
 
 def input_ref(k: int) -> int:

@@ -22,7 +22,7 @@ from .autodiff import backward
 from .dims import substitute
 from .errors import DlcError
 from .ir import Graph, GraphBuilder
-from .lower import LoweredPlan
+from .lowering import LoweredPlan
 from .passes.eval_mode import strip_training_only
 
 if TYPE_CHECKING:

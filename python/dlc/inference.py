@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .lower import LoweredPlan
+from .lowering import LoweredPlan
 from .model import CompiledModel
 from .plan_cache import PlanCache
 from .training.loop import as_named

@@ -6,7 +6,7 @@ kept in a valid execution order. The IR carries what later stages need:
 - `group` is the fusion group a node was put in by the fusion pass (-1: not fused);
 - multi-output nodes (recurrent layers, fused kernels) list several output values;
 - persistent tensors (parameters, gradients, optimizer state, running statistics) are `ParamSpec`s, which the
-  lowering places outside the arena; planned arena offsets live in the lowered plan (see lower.py).
+  lowering places outside the arena; planned arena offsets live in the lowered plan (see lowering/memory.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -268,3 +268,16 @@ class GraphBuilder:
     def build(self) -> Graph:
         return Graph(dict(self.values), tuple(self.nodes), tuple(self.inputs), tuple(self.outputs),
                      tuple(self.params), dict(self.consts))
+
+
+def downstream(nodes: Sequence[Node], start: int, readers: dict[int, list[int]]) -> set[int]:
+    """Nodes that depend, directly or not, on node `start`'s results."""
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        for o in nodes[stack.pop()].outputs:
+            for r in readers.get(o, []):
+                if r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+    return seen

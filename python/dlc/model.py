@@ -26,7 +26,7 @@ from .errors import ArenaLimitError
 from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
 from .ir import Graph, TensorType, np_dtype
-from .lower import LoweredPlan, lower
+from .lowering import LoweredPlan, lower
 from .plan_cache import PlanCache
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code

@@ -22,7 +22,7 @@ import numpy as np
 from .frontend.modules import Module
 from .inference import InferenceCalls
 from .ir import Graph
-from .lower import LoweredPlan
+from .lowering import LoweredPlan
 from .model import CompiledModel, TensorSpec, readonly_views, spec_of
 from .passes import PassContext
 from .training.recipe import TrainSpec

@@ -2,7 +2,7 @@
 //
 // ints = [sh, sw, ph, pw, dh, dw, groups] for the three kernels (ph/pw: top/left padding; see conv.h).
 //   "conv2d":             in = [x [N,C,H,W], w [O,C/g,KH,KW]],   out = [y [N,O,Ho,Wo]]
-//                          with a fused epilogue: ints += [n_code, program...], in += [its extra inputs],
+//                          then optionally [n_code, program...] (n_code 0: no epilogue), in += [its extra inputs],
 //                          out = [y, its outputs...] (see ConvEpilogue)
 //   "conv2d_grad_input":  in = [gy [N,O,Ho,Wo], w],              out = [gx [N,C,H,W]]
 //                          (also conv_transpose2d's forward, with x in gy's place)
@@ -148,9 +148,9 @@ void conv_forward(const KernelArgs& a) {
   if (Y.numel() == 0) return;
   ConvEpilogue ep;
   const ConvEpilogue* epilogue = nullptr;
-  if (a.n_ints > 7) {
-    ep.n_code = static_cast<int>(a.ints[7]);
-    kernel_check(ep.n_code > 0 && a.n_ints == 8 + ep.n_code, "conv2d epilogue program length");
+  if (a.n_ints > 7) ep.n_code = static_cast<int>(a.ints[7]);
+  kernel_check(ep.n_code >= 0 && a.n_ints == (a.n_ints > 7 ? 8 : 7) + ep.n_code, "conv2d epilogue program length");
+  if (ep.n_code > 0) {
     ep.code = a.ints + 8;
     ep.prepare(a, Y);
     ew_validate(ep.args, ep.code, ep.n_code, a.n_floats);

@@ -250,7 +250,8 @@ _GEOM_ATTRS = (AttrSpec("stride", "any", 1, doc="an int or [sh, sw]"),
                AttrSpec("dilation", "any", 1, doc="an int or [dh, dw]"),
                AttrSpec("groups", "int", 1))
 
-register(OpDef("conv2d_core", ("x", "weight"), _GEOM_ATTRS, infer=_conv_infer, pattern=Pattern.OPAQUE,
+register(OpDef("conv2d_core", ("x", "weight"), _GEOM_ATTRS, infer=_conv_infer,
+               pattern=Pattern.OUT_ELEMENTWISE_FUSABLE,
                kernel="conv2d", lower=lambda n, t: (_conv_geom(t[0], t[1], n.attr_dict).ints(), []),
                grad=_conv_grad, reference=conv2d_np, samples=_conv_samples,
                doc="2-D convolution (cross-correlation) of x [N, C, H, W] with weight [O, C/groups, kh, kw]"))

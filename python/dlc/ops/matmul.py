@@ -78,6 +78,6 @@ register(OpDef("matmul", ("a", "b"),
                (AttrSpec("trans_a", "bool", False, doc="use a's last two axes transposed"),
                 AttrSpec("trans_b", "bool", False, doc="use b's last two axes transposed")),
                infer=_matmul_infer, pattern=Pattern.OUT_ELEMENTWISE_FUSABLE, kernel="matmul",
-               lower=lambda n, t: ([int(n.attr("trans_a")), int(n.attr("trans_b")), 0], []),
+               lower=lambda n, t: ([int(n.attr("trans_a")), int(n.attr("trans_b"))], []),
                grad=_matmul_grad, reference=_matmul_np, samples=_matmul_samples,
                doc="batched matrix product with NumPy batch broadcasting (also the infix @)"))

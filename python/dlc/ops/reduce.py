@@ -82,6 +82,16 @@ def _reduce_samples(gen: Any) -> Any:
     return samples
 
 
+def axes_tail(node: Any, space: tuple[Any, ...]) -> int | None:
+    """How sum or mean over `node`'s axes reduces a fused group's space [..., D] (see OpDef.tail)."""
+    rank = len(space)
+    axis = node.attr("axis")
+    axes = set(range(rank)) if axis is None else {a % rank for a in (axis if isinstance(axis, tuple) else (axis,))}
+    if axes == set(range(rank)):
+        return 0
+    return 1 if axes == set(range(rank - 1)) else None
+
+
 _REDUCE_ATTRS = (AttrSpec("axis", "any", None, doc="an axis, a list of axes, or none for all"),
                  AttrSpec("keepdims", "bool", False))
 for _name, _np, _grad, _gen in [("sum", np.sum, _sum_grad, rand), ("mean", np.mean, _mean_grad, rand),
@@ -90,7 +100,8 @@ for _name, _np, _grad, _gen in [("sum", np.sum, _sum_grad, rand), ("mean", np.me
                    lower=_reduce_lower(REDUCE_KIND[_name]), grad=_grad,
                    reference=(lambda f: lambda x, axis=None, keepdims=False: np.asarray(
                        f(x, axis=axis, keepdims=keepdims)).astype(x.dtype))(_np),
-                   samples=_reduce_samples(_gen), doc=f"{_name} over axes"))
+                   samples=_reduce_samples(_gen), tail=axes_tail if _name in ("sum", "mean") else None,
+                   doc=f"{_name} over axes"))
 
 
 def _axis_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:

@@ -19,7 +19,17 @@ from ..ir import DTYPES, GraphBuilder, Node, TensorType, install_op
 
 
 class Pattern(str, Enum):
-    """Fusion patterns, in TVM's lattice: lower values fuse more freely."""
+    """Fusion patterns, in TVM's lattice: lower values fuse more freely. Fusion, unit formation and row fusion
+    read them (with `OpDef.tail` and `OpDef.row_fusion`), never op names:
+    - ELEMENTWISE, BROADCAST: one evaluator instruction per element (`emit`); chains become one group;
+    - INJECTIVE: layout ops (transpose, slice, ...), a kernel each;
+    - REDUCTION: alone, or the tail of the elementwise group computing its input (`tail`), or a row
+      reduction with a prologue and an epilogue (`row_fusion`);
+    - OUT_ELEMENTWISE_FUSABLE: an epilogue head (matmul, convolution): its kernel runs the elementwise ops
+      after it on its output while that is in cache. The kernel's ints are the op's own (`lower`), then the
+      epilogue program's length and the program (csrc/kernels/matmul/matmul_cpu.cpp documents the layout);
+    - OPAQUE: alone.
+    """
 
     ELEMENTWISE = "elementwise"
     BROADCAST = "broadcast"
@@ -69,7 +79,7 @@ class OpDef:
     expand: Callable[..., tuple[int, ...]] | None = None
     pattern: Pattern = Pattern.OPAQUE
     kernel: str | None = None
-    # Elementwise ops: the evaluator instruction(s) they emit (see lower.py's ProgramBuilder).
+    # Elementwise ops: the evaluator instruction(s) they emit (see ewprogram.py's ProgramBuilder).
     emit: Callable[..., Any] | None = None
     # Non-elementwise kernels: (node, types) -> (ints, floats) in the kernel's documented layout.
     lower: Callable[..., tuple[list[int], list[float]]] | None = None
@@ -90,8 +100,12 @@ class OpDef:
     random: bool = False
     # Row-wise reductions over the last axis (layer norm and its gradient) that a fused kernel can run with an
     # elementwise prologue computing one of its inputs and an epilogue consuming output 0, in one pass over
-    # memory: (that input's index, the fused kernel's key). See passes/fusion.py and lower_rows.py.
+    # memory: (that input's index, the fused kernel's key). See passes/fusion.py and lowering/rows.py.
     row_fusion: tuple[int, str] | None = None
+    # Reductions a fused group can end in (its tail: the kernel reduces the value as it computes it, see
+    # passes/fusion.py): (node, the group's space) -> 0 when it reduces everything, 1 when it reduces over all
+    # rows into the last axis, None otherwise (then only an elementwise group takes it, not a row group).
+    tail: Callable[[Node, tuple[Any, ...]], int | None] | None = None
     doc: str = ""
 
     @property
@@ -101,6 +115,16 @@ class OpDef:
     @property
     def is_primitive(self) -> bool:
         return self.expand is None
+
+    @property
+    def elementwise(self) -> bool:
+        """Joins elementwise fusion groups (ELEMENTWISE or BROADCAST, with its evaluator instruction)."""
+        return self.emit is not None
+
+    @property
+    def epilogue_head(self) -> bool:
+        """Heads a fusion group whose elementwise ops its kernel runs as an epilogue (OUT_ELEMENTWISE_FUSABLE)."""
+        return self.pattern is Pattern.OUT_ELEMENTWISE_FUSABLE and self.expand is None
 
     def attr_spec(self, name: str) -> AttrSpec | None:
         for a in self.attrs:
@@ -191,9 +215,29 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"op {op.name} registered twice")
     if op.expand is None and op.infer is None:
         raise ValueError(f"primitive op {op.name} has no shape rule")
+    _check_pattern(op)
     _OPS[op.name] = op
     install_op(op.name, op)
     return op
+
+
+def _check_pattern(op: OpDef) -> None:
+    """A primitive's fusion facts agree with its pattern, so fusion can read either."""
+    if op.expand is not None:
+        return
+    fusable = op.pattern in (Pattern.ELEMENTWISE, Pattern.BROADCAST)
+    if fusable != (op.emit is not None):
+        raise ValueError(f"op {op.name}: an {op.pattern.value} primitive "
+                         f"{'needs' if fusable else 'has no'} an evaluator instruction (emit)")
+    if (op.tail is not None or op.row_fusion is not None) and op.pattern is not Pattern.REDUCTION:
+        raise ValueError(f"op {op.name}: only a reduction can be a group's tail or a row reduction")
+    if op.pattern is Pattern.OUT_ELEMENTWISE_FUSABLE and (op.kernel is None or op.lower is None):
+        raise ValueError(f"op {op.name}: an epilogue head needs its kernel and its lowering")
+
+
+def unregister(name: str) -> None:
+    """Forgets an op (tests that register one of their own)."""
+    del _OPS[name]
 
 
 def get(name: str) -> OpDef:

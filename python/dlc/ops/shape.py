@@ -243,8 +243,16 @@ def _sum_to_lower(node: Any, types: list[TensorType]) -> tuple[list[int], list[f
     return [x.rank, *[concrete(d, "sum_to") for d in padded]], []
 
 
+def _sum_to_tail(node: Any, space: tuple[Any, ...]) -> int | None:
+    """How sum_to reduces a fused group's space [..., D] (see OpDef.tail)."""
+    target = tuple(node.attr("shape"))
+    if all(d == 1 for d in target):
+        return 0
+    return 1 if target[-1:] == space[-1:] and all(d == 1 for d in target[:-1]) else None
+
+
 register(OpDef("sum_to", ("x",), (AttrSpec("shape", "shape"),), infer=_sum_to_infer, pattern=Pattern.REDUCTION,
-               kernel="sum_to", lower=_sum_to_lower,
+               kernel="sum_to", lower=_sum_to_lower, tail=_sum_to_tail,
                grad=lambda b, n, gs: [b.op1("broadcast_to", gs[0], shape=b.type_of(n.inputs[0]).shape)],
                user=False, reference=lambda x, shape: _sum_to_np(x, shape),
                samples=lambda rng, dt: [Sample([rand(rng, (4, 5), dt)], {"shape": (5,)}),

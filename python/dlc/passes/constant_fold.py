@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..ir import Graph, Node, np_dtype
+from ..evaluation import evaluate
+from ..ir import Graph, Node
 from ..ops import registry
 from .context import PassContext
 from .rewrite import prune_values
@@ -49,11 +50,7 @@ def _numel(graph: Graph, v: int) -> int:
 
 
 def _evaluate(graph: Graph, node: Node, consts: dict[int, np.ndarray]) -> list[np.ndarray]:
-    from ..lower import lower
     one = Graph(values={v: graph.values[v] for v in (*node.inputs, *node.outputs)}, nodes=(replace(node, group=-1),),
                 inputs=(), outputs=tuple((f"out{k}", o) for k, o in enumerate(node.outputs)),
                 consts={v: consts[v] for v in node.inputs})
-    lowered = lower(one, [])
-    outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
-    lowered.plan.run([], outs, seed=0, step=0, training=False)
-    return outs
+    return evaluate(one)

@@ -2,7 +2,7 @@
 
 Following TVM's pattern lattice: a chain of elementwise/broadcast ops with one iteration shape becomes one
 elementwise group (one pass over memory, intermediates stay in registers); a matmul or a convolution (a
-"head", EPILOGUE_HEADS) absorbs the elementwise ops after it that keep its output type (bias, batch-norm scale
+"head": Pattern.OUT_ELEMENTWISE_FUSABLE in the op registry) absorbs the elementwise ops after it that keep its output type (bias, batch-norm scale
 and shift, activation, residual add, scale) as its epilogue. Reductions and
 opaque ops stay alone. A value used outside its group is still written (the group gets an extra output), so in
 training the forward kernels also produce what the backward pass reads.
@@ -15,7 +15,7 @@ it. (A per-node snapshot misses that: two sibling groups, each joined later by a
 value, form a cycle, as a VAE's mu and logvar did in training.) Groups are then made contiguous by a stable
 topological sort of the groups.
 
-A reduction (sum, mean, sum_to) whose input an elementwise group computes becomes that group's tail: the
+A reduction that can be a tail (sum, mean, sum_to: `OpDef.tail`) whose input an elementwise group computes becomes that group's tail: the
 group lowers to one kernel that reduces the value as it computes it, so mse, mean(y * y) or the bias gradient
 sum_to(g * relu_mask(y)) never write their elementwise intermediate.
 
@@ -29,16 +29,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..ewprogram import EPILOGUE_HEADS, MAX_INPUTS
-from ..ir import Graph, Node
+from ..ewprogram import MAX_INPUTS
+from ..ir import Graph, Node, downstream
 from ..ops import registry
 from .context import PassContext
-from .fusion_units import Ancestry, Unit, downstream, in_place_order
-from .row_fusion import MAX_ROW_TAILS, fuse_row_reductions, row_tail_kind
+from .fusion_units import Ancestry, Unit, in_place_order
+from .row_fusion import MAX_ROW_TAILS, fuse_row_reductions
 
 
 def _fusable(node: Node) -> bool:
-    return registry.get(node.op).emit is not None
+    return registry.get(node.op).elementwise
+
+
+def _head(node: Node) -> bool:
+    return registry.get(node.op).epilogue_head
 
 
 def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
@@ -83,10 +87,10 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
                     continue
                 chosen = g
                 break
-        if chosen < 0 and (_fusable(node) and len(node.outputs) == 1 or node.op in EPILOGUE_HEADS):
+        if chosen < 0 and (_fusable(node) and len(node.outputs) == 1 or _head(node)):
             chosen = next_group
             next_group += 1
-            group_kind[chosen] = "head" if node.op in EPILOGUE_HEADS else "ew"
+            group_kind[chosen] = "head" if _head(node) else "ew"
             group_type[chosen] = graph.values[node.outputs[0]]
             group_phase[chosen] = node.phase
             group_inputs[chosen] = set()
@@ -108,9 +112,6 @@ def fuse_operators(graph: Graph, ctx: PassContext) -> Graph:
     return graph.with_nodes(_contiguous(nodes))
 
 
-REDUCTIONS = ("sum", "mean", "sum_to")
-
-
 def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],
                        phase: dict[int, str], readers: dict[int, list[int]], ancestry: Ancestry,
                        row_nodes: dict[int, int]) -> None:
@@ -119,12 +120,13 @@ def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], 
     nor of a group the group depends on, may be downstream of it. Attaching changes no dependency between
     the remaining units (everything downstream of the reduction was already downstream of the group).
     A row-reduction group (`row_nodes`: group -> its layer norm node) takes several tails, each a sum of a
-    value of its epilogue over everything or over the rows (see `row_tail_kind`)."""
+    value of its epilogue over everything or over the rows (see `OpDef.tail`)."""
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
     tails: dict[int, int] = {}
     epilogue = {g: downstream(graph.nodes, j, readers) for g, j in row_nodes.items()}
     for i, node in enumerate(graph.nodes):
-        if node.op not in REDUCTIONS or group_of[i] >= 0 or node.inputs[0] not in producer:
+        tail = registry.get(node.op).tail
+        if tail is None or group_of[i] >= 0 or node.inputs[0] not in producer:
             continue
         g = group_of[producer[node.inputs[0]]]
         if (g < 0 or phase[g] != node.phase
@@ -133,7 +135,7 @@ def _attach_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], 
             continue
         if kind[g] == "row":
             if (tails.get(g, 0) >= MAX_ROW_TAILS or producer[node.inputs[0]] not in epilogue[g] | {row_nodes[g]}
-                    or row_tail_kind(node, graph.values[node.inputs[0]].shape) is None):
+                    or tail(node, graph.values[node.inputs[0]].shape) is None):
                 continue
         elif kind[g] != "ew" or g in tails:
             continue
@@ -267,7 +269,7 @@ def _contiguous(nodes: list[Node]) -> list[Node]:
                 # A head group's matmul or convolution comes first: its epilogue may hold absorbed nodes from
                 # before it.
                 out.extend(nodes[i] for i in sorted(members[u],
-                                                    key=lambda i: (nodes[i].op not in EPILOGUE_HEADS, i)))
+                                                    key=lambda i: (not _head(nodes[i]), i)))
                 done.add(u)
                 progressed = True
                 break

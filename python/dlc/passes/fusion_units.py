@@ -1,5 +1,5 @@
 """Bookkeeping shared by the fusion steps (passes/fusion.py, passes/row_fusion.py) and the scheduler: units, the
-exact ancestry of units as groups grow, the nodes downstream of a node, and the order in-place writes impose."""
+exact ancestry of units as groups grow, and the order in-place writes impose."""
 
 from __future__ import annotations
 
@@ -44,19 +44,6 @@ class Ancestry:
             self.anc[w].discard(p)
         for h in self.anc.pop(("g", p), set()):
             self.down[h].discard(("g", p))
-
-
-def downstream(nodes: Sequence[Node], start: int, readers: dict[int, list[int]]) -> set[int]:
-    """Nodes that depend, directly or not, on node `start`'s results."""
-    seen: set[int] = set()
-    stack = [start]
-    while stack:
-        for o in nodes[stack.pop()].outputs:
-            for r in readers.get(o, []):
-                if r not in seen:
-                    seen.add(r)
-                    stack.append(r)
-    return seen
 
 
 def in_place_order(nodes: Sequence[Node]) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ and the group reading the output reads it again. Rows are short (a few thousand 
 cache: one kernel can compute the row from the producer group's program (the prologue), take the
 statistics, normalize, and run the consumer group's program (the epilogue) on the normalized row before the
 single store. `fuse_row_reductions` merges the producer group, the reduction node and the consumer group into
-one group of kind "row" (lower_rows.py builds the kernel); `_attach_reductions` in fusion.py may then give it
+one group of kind "row" (lowering/rows.py builds the kernel); `_attach_reductions` in fusion.py may then give it
 reduction tails (the loss `mean(y * y)`, a parameter gradient `sum_to(g, [D])`) computed in the epilogue.
 
 Ops opt in through their registry record (`OpDef.row_fusion`: which input a prologue may compute, and the
@@ -18,28 +18,11 @@ prologue value (it sees the normalized row, not the prologue's registers).
 from __future__ import annotations
 
 from ..ewprogram import MAX_INPUTS
-from ..ir import Graph, Node
+from ..ir import Graph, Node, downstream
 from ..ops import registry
-from .fusion_units import Ancestry, Unit, downstream
+from .fusion_units import Ancestry, Unit
 
 MAX_ROW_TAILS = 4  # reduction tails one row kernel accumulates (each a double per chunk, or a row of them)
-
-
-def row_tail_kind(node: Node, space: tuple[object, ...]) -> int | None:
-    """How a reduction over the row kernel's space [..., D] can be a tail: 0 sums everything (sum or mean over
-    all axes), 1 sums over all rows into D values (sum_to [D], or sum/mean over every axis but the last);
-    None when it reduces otherwise."""
-    rank = len(space)
-    if node.op == "sum_to":
-        target = tuple(node.attr("shape"))
-        if all(d == 1 for d in target):
-            return 0
-        return 1 if target[-1:] == space[-1:] and all(d == 1 for d in target[:-1]) else None
-    axis = node.attr("axis")
-    axes = set(range(rank)) if axis is None else {a % rank for a in (axis if isinstance(axis, tuple) else (axis,))}
-    if axes == set(range(rank)):
-        return 0
-    return 1 if axes == set(range(rank - 1)) else None
 
 
 def fuse_row_reductions(graph: Graph, group_of: list[int], kind: dict[int, str], gtype: dict[int, object],

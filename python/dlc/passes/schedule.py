@@ -7,7 +7,7 @@ weight gradient reads is still alive. A list scheduler fixes that: among the ker
 it runs the one that adds the fewest bytes (bytes it writes minus bytes whose last reader it is), the
 earliest in the original order on ties. Values that never take arena memory count as nothing: parameters,
 inputs, constants, views (they alias their input) and gradients that an update consumes (their own region,
-see lower.py). A node that writes into a tensor in place keeps its place relative to that tensor's other
+see lowering/memory.py). A node that writes into a tensor in place keeps its place relative to that tensor's other
 readers. Groups stay contiguous, each in its own internal order.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..ir import Graph, Node
 from ..ops import registry
+from ..storage import nbytes, storage
 from .context import PassContext
 from .fusion_units import in_place_order
 
@@ -23,8 +24,10 @@ def schedule_for_memory(graph: Graph, ctx: PassContext) -> Graph:
     units = _units(graph.nodes)
     unit_of = {i: u for u, idxs in enumerate(units) for i in idxs}
     producer_unit = {o: unit_of[i] for i, n in enumerate(graph.nodes) for o in n.outputs}
-    root = _storage_roots(graph)
-    size = _arena_sizes(graph, root)
+    st = storage(graph)
+    root = st.root
+    size = {o: nbytes(graph.values[o]) for n in graph.nodes if not registry.get(n.op).view for o in n.outputs
+            if st.in_arena(o)}
 
     preds: list[set[int]] = [set() for _ in units]
     readers: dict[int, set[int]] = {}  # storage root -> units reading it
@@ -77,23 +80,6 @@ def _units(nodes: tuple[Node, ...]) -> list[list[int]]:
         else:
             units.append([i])
     return units
-
-
-def _storage_roots(graph: Graph) -> dict[int, int]:
-    """Views alias their input's memory: value -> the value that owns its storage."""
-    root: dict[int, int] = {}
-    for n in graph.nodes:
-        if registry.get(n.op).view:
-            root[n.outputs[0]] = root.get(n.inputs[0], n.inputs[0])
-    return root
-
-
-def _arena_sizes(graph: Graph, root: dict[int, int]) -> dict[int, int]:
-    from ..lower import nbytes
-    outside = {v for _, v in graph.inputs} | {p.value for p in graph.params} | set(graph.consts)
-    outside |= {root.get(v, v) for n in graph.nodes for v in registry.get(n.op).mutated_inputs(n.inputs)}
-    return {o: nbytes(graph.values[o]) for n in graph.nodes if not registry.get(n.op).view for o in n.outputs
-            if o not in outside}
 
 
 def _order_in_place_writes(graph: Graph, units: list[list[int]], unit_of: dict[int, int],

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import DlcError, NonFiniteError
 from ..ir import Graph
-from ..lower import LoweredPlan
+from ..lowering import LoweredPlan
 from ..plan_cache import PlanCache
 from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline

@@ -4,12 +4,10 @@ output 0. The layout is documented in csrc/kernels/norm/layer_norm_fused_cpu.cpp
 
 from __future__ import annotations
 
-from .ewprogram import ProgramBuilder, emit_nodes, input_ref
-from .ir import Graph, Node
-from .ops import registry
-from .passes.fusion import REDUCTIONS
-from .passes.fusion_units import downstream
-from .passes.row_fusion import row_tail_kind
+from ..ewprogram import ProgramBuilder, emit_nodes, input_ref
+from ..ir import Graph, Node, downstream
+from ..ops import registry
+
 
 def _external(nodes: list[Node], available: set[int]) -> list[int]:
     """Values the nodes read that neither they nor `available` provide, in first-use order."""
@@ -58,7 +56,8 @@ def emit_row_group(graph: Graph, nodes: list[Node],
     kinds: list[int] = []
     scales: list[float] = []
     for t in tails:
-        kind = row_tail_kind(t, space.shape)
+        tail = registry.get(t.op).tail
+        kind = tail(t, space.shape) if tail is not None else None
         assert kind is not None, "fusion attached a tail the row kernel cannot reduce"
         kinds.append(kind)
         count = 1
@@ -114,9 +113,9 @@ def _split(nodes: list[Node], li: int, row_value: int) -> tuple[list[Node], list
                     stack.extend(producer[v] for v in nodes[j].inputs if producer.get(v) in free)
         return need
 
-    epi_owned = {i for i in after if nodes[i].op not in REDUCTIONS}
-    epi = with_free(epi_owned | {i for i in after if nodes[i].op in REDUCTIONS}) - after | epi_owned
+    tails = {i for i in after if registry.get(nodes[i].op).tail is not None}
+    epi_owned = after - tails
+    epi = with_free(after) - after | epi_owned
     unused_free = free - with_free(epi_owned | bound | after)
     pro = with_free(bound) | unused_free
-    return ([nodes[i] for i in sorted(pro)], [nodes[i] for i in sorted(epi)],
-            [nodes[i] for i in sorted(after) if nodes[i].op in REDUCTIONS])
+    return [nodes[i] for i in sorted(pro)], [nodes[i] for i in sorted(epi)], [nodes[i] for i in sorted(tails)]

@@ -32,7 +32,7 @@ class MemoryPlan:
     arena_bytes: int
     naive_bytes: int
     lower_bound_bytes: int
-    gradient_bytes: int = 0  # the training step's gradient region, outside the arena (see lower.py)
+    gradient_bytes: int = 0  # the training step's gradient region, outside the arena (see memory.py)
 
     def as_dict(self) -> dict[str, int]:
         out = {"arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
