@@ -9,7 +9,7 @@ import numpy as np
 
 from ..dims import Dim, broadcast_shapes, shape_str
 from ..errors import ShapeError
-from ..ir import FLOAT_DTYPES, TensorType
+from ..ir import FLOAT_DTYPES, NUMPY_DTYPES, TensorType
 
 if TYPE_CHECKING:
     from ..ir import GraphBuilder
@@ -81,7 +81,8 @@ def rand_away(rng: np.random.Generator, shape: tuple[int, ...], dtype: str, gap:
 
 
 def dtype_np(dtype: str) -> Any:
-    return {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}[dtype]
+    """The NumPy scalar type of a dtype (the one table: ir.NUMPY_DTYPES)."""
+    return NUMPY_DTYPES[dtype]
 
 
 UNARY_SHAPES = [(7,), (3, 5), (2, 3, 4), ()]

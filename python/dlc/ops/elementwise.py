@@ -279,8 +279,7 @@ def _cast_grad(b: Any, node: Any, gs: list[int | None]) -> list[int | None]:
 
 register(OpDef("cast", ("x",), (AttrSpec("dtype", "dtype"),), infer=_cast_infer, pattern=Pattern.ELEMENTWISE,
                kernel="ew", emit=simple("COPY"), grad=_cast_grad,
-               reference=lambda x, dtype: x.astype({"f32": np.float32, "f64": np.float64, "i32": np.int32,
-                                                    "i64": np.int64, "bool": np.bool_}[dtype]),
+               reference=lambda x, dtype: x.astype(dtype_np(dtype)),
                samples=lambda rng, dt: [Sample([rand(rng, (3, 4), dt, -5, 5)], {"dtype": t}, grad=t == dt)
                                         for t in ("f32", "f64", "i32")],
                doc="convert to another dtype (float to int truncates toward zero)"))
