@@ -16,7 +16,7 @@ from dlc.feature_vis import _blur
 NET = """
 input x: f32[N, 1, 8, 8]
 c1 = conv2d(x, 6, kernel_size=3, padding=1) |> batch_norm |> relu
-c2 = conv2d(c1, 8, kernel_size=3, padding=1) |> relu |> max_pool2d(2)
+c2 = conv2d(c1, 8, kernel_size=3, padding=1) |> leaky_relu(0.1) |> max_pool2d(2)  # no dead units
 output logits = dense(dropout(flatten(c2), 0.3), 4)
 train {
     loss = mean(logits * logits)
@@ -101,7 +101,7 @@ def test_visualize_command(program: dlc.Program, capsys: pytest.CaptureFixture[s
     assert "c2:2: activation" in out and "logits:3" in out and "wrote" in out
     got = np.load(tmp_path / "u.npy")
     np.testing.assert_array_equal(got[:3], visualize_unit(program, "c2", [0, 1, 2], steps=20, clip=(0, 1),
-                                                          lr=0.05, l2=0.01))
+                                                          lr=0.05, l2=0.1))
     assert got.shape == (4, 1, 8, 8)
     assert cli.main(base + ["--unit", "c2:1,4", "-o", str(tmp_path / "u.png")]) == 0
     assert (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"

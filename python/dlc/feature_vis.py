@@ -4,9 +4,10 @@ A unit is channel `index` of a named tensor (a model output or any top-level nam
 [N, C, H, W] activation its mean over the positions, for [N, F] feature `index`. `visualize_unit` starts from
 noise and climbs the unit's activation by gradient ascent (Adam) on the input, in evaluation form, with the
 usual regularizers of Olah et al.'s survey (Distill, 2017) that keep the image from turning into
-high-frequency adversarial noise: an L2 penalty on the input, a random jitter (the image is shifted by up to
-`jitter` pixels before each gradient, so a pattern must work wherever it lands), and a Gaussian blur every
-`blur_every` steps; `clip` keeps pixels in the data's range. All units asked for are optimized together, one
+high-frequency adversarial noise: an L2 penalty on the input (applied as decoupled weight decay, as AdamW
+does: the same pull toward 0 for every unit whatever the scale of its activation), a random jitter (the image
+is shifted by up to `jitter` pixels before each gradient, so a pattern must work wherever it lands), and a
+Gaussian blur every `blur_every` steps; `clip` keeps pixels in the data's range. All units asked for are optimized together, one
 image each, through one compiled plan (dlc/score_gradient.py).
 """
 
@@ -68,7 +69,7 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def visualize_unit(program: "Program", layer: str, index: int | Sequence[int], *, steps: int = 200,
-                   lr: float = 0.05, l2: float = 0.01, jitter: int = 1, blur: float = 0.5, blur_every: int = 4,
+                   lr: float = 0.05, l2: float = 0.1, jitter: int = 1, blur: float = 0.5, blur_every: int = 4,
                    clip: tuple[float, float] | None = None, noise: float = 0.1, shape: Sequence[int] | None = None,
                    image: str | None = None, seed: int = 0) -> np.ndarray:
     """An input that maximizes unit `index` of `layer` (a list of units gives one input each, stacked).
@@ -96,10 +97,10 @@ def visualize_unit(program: "Program", layer: str, index: int | Sequence[int], *
     for t in range(1, steps + 1):
         shift = tuple(int(s) for s in rng.integers(-jitter, jitter + 1, len(spatial)))
         _, grad = score(np.roll(x, shift, axis=spatial), weights)
-        grad = np.roll(grad, tuple(-s for s in shift), axis=spatial) - 2 * l2 * x  # ascent on unit - l2 |x|^2
+        grad = np.roll(grad, tuple(-s for s in shift), axis=spatial)
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad * grad
-        x = x + lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        x = x + lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8) - lr * l2 * x
         if blur > 0 and t % blur_every == 0 and x.ndim >= 3:
             x = _blur(x, blur)
         if clip is not None:

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                    help="a top-level tensor name of the model and a channel (c3:5, c3:0-7 or c3:1,4; repeatable)")
     p.add_argument("--steps", type=int, default=200, help="gradient-ascent steps (default 200)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
-    p.add_argument("--l2", type=float, default=0.01, help="L2 penalty on the input (default 0.01)")
+    p.add_argument("--l2", type=float, default=0.1, help="L2 penalty on the input, as decoupled decay (default 0.1)")
     p.add_argument("--jitter", type=int, default=1, help="random shift in pixels before each step (default 1)")
     p.add_argument("--blur", type=float, default=0.5, help="Gaussian blur sigma, every 4 steps (0: none)")
     p.add_argument("--clip", type=float, nargs=2, metavar=("LOW", "HIGH"), help="keep pixels in [LOW, HIGH]")
