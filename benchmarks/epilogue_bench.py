@@ -137,7 +137,7 @@ def group_times(lowered: LoweredPlan, rounds: int, block: int, cpu_time: bool) -
                     t0 = time.thread_time()
                     plan.run(inputs, [])
                     return time.thread_time() - t0
-                return sum(plan.run(inputs, [], profile=True))
+                return sum(seconds for _, seconds in plan.run(inputs, [], profile=True))
             finally:
                 _core.gemm_epilogue_force_form("")
         calls = {"fused": lambda g=g: run(g.fused, g.fused_inputs),

@@ -68,7 +68,8 @@ class Plan {
   void set_num_inputs(int n) { num_inputs_ = n; }
 
   // Runs every step. inputs[i] must hold slot-sized data for input i; outputs[j] receives output j.
-  // When step_seconds is non-null it receives each step's wall time (for `dlc bench`).
+  // When step_seconds is non-null it receives, for each step k, its start (seconds after the run began) at
+  // 2k and its wall time at 2k + 1 (for `dlc bench` and traces).
   void run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
            const std::vector<void*>& outputs, const RunContext& ctx,
            std::vector<double>* step_seconds) const;

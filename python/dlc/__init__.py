@@ -13,6 +13,7 @@ from . import _core
 from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError
 from .lowering import set_arena_limit
 from .model import CompiledModel
+from .profiler import Profile, profile
 from .program import Program, TensorSpec
 from .threads import default_num_threads
 from . import callbacks
@@ -20,7 +21,7 @@ from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
            "DlcError", "DlcWarning", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
-           "CompiledModel", "Trainer", "callbacks"]
+           "CompiledModel", "Trainer", "callbacks", "profile", "Profile"]
 __version__ = "0.1.0"
 
 

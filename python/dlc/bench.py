@@ -24,7 +24,9 @@ import numpy as np
 
 from .errors import DlcError
 from .ir import Graph, np_dtype
+from . import _core
 from .lowering import LoweredPlan
+from .profiler import Profile
 from .program import Program
 
 LABEL_OPS = ("softmax_xent", "softmax_xent_grad")  # ops whose operand 1 is a class index below logits' width
@@ -63,8 +65,12 @@ def label_graph(program: Program, dims: Mapping[str, int]) -> Graph:
 class _Profiler:
     """Profiled runs of one lowered plan: per-step seconds and the wall time of each whole run."""
 
-    def __init__(self, program: Program, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], train: bool):
-        self.program, self.lowered, self.train = program, lowered, train
+    def __init__(self, program: Program, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], train: bool,
+                 trace: Profile | None = None, name: str = ""):
+        self.program, self.lowered, self.train, self.trace, self.name = program, lowered, train, trace, name
+        self.pid = 1 + len({e["pid"] for e in trace.events}) if trace is not None else 0
+        if trace is not None:
+            trace.name_track(self.pid, 1, f"dlc bench: {name}", f"{name} plan")
         self.ins = [np.ascontiguousarray(arrays[n]) for n in lowered.input_names]
         self.outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
         self.per_step: list[list[float]] = [[] for _ in lowered.steps]
@@ -74,11 +80,14 @@ class _Profiler:
         t0 = time.perf_counter()
         times = self.lowered.plan.run(self.ins, self.outs, seed=self.program.seed,
                                       step=max(1, self.program.step_count), training=self.train, profile=True)
-        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
         if record:
-            self.totals.append(wall)
-            for k, t in enumerate(times):
+            self.totals.append(t1 - t0)
+            for k, (_, t) in enumerate(times):
                 self.per_step[k].append(t)
+            if self.trace is not None:
+                self.trace.record(self.lowered, t0 * 1e6, t1 * 1e6, times, f"{self.name} run {len(self.totals)}",
+                                  int(_core.get_num_threads()), pid=self.pid, tid=1, variant=self.name)
 
     def rows(self) -> list[dict[str, Any]]:
         """Per-step medians as table rows sorted by time; share is of the sum of the step medians."""
@@ -134,15 +143,16 @@ def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: in
 
 
 def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, threads: int | None = None,
-              repeat: int = 30, warmup: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Times `model_path` fused and unfused. dims must bind every symbolic dimension."""
+              repeat: int = 30, warmup: int = 5, seed: int = 0, trace: Profile | None = None) -> dict[str, Any]:
+    """Times `model_path` fused and unfused. dims must bind every symbolic dimension. With `trace`, every
+    profiled run of both plans is recorded there, kernel by kernel (`dlc bench --trace run.json`)."""
     import dlc
     if threads is not None:
         dlc.set_num_threads(threads)
     d = {k: int(v) for k, v in dims.items()}
     variants = {"fused": _prepare(model_path, d, train, True, seed),
                 "unfused": _prepare(model_path, d, train, False, seed)}
-    profilers = [_Profiler(v.program, v.lowered, v.arrays, train) for v in variants.values()]
+    profilers = [_Profiler(v.program, v.lowered, v.arrays, train, trace, name) for name, v in variants.items()]
     times = dict(zip(variants, _interleaved([v.call for v in variants.values()], profilers, repeat, warmup)))
     detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory.as_dict(),
                      "steps": len(v.lowered.steps), "kernels": prof.rows(),

@@ -28,6 +28,7 @@ from .frontend.modules import Module
 from .ir import Graph, TensorType, np_dtype
 from .lowering import LoweredPlan, lower
 from .plan_cache import PlanCache
+from .profiler import recording, run_profiled
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
 from .passes.rewrite import prune_values
@@ -320,10 +321,11 @@ class CompiledModel:
 
     def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], *, step: int = 0,
                  training: bool = False, out: Mapping[str, np.ndarray] | None = None,
-                 shard: Shard | None = None) -> dict[str, np.ndarray]:
+                 shard: Shard | None = None, label: str = "") -> dict[str, np.ndarray]:
         """Runs a plan in one C++ call. `step` seeds dropout masks; `out` may give preallocated, C-contiguous
         arrays (views into a larger buffer work) for some outputs, which the plan writes in place; `shard`
-        places the batch in a data-parallel global batch (dlc/shard.py)."""
+        places the batch in a data-parallel global batch (dlc/shard.py); `label` names the run in a trace
+        (dlc.profile)."""
         for name in lowered.input_names:
             if name not in arrays:
                 raise ValueError(f"missing input '{name}'")
@@ -331,6 +333,13 @@ class CompiledModel:
         outs = [given[n] if n in given else empty_aligned(tuple(int(d) for d in t.shape), np_dtype(t.dtype))
                 for n, t in zip(lowered.output_names, lowered.output_types)]
         ins = [arrays[n] for n in lowered.input_names]
-        lowered.plan.run(ins, outs, seed=self.seed, step=step, training=training,
-                         **(shard.run_arguments() if shard is not None else {}))
+        run_args = {"inputs": ins, "outputs": outs, "seed": self.seed, "step": step, "training": training,
+                    **(shard.run_arguments() if shard is not None else {})}
+        profiles = recording()  # dlc.profile(...) is active: time each kernel step for its trace
+        if profiles:
+            name = label or ("training" if training else "inference")
+            run_profiled(lowered, profiles, f"{name} (step {step})" if training else name, run_args, step=step,
+                         training=training)
+        else:
+            lowered.plan.run(**run_args)
         return dict(zip(lowered.output_names, outs))

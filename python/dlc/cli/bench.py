@@ -10,9 +10,15 @@ from .common import add_threads_argument
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import format_bench, run_bench
+    from ..profiler import Profile
+    trace = Profile() if args.trace else None
     result = run_bench(args.model, dict(args.dims), args.train, args.threads, args.repeat, args.warmup,
-                       seed=args.seed)
+                       seed=args.seed, trace=trace)
+    if trace is not None:
+        trace.save(args.trace)
     print(json.dumps(result) if args.json else format_bench(result))
+    if trace is not None and not args.json:
+        print(f"wrote {args.trace} (Chrome trace events: open it in ui.perfetto.dev or chrome://tracing)")
     return 0
 
 
@@ -25,4 +31,6 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--repeat", type=int, default=30, help="timed runs (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trace", metavar="FILE.json",
+                   help="write every profiled run, kernel by kernel, as Chrome trace-event JSON (Perfetto)")
     p.set_defaults(func=cmd_bench)

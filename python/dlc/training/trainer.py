@@ -214,7 +214,7 @@ class Trainer:
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         arrays, binding = self._prepare(batch)
         lowered, _ = self.training_plan("grads", binding, mode=mode)
-        out = self.model.run_plan(lowered, arrays, step=self._step, training=mode == "train")
+        out = self.model.run_plan(lowered, arrays, step=self._step, training=mode == "train", label="gradients")
         grads = {k[len("grad:"):]: v for k, v in out.items() if k.startswith("grad:")}
         return float(out["loss"]), grads
 
@@ -258,7 +258,7 @@ class Trainer:
         lowered, tg = self.training_plan("step", binding, phase=phase.name)
         lr = learning_rate(phase.optimizer.lr, phase.schedule, count, self.lr_scale)
         arrays[step_graphs.HYPER] = np.array([lr, float(count + 1), 1.0, 0.0], dtype=np.float64)
-        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True)
+        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True, label=f"{phase.name} step")
         self._step += 1
         result = {f"{phase.name}.{k}": float(v) for k, v in out.items()}
         result["lr"] = lr
@@ -311,7 +311,7 @@ class Trainer:
             arrays, binding = self._prepare(batch)
             lowered, tg = self.training_plan("grads", binding, recipe_attack=True)
             views = self._gradient_region(tg.trainable)
-            out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True,
+            out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True, label="gradients",
                                       out={f"grad:{n}": v for n, v in views.items()}, shard=shard)
             return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
 
@@ -323,7 +323,7 @@ class Trainer:
             views = self._gradient_region(tg.trainable)
             lr, hyper = self._hyper(tg.spec, grad_scale)
             self.model.run_plan(lowered, {step_graphs.HYPER: hyper, **{f"grad:{n}": v for n, v in views.items()}},
-                                step=self._step + 1, training=True)
+                                step=self._step + 1, training=True, label="update")
             self._step += 1
             return lr
 
@@ -338,7 +338,7 @@ class Trainer:
             if phase is not None:
                 options["phase"] = phase
             lowered, _ = self.training_plan("loss", binding, **options)
-            out = self.model.run_plan(lowered, arrays, step=self._step, training=False)
+            out = self.model.run_plan(lowered, arrays, step=self._step, training=False, label="evaluation")
             result.update({(f"{phase}.{k}" if phase else k): float(v) for k, v in out.items()})
         return result
 
@@ -346,7 +346,7 @@ class Trainer:
         """The inputs an attack makes from a batch (FGSM or PGD against the evaluation form)."""
         arrays, binding = self._prepare(batch)
         lowered, _ = self.training_plan("attack", binding, attack=as_attack(attack))
-        return self.model.run_plan(lowered, arrays, step=self._step, training=False)["adversarial"]
+        return self.model.run_plan(lowered, arrays, step=self._step, training=False, label="attack")["adversarial"]
 
     # ---- whole datasets ----
 
