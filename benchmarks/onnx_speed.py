@@ -6,6 +6,12 @@ median per engine is reported with the ratio dlc / other (below 1: dlc is faster
 
     pip install onnx onnxruntime openvino
     python benchmarks/onnx_speed.py [--threads 2] [--blocks 5] [--iters 5] [--model resnet50]
+
+With --hf, Hugging Face BERT, DistilBERT, GPT-2 and ViT instead, built from small random-weight configs
+(tests/onnx_fixtures/models.py; hidden 128, 2 layers, 4 heads, FFN 512, 128 tokens or a 64x64 image),
+exported by torch.onnx.export at opset 17 with dynamic batch and sequence axes: nodes, import time (import
+and compile), the largest relative error against ONNX Runtime, and dlc / ORT at batch 1 and 8 (pip install
+'dlc[bench]' for torch and transformers).
 """
 
 from __future__ import annotations
@@ -74,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--model", action="append", help="light model name(s), e.g. resnet50")
+    parser.add_argument("--hf", action="store_true", help="the Hugging Face models instead (needs torch)")
     args = parser.parse_args(argv)
+    if args.hf:
+        return hugging_face(args)
     folder = data_folder() / "light"
     paths = sorted(folder.glob("light_*.onnx"))
     if args.model:
@@ -87,6 +96,50 @@ def main(argv: list[str] | None = None) -> int:
         ov = ms.get("openvino", float("nan"))
         print(f"{path.stem.removeprefix('light_'):<14} {ms['dlc']:8.2f} {ms['onnxruntime']:8.2f} {ov:8.2f} "
               f"{ms['dlc'] / ms['onnxruntime']:8.2f} {ms['dlc'] / ov:8.2f}", flush=True)
+    return 0
+
+
+def hugging_face(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "onnx_fixtures"))
+    import models
+    models.HF_SIZE.update(hidden=128, layers=2, heads=4, ffn=512, seq=128, image=64)
+    dlc.set_num_threads(args.threads)
+    print(f"{'model':<11} {'nodes':>6} {'import s':>9} {'max rel err':>12} {'dlc/ORT b1':>11} {'dlc/ORT b8':>11}")
+    for name in ("hf_bert", "hf_distilbert", "hf_gpt2", "hf_vit"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / f"{name}.onnx")
+            models.export(name, path)
+            nodes = len(onnx.load(path).graph.node)
+            # dlc's causal attention needs the sequence length: GPT-2 is imported with T bound.
+            dims = {"T": models.HF_SIZE["seq"]} if name == "hf_gpt2" else None
+            start = time.perf_counter()
+            program = from_onnx(path, dims=dims)
+            import_s = time.perf_counter() - start
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = args.threads
+            opts.inter_op_num_threads = 1
+            session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        (dlc_in,) = program.inputs
+        ort_in = session.get_inputs()[0].name
+        rng = np.random.default_rng(0)
+        errors, ratios = [], []
+        for batch in (1, 8):
+            x = rng.standard_normal((batch, 3, 64, 64)).astype(np.float32) if name == "hf_vit" else \
+                rng.integers(0, 100, (batch, models.HF_SIZE["seq"])).astype(np.int64)
+            ref = session.run(None, {ort_in: x})[0]
+            got = next(iter(program(**{dlc_in: x}).values()))
+            errors.append(float(np.max(np.abs(got - ref)) / np.max(np.abs(ref))))
+            ms = measure({"dlc": lambda v: program(**{dlc_in: v}),
+                          "onnxruntime": lambda v: session.run(None, {ort_in: v})}, x, args.blocks, args.iters,
+                         args.pause)
+            ratios.append(ms["dlc"] / ms["onnxruntime"])
+        print(f"{name.removeprefix('hf_'):<11} {nodes:>6} {import_s:>9.2f} {max(errors):>12.1e} {ratios[0]:>11.2f} "
+              f"{ratios[1]:>11.2f}", flush=True)
     return 0
 
 

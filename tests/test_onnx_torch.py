@@ -160,3 +160,18 @@ def test_fresh_torch_export_imports(tmp_path: Path, dynamo: bool) -> None:
         path = tmp_path / f"{name}.onnx"
         models.export(name, str(path), dynamo=dynamo)
         assert max_rel_error(path) <= 1e-4
+
+
+def test_decomposed_attention_becomes_dlc_attention() -> None:
+    """MatMul -> scale -> Add mask -> Softmax -> MatMul is dlc's attention: a key padding mask (Where between
+    0 and -inf) is masked_attention with `mask == 0`, a constant lower-triangular one causal=true, and
+    Hugging Face's Where(IsNaN(p), 0, p) guard is absorbed."""
+    mha = text_of("mha_batch_first")
+    assert mha.count("masked_attention(") == 1 and "softmax(" not in mha, mha
+    decoder = text_of("decoder")
+    assert "causal=true" in decoder and decoder.count("attention(") == 2, decoder
+    gpt2 = text_of("hf_gpt2", {"T": 7})
+    assert gpt2.count("causal=true") == 2 and "softmax(" not in gpt2
+    assert "**" not in gpt2  # the tanh GELU's x ** 3 is x * x * x
+    distil = text_of("hf_distilbert")
+    assert distil.count("attention(") == 2 and "softmax(" not in distil and "!=" not in distil

@@ -176,8 +176,14 @@ def embed_positions() -> tuple[Any, tuple[Any, ...]]:
 
 # ---- Hugging Face transformers, built offline from small random-weight configs ----
 
-_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=100,
-             max_position_embeddings=64)
+# The size of the Hugging Face models: the fixtures' (benchmarks/onnx_speed.py --hf exports larger ones).
+HF_SIZE = {"hidden": 32, "layers": 2, "heads": 4, "ffn": 64, "seq": 7, "image": 32}
+
+
+def _text_config() -> dict[str, int]:
+    return dict(hidden_size=HF_SIZE["hidden"], num_hidden_layers=HF_SIZE["layers"],
+                num_attention_heads=HF_SIZE["heads"], intermediate_size=HF_SIZE["ffn"], vocab_size=100,
+                max_position_embeddings=max(64, HF_SIZE["seq"]))
 
 
 def _hf_text(cls_name: str, config_name: str, **config: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -194,29 +200,38 @@ def _hf_text(cls_name: str, config_name: str, **config: Any) -> tuple[Any, tuple
         def forward(self, ids: Any) -> Any:
             return self.model(input_ids=ids).last_hidden_state
 
-    return Wrapped(), (torch.randint(0, 100, (2, 7)),)
+    return Wrapped(), (torch.randint(0, 100, (2, HF_SIZE["seq"])),)
 
 
 def hf_bert() -> tuple[Any, tuple[Any, ...]]:
-    return _hf_text("BertModel", "BertConfig", **_TEXT)
+    return _hf_text("BertModel", "BertConfig", **_text_config())
 
 
 def hf_distilbert() -> tuple[Any, tuple[Any, ...]]:
-    return _hf_text("DistilBertModel", "DistilBertConfig", dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                    vocab_size=100, max_position_embeddings=64)
+    c = _text_config()
+    return _hf_text("DistilBertModel", "DistilBertConfig", dim=c["hidden_size"], n_layers=c["num_hidden_layers"],
+                    n_heads=c["num_attention_heads"], hidden_dim=c["intermediate_size"], vocab_size=100,
+                    max_position_embeddings=c["max_position_embeddings"])
 
 
 def hf_gpt2() -> tuple[Any, tuple[Any, ...]]:
-    return _hf_text("GPT2Model", "GPT2Config", n_embd=32, n_layer=2, n_head=4, vocab_size=100, n_positions=64)
+    c = _text_config()
+    return _hf_text("GPT2Model", "GPT2Config", n_embd=c["hidden_size"], n_layer=c["num_hidden_layers"],
+                    n_head=c["num_attention_heads"], n_inner=c["intermediate_size"], vocab_size=100,
+                    n_positions=c["max_position_embeddings"])
 
 
 def hf_vit() -> tuple[Any, tuple[Any, ...]]:
     torch = _torch()
     import transformers
     torch.manual_seed(0)
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                    intermediate_size=64, image_size=32, patch_size=8, num_channels=3)
-    return transformers.ViTModel(config, add_pooling_layer=False).eval(), (torch.randn(2, 3, 32, 32),)
+    c = _text_config()
+    config = transformers.ViTConfig(hidden_size=c["hidden_size"], num_hidden_layers=c["num_hidden_layers"],
+                                    num_attention_heads=c["num_attention_heads"],
+                                    intermediate_size=c["intermediate_size"], image_size=HF_SIZE["image"],
+                                    patch_size=8, num_channels=3)
+    image = HF_SIZE["image"]
+    return transformers.ViTModel(config, add_pooling_layer=False).eval(), (torch.randn(2, 3, image, image),)
 
 
 _SEQ = {"ids": {0: "N", 1: "T"}}

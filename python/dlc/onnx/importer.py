@@ -70,9 +70,12 @@ class Importer:
         self.output_names: dict[str, str] = {}
         self.weight_owner: dict[str, str] = {}
         self.readers: dict[str, list[Any]] = {}
+        self.producers: dict[str, Any] = {}
         for proto in model.graph.node:
             for name in proto.input:
                 self.readers.setdefault(name, []).append(proto)
+            for name in proto.output:
+                self.producers[name] = proto
         self.graph_outputs = {vi.name for vi in model.graph.output}
         self.check = DlmChecker(self.dims)
         self.initializer_ids: set[int] = set()

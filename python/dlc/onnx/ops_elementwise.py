@@ -67,6 +67,13 @@ def binary(im: Any, node: Node) -> None:
     if ref.dtype not in ("f32", "f64") and node.op in ("Div", "Pow"):
         raise Unsupported(f"{node.op} on {ref.dtype} tensors is not supported (dlc's {node.op.lower()} is "
                           "floating point)")
+    if node.op == "Pow" and ta is not None and b_c is not None and b_c.size == 1 and b_c.ndim <= ta.rank \
+            and ta.dtype in ("f32", "f64"):
+        power = {1.0: "{x}", 2.0: "square({x})", 3.0: "{x} * {x} * {x}", 0.5: "sqrt({x})",
+                 -1.0: "reciprocal({x})"}.get(float(b_c.reshape(())))
+        if power is not None:  # exact small powers as products: far faster than pow (GPT-2's tanh GELU)
+            im.emit(node.outputs[0], power.format(x=ta.name))
+            return
     a = operand(im, a_name, tb) if ta is None else ta.name
     b = operand(im, b_name, ta) if tb is None else tb.name
     if node.op == "Pow" and ta is not None and tb is not None and ta.dtype != tb.dtype:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .attention import match_attention
 from .registry import converts
 from .values import Node, Tensor, Unsupported, dims_text, literal
 
@@ -203,6 +204,8 @@ def _dense_name(im: Any, node: Node, w: np.ndarray) -> str:
 @converts("MatMul")
 def matmul(im: Any, node: Node) -> None:
     node.only()
+    if match_attention(im, node):
+        return
     a_const, b_const = im.const(node.inputs[0]), im.const(node.inputs[1])
     out = node.outputs[0]
     if a_const is None and b_const is not None and b_const.ndim == 2 and im.tensor(node.inputs[0]).rank >= 2:
@@ -257,20 +260,24 @@ def batch_norm(im: Any, node: Node) -> None:
     im.emit(node.outputs[0], f"batch_norm_eval({x.name}, {args}, eps={literal(eps)})")
 
 
-def _normalize(im: Any, x: str, axes: list[int], eps: float) -> str:
-    """(x - mean) / sqrt(var + eps) over `axes`, written with dlc's reductions."""
+def _normalize(im: Any, x: str, axes: list[int], eps: float, stats: list[str] | None = None) -> str:
+    """(x - mean) / sqrt(var + eps) over `axes`, written with dlc's reductions; with `stats`, the ONNX names
+    of LayerNormalization's Mean and InvStdDev outputs are given those values."""
     ax = literal(axes)
     mu = im.temp(f"mean({x}, axis={ax}, keepdims=true)", "mu")
     d = im.temp(f"{x} - {mu}", "centered")
     var = im.temp(f"mean({d} * {d}, axis={ax}, keepdims=true)", "var")
-    return im.temp(f"{d} * rsqrt({var} + {literal(eps)})", "normed")
+    inv = im.temp(f"rsqrt({var} + {literal(eps)})", "inv_std")
+    if stats:
+        for name, value in zip(stats, (mu, inv)):
+            if name and im.is_used(name):
+                im.emit(name, value)
+    return im.temp(f"{d} * {inv}", "normed")
 
 
 @converts("LayerNormalization")
 def layer_norm(im: Any, node: Node) -> None:
     node.only("axis", "epsilon", "stash_type")
-    if any(im.is_used(o) for o in node.outputs[1:]):
-        raise Unsupported("the Mean and InvStdDev outputs are not supported")
     x = im.tensor(node.inputs[0])
     axis = int(node.attr("axis", -1)) % x.rank
     eps = float(node.attr("epsilon", 1e-5))
@@ -278,17 +285,32 @@ def layer_norm(im: Any, node: Node) -> None:
     bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = im.const(bias_name) if bias_name else None
     width = x.shape[-1] if x.shape else None
-    if axis == x.rank - 1 and scale is not None and scale.size == width and (not bias_name or bias is not None):
+    stats = [o for o in node.outputs[1:] if im.is_used(o)]
+    if axis == x.rank - 1 and scale is not None and scale.size == width and (not bias_name or bias is not None) \
+            and not stats:
         layer = im.layer_name(node.inputs[1], node.proto.name or node.outputs[0])
         im.layer_param(layer, "weight", scale.reshape(-1))
         im.layer_param(layer, "bias", bias.reshape(-1) if bias is not None else np.zeros_like(scale.reshape(-1)))
         im.emit(node.outputs[0], f"layer_norm({x.name}, eps={literal(eps)}, name=\"{layer}\")")
         return
-    y = _normalize(im, x.name, list(range(axis, x.rank)), eps)
+    y = _normalize(im, x.name, list(range(axis, x.rank)), eps, node.outputs[1:])
     y = im.temp(f"{y} * {im.tensor(node.inputs[1]).name}", "scaled")
     if bias_name:
         y = f"{y} + {im.tensor(bias_name).name}"
     im.emit(node.outputs[0], y)
+
+
+@converts("RMSNormalization")
+def rms_norm(im: Any, node: Node) -> None:
+    """x / sqrt(mean(x^2) + eps) * scale over the axes from `axis` (ONNX opset 23)."""
+    node.only("axis", "epsilon", "stash_type")
+    x = im.tensor(node.inputs[0])
+    if x.dtype not in ("f32", "f64"):
+        raise Unsupported(f"RMSNormalization of a {x.dtype} tensor")
+    axes = literal(list(range(int(node.attr("axis", -1)) % x.rank, x.rank)))
+    ms = im.temp(f"mean({x.name} * {x.name}, axis={axes}, keepdims=true)", "mean_square")
+    im.emit(node.outputs[0], f"{x.name} * rsqrt({ms} + {literal(float(node.attr('epsilon', 1e-5)))}) * "
+                             f"{im.tensor(node.inputs[1]).name}")
 
 
 @converts("InstanceNormalization")

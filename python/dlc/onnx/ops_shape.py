@@ -287,19 +287,23 @@ def depth_space(im: Any, node: Node) -> None:
 
 @converts("Trilu")
 def trilu(im: Any, node: Node) -> None:
-    """The lower (upper) triangle from diagonal k: x times a 0/1 constant of the last two (static) axes."""
+    """The lower (upper) triangle from diagonal k of the last two (static) axes: a product with a 0/1
+    constant for floats, a where() for the other dtypes."""
     node.only("upper")
     x = im.tensor(node.inputs[0])
-    if x.dtype not in ("f32", "f64"):
-        raise Unsupported(f"Trilu of a {x.dtype} tensor")
-    rows, cols = x.static("Trilu")[-2:] if x.rank >= 2 else (0, 0)
     if x.rank < 2:
         raise Unsupported("Trilu of a tensor of rank < 2")
+    rows, cols = x.static("Trilu")[-2:]
     k = int(im.need_const(node.inputs[1], "Trilu's k").reshape(())) if len(node.inputs) > 1 and node.inputs[1] \
         else 0
-    ones = np.ones((rows, cols), dtype=np.float32 if x.dtype == "f32" else np.float64)
+    ones = np.ones((rows, cols), dtype=bool)
     keep = np.triu(ones, k) if node.attr("upper", 1) else np.tril(ones, k)
-    if np.all(keep == 1):
+    if np.all(keep):
         im.set(node.outputs[0], x)
         return
-    im.emit(node.outputs[0], f"{x.name} * {im.const_tensor(keep, node.outputs[0] + '_keep').name}")
+    if x.dtype in ("f32", "f64"):
+        factor = im.const_tensor(keep.astype(np.float32 if x.dtype == "f32" else np.float64), node.outputs[0] + "_keep")
+        im.emit(node.outputs[0], f"{x.name} * {factor.name}")
+        return
+    mask = im.const_tensor(keep, node.outputs[0] + "_keep")
+    im.emit(node.outputs[0], f"where({mask.name}, {x.name}, {x.name} * 0)")

@@ -1,0 +1,144 @@
+"""The decomposed attention exporters write, recognized as dlc's `attention` / `masked_attention`:
+
+    MatMul(q, kT) [-> Mul/Div by a constant] [-> Add mask] -> Softmax(last axis) [-> Where(IsNaN(p), 0, p)]
+        -> MatMul(p, v)
+
+q and kT may each be scaled by a constant first (PyTorch's scaled_dot_product_attention scales both by
+d^-1/4); the scales multiply into `scale=`. A mask is taken only when its values are known to be 0 or -inf:
+a constant (a lower-triangular one is `causal=true`), or a tensor computed from a Where between those two
+constants through layout ops. It becomes the boolean `mask == 0` ("may attend"). Anything else keeps the
+decomposition, which computes the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .values import Node, Tensor, literal
+
+_LAYOUT = ("Reshape", "Expand", "Unsqueeze", "Squeeze", "Cast", "Identity", "Transpose", "Concat", "Slice")
+
+
+def _scalar(im: Any, name: str) -> float | None:
+    c = im.const(name)
+    return float(c.reshape(())) if c is not None and c.size == 1 and c.dtype.kind == "f" else None
+
+
+def _step(im: Any, name: str, ops: tuple[str, ...]) -> Any | None:
+    """The only node reading `name`, when it is one of `ops` (and `name` is not a graph output)."""
+    for op in ops:
+        proto = im.sole_consumer(name, op)
+        if proto is not None:
+            return proto
+    return None
+
+
+def _prescaled(im: Any, name: str) -> tuple[str, float, Any | None]:
+    """q or kT, looking through a Mul by a constant that only the attention reads."""
+    proto = im.producers.get(name)
+    if proto is not None and proto.op_type == "Mul" and len(im.readers.get(name, [])) == 1:
+        for a, b in ((0, 1), (1, 0)):
+            c = _scalar(im, proto.input[b])
+            if c is not None and isinstance(im.values.get(proto.input[a]), Tensor):
+                return proto.input[a], c, proto
+    return name, 1.0, None
+
+
+def _zero_or_minus_inf(im: Any, name: str, depth: int = 0) -> bool:
+    """Whether every value of a computed mask is 0 or -inf (so `mask == 0` says where to attend)."""
+    c = im.const(name)
+    if c is not None:
+        return bool(np.all((c == 0) | (c == -np.inf)))
+    proto = im.producers.get(name)
+    if proto is None or depth > 12:
+        return False
+    if proto.op_type == "Where":
+        return all(_zero_or_minus_inf(im, n, depth + 1) for n in proto.input[1:])
+    if proto.op_type == "ConstantOfShape":
+        from onnx import numpy_helper
+        value = next((numpy_helper.to_array(a.t) for a in proto.attribute if a.name == "value"), np.zeros(1))
+        return bool(np.all((value == 0) | (value == -np.inf)))
+    if proto.op_type in _LAYOUT:
+        return _zero_or_minus_inf(im, proto.input[0], depth + 1)
+    return False
+
+
+def match_attention(im: Any, node: Node) -> bool:
+    """Emits dlc's attention for the pattern starting at this MatMul; False when it does not match."""
+    q_name, k_name = node.inputs
+    q_t, k_t = im.values.get(q_name), im.values.get(k_name)
+    if not isinstance(q_t, Tensor) or not isinstance(k_t, Tensor) or q_t.shape is None or k_t.shape is None \
+            or len(q_t.shape) < 3 or len(q_t.shape) != len(k_t.shape):
+        return False
+    absorbed, scale, cur = [], 1.0, node.outputs[0]
+    step = _step(im, cur, ("Mul", "Div"))
+    if step is not None:
+        c = _scalar(im, step.input[1]) if step.input[0] == cur else \
+            (_scalar(im, step.input[0]) if step.op_type == "Mul" else None)
+        if c is None or c == 0:
+            return False
+        scale *= c if step.op_type == "Mul" else 1.0 / c
+        absorbed.append(step)
+        cur = step.output[0]
+    mask = None
+    add = _step(im, cur, ("Add",))
+    if add is not None:
+        mask = add.input[1] if add.input[0] == cur else add.input[0]
+        if mask not in im.values or not _zero_or_minus_inf(im, mask):
+            return False
+        absorbed.append(add)
+        cur = add.output[0]
+    soft = _step(im, cur, ("Softmax",))
+    rank = len(q_t.shape)
+    if soft is None or int(next((a.i for a in soft.attribute if a.name == "axis"), -1)) % rank != rank - 1:
+        return False
+    absorbed.append(soft)
+    cur = soft.output[0]
+    readers = im.readers.get(cur, [])
+    if len(readers) == 2 and {r.op_type for r in readers} == {"IsNaN", "Where"}:  # Hugging Face's NaN guard
+        guard = next(r for r in readers if r.op_type == "Where")
+        isnan = next(r for r in readers if r.op_type == "IsNaN")
+        if list(guard.input) != [isnan.output[0], guard.input[1], cur] or _scalar(im, guard.input[1]) != 0.0 \
+                or len(im.readers.get(isnan.output[0], [])) != 1:
+            return False
+        absorbed += [isnan, guard]
+        cur = guard.output[0]
+    out = _step(im, cur, ("MatMul",))
+    if out is None or out.input[0] != cur or not isinstance(im.values.get(out.input[1]), Tensor):
+        return False
+    q_src, q_scale, _ = _prescaled(im, q_name)
+    k_src, k_scale, _ = _prescaled(im, k_name)
+    scale *= q_scale * k_scale
+    q, kt, v = im.tensor(q_src), im.tensor(k_src), im.tensor(out.input[1])
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+    k = im.temp(f"transpose({kt.name}, perm={literal(perm)})", "keys")
+    args = f"{q.name}, {k}, {v.name}"
+    if mask is None:
+        expr = f"attention({args}, scale={literal(scale)})"
+    else:
+        causal = _causal(im, mask)
+        if causal:
+            expr = f"attention({args}, causal=true, scale={literal(scale)})"
+        else:
+            m = im.tensor(mask)
+            keep = f"{m.name} == 0.0"
+            if m.shape is not None and len(m.shape) == 2:  # not a [batch, keys] padding mask: [queries, keys]
+                keep = f"unsqueeze({keep}, 0)"
+            expr = f"masked_attention({args}, {im.temp(keep, 'may_attend')}, scale={literal(scale)})"
+    result = im.emit(out.output[0], expr)
+    im.set(node.outputs[0], result)  # read only inside the pattern: no one sees this value
+    for proto in absorbed + [out]:
+        im.absorb(proto, result)
+    return True
+
+
+def _causal(im: Any, mask: str) -> bool:
+    """A constant mask that lets query i see keys j <= i (aligned at the end, as dlc's causal=true)."""
+    c = im.const(mask)
+    if c is None or c.ndim < 2 or any(d != 1 for d in c.shape[:-2]):
+        return False
+    tq, tk = c.shape[-2:]
+    keep = c.reshape(tq, tk) == 0
+    return bool(np.array_equal(keep, np.tril(np.ones((tq, tk), dtype=bool), k=tk - tq)))
