@@ -27,7 +27,7 @@ from .model import CompiledModel, TensorSpec, readonly_views, spec_of
 from .passes import PassContext
 from .training.recipe import TrainSpec
 from .training.trainer import Trainer
-from .training.transfer import LoadReport, load_params
+from .training.transfer import LoadReport, load_params, save_params
 
 __all__ = ["Program", "TensorSpec", "readonly_views", "spec_of"]
 
@@ -191,11 +191,17 @@ class Program:
 
     def load_params(self, path: str | Path, include: Sequence[str] | None = None, exclude: Sequence[str] = (),
                     rename: Mapping[str, str] | Sequence[tuple[str, str]] = (), strict: bool = True) -> LoadReport:
-        """Loads some of a checkpoint's parameters (transfer learning): rename prefixes, select by name
-        prefix or glob, check shapes; returns what was loaded, skipped, missing and unexpected. See
-        training/transfer.py."""
+        """Loads some of a checkpoint's parameters, or of a plain safetensors file (transfer learning): rename
+        prefixes, select by name prefix or glob, check shapes; returns what was loaded, skipped, missing and
+        unexpected. See training/transfer.py."""
         return load_params(self.model.param_buffers, path, include=include, exclude=exclude, rename=rename,
                            strict=strict)
+
+    def save_params(self, path: str | Path) -> None:
+        """Writes the parameters and running statistics as a plain safetensors file (names as in
+        `program.params`, no dlc metadata needed to read it): what `safetensors.torch.load_file` or
+        `safetensors.numpy.load_file` read, and what `load_params` and `dlc train --init` read back."""
+        save_params(path, self.model.param_buffers, self.model.module.filename)
 
     def fit(self, data: Any, *, epochs: int | None = None, batch_size: int | None = None,
             validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,

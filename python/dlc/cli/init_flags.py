@@ -17,7 +17,8 @@ def _rename(text: str) -> tuple[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("transfer learning")
-    group.add_argument("--init", metavar="CKPT", help="load parameters from a checkpoint before training")
+    group.add_argument("--init", metavar="CKPT", help="load parameters from a checkpoint or a plain safetensors file "
+                                                           "(safetensors.torch.save_file, ...) before training")
     group.add_argument("--init-include", metavar="GLOB", action="append",
                        help="load only these names (prefixes or globs, repeatable), e.g. 'backbone.*'")
     group.add_argument("--init-exclude", metavar="GLOB", action="append", default=[],

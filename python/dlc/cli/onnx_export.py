@@ -1,4 +1,5 @@
-"""`dlc export MODEL.dlm [--params CKPT] -o MODEL.onnx`: the inference graph as ONNX."""
+"""`dlc export MODEL.dlm [--params CKPT] -o MODEL.onnx [--safetensors PARAMS.safetensors]`: the inference graph
+as ONNX, and/or the parameters as a plain safetensors file (for PyTorch, NumPy, or another framework)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,29 @@ from .common import load_params, load_program
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..onnx import to_onnx
+    if not args.output and not args.safetensors:
+        raise ValueError("nothing to write: give -o MODEL.onnx and/or --safetensors PARAMS.safetensors")
     program = load_program(args)
     if args.params:
         load_params(program, args.params)
-    to_onnx(program, args.output, opset=args.opset)
-    print(f"wrote {args.output} (checked by onnx.checker)")
+    if args.output:
+        from ..onnx import to_onnx
+        to_onnx(program, args.output, opset=args.opset)
+        print(f"wrote {args.output} (checked by onnx.checker)")
+    if args.safetensors:
+        program.save_params(args.safetensors)
+        print(f"wrote {args.safetensors} ({len(program.params)} tensors, plain safetensors)")
     return 0
 
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("export", parents=[model], help="write the inference graph as ONNX",
                        description="Writes the model's inference graph as ONNX: symbolic dimensions stay named "
-                                   "dims, recurrent layers become LSTM/GRU/RNN nodes. Needs the onnx extra.")
+                                   "dims, recurrent layers become LSTM/GRU/RNN nodes (needs the onnx extra); "
+                                   "--safetensors writes the parameters as a plain safetensors file.")
     p.add_argument("--params", metavar="CKPT", help="trained parameters (checkpoint or artifact)")
-    p.add_argument("-o", dest="output", metavar="MODEL.onnx", required=True, help="the ONNX file to write")
+    p.add_argument("-o", dest="output", metavar="MODEL.onnx", help="the ONNX file to write")
+    p.add_argument("--safetensors", metavar="FILE",
+                   help="write the parameters (and running statistics) as a plain safetensors file")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.set_defaults(func=cmd_export)

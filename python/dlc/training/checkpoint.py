@@ -37,7 +37,8 @@ def atomic_write_safetensors(tensors: dict[str, np.ndarray], metadata: dict[str,
     write_atomically(target, data)
 
 
-def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_any_safetensors(path: str | Path, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every tensor and the metadata of a safetensors file, whoever wrote it."""
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="numpy") as f:
@@ -45,8 +46,13 @@ def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
-    except Exception as e:  # safetensors raises its own error types for bad headers and short files
-        raise CheckpointError(f"{path}: not a readable {expected_format} file ({e})") from None
+    except Exception as e:  # safetensors raises its own error types for bad headers, short files, bfloat16
+        raise CheckpointError(f"{path}: not a readable {what} file ({e})") from None
+    return tensors, metadata
+
+
+def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    tensors, metadata = read_any_safetensors(path, expected_format)
     if metadata.get("format") != expected_format:
         raise CheckpointError(f"{path}: not a {expected_format} file (format is {metadata.get('format')!r})")
     return tensors, metadata
