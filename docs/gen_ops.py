@@ -21,7 +21,8 @@ BEGIN, END = "<!-- ops:begin -->", "<!-- ops:end -->"
 OPT_BEGIN, OPT_END = "<!-- optimizers:begin -->", "<!-- optimizers:end -->"
 # Op families by the module that defines them, in reading order; a new module gets a heading from its name.
 FAMILIES = {"nn": "Layers", "conv": "Convolution", "batchnorm": "Batch normalization",
-            "pool": "Pooling, padding and resampling", "embedding": "Embeddings", "attention": "Attention",
+            "pool": "Pooling, padding and resampling", "embedding": "Embeddings",
+            "gather": "Rows by index (graph networks)", "attention": "Attention",
             "recurrent": "Recurrent layers", "creation": "Random and constant tensors", "elementwise": "Elementwise", "matmul": "Matrix products",
             "reduce": "Reductions and softmax", "shape": "Shape and layout", "loss": "Losses and metrics"}
 

@@ -4,6 +4,10 @@
 extra, no download). Pixels are scaled to [0, 1]. The split is fixed: a permutation of the indices drawn with
 seed 0; the first 360 (20%) are the test set, the remaining 1,437 the training set.
 
+`digits_graph`: the same images as the nodes of a k-nearest-neighbour graph for semi-supervised node
+classification (graph networks, docs/graphs.md): edges join every image to its k nearest images by pixel
+distance, both ways, plus a self-loop per node; a few labelled nodes per class, drawn with a seed.
+
 `sequences`: synthetic sequence classification shaped to the model's [N, T, F] input (lstm, gru, rnn,
 transformer). A sequence of class k is a sine wave of k + 1 cycles over T steps and amplitude 0.6 + 0.08 k,
 with a random phase per sample, mixed into the F channels with fixed random weights, plus noise. Recurrent
@@ -30,16 +34,55 @@ class Dataset:
 
 
 def digits() -> Dataset:
+    x, y = _digits_arrays()
+    order = np.random.default_rng(0).permutation(len(x))
+    test, train = order[:360], order[360:]
+    return Dataset("digits", (x[train], y[train]), (x[test], y[test]), 10)
+
+
+@dataclass(frozen=True)
+class NodeData:
+    """A graph for node classification: features x [N, F], edges src -> dst (i32 [E], self-loops included),
+    every node's label, and the nodes whose label training may read."""
+
+    x: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    labels: np.ndarray
+    labelled: np.ndarray
+
+    @property
+    def unlabelled(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(len(self.x)), self.labelled).astype(np.int32)
+
+
+def digits_graph(k: int = 10, per_class: int = 10, seed: int = 0) -> NodeData:
+    """All 1,797 digits as nodes; each joined to its k nearest images (Euclidean, on the pixels) in both
+    directions and to itself; `per_class` labelled nodes per class drawn with `seed`."""
+    bunch_x, labels = _digits_arrays()
+    sq = (bunch_x.astype(np.float64) ** 2).sum(1)
+    dist = sq[:, None] + sq[None, :] - 2.0 * bunch_x.astype(np.float64) @ bunch_x.T.astype(np.float64)
+    np.fill_diagonal(dist, np.inf)
+    near = np.argpartition(dist, k, axis=1)[:, :k]
+    n = len(bunch_x)
+    rows = np.repeat(np.arange(n), k)
+    pairs = np.concatenate([np.stack([rows, near.ravel()], 1), np.stack([near.ravel(), rows], 1),
+                            np.stack([np.arange(n)] * 2, 1)])
+    edges = np.unique(pairs, axis=0).astype(np.int32)  # sorted by source, then destination
+    rng = np.random.default_rng(seed)
+    labelled = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+                                       for c in range(10)])).astype(np.int32)
+    return NodeData(bunch_x, edges[:, 0].copy(), edges[:, 1].copy(), labels, labelled)
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Every digit image (pixels in [0, 1]) and its label, in scikit-learn's order."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DlcError("the digits dataset needs scikit-learn: pip install 'dlc[data]'") from None
     bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int32)
-    order = np.random.default_rng(0).permutation(len(x))
-    test, train = order[:360], order[360:]
-    return Dataset("digits", (x[train], y[train]), (x[test], y[test]), 10)
+    return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int32)
 
 
 def sequences(steps: int, features: int, classes: int = 10, train: int = 2000, test: int = 500) -> Dataset:

@@ -1,6 +1,6 @@
-// Data movement: transpose, slice (and its gradient), concat, copy, cast, and the embedding pair
-// gather_rows / scatter_add_rows. Everything but cast and scatter_add_rows moves elements by size (1, 4
-// or 8 bytes), whatever the dtype.
+// Data movement: transpose, slice (and its gradient), concat, copy, cast, and the row pair gather_rows /
+// scatter_add_rows (embeddings; gather and scatter_add, the message passing of graph networks). Everything
+// but cast and scatter_add_rows moves elements by size (1, 4 or 8 bytes), whatever the dtype.
 //
 // transpose, slice and slice_grad share one strided copy: one side is contiguous, the other is visited
 // through per-dim strides. Dims are simplified first (size-1 dims dropped, dims that stay contiguous
@@ -348,12 +348,20 @@ void one_hot_kernel(const KernelArgs& a) {
   });
 }
 
+// Elements per row of a table [V, ...] (1 for a vector): gather(x, index) and scatter_add move whole rows.
+int64_t row_size(const Tensor& t) {
+  int64_t d = 1;
+  for (int k = 1; k < t.ndim; ++k) d *= t.shape[k];
+  return d;
+}
+
+// y[i, ...] = table[idx[i], ...]: the embedding lookup and gather(x, index), for tables of any rank >= 1.
 void gather_rows_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 2 && a.n_out == 1, "gather_rows: expects [table, idx] -> [y]");
   const Tensor &table = a.in[0], &idx = a.in[1], &y = a.out[0];
-  kernel_check(table.ndim == 2 && y.dtype == table.dtype, "gather_rows: table must be [V, D] of y's dtype");
-  const int64_t V = table.shape[0], D = table.shape[1], n = idx.numel();
-  kernel_check(y.numel() == n * D, "gather_rows: y must be [n..., D]");
+  kernel_check(table.ndim >= 1 && y.dtype == table.dtype, "gather_rows: table must be [V, ...] of y's dtype");
+  const int64_t V = table.shape[0], D = row_size(table), n = idx.numel();
+  kernel_check(y.numel() == n * D, "gather_rows: y must be [n..., row]");
   check_rows(idx, V, "gather_rows");
   const size_t row_bytes = static_cast<size_t>(D) * dtype_size(table.dtype);
   const char* src = static_cast<const char*>(table.data);
@@ -398,18 +406,30 @@ void scatter_add_rows(const Tensor& idx, const T* gy, T* gt, int64_t V, int64_t 
   }, (n + V) * D > kParallelWork);
 }
 
-void scatter_add_rows_kernel(const KernelArgs& a) {
-  kernel_check(a.n_in == 2 && a.n_out == 1, "scatter_add_rows: expects [idx, gy] -> [gtable]");
-  const Tensor &idx = a.in[0], &gy = a.in[1], &gt = a.out[0];
-  kernel_check(gt.ndim == 2 && gy.dtype == gt.dtype, "scatter_add_rows: gtable must be [V, D] of gy's dtype");
-  const int64_t V = gt.shape[0], D = gt.shape[1];
-  kernel_check(gy.numel() == idx.numel() * D, "scatter_add_rows: gy must be [n..., D]");
-  check_rows(idx, V, "scatter_add_rows");
-  if (D == 0) return;
-  kern::dispatch_float(gt.dtype, "scatter_add_rows", [&](auto tag) {
+// gt [V, ...] (any rank >= 1) = the rows of gy [idx.shape..., row] summed at idx; `who` names the op in errors.
+void scatter_rows(const Tensor& idx, const Tensor& gy, const Tensor& gt, const char* who) {
+  const std::string w(who);
+  kernel_check(gt.ndim >= 1 && gy.dtype == gt.dtype, (w + ": the result must be [V, ...] of the rows' dtype").c_str());
+  const int64_t V = gt.shape[0], D = row_size(gt);
+  kernel_check(gy.numel() == idx.numel() * D, (w + ": the rows must be [index..., row]").c_str());
+  check_rows(idx, V, who);
+  if (D == 0 || V == 0) return;
+  kern::dispatch_float(gt.dtype, who, [&](auto tag) {
     using T = decltype(tag);
     scatter_add_rows(idx, gy.ptr<const T>(), gt.ptr<T>(), V, D);
   });
+}
+
+// The embedding gradient: [idx, gy] -> [gtable].
+void scatter_add_rows_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 2 && a.n_out == 1, "scatter_add_rows: expects [idx, gy] -> [gtable]");
+  scatter_rows(a.in[0], a.in[1], a.out[0], "scatter_add_rows");
+}
+
+// scatter_add(src, index, size): [src, idx] -> [y].
+void scatter_add_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 2 && a.n_out == 1, "scatter_add: expects [src, idx] -> [y]");
+  scatter_rows(a.in[1], a.in[0], a.out[0], "scatter_add");
 }
 
 }  // namespace
@@ -423,5 +443,6 @@ DLC_REGISTER_KERNEL("cast", ::dlc::Device::CPU, cast_kernel);
 DLC_REGISTER_KERNEL("gather_rows", ::dlc::Device::CPU, gather_rows_kernel);
 DLC_REGISTER_KERNEL("one_hot", ::dlc::Device::CPU, one_hot_kernel);
 DLC_REGISTER_KERNEL("scatter_add_rows", ::dlc::Device::CPU, scatter_add_rows_kernel);
+DLC_REGISTER_KERNEL("scatter_add", ::dlc::Device::CPU, scatter_add_kernel);
 
 }  // namespace dlc

@@ -179,7 +179,7 @@ def _gap(ex: Exporter, n: Node) -> None:
     ex.add("ReduceMean", [ex.name(n.inputs[0])], [ex.out(n)], axes=[2, 3], keepdims=0)
 
 
-@exports("embedding_lookup")
+@exports("embedding_lookup", "gather")
 def _embedding(ex: Exporter, n: Node) -> None:
     ex.add("Gather", [ex.name(n.inputs[0]), ex.name(n.inputs[1])], [ex.out(n)], axis=0)
 
