@@ -71,9 +71,21 @@ def test_compile_json(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["params"] == 6 * 8 + 8 + 8 * 2 + 2
     mem = data["memory"]
     assert mem["lower_bound_bytes"] <= mem["arena_bytes"] <= mem["naive_bytes"]
-    assert data["inputs"] == {"x": {"dtype": "f32", "shape": [16, 6]}, "t": {"dtype": "f32", "shape": [16, 2]}}
+    assert data["inputs"] == {"x": {"dtype": "f32", "shape": [16, 6]}}  # the target t: training only
+    assert data["training_inputs"] == ["t"]
     assert data["outputs"]["y"] == {"dtype": "f32", "shape": [16, 2]}
     assert data["compile_seconds"] >= 0
+
+
+def test_an_inference_plan_lists_no_training_ops_or_labels(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 25: `dlc compile -D N=64` listed batch_norm_train, dropout_mask_mul and the label y."""
+    cnn = Path(__file__).resolve().parent.parent / "models" / "digits_cnn.dlm"
+    code, out, _ = run(capsys, "compile", cnn, "-D", "N=64")
+    assert code == 0 and "inputs:  x: f32[64, 1, 8, 8] (y: training only)" in out
+    ops = next(line for line in out.splitlines() if line.startswith("ops: "))
+    assert "batch_norm_eval 3" in ops and "train" not in ops and "dropout" not in ops
+    code, out, _ = run(capsys, "compile", cnn, "-D", "N=64", "--train")  # the training step has them all
+    assert code == 0 and "y: i32[64]" in out and "dropout_mask_mul 2" in out
 
 
 def test_compile_json_reference_mlp(capsys: pytest.CaptureFixture[str]) -> None:

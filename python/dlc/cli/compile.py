@@ -11,6 +11,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from ..passes import PassContext
+from ..passes.dead_code import eliminate_dead_code
+from ..passes.eval_mode import strip_training_only
 from ..program import Program
 from .common import human_bytes, io_lines, load_program, param_count, require_bound, spec_json, unbound_dims
 
@@ -30,9 +33,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output:
         from ..artifact import save_artifact
         save_artifact(program, args.output)
-    counts = Counter(node.op for node in program.graph.nodes)
     summary = {
-        **description(args, program), "plan": "train_step" if args.train else "inference",
+        **description(args, program), **({} if args.train else inference_description(program, lowered)),
+        "plan": "train_step" if args.train else "inference",
         "kernels": [{"kernel": s.kernel, "label": s.label} for s in lowered.steps],
         "memory": lowered.memory.as_dict(), "compile_seconds": round(seconds, 6),
     }
@@ -42,8 +45,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     dims = ", ".join(f"{k}={v}" for k, v in summary["dims"].items())
     what = "training step" if args.train else "inference plan"
     print(f"{args.model}: {what} compiled in {seconds:.3f} s ({program.dtype}{', ' + dims if dims else ''})")
-    print("\n".join(io_lines(program)))
-    print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in counts.most_common())})")
+    print("\n".join(io_lines(program) if args.train else inference_io_lines(program, summary)))
+    print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in summary['op_counts'].items())})")
     print(f"kernels: {len(lowered.steps)}")
     for i, step in enumerate(lowered.steps):
         print(f"  {i:4d}  {step.kernel:<12} {step.label}")
@@ -65,6 +68,25 @@ def description(args: argparse.Namespace, program: Program) -> dict[str, Any]:
             "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
             "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
             "params": param_count(program), "artifact": args.output}
+
+
+def inference_description(program: Program, lowered: Any) -> dict[str, Any]:
+    """The inference plan's own inputs and ops: in evaluation form (no dropout masks, batch norm on its running
+    statistics) and without the inputs only training reads (labels), which `training_inputs` names."""
+    graph = program.model.inference_graph(program.model.dims)
+    graph = eliminate_dead_code(strip_training_only(graph, PassContext(training=False)), PassContext())
+    counts = Counter(node.op for node in graph.nodes)
+    used = set(lowered.input_names)
+    return {"inputs": {n: spec_json(s) for n, s in program.inputs.items() if n in used},
+            "training_inputs": [n for n in program.inputs if n not in used],
+            "ops": len(graph.nodes), "op_counts": dict(counts.most_common())}
+
+
+def inference_io_lines(program: Program, summary: dict[str, Any]) -> list[str]:
+    only = summary["training_inputs"]
+    note = f" ({', '.join(only)}: training only)" if only else ""
+    return ["inputs:  " + ", ".join(f"{n}: {s}" for n, s in program.inputs.items() if n in summary["inputs"]) + note,
+            "outputs: " + ", ".join(f"{n}: {s}" for n, s in program.outputs.items())]
 
 
 def write_symbolic_artifact(args: argparse.Namespace, program: Program, unbound: list[str]) -> int:
