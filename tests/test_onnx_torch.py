@@ -156,7 +156,7 @@ def test_fresh_torch_export_imports(tmp_path: Path, dynamo: bool) -> None:
         import models
     finally:
         sys.path.remove(str(FIXTURES))
-    for name in ("reshape_div", "gru_no_state"):
+    for name in ("reshape_div",) if dynamo else ("reshape_div", "gru_no_state"):  # dynamo export is slow
         path = tmp_path / f"{name}.onnx"
         models.export(name, str(path), dynamo=dynamo)
         assert max_rel_error(path) <= 1e-4

@@ -237,7 +237,8 @@ def hf_vit() -> tuple[Any, tuple[Any, ...]]:
 _SEQ = {"ids": {0: "N", 1: "T"}}
 
 # name -> (build, input names, output names, dynamic axes)
-MODELS: dict[str, tuple[Callable[[], tuple[Any, tuple[Any, ...]]], list[str], list[str], dict[str, dict[int, str]]]] = {
+Builder = Callable[[], tuple[Any, tuple[Any, ...]]]
+MODELS: dict[str, tuple[Builder, list[str], list[str], dict[str, dict[int, str]]]] = {
     "reshape_div": (reshape_div, ["x"], ["y"], {"x": {0: "N"}}),
     "cls_token": (cls_token, ["x"], ["y"], {"x": {0: "N"}}),
     "gru_no_state": (gru_no_state, ["x"], ["y", "h"], {"x": {0: "N"}}),

@@ -34,8 +34,9 @@ class Result:
 
 # Node-case modules whose name is not the op's name in lower case.
 _MODULE_ALIASES = {"BatchNormalization": "batch_normalization", "InstanceNormalization": "instance_normalization",
-                   "GreaterOrEqual": "greater_or_equal", "LessOrEqual": "less_or_equal", "ReduceLogSum": "reduce_log_sum",
-                   "ReduceLogSumExp": "reduce_log_sum_exp", "And": "and_", "Or": "or_", "Not": "not_"}
+                   "GreaterOrEqual": "greater_or_equal", "LessOrEqual": "less_or_equal",
+                   "ReduceLogSum": "reduce_log_sum", "ReduceLogSumExp": "reduce_log_sum_exp", "And": "and_",
+                   "Or": "or_", "Not": "not_", "SoftmaxCrossEntropyLoss": "softmax_cross_entropy_loss"}
 
 
 def node_cases(ops: set[str] | None = None) -> list[Case]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import ops_elementwise, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_shape  # noqa: F401
+from . import ops_elementwise, ops_loss, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_shape  # noqa: F401
 from .registry import CONVERTERS
 
 __all__ = ["CONVERTERS"]

@@ -302,7 +302,8 @@ def trilu(im: Any, node: Node) -> None:
         im.set(node.outputs[0], x)
         return
     if x.dtype in ("f32", "f64"):
-        factor = im.const_tensor(keep.astype(np.float32 if x.dtype == "f32" else np.float64), node.outputs[0] + "_keep")
+        ones_zeros = keep.astype(np.float32 if x.dtype == "f32" else np.float64)
+        factor = im.const_tensor(ones_zeros, node.outputs[0] + "_keep")
         im.emit(node.outputs[0], f"{x.name} * {factor.name}")
         return
     mask = im.const_tensor(keep, node.outputs[0] + "_keep")
