@@ -1,14 +1,34 @@
-"""Where a graph's values live, shared by the scheduling pass (passes/schedule.py) and lowering (lowering/):
-views alias the memory of the value they view (storage roots), parameters, inputs and constants live outside
-the plan, gradients an update consumes get a region of their own, and every other value a kernel writes is
-an arena buffer of `nbytes`."""
+"""Which nodes run as one kernel and where a graph's values live, shared by the scheduling pass
+(passes/schedule.py) and lowering (lowering/): a fusion group's nodes (contiguous after fusion) are one
+kernel, any other node one of its own; views alias the memory of the value they view (storage roots),
+parameters, inputs and constants live outside the plan, gradients an update consumes get a region of their
+own, and every other value a kernel writes is an arena buffer of `nbytes`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Graph, TensorType, np_dtype
+from typing import Sequence
+
+from .errors import DlcError
+from .ir import Graph, Node, TensorType, np_dtype
 from .ops import registry
+
+
+def kernel_units(nodes: Sequence[Node]) -> list[list[int]]:
+    """Node indices per kernel: a fusion group's nodes, or one node."""
+    units: list[list[int]] = []
+    seen: set[int] = set()
+    for i, n in enumerate(nodes):
+        if n.group >= 0 and units and nodes[units[-1][0]].group == n.group:
+            units[-1].append(i)
+            continue
+        if n.group >= 0:
+            if n.group in seen:
+                raise DlcError(f"fusion group {n.group} is not contiguous in the node order")
+            seen.add(n.group)
+        units.append([i])
+    return units
 
 
 def nbytes(t: TensorType) -> int:

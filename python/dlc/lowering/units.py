@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import DlcError
 from ..ir import Graph, Node
 from ..ops import registry
+from ..storage import kernel_units
 
 
 @dataclass
@@ -20,22 +20,15 @@ class Unit:
 
 def make_units(graph: Graph) -> list[Unit]:
     units: list[Unit] = []
-    by_group: dict[int, Unit] = {}
-    for node in graph.nodes:
-        op = registry.get(node.op)
+    for idxs in kernel_units(graph.nodes):
+        nodes = [graph.nodes[i] for i in idxs]
+        op = registry.get(nodes[0].op)
         if op.view:
-            units.append(Unit([node], "view"))
-        elif node.group >= 0:
-            unit = by_group.get(node.group)
-            if unit is None:
-                unit = Unit([], "head" if op.epilogue_head else "ew")
-                by_group[node.group] = unit
-                units.append(unit)
-            elif units[-1] is not unit:
-                raise DlcError(f"fusion group {node.group} is not contiguous in the node order")
-            unit.nodes.append(node)
+            units.append(Unit(nodes, "view"))
+        elif nodes[0].group >= 0:
+            units.append(Unit(nodes, "head" if op.epilogue_head else "ew"))
         else:
-            units.append(Unit([node], "ew" if op.elementwise else ("head" if op.epilogue_head else "single")))
+            units.append(Unit(nodes, "ew" if op.elementwise else ("head" if op.epilogue_head else "single")))
     for unit in units:  # an elementwise group with a reduction tail (see passes/fusion.py), a row group
         if unit.kind == "ew" and any(registry.get(n.op).row_fusion is not None for n in unit.nodes):
             unit.kind = "row"

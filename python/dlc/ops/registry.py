@@ -118,8 +118,8 @@ class OpDef:
 
     @property
     def elementwise(self) -> bool:
-        """Joins elementwise fusion groups (ELEMENTWISE or BROADCAST, with its evaluator instruction)."""
-        return self.emit is not None
+        """Joins elementwise fusion groups (ELEMENTWISE or BROADCAST: register() checks it has an instruction)."""
+        return self.pattern in (Pattern.ELEMENTWISE, Pattern.BROADCAST) and self.expand is None
 
     @property
     def epilogue_head(self) -> bool:

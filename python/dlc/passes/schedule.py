@@ -13,15 +13,15 @@ readers. Groups stay contiguous, each in its own internal order.
 
 from __future__ import annotations
 
-from ..ir import Graph, Node
+from ..ir import Graph
 from ..ops import registry
-from ..storage import nbytes, storage
+from ..storage import kernel_units, nbytes, storage
 from .context import PassContext
 from .fusion_units import in_place_order
 
 
 def schedule_for_memory(graph: Graph, ctx: PassContext) -> Graph:
-    units = _units(graph.nodes)
+    units = kernel_units(graph.nodes)
     unit_of = {i: u for u, idxs in enumerate(units) for i in idxs}
     producer_unit = {o: unit_of[i] for i, n in enumerate(graph.nodes) for o in n.outputs}
     st = storage(graph)
@@ -69,17 +69,6 @@ def schedule_for_memory(graph: Graph, ctx: PassContext) -> Graph:
     if len(order) != len(units):
         raise AssertionError("schedule: the kernel dependencies have a cycle")
     return graph.with_nodes(graph.nodes[i] for u in order for i in units[u])
-
-
-def _units(nodes: tuple[Node, ...]) -> list[list[int]]:
-    """Node indices per kernel: a fusion group's nodes (contiguous after fusion), or one node."""
-    units: list[list[int]] = []
-    for i, n in enumerate(nodes):
-        if n.group >= 0 and units and nodes[units[-1][0]].group == n.group:
-            units[-1].append(i)
-        else:
-            units.append([i])
-    return units
 
 
 def _order_in_place_writes(graph: Graph, units: list[list[int]], unit_of: dict[int, int],
