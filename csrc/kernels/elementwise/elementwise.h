@@ -83,37 +83,6 @@ inline constexpr int64_t kEwOpCount = sizeof(kEwArity) / sizeof(kEwArity[0]);
 
 namespace ew {
 
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kInvSqrt2 = 0.7071067811865476;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
-
-template <typename T> DLC_HD inline T sigmoid(T x) {
-  // Two branches keep exp() from overflowing for large |x|.
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  T e = std::exp(x);
-  return e / (T(1) + e);
-}
-template <typename T> DLC_HD inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2))); }
-template <typename T> DLC_HD inline T gelu_erf_grad(T x) {
-  T cdf = T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2)));
-  T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
-  return cdf + x * pdf;
-}
-template <typename T> DLC_HD inline T gelu_tanh(T x) {
-  T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-  return T(0.5) * x * (T(1) + std::tanh(u));
-}
-template <typename T> DLC_HD inline T gelu_tanh_grad(T x) {
-  T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-  T t = std::tanh(u);
-  T du = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
-  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
-}
-template <typename T> DLC_HD inline T softplus(T x) {
-  // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
-  return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
-}
-
 // Counter-based dropout: the mask of element i is a pure function of (seed, step, salt, i), so it is the
 // same for any thread count, is recomputed by the backward pass instead of stored, and resumes exactly.
 DLC_HD inline double uniform01(uint64_t seed, uint64_t step, uint64_t salt, uint64_t i) {

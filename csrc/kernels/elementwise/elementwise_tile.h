@@ -7,7 +7,7 @@
 #include <type_traits>
 
 #include "kernels/elementwise/elementwise.h"
-#include "kernels/elementwise/fastmath.h"
+#include "kernels/elementwise/formulas.h"
 
 namespace dlc {
 
@@ -36,36 +36,6 @@ void ew_tile_f32_avx512(const TileArgs<float>& t);
 void ew_tile_f64_avx512(const TileArgs<double>& t);
 
 namespace {
-
-// f32 uses the vectorizable approximations, f64 libm.
-template <typename T> __attribute__((always_inline)) inline T m_exp(T x) { if constexpr (std::is_same_v<T, float>) return fast_exp(x); else return std::exp(x); }
-template <typename T> __attribute__((always_inline)) inline T m_log(T x) { if constexpr (std::is_same_v<T, float>) return fast_log(x); else return std::log(x); }
-template <typename T> __attribute__((always_inline)) inline T m_tanh(T x) { if constexpr (std::is_same_v<T, float>) return fast_tanh(x); else return std::tanh(x); }
-template <typename T> __attribute__((always_inline)) inline T m_erf(T x) { if constexpr (std::is_same_v<T, float>) return fast_erf(x); else return std::erf(x); }
-
-template <typename T> __attribute__((always_inline)) inline T m_sigmoid(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return 1.0f / (1.0f + fast_exp(-x));
-  } else {
-    return ew::sigmoid(x);
-  }
-}
-template <typename T> __attribute__((always_inline)) inline T m_softplus(T x) {
-  const T ax = x < T(0) ? -x : x;
-  return (x > T(0) ? x : T(0)) + m_log(T(1) + m_exp(-ax));
-}
-template <typename T> __attribute__((always_inline)) inline T m_gelu_erf(T x) { return T(0.5) * x * (T(1) + m_erf(x * T(ew::kInvSqrt2))); }
-template <typename T> __attribute__((always_inline)) inline T m_gelu_erf_grad(T x) {
-  return T(0.5) * (T(1) + m_erf(x * T(ew::kInvSqrt2))) + x * T(ew::kInvSqrt2Pi) * m_exp(T(-0.5) * x * x);
-}
-template <typename T> __attribute__((always_inline)) inline T m_gelu_tanh(T x) {
-  return T(0.5) * x * (T(1) + m_tanh(T(ew::kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
-}
-template <typename T> __attribute__((always_inline)) inline T m_gelu_tanh_grad(T x) {
-  const T t = m_tanh(T(ew::kSqrt2OverPi) * (x + T(0.044715) * x * x * x));
-  const T du = T(ew::kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
-  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
-}
 
 template <typename S, typename T>
 inline void load_convert(const void* base, int64_t off, int64_t stride, int64_t n, T* dst) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "gemm_kernels.h"
+#include "gemm_simd.h"
 
 namespace dlc::gemm_detail {
 namespace {
@@ -98,46 +99,6 @@ inline __attribute__((always_inline)) void kernel_2v(int64_t k, const T* a, cons
       S::storeu(ci + L, S::fma(va, acc[i][1], S::mul(vb, S::loadu(ci + L))));
     }
   }
-}
-
-template <typename T>
-inline void store_scaled(T* y, T sum, T alpha, T beta) {
-  *y = beta == T(0) ? alpha * sum : alpha * sum + beta * *y;
-}
-
-// Dot form, R outputs at a time so each load of x feeds R rows; two vector accumulators per row hide
-// the FMA latency.
-template <typename S, int R, typename T = typename S::T>
-inline __attribute__((always_inline)) void gemv_dot_rows(int64_t k, const T* w, int64_t ldw, const T* x, T alpha,
-                                                          T beta, T* y, int64_t incy) {
-  using V = typename S::V;
-  constexpr int L = S::L;
-  V acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = S::zero();
-  int64_t p = 0;
-  for (; p + 2 * L <= k; p += 2 * L) {
-    const V x0 = S::loadu(x + p), x1 = S::loadu(x + p + L);
-    for (int r = 0; r < R; ++r) {
-      acc0[r] = S::fma(S::loadu(w + r * ldw + p), x0, acc0[r]);
-      acc1[r] = S::fma(S::loadu(w + r * ldw + p + L), x1, acc1[r]);
-    }
-  }
-  for (; p + L <= k; p += L) {
-    const V x0 = S::loadu(x + p);
-    for (int r = 0; r < R; ++r) acc0[r] = S::fma(S::loadu(w + r * ldw + p), x0, acc0[r]);
-  }
-  for (int r = 0; r < R; ++r) {
-    T sum = S::hsum(S::add(acc0[r], acc1[r]));
-    for (int64_t q = p; q < k; ++q) sum += w[r * ldw + q] * x[q];
-    store_scaled(y + r * incy, sum, alpha, beta);
-  }
-}
-
-template <typename S, typename T = typename S::T>
-void gemv_dot(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y, int64_t incy) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) gemv_dot_rows<S, 4>(k, w + j * ldw, ldw, x, alpha, beta, y + j * incy, incy);
-  for (; j < n; ++j) gemv_dot_rows<S, 1>(k, w + j * ldw, ldw, x, alpha, beta, y + j * incy, incy);
 }
 
 // Axpy form: partial sums for up to kCols outputs live in an L1-resident array and four rows of W are

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "gemm_kernels.h"
+#include "gemm_simd.h"
 
 namespace dlc::gemm_detail {
 namespace {
@@ -46,12 +47,6 @@ struct F64 {
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static T hsum(V v) { return _mm512_reduce_add_pd(v); }
 };
-
-// Mask of the first n lanes, 1 <= n <= L.
-template <typename S>
-inline typename S::M first_lanes(int64_t n) {
-  return static_cast<typename S::M>((uint32_t{1} << n) - 1);
-}
 
 // ROWS x NV vectors of C from a packed A panel of MR rows and k rows of B, ldb elements apart (a packed
 // panel, ldb == NR, or op(B) itself): the full tile when ROWS == MR and NV == 2, otherwise the top-left
@@ -220,43 +215,6 @@ void pack_transpose(const T* src, int64_t ld, int64_t n, int64_t kc, int64_t R, 
       for (int q = 0; q < cols; ++q) S::storeu(dst + (p0 + q) * R + j0, r[q]);
     }
   }
-}
-
-template <typename T>
-inline void store_scaled(T* y, T sum, T alpha, T beta) {
-  *y = beta == T(0) ? alpha * sum : alpha * sum + beta * *y;
-}
-
-// Dot form, R outputs at a time so each load of x feeds R rows; two vector accumulators per row hide
-// the FMA latency, and the tail of k is one masked step.
-template <typename S, int R, typename T = typename S::T>
-inline __attribute__((always_inline)) void gemv_dot_rows(int64_t k, const T* w, int64_t ldw, const T* x, T alpha,
-                                                          T beta, T* y, int64_t incy) {
-  using V = typename S::V;
-  constexpr int L = S::L;
-  V acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = S::zero();
-  int64_t p = 0;
-  for (; p + 2 * L <= k; p += 2 * L) {
-    const V x0 = S::loadu(x + p), x1 = S::loadu(x + p + L);
-    for (int r = 0; r < R; ++r) {
-      acc0[r] = S::fma(S::loadu(w + r * ldw + p), x0, acc0[r]);
-      acc1[r] = S::fma(S::loadu(w + r * ldw + p + L), x1, acc1[r]);
-    }
-  }
-  for (; p < k; p += L) {
-    const typename S::M m = first_lanes<S>(k - p < L ? k - p : L);
-    const V x0 = S::maskz_loadu(m, x + p);
-    for (int r = 0; r < R; ++r) acc0[r] = S::fma(S::maskz_loadu(m, w + r * ldw + p), x0, acc0[r]);
-  }
-  for (int r = 0; r < R; ++r) store_scaled(y + r * incy, S::hsum(S::add(acc0[r], acc1[r])), alpha, beta);
-}
-
-template <typename S, typename T = typename S::T>
-void gemv_dot(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y, int64_t incy) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) gemv_dot_rows<S, 4>(k, w + j * ldw, ldw, x, alpha, beta, y + j * incy, incy);
-  for (; j < n; ++j) gemv_dot_rows<S, 1>(k, w + j * ldw, ldw, x, alpha, beta, y + j * incy, incy);
 }
 
 // Axpy form: partial sums for up to kCols outputs live in an L1-resident array and four rows of W are

@@ -20,6 +20,7 @@
 
 #include "gemm.h"
 #include "gemm_kernels.h"
+#include "gemm_simd.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -122,11 +123,6 @@ void microkernel_scalar(int64_t k, const T* a, const T* b, T alpha, T beta, T* c
   for (int64_t i = 0; i < MR; ++i)
     for (int64_t j = 0; j < NR; ++j)
       c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
-}
-
-template <typename T>
-inline void store_scaled(T* y, T sum, T alpha, T beta) {
-  *y = beta == T(0) ? alpha * sum : alpha * sum + beta * *y;
 }
 
 // Portable matrix-vector kernels, same contract as the AVX2 ones (see GemvKernel).

@@ -12,17 +12,6 @@
 namespace dlc {
 namespace {
 
-// gelu(x) and gelu'(x) of one value with one erf and one exp: erf(x/sqrt2) is computed exactly as m_erf
-// does it, and its e^(-x^2/2) serves the gradient's density too (within an ulp of the separate exp the "ew"
-// kernel takes); both results are within a few ulp of the "ew" kernel's.
-__attribute__((always_inline)) inline void gelu_erf_pair(float x, float* gelu, float* grad) {
-  float gauss;
-  const float erf = fast_erf_and_gauss(x * float(ew::kInvSqrt2), &gauss);
-  const float cdf = 0.5f + 0.5f * erf;
-  *gelu = x * cdf;
-  *grad = cdf + x * float(ew::kInvSqrt2Pi) * gauss;
-}
-
 // Copies an operand's part of the tile at (r, c), m x n of it valid, into a TR x TC buffer (rows TC apart).
 // Invalid rows and columns are zero: the program runs over whole buffers and their results are dropped.
 template <typename T, int TR, int TC>

@@ -14,7 +14,8 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/conv/conv.h"
+#include "kernels/kernel_util.h"
+#include "kernels/reduce/reduce.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -72,7 +73,7 @@ void check_channels(const KernelArgs& a, int in_end) {
   for (int k = 1; k < a.n_out; ++k) layout(a.in[0], a.out[k]);
 }
 
-bool parallel(const Tensor& x) { return x.numel() > conv::kParallelWork; }
+bool parallel(const Tensor& x) { return x.numel() > kern::kParallelWork; }
 
 // Two passes over each channel, the mean then the squared deviations from it (avoiding the cancellation of
 // E[x^2] - E[x]^2). Synchronized (ctx->sum_across_ranks): the sums and the count are summed over the ranks
@@ -188,18 +189,18 @@ void bn_grad(const KernelArgs& a) {
 void batch_norm_train_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 5 && a.n_out == 3, "batch_norm_train operands");
   check_channels(a, 5);
-  conv::dispatch_float(a.in[0].dtype, "batch_norm_train", [&](auto t) { bn_train<decltype(t)>(a); });
+  dispatch_float(a.in[0].dtype, "batch_norm_train", [&](auto t) { bn_train<decltype(t)>(a); });
 }
 void batch_norm_eval_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 5 && a.n_out == 1, "batch_norm_eval operands");
   check_channels(a, 5);
-  conv::dispatch_float(a.in[0].dtype, "batch_norm_eval", [&](auto t) { bn_eval<decltype(t)>(a); });
+  dispatch_float(a.in[0].dtype, "batch_norm_eval", [&](auto t) { bn_eval<decltype(t)>(a); });
 }
 void batch_norm_grad_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 5 && a.n_out == 3, "batch_norm_grad operands");
   kernel_check(a.in[4].numel() == a.in[0].numel() && a.out[0].numel() == a.in[0].numel(), "batch_norm_grad shapes");
   check_channels(a, 4);
-  conv::dispatch_float(a.in[0].dtype, "batch_norm_grad", [&](auto t) { bn_grad<decltype(t)>(a); });
+  dispatch_float(a.in[0].dtype, "batch_norm_grad", [&](auto t) { bn_grad<decltype(t)>(a); });
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/elementwise/fastmath.h"
+#include "kernels/elementwise/formulas.h"
 
 namespace dlc {
 
@@ -29,10 +29,9 @@ const CellTable<float>& cells_avx2_f32();
 
 namespace {
 
-inline float sigmoid(float v) { return 1.0f / (1.0f + fast_exp(-v)); }
-inline double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
-inline float tanh_(float v) { return fast_tanh(v); }
-inline double tanh_(double v) { return std::tanh(v); }
+// The activations are elementwise's (formulas.h): sigmoid, tanh.
+template <class T> inline T sigmoid(T v) { return m_sigmoid(v); }
+template <class T> inline T tanh_(T v) { return m_tanh(v); }
 
 // One row of one step: g holds the pre-activations and receives the activated gates.
 template <class T>

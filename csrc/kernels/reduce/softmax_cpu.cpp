@@ -170,11 +170,16 @@ void check_same(const Tensor& a, const Tensor& b, const char* what) {
   kernel_check(ok, what);
 }
 
-void softmax_kernel(const KernelArgs& a) {
-  kernel_check(a.n_in == 1 && a.n_out == 1 && a.n_ints == 1, "softmax: expects [x] -> [y], ints [axis]");
-  check_same(a.in[0], a.out[0], "softmax: x and y differ in shape or dtype");
-  const AxisView v = axis_view(a.in[0], a.ints[0], "softmax");
-  kern::dispatch_float(a.in[0].dtype, "softmax", [&](auto tag) {
+// softmax and log_softmax differ only in their row and column functions: one kernel, Log picks them.
+template <bool Log>
+void softmax_forward_kernel(const KernelArgs& a) {
+  const char* name = Log ? "log_softmax" : "softmax";
+  kernel_check(a.n_in == 1 && a.n_out == 1 && a.n_ints == 1,
+               Log ? "log_softmax: expects [x] -> [y], ints [axis]" : "softmax: expects [x] -> [y], ints [axis]");
+  check_same(a.in[0], a.out[0],
+             Log ? "log_softmax: x and y differ in shape or dtype" : "softmax: x and y differ in shape or dtype");
+  const AxisView v = axis_view(a.in[0], a.ints[0], name);
+  kern::dispatch_float(a.in[0].dtype, name, [&](auto tag) {
     using T = decltype(tag);
     const SoftmaxRowsF32* simd = simd_rows();
     const T* in[1] = {a.in[0].ptr<const T>()};
@@ -182,29 +187,18 @@ void softmax_kernel(const KernelArgs& a) {
         v, in, 1, a.out[0].ptr<T>(),
         [simd](const T* x, const T*, T* y, int64_t n) {
           if constexpr (std::is_same_v<T, float>)
-            if (simd) return simd->softmax(x, y, n);
-          softmax_row(x, y, n);
+            if (simd) return Log ? simd->log_softmax(x, y, n) : simd->softmax(x, y, n);
+          if constexpr (Log)
+            log_softmax_row(x, y, n);
+          else
+            softmax_row(x, y, n);
         },
-        [](const T* x, const T*, T* y, int64_t A, int64_t s, int64_t cb) { softmax_cols(x, y, A, s, cb); });
-  });
-}
-
-void log_softmax_kernel(const KernelArgs& a) {
-  kernel_check(a.n_in == 1 && a.n_out == 1 && a.n_ints == 1, "log_softmax: expects [x] -> [y], ints [axis]");
-  check_same(a.in[0], a.out[0], "log_softmax: x and y differ in shape or dtype");
-  const AxisView v = axis_view(a.in[0], a.ints[0], "log_softmax");
-  kern::dispatch_float(a.in[0].dtype, "log_softmax", [&](auto tag) {
-    using T = decltype(tag);
-    const SoftmaxRowsF32* simd = simd_rows();
-    const T* in[1] = {a.in[0].ptr<const T>()};
-    for_each_slice<T>(
-        v, in, 1, a.out[0].ptr<T>(),
-        [simd](const T* x, const T*, T* y, int64_t n) {
-          if constexpr (std::is_same_v<T, float>)
-            if (simd) return simd->log_softmax(x, y, n);
-          log_softmax_row(x, y, n);
-        },
-        [](const T* x, const T*, T* y, int64_t A, int64_t s, int64_t cb) { log_softmax_cols(x, y, A, s, cb); });
+        [](const T* x, const T*, T* y, int64_t A, int64_t s, int64_t cb) {
+          if constexpr (Log)
+            log_softmax_cols(x, y, A, s, cb);
+          else
+            softmax_cols(x, y, A, s, cb);
+        });
   });
 }
 
@@ -250,8 +244,8 @@ void log_softmax_grad_kernel(const KernelArgs& a) {
 
 }  // namespace
 
-DLC_REGISTER_KERNEL("softmax", ::dlc::Device::CPU, softmax_kernel);
-DLC_REGISTER_KERNEL("log_softmax", ::dlc::Device::CPU, log_softmax_kernel);
+DLC_REGISTER_KERNEL("softmax", ::dlc::Device::CPU, softmax_forward_kernel<false>);
+DLC_REGISTER_KERNEL("log_softmax", ::dlc::Device::CPU, softmax_forward_kernel<true>);
 DLC_REGISTER_KERNEL("softmax_grad", ::dlc::Device::CPU, softmax_grad_kernel);
 DLC_REGISTER_KERNEL("log_softmax_grad", ::dlc::Device::CPU, log_softmax_grad_kernel);
 

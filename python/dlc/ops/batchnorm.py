@@ -3,7 +3,7 @@
 The `batch_norm` layer expands to the training form `batch_norm_train`, which normalizes with the batch
 statistics and updates the running statistics in place (its kernel writes into inputs 3 and 4, declared by
 `mutates`). The evaluation pass (passes/eval_mode.py) swaps it for `batch_norm_eval`, which normalizes with
-the running statistics. Kernels: csrc/kernels/conv/batchnorm_cpu.cpp.
+the running statistics. Kernels: csrc/kernels/norm/batchnorm_cpu.cpp.
 """
 
 from __future__ import annotations
