@@ -263,6 +263,7 @@ def export(name: str, path: str, dynamo: bool = False) -> list[np.ndarray]:
     """Exports model `name` at opset 17 to `path`; returns the example inputs as arrays."""
     torch = _torch()
     build, inputs, outputs, axes = MODELS[name]
+    torch.manual_seed(0)  # the same weights and example inputs at every export
     model, args = build()
     model.eval()
     # The fused "fast path" of nn.TransformerEncoderLayer in eval mode has no ONNX conversion.
