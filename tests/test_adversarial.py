@@ -71,12 +71,12 @@ def test_fgsm_matches_reference(program: dlc.Program) -> None:
 def test_pgd_matches_reference(program: dlc.Program) -> None:
     x, y = _batch()
     w = np.array(program.params["W"])
-    attack = ("pgd", {"eps": 0.1, "steps": 4, "step_size": 0.04, "clip": [0, 1]})
+    attack = ("pgd", {"eps": 0.1, "steps": 4, "step_size": 0.04, "clip": [0, 1], "random_start": False})
     got = program.adversarial_examples(attack, x=x, y=y)
     np.testing.assert_allclose(got, _pgd(x, y, w, 0.1, 4, 0.04), rtol=0, atol=1e-15)
     assert np.max(np.abs(got - x)) <= 0.1 + 1e-15
     # The default step size is Madry et al.'s 2.5 eps / steps.
-    got = program.adversarial_examples(("pgd", {"eps": 0.1, "steps": 5}), x=x, y=y)
+    got = program.adversarial_examples(("pgd", {"eps": 0.1, "steps": 5, "random_start": False}), x=x, y=y)
     np.testing.assert_allclose(got, _pgd(x, y, w, 0.1, 5, 0.05, clip=False), rtol=0, atol=1e-15)
 
 
@@ -114,3 +114,32 @@ def test_recipe_declares_the_attack() -> None:
     assert program.spec().adversarial.method == "pgd" and program.spec().adversarial.steps == 2
     with pytest.raises(dlc.CompileError, match="pgd takes no argument 'epsilon'"):
         dlc.compile(source=source.replace("eps=", "epsilon="), dtype="f64").spec()
+
+
+def test_pgd_starts_at_a_uniform_draw_in_the_ball(program: dlc.Program) -> None:
+    # Issue 26, item 7: Madry et al.'s random start, on by default. One step of negligible size leaves the
+    # start itself: spread uniformly over [-eps, eps], the same draw for the same step, a new one next step.
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 1, (2000, 4)), rng.integers(0, 3, 2000).astype(np.int32)
+    attack = ("pgd", {"eps": 0.1, "steps": 1, "step_size": 1e-9})
+    got = program.adversarial_examples(attack, x=x, y=y)
+    delta = got - x
+    assert np.max(np.abs(delta)) <= 0.1 + 1e-9
+    assert abs(np.mean(delta)) < 0.005 and abs(np.mean(np.abs(delta)) - 0.05) < 0.003  # U(-0.1, 0.1)
+    deciles = np.histogram(delta, bins=10, range=(-0.1, 0.1))[0] / delta.size
+    np.testing.assert_allclose(deciles, 0.1, atol=0.015)
+    np.testing.assert_array_equal(program.adversarial_examples(attack, x=x, y=y), got)
+    program.train_step(x=x, y=y)
+    assert not np.array_equal(program.adversarial_examples(attack, x=x, y=y), got)
+
+
+def test_pgd_random_start_respects_the_ball_and_the_clip(program: dlc.Program) -> None:
+    x, y = _batch()
+    w = np.array(program.params["W"])
+    attack = {"eps": 0.1, "steps": 4, "step_size": 0.04, "clip": [0, 1]}
+    got = program.adversarial_examples(("pgd", attack), x=x, y=y)
+    assert np.max(np.abs(got - x)) <= 0.1 + 1e-15 and got.min() >= 0 and got.max() <= 1
+    assert not np.allclose(got, _pgd(x, y, w, 0.1, 4, 0.04))  # it did not start at x
+    assert program.evaluate((x, y), attack=("pgd", attack))["loss"] > program.evaluate((x, y))["loss"]
+    with pytest.raises(ValueError, match="random_start is true or false"):
+        program.adversarial_examples(("pgd", {"eps": 0.1, "random_start": 1}), x=x, y=y)

@@ -52,6 +52,9 @@ def test_eval_attack_reports_robust_accuracy(trained: Path, capsys: pytest.Captu
     code, out, _ = run(capsys, "eval", MLP, "--params", trained, "--data", "digits", "--attack", "pgd",
                        "--eps", "0.1", "--steps", "3")
     assert code == 0 and "test pgd_accuracy" in out
+    code, fixed, _ = run(capsys, "eval", MLP, "--params", trained, "--data", "digits", "--attack", "pgd",
+                         "--eps", "0.1", "--steps", "3", "--no-random-start")
+    assert code == 0 and "test pgd_accuracy" in fixed
 
 
 def test_saliency_command(trained: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -11,7 +11,12 @@ attacked input. The attack's sign() has no gradient, so the parameters' gradient
 as a constant, as in Goodfellow et al. and Madry et al. Everything is one graph, so it is one compiled plan.
 
     FGSM: x' = clip(x + eps * sign(d loss / d x))
-    PGD:  x_0 = x; x_{t+1} = clip(project_eps(x_t + step_size * sign(d loss / d x_t)))   (no random start)
+    PGD:  x_0 = clip(x + u), u ~ U(-eps, eps) elementwise (Madry et al.'s random start; x_0 = x with
+          random_start=false); x_{t+1} = clip(project_eps(x_t + step_size * sign(d loss / d x_t)))
+
+The random start draws from the counter-based stream of the random tensors (seed, step, salt, element), with
+a salt no other draw of the graph uses: a training step's start is fresh every step, the same for any thread
+count, and a data-parallel rank draws its rows of the global batch's start.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ..passes import PassContext
 from ..passes.eval_mode import strip_training_only
 
 ARGS = {"fgsm": ("eps", "clip", "clean_fraction", "input"),
-        "pgd": ("eps", "steps", "step_size", "clip", "clean_fraction", "input")}
+        "pgd": ("eps", "steps", "step_size", "clip", "clean_fraction", "input", "random_start")}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Attack:
     clip: tuple[float, float] | None = None  # the valid input range, e.g. (0, 1) for scaled images
     clean_fraction: float = 0.0  # the first round(fraction * N) rows of each batch stay clean
     input: str | None = None  # the attacked input; None: the model's first floating-point input
+    random_start: bool = False  # PGD: start from a uniform draw in the eps-ball (make_attack's default: true)
 
     @property
     def alpha(self) -> float:
@@ -78,7 +84,10 @@ def make_attack(name: str, kwargs: Mapping[str, Any]) -> Attack:
     target = kwargs.get("input")
     if target is not None and not isinstance(target, str):
         raise ValueError(f"{name}: input names a model input, as a string")
-    return Attack(name, number("eps", 0.0), steps, number("step_size", 0.0), clip, fraction, target)
+    random_start = kwargs.get("random_start", name == "pgd")
+    if not isinstance(random_start, bool):
+        raise ValueError(f"{name}: random_start is true or false, got {random_start!r}")
+    return Attack(name, number("eps", 0.0), steps, number("step_size", 0.0), clip, fraction, target, random_start)
 
 
 def as_attack(value: Any) -> Attack:
@@ -123,6 +132,11 @@ def add_attack(graph: Graph, loss: int, attack: Attack) -> tuple[Graph, int]:
     b = GraphBuilder(replace(graph, nodes=()))
     dtype = b.type_of(x).dtype
     x_t = x
+    if attack.random_start:
+        salts = [dict(n.attrs)["salt"] for n in graph.nodes if "salt" in dict(n.attrs)]
+        noise = b.op1("random_uniform", shape=b.type_of(x).shape, salt=max(salts, default=0) + 1, dtype=dtype,
+                      low=-attack.eps, high=attack.eps)
+        x_t = _clip(b, b.op1("add", x, noise), attack, dtype)
     for _ in range(attack.steps):
         mapping = {x: x_t}
         _copy_nodes(b, evaluation.nodes, mapping)
@@ -135,10 +149,7 @@ def add_attack(graph: Graph, loss: int, attack: Attack) -> tuple[Graph, int]:
         if attack.method == "pgd":
             x_next = b.op1("minimum", b.op1("maximum", x_next, b.op1("add_scalar", x, value=-attack.eps)),
                            b.op1("add_scalar", x, value=attack.eps))
-        if attack.clip is not None:
-            x_next = b.op1("minimum", b.op1("maximum", x_next, b.scalar(attack.clip[0], dtype)),
-                           b.scalar(attack.clip[1], dtype))
-        x_t = x_next
+        x_t = _clip(b, x_next, attack, dtype)
     if attack.clean_fraction > 0 and x_t != x:
         shape = tuple(int(d) for d in b.type_of(x).shape)
         keep = np.zeros((shape[0],) + (1,) * (len(shape) - 1), dtype=bool)
@@ -148,3 +159,10 @@ def add_attack(graph: Graph, loss: int, attack: Attack) -> tuple[Graph, int]:
     b.nodes.extend(replace(n, inputs=tuple(x_t if i == x else i for i in n.inputs)) for n in graph.nodes)
     b.outputs = list(graph.outputs)
     return b.build(), x_t
+
+
+def _clip(b: GraphBuilder, v: int, attack: Attack, dtype: str) -> int:
+    """v clipped to the attack's valid input range (unchanged without one)."""
+    if attack.clip is None:
+        return v
+    return b.op1("minimum", b.op1("maximum", v, b.scalar(attack.clip[0], dtype)), b.scalar(attack.clip[1], dtype))
