@@ -21,7 +21,7 @@ from dlc.training.loop import batches
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 # name: (model, dtype, samples, global batch, epochs); 50 steps for the MLPs, short runs for the CNN (local
-# batch-norm statistics, and synchronized ones for the cases named *_sync).
+# batch-norm statistics, and synchronized ones for the cases named *_sync) and the GAN.
 CASES = {
     "mlp_f64": ("digits_mlp", "f64", 640, 64, 5),
     "mlp_f32": ("digits_mlp", "f32", 640, 64, 5),
@@ -29,6 +29,10 @@ CASES = {
     "cnn_f32": ("digits_cnn", "f32", 128, 32, 1),
     "cnn_f64_sync": ("digits_cnn", "f64", 128, 32, 1),
     "cnn_f32_sync": ("digits_cnn", "f32", 128, 32, 1),
+    # Two phases taking turns (a recipe with phases under the gradient hook) and a random op, normal([N, 16]),
+    # whose draws must be the global batch's on every rank: 8 steps, 4 per phase.
+    "gan_f64": ("digits_gan", "f64", 128, 32, 2),
+    "gan_f32": ("digits_gan", "f32", 128, 32, 2),
 }
 
 

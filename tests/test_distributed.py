@@ -94,6 +94,19 @@ def test_synchronized_batch_norm_matches_one_process(trained: Path, case: str, t
     assert worst_relative({k: got[k] for k in state}, {k: np.array(program.params[k]) for k in state}) < tolerance
 
 
+@pytest.mark.parametrize("case, tolerance", [("gan_f64", 1e-12), ("gan_f32", 1e-5)])
+def test_gan_with_phases_matches_one_process(trained: Path, case: str, tolerance: float) -> None:
+    # Issue 26: the gradient hook (and so mpirun) refused recipes with phases. Each rank draws its rows of
+    # the global batch's noise, normal([N, 16]), as it draws its rows of dropout masks.
+    program, data, batch, epochs = job.compile_case(case)
+    program.fit(data, epochs=epochs, batch_size=batch, verbose=False)
+    assert program.step_count == 8 and program.current_phase == "discriminator"
+    got = load(trained / f"{case}_rank0.npz")
+    assert worst_relative({k: got[k] for k in trainable(program)}, trainable(program)) < tolerance
+    untrained = trainable(job.compile_case(case)[0])
+    assert all(not np.array_equal(got[k], untrained[k]) for k in untrained)  # both phases trained
+
+
 def test_ranks_hold_identical_parameters_and_runs_repeat_bit_for_bit(trained: Path) -> None:
     for case in job.CASES:
         a, b = load(trained / f"{case}_rank0.npz"), load(trained / f"{case}_rank1.npz")
@@ -141,6 +154,20 @@ def test_dropout_on_a_shard_draws_the_global_batch_masks() -> None:
     half = model.inference_plan({"N": 4}, True)
     tail = model.run_plan(half, {"x": x[4:]}, step=1, training=True, shard=Shard(4, 4, 0.5))["y"]
     assert np.array_equal(tail, whole[4:]) and not np.array_equal(tail, whole[:4])
+
+
+@pytest.mark.parametrize("draw", ["normal([N, 3])", "uniform(like=x, low=-1.0, high=2.0)",
+                                  "bernoulli(like=x, p=0.3)", "x * normal(like=x) + dropout(x, 0.5)"])
+def test_random_tensors_on_a_shard_are_the_global_batch_draws(draw: str) -> None:
+    # The random ops (issue 26, item 7): rank r's rows are the rows of the draw one process makes.
+    model = dlc.compile(source=f"input x: f32[N, 3]\noutput y = {draw}\n", seed=3).model
+    x = np.ones((8, 3), np.float32)
+    whole = model.run_plan(model.inference_plan({"N": 8}, True), {"x": x}, step=2, training=True)["y"]
+    half = model.inference_plan({"N": 4}, True)
+    for lo in (0, 4):
+        rows = model.run_plan(half, {"x": x[lo:lo + 4]}, step=2, training=True, shard=Shard(lo, 4, 0.5))["y"]
+        np.testing.assert_array_equal(rows, whole[lo:lo + 4])
+    assert not np.array_equal(whole[:4], whole[4:])
 
 
 def test_shards_cover_the_batch_and_launch_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,9 @@ A step is two plans with a check (and an optional hook) between them:
     (a non-finite loss or gradient stops here: see on_nonfinite)
     apply_gradients()              # the optimizer update, reading the region
 
-`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook. A NaN or inf in
+`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook. With phases,
+each step is the current phase's pair of plans (its loss, its parameters' gradients in a region of their own,
+its optimizer, schedule and step count), with the same check and hook between them. A NaN or inf in
 the loss or any gradient never reaches the parameters: by default (`on_nonfinite = "error"`) the step raises
 NonFiniteError naming the step, with parameters and optimizer state unchanged; `on_nonfinite = "skip"` skips
 the update and reports `skipped: 1.0` for that step. Steps on one model are serialized (the model's lock), so
@@ -65,6 +67,8 @@ class Trainer:
         self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
         self._gradients: np.ndarray | None = None
         self._grad_views: dict[str, np.ndarray] = {}
+        # One region per set of trainable parameters, so phases taking turns do not reallocate every step.
+        self._regions: dict[tuple[str, ...], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         self.gradient_hook: GradientHook | None = None
         if settings:
             self.configure(**settings)
@@ -80,7 +84,7 @@ class Trainer:
         self._recipes.clear()
         self._recipes[tuple(sorted(self.model.dims.items()))] = recipe
         self._plans.clear()
-        self._gradients, self._grad_views = None, {}
+        self._gradients, self._grad_views, self._regions = None, {}, {}
         return self
 
     def freeze(self, *prefixes: str) -> "Trainer":
@@ -201,8 +205,12 @@ class Trainer:
         return arrays, self.model.bind_dims(arrays, names)
 
     def _hyper(self, spec: TrainSpec, grad_scale: float) -> tuple[float, np.ndarray]:
-        lr = learning_rate(spec.optimizer.lr, spec.schedule, self._step, self.lr_scale)
-        return lr, np.array([lr, float(self._step + 1), grad_scale, 0.0], dtype=np.float64)
+        """The learning rate and the update's hyper input for the next step of `spec` (one phase's recipe,
+        with phases: its schedule and Adam step count follow that phase's own steps)."""
+        full = self.spec()
+        count = phase_at(full, self._step)[1] if full.phases else self._step
+        lr = learning_rate(spec.optimizer.lr, spec.schedule, count, self.lr_scale)
+        return lr, np.array([lr, float(count + 1), grad_scale, 0.0], dtype=np.float64)
 
     # ---- one batch ----
 
@@ -220,49 +228,35 @@ class Trainer:
 
     def train_step(self, **batch: Any) -> dict[str, float]:
         """One step: forward, loss, backward, the finiteness check and the optimizer update. Returns loss,
-        metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip"). A multi-phase
-        recipe runs the current phase's step plan instead (see _phase_step)."""
-        spec = self.spec()
+        metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip"). With phases, the
+        step of the phase whose turn it is (phase_at), its results named `<phase>.<loss or metric>`."""
         with self.model.lock:  # every Trainer of this model updates the same parameters
-            if spec.phases:
-                return self._phase_step(spec, batch)
             result = self.compute_gradients(**batch)
             if self.gradient_hook is not None:
                 self.gradient_hook(self.gradients)
             bad = self._nonfinite(result)
             if bad:
                 if self.spec().on_nonfinite == "error":
-                    raise NonFiniteError(f"training step {self._step + 1}: {bad}; the update was not applied "
-                                         "(parameters and optimizer state are unchanged). Set on_nonfinite = "
-                                         "\"skip\" in the train block to skip such steps instead")
+                    raise NonFiniteError(f"training step {self._step + 1}{self._phase_label()}: {bad}; the update "
+                                         "was not applied (parameters and optimizer state are unchanged). Set "
+                                         "on_nonfinite = \"skip\" in the train block to skip such steps instead")
                 return {**result, "skipped": 1.0}
             result["lr"] = self.apply_gradients()
             return result
 
+    def _phase_label(self) -> str:
+        phase = self.current_phase
+        return f" (phase {phase})" if phase else ""
+
     def _nonfinite(self, result: Mapping[str, float]) -> str:
         """What is not finite in a step's loss and gradients ("" if nothing)."""
-        if not np.isfinite(result["loss"]):
-            return f"the loss is {result['loss']}"
+        loss = next(v for k, v in result.items() if k.split(".")[-1] == "loss")
+        if not np.isfinite(loss):
+            return f"the loss is {loss}"
         if self._gradients is not None and not np.isfinite(self._gradients).all():
             names = [n for n, g in self._grad_views.items() if not np.isfinite(g).all()]
             return f"the gradient of {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} is not finite"
         return ""
-
-    def _phase_step(self, spec: TrainSpec, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One step of the phase whose turn it is (phase_at): that phase's plan, learning rate and Adam step
-        count; the global step seeds the random draws. Results are named `<phase>.<loss or metric>`."""
-        if self.gradient_hook is not None:
-            raise DlcError("a gradient_hook with training phases is not supported")
-        phase, count = phase_at(spec, self._step)
-        arrays, binding = self._prepare(batch)
-        lowered, tg = self.training_plan("step", binding, phase=phase.name)
-        lr = learning_rate(phase.optimizer.lr, phase.schedule, count, self.lr_scale)
-        arrays[step_graphs.HYPER] = np.array([lr, float(count + 1), 1.0, 0.0], dtype=np.float64)
-        out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True, label=f"{phase.name} step")
-        self._step += 1
-        result = {f"{phase.name}.{k}": float(v) for k, v in out.items()}
-        result["lr"] = lr
-        return result
 
     @property
     def current_phase(self) -> str | None:
@@ -284,7 +278,8 @@ class Trainer:
         return dict(self._grad_views)
 
     def _gradient_region(self, trainable: list[str]) -> dict[str, np.ndarray]:
-        if self._gradients is None or list(self._grad_views) != trainable:
+        key = tuple(trainable)
+        if key not in self._regions:
             params = self.model.param_buffers
             dtypes = {params[n].dtype for n in trainable}
             if len(dtypes) > 1:
@@ -293,9 +288,9 @@ class Trainer:
             sizes = [params[n].size for n in trainable]
             region = np.zeros(sum(sizes), dtype=dtypes.pop() if dtypes else np.float32)
             offsets = np.cumsum([0] + sizes)
-            self._gradients = region
-            self._grad_views = {n: region[offsets[i]:offsets[i + 1]].reshape(params[n].shape)
-                                for i, n in enumerate(trainable)}
+            self._regions[key] = (region, {n: region[offsets[i]:offsets[i + 1]].reshape(params[n].shape)
+                                           for i, n in enumerate(trainable)})
+        self._gradients, self._grad_views = self._regions[key]
         return self._grad_views
 
     def compute_gradients(self, **batch: Any) -> dict[str, float]:
@@ -313,7 +308,8 @@ class Trainer:
             views = self._gradient_region(tg.trainable)
             out = self.model.run_plan(lowered, arrays, step=self._step + 1, training=True, label="gradients",
                                       out={f"grad:{n}": v for n, v in views.items()}, shard=shard)
-            return {k: float(v) for k, v in out.items() if not k.startswith("grad:")}
+            prefix = f"{tg.spec.phase}." if tg.spec.phase else ""
+            return {prefix + k: float(v) for k, v in out.items() if not k.startswith("grad:")}
 
     def apply_gradients(self, grad_scale: float = 1.0) -> float:
         """The optimizer update from the gradient region (each gradient times grad_scale first), counting
