@@ -31,6 +31,9 @@ def feeds(session, n: int, t: int, rng: np.random.Generator) -> dict[str, np.nda
         elif i.type == "tensor(bool)":
             out[i.name] = np.zeros(shape, bool)
             out[i.name][-1, -2:] = True  # padding at the end of the last sequence
+        elif i.name == "mask":  # an attention mask: padding at the end of the last sequence
+            out[i.name] = np.ones(shape, np.int64)
+            out[i.name][-1, -2:] = 0
         else:
             out[i.name] = rng.integers(0, 50, shape).astype(np.int64)
     return out
@@ -175,3 +178,11 @@ def test_decomposed_attention_becomes_dlc_attention() -> None:
     assert "**" not in gpt2  # the tanh GELU's x ** 3 is x * x * x
     distil = text_of("hf_distilbert")
     assert distil.count("attention(") == 2 and "softmax(" not in distil and "!=" not in distil
+
+
+def test_hugging_face_attention_mask_gather_is_the_mask_reshaped() -> None:
+    """Regression: transformers builds the [N, 1, T, T] mask by gathering the flattened [N, T] mask at
+    batch * T + position (Range, Mul by T, Add, Gather): that index is followed at import time and the
+    gather is the mask itself, reshaped, with N and T symbolic."""
+    text = text_of("hf_bert_mask")
+    assert "input mask: i64[N, T]" in text and "[N, 1, 1, T, 1])" in text, text

@@ -207,6 +207,25 @@ def hf_bert() -> tuple[Any, tuple[Any, ...]]:
     return _hf_text("BertModel", "BertConfig", **_text_config())
 
 
+def hf_bert_mask() -> tuple[Any, tuple[Any, ...]]:
+    """BERT called with an attention mask: transformers builds the [N, 1, T, T] mask by gathering the flattened
+    [N, T] mask at batch * T + position (its vmap-style mask functions)."""
+    torch = _torch()
+    model, (ids,) = hf_bert()
+
+    class WithMask(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.model
+
+        def forward(self, ids: Any, mask: Any) -> Any:
+            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0
+    return WithMask(), (ids, mask)
+
+
 def hf_distilbert() -> tuple[Any, tuple[Any, ...]]:
     c = _text_config()
     return _hf_text("DistilBertModel", "DistilBertConfig", dim=c["hidden_size"], n_layers=c["num_hidden_layers"],
@@ -253,6 +272,8 @@ MODELS: dict[str, tuple[Builder, list[str], list[str], dict[str, dict[int, str]]
     "decoder": (decoder_layer, ["tgt", "memory"], ["y"], {"tgt": {0: "N"}, "memory": {0: "N"}}),
     "embed_positions": (embed_positions, ["ids"], ["y"], {"ids": {0: "N", 1: "T"}}),
     "hf_bert": (hf_bert, ["ids"], ["hidden"], _SEQ),
+    "hf_bert_mask": (hf_bert_mask, ["ids", "mask"], ["hidden"], {"ids": {0: "N", 1: "T"},
+                                                               "mask": {0: "N", 1: "T"}}),
     "hf_distilbert": (hf_distilbert, ["ids"], ["hidden"], _SEQ),
     "hf_gpt2": (hf_gpt2, ["ids"], ["hidden"], _SEQ),
     "hf_vit": (hf_vit, ["pixels"], ["hidden"], {"pixels": {0: "N"}}),

@@ -79,6 +79,7 @@ class Importer:
         self.graph_outputs = {vi.name for vi in model.graph.output}
         self.check = DlmChecker(self.dims)
         self.initializer_ids: set[int] = set()
+        self.flat_source: dict[str, Tensor] = {}  # a flattened tensor's ONNX name -> what it flattens
 
     # ---- names ----
 

@@ -1,103 +1,166 @@
-"""Counting integer tensors of symbolic length (`Iota`): position ids built with Range over the sequence length,
-or sliced from a `position_ids` buffer, then reshaped, expanded and looked up in an embedding table.
+"""Counting integer tensors of symbolic length (`Iota`): position ids built with Range over the sequence length
+or sliced from a `position_ids` buffer, and the index arithmetic of Hugging Face's mask functions
+(`batch * T + kv`), followed through the layout ops at import time.
 
-dlc has no integer tensor of a symbolic length, but it needs none: the lookup of rows start, start + 1, ...
-of a table is the table's first rows, `slice(table, 0, 0, T)`, and a lookup of one repeated id is that row
-broadcast. The layout ops on the way (Unsqueeze, Squeeze, Reshape to the same numbers, Expand, Slice along
-the counting axis, Add of a constant, integer Casts) are followed here at import time.
+dlc has no integer tensor of a symbolic length, but it needs none: the lookup of rows 0, 1, ... of a table is
+the table's first rows, `slice(table, 0, 0, T)`; a lookup of one repeated id is that row broadcast; and a
+Gather of a flattened [N, T] mask at `b * T + t` is the mask itself, reshaped. Unsqueeze, Squeeze, Reshape to
+the same entries, Expand, Slice from the start, Add, Mul by a dimension, integer Casts and comparisons that
+hold everywhere or nowhere are computed here.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..dims import Dim, Sym
-from .symbolic import Iota, axes_of, int_vec, items_of, pack
-from .values import Node, Unsupported, literal
+from ..dims import Dim, Sym, dim_mul, dims_product
+from .symbolic import Iota, axes_of, counting, int_vec, items_of, pack
+from .values import Node, Tensor, Unsupported, literal
+
+_COMPARE = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
 
 
 def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
     op = node.op
     x = ins[0]
-    if op == "Gather" and isinstance(ins[1], Iota) and isinstance(x, np.ndarray):
+    if op == "Gather" and isinstance(ins[1], Iota) and isinstance(x, np.ndarray) and x.dtype.kind == "f":
         return _lookup(im, node, x, ins[1])
     if op in ("GatherElements", "Gather") and isinstance(ins[1], Iota) and _uniform(x) is not None:
-        return Iota(ins[1].shape if op == "GatherElements" else _gathered_shape(node, x, ins[1]), None,
-                    _uniform(x))  # type: ignore[arg-type]
-    if op == "Where" and isinstance(x, Iota) and x.axis is None:
-        chosen = ins[1] if x.start else ins[2]
-        shapes = [v.shape for v in ins]
-        shape = _broadcast_shape(_broadcast_shape(shapes[0], shapes[1]), shapes[2])
-        value = _uniform(chosen) if not isinstance(chosen, np.ndarray) or chosen.dtype.kind != "f" else None
-        if value is not None:
-            return Iota(shape, None, value, 1, chosen.dtype if isinstance(chosen, Iota) else "i64")
-        if isinstance(chosen, np.ndarray) and chosen.size and np.all(chosen == chosen.reshape(-1)[0]):
-            from .values import dlc_dtype
-            im.emit(node.outputs[0], f"full([{', '.join(im.dim_text(d) for d in shape)}], "
-                                     f"value={literal(float(chosen.reshape(-1)[0]))}, "
-                                     f"dtype=\"{dlc_dtype(chosen.dtype)}\")")
-            return None
-        raise Unsupported("Where choosing between non-uniform values along symbolic dimensions")
+        shape = ins[1].shape if op == "GatherElements" else _gathered_shape(node, x, ins[1])
+        return counting(shape, None, _uniform(x))  # type: ignore[arg-type]
+    if op == "Where" and isinstance(x, Iota) and not x.terms:
+        return _where(im, node, x, ins)
+    if op in ("Add", "Mul", "And", "Or") and not isinstance(x, Iota):
+        x, ins = ins[1], [ins[1], x]  # commutative: the Iota first
     if not isinstance(x, Iota):
-        if op in ("Add", "Sub") and isinstance(ins[1], Iota) and op == "Add":
-            return _shifted(ins[1], x)
         raise Unsupported(f"{op} with position ids of symbolic length as its second input")
     if op == "Shape":
         node.only()
         return pack(list(x.shape), False)
     if op in ("Cast", "Identity"):
         to = {6: "i32", 7: "i64", 9: "bool"}.get(int(node.attr("to", 7)))
-        if op == "Cast" and (to is None or (to == "bool" and x.axis is not None)):
+        if op == "Cast" and (to is None or (to == "bool" and x.terms)):
             raise Unsupported("a cast of position ids of symbolic length to a non-integer type")
-        return Iota(x.shape, x.axis, int(bool(x.start)) if to == "bool" else x.start, x.step, to or x.dtype)
+        return replace(x, start=int(bool(x.start)) if to == "bool" else x.start, dtype=to or x.dtype)
     if op in _COMPARE and isinstance(ins[1], np.ndarray) and ins[1].size == 1:
         return _compare(x, op, int(ins[1].reshape(())))
-    if op in ("And", "Or") and all(isinstance(v, Iota) and v.axis is None for v in ins):
-        a, b = ins
-        value = (a.start and b.start) if op == "And" else (a.start or b.start)
-        return Iota(_broadcast_shape(a.shape, b.shape), None, int(bool(value)), 1, "bool")
+    if op in ("And", "Or"):
+        other = _as_iota(ins[1])
+        if x.terms or other is None or other.terms:
+            raise Unsupported(f"{op} of index tensors that are not filled")
+        value = (x.start and other.start) if op == "And" else (x.start or other.start)
+        return counting(broadcast_shape(x.shape, other.shape), None, int(bool(value)), dtype="bool")
     if op == "Unsqueeze":
         axes = axes_of(im, node, 1, 13) or []
-        shape = list(x.shape)
-        axis = x.axis
-        rank = len(shape) + len(axes)
-        for a in sorted(a % rank for a in axes):
-            shape.insert(a, 1)
-            if axis is not None and a <= axis:
-                axis += 1
-        return Iota(tuple(shape), axis, x.start, x.step)
+        rank = len(x.shape) + len(axes)
+        new = sorted(a % rank for a in axes)
+        old_to_new = [i for i in range(rank) if i not in new]
+        shape = [1] * rank
+        for i, d in zip(old_to_new, x.shape):
+            shape[i] = d
+        return _moved(x, old_to_new, tuple(shape))
     if op == "Squeeze":
         axes = axes_of(im, node, 1, 13)
-        keep = [i for i, d in enumerate(x.shape) if (axes is None and d != 1) or
-                (axes is not None and i not in {a % len(x.shape) for a in axes})]
-        return _select(x, keep)
+        gone = {i for i, d in enumerate(x.shape) if d == 1} if axes is None else {a % len(x.shape) for a in axes}
+        keep = [i for i in range(len(x.shape)) if i not in gone]
+        return _moved(x, [keep.index(i) if i in keep else -1 for i in range(len(x.shape))],
+                      tuple(x.shape[i] for i in keep))
     if op in ("Add", "Sub"):
-        return _shifted(x, ins[1], -1 if op == "Sub" else 1)
+        other = _as_iota(ins[1])
+        if other is None:
+            raise Unsupported("arithmetic on position ids other than adding integers or other ids")
+        if op == "Sub":
+            if other.terms:
+                raise Unsupported("the difference of two counting index tensors")
+            other = replace(other, start=-other.start)
+        return _sum(x, other)
+    if op == "Mul":
+        factor, scalar = items_of(ins[1], "Mul")
+        if not scalar and len(factor) != 1:
+            raise Unsupported("Mul of position ids by a vector")
+        c = factor[0]
+        if isinstance(c, Sym) and x.start:
+            raise Unsupported("a product of a symbolic dimension and ids that do not start at 0")
+        terms = tuple((a, dim_mul(k, c)) for a, k in x.terms)  # type: ignore[arg-type]
+        return Iota(x.shape, terms, x.start * int(c) if not isinstance(c, Sym) else 0, x.dtype)
     if op == "Expand":
         target, _ = items_of(ins[1], "Expand")
-        shape = list(x.shape)
-        r = max(len(shape), len(target))
-        shape = [1] * (r - len(shape)) + shape
-        target = [1] * (r - len(target)) + target
-        axis = None if x.axis is None else x.axis + r - len(x.shape)
-        out = [t if d == 1 else d for d, t in zip(shape, target)]
-        return Iota(tuple(out), axis, x.start, x.step)  # type: ignore[arg-type]
+        return _sum(x, counting(tuple(target), None, 0))  # type: ignore[arg-type]
     if op == "Reshape":
         target, _ = items_of(ins[1], "Reshape")
-        kept = [d for d in x.shape if d != 1]
-        if [d for d in target if d != 1] == kept and -1 not in target and 0 not in target:
-            axis = None if x.axis is None else [i for i, d in enumerate(target) if d != 1][
-                [i for i, d in enumerate(x.shape) if d != 1].index(x.axis)]
-            return Iota(tuple(target), axis, x.start, x.step)  # type: ignore[arg-type]
+        kept = [i for i, d in enumerate(x.shape) if d != 1]
+        slots = [i for i, d in enumerate(target) if d != 1]
+        if [x.shape[i] for i in kept] == [target[i] for i in slots] and -1 not in target and 0 not in target:
+            mapping = [slots[kept.index(i)] if i in kept else -1 for i in range(len(x.shape))]
+            return _moved(x, mapping, tuple(target))  # type: ignore[arg-type]
         raise Unsupported("a Reshape of position ids of symbolic length that moves their entries")
     if op == "Slice":
         return _slice(im, node, x)
     raise Unsupported(f"{op} of position ids of symbolic length")
 
 
-_COMPARE = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
+def _moved(x: Iota, mapping: list[int], shape: tuple[Dim, ...]) -> Iota:
+    """x with axis i now at mapping[i] (-1: a size-1 axis dropped, whose index is always 0)."""
+    terms = tuple((mapping[a], k) for a, k in x.terms if mapping[a] >= 0)
+    return Iota(shape, terms, x.start, x.dtype)
+
+
+def _sum(a: Iota, b: Iota) -> Iota:
+    """a + b with NumPy broadcasting (both aligned at their last axis)."""
+    shape = broadcast_shape(a.shape, b.shape)
+    terms: dict[int, Dim] = {}
+    for x in (a, b):
+        shift = len(shape) - len(x.shape)
+        for axis, k in x.terms:
+            terms[axis + shift] = k if axis + shift not in terms else _add_dims(terms[axis + shift], k)
+    return Iota(shape, tuple(sorted(terms.items())), a.start + b.start, a.dtype)
+
+
+def _add_dims(a: Dim, b: Dim) -> Dim:
+    if isinstance(a, Sym) or isinstance(b, Sym):
+        raise Unsupported("a sum of symbolic index coefficients")
+    return a + b
+
+
+def _as_iota(v: Any) -> Iota | None:
+    """An Iota, or a constant integer array that counts along at most one axis, as one."""
+    if isinstance(v, Iota):
+        return v
+    if not isinstance(v, np.ndarray) or v.dtype.kind not in "iub" or v.size == 0:
+        return None
+    if np.all(v == v.reshape(-1)[0]):
+        return counting(tuple(v.shape), None, int(v.reshape(-1)[0]), dtype="bool" if v.dtype == bool else "i64")
+    long = [i for i, d in enumerate(v.shape) if d > 1]
+    if len(long) != 1:
+        return None
+    row = v.reshape(-1).astype(np.int64)
+    step = int(row[1] - row[0])
+    if not np.array_equal(row, row[0] + step * np.arange(row.size)):
+        return None
+    return counting(tuple(v.shape), long[0], int(row[0]), step)
+
+
+def _where(im: Any, node: Node, cond: Iota, ins: list[Any]) -> Any:
+    chosen = ins[1] if cond.start else ins[2]
+    shapes = [v.shape for v in ins]
+    shape = broadcast_shape(broadcast_shape(shapes[0], shapes[1]), shapes[2])
+    if isinstance(chosen, Tensor):
+        im.emit(node.outputs[0], f"broadcast_to({chosen.name}, [{', '.join(im.dim_text(d) for d in shape)}])"
+                if tuple(chosen.shape) != shape else chosen.name)
+        return None
+    value = _uniform(chosen) if not isinstance(chosen, np.ndarray) or chosen.dtype.kind != "f" else None
+    if value is not None:
+        return counting(shape, None, value, dtype=chosen.dtype if isinstance(chosen, Iota) else "i64")
+    if isinstance(chosen, np.ndarray) and chosen.size and np.all(chosen == chosen.reshape(-1)[0]):
+        from .values import dlc_dtype
+        value_text = literal(float(chosen.reshape(-1)[0]))
+        im.emit(node.outputs[0], f"full([{', '.join(im.dim_text(d) for d in shape)}], value={value_text}, "
+                                 f"dtype=\"{dlc_dtype(chosen.dtype)}\")")
+        return None
+    raise Unsupported("Where choosing between non-uniform values along symbolic dimensions")
 
 
 def _compare(x: Iota, op: str, c: int) -> Iota:
@@ -117,10 +180,10 @@ def _compare(x: Iota, op: str, c: int) -> Iota:
     always, never = checks[op]
     if not always and not never:
         raise Unsupported(f"{op} of position ids of symbolic length with {c} holds for some ids only")
-    return Iota(x.shape, None, int(always), 1, "bool")
+    return counting(x.shape, None, int(always), dtype="bool")
 
 
-def _broadcast_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
+def broadcast_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
     r = max(len(a), len(b))
     a, b = (1,) * (r - len(a)) + tuple(a), (1,) * (r - len(b)) + tuple(b)
     out = []
@@ -133,7 +196,7 @@ def _broadcast_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
 
 def _uniform(x: Any) -> int | None:
     """The one value of a tensor of a repeated integer (a buffer of zeros, or a filled Iota), else None."""
-    if isinstance(x, Iota) and x.axis is None:
+    if isinstance(x, Iota) and not x.terms:
         return x.start
     if isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.size and np.all(x == x.reshape(-1)[0]):
         return int(x.reshape(-1)[0])
@@ -143,19 +206,6 @@ def _uniform(x: Any) -> int | None:
 def _gathered_shape(node: Node, x: Any, idx: Iota) -> tuple[Dim, ...]:
     axis = int(node.attr("axis", 0)) % len(x.shape)
     return tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:])
-
-
-def _select(x: Iota, keep: list[int]) -> Iota:
-    axis = None if x.axis is None or x.axis not in keep else keep.index(x.axis)
-    if x.axis is not None and x.axis not in keep:
-        raise Unsupported("Squeeze of the counting axis of position ids")
-    return Iota(tuple(x.shape[i] for i in keep), axis, x.start, x.step)
-
-
-def _shifted(x: Iota, c: Any, sign: int = 1) -> Iota:
-    if not isinstance(c, np.ndarray) or c.size != 1 or c.dtype.kind not in "iu":
-        raise Unsupported("arithmetic on position ids other than adding an integer")
-    return Iota(x.shape, x.axis, x.start + sign * int(c.reshape(())), x.step)
 
 
 def _slice(im: Any, node: Node, x: Iota) -> Iota:
@@ -175,7 +225,7 @@ def _slice(im: Any, node: Node, x: Iota) -> Iota:
             raise Unsupported("a Slice of position ids of symbolic length other than their first entries")
         shape[a] = e  # type: ignore[assignment]
         start += int(s) * x.step
-    return Iota(tuple(shape), x.axis, start, x.step)
+    return Iota(tuple(shape), x.terms, start, x.dtype)
 
 
 def iota_from_buffer(arr: np.ndarray, axis: int, end: Dim) -> Iota | None:
@@ -192,13 +242,13 @@ def iota_from_buffer(arr: np.ndarray, axis: int, end: Dim) -> Iota | None:
         return None
     shape = list(arr.shape)
     shape[axis] = end  # type: ignore[call-overload]
-    return Iota(tuple(shape), None if step == 0 else axis, int(row[0]), step)
+    return counting(tuple(shape), axis, int(row[0]), step)
 
 
 def _lookup(im: Any, node: Node, table: np.ndarray, ids: Iota) -> None:
     """Gather(table, ids) with counting ids: the table's rows start.. as a slice, laid out like the ids."""
     node.only("axis")
-    if int(node.attr("axis", 0)) != 0 or table.ndim != 2 or table.dtype.kind != "f":
+    if int(node.attr("axis", 0)) != 0 or table.ndim != 2:
         raise Unsupported("a lookup of position ids of symbolic length in something other than a table")
     p = im.const_tensor(table, node.inputs[0]).name
     if ids.axis is None:
@@ -210,7 +260,7 @@ def _lookup(im: Any, node: Node, table: np.ndarray, ids: Iota) -> None:
             raise Unsupported("position ids that do not count from 0 in steps of 1")
         rows = im.temp(f"slice({p}, 0, 0, {im.dim_text(length)})", "rows")
         count = length
-    lead = [d for d in ids.shape]
+    lead = list(ids.shape)
     axis = ids.axis if ids.axis is not None else len(lead) - 1
     # rows is [count, D]; put its first axis where the ids count and size-1 axes elsewhere.
     cur = rows
@@ -221,12 +271,37 @@ def _lookup(im: Any, node: Node, table: np.ndarray, ids: Iota) -> None:
     wanted = [d if i != axis else count for i, d in enumerate(lead)] + [table.shape[1]]
     natural = [1] * axis + [count] + [1] * (len(lead) - axis - 1) + [table.shape[1]]
     if wanted != natural:
-        cur = f"broadcast_to({cur}, {literal_dims(im, wanted)})"
+        cur = f"broadcast_to({cur}, [{', '.join(im.dim_text(d) for d in wanted)}])"
     im.emit(node.outputs[0], cur)
 
 
-def literal_dims(im: Any, dims: list[Dim]) -> str:
-    return "[" + ", ".join(im.dim_text(d) for d in dims) + "]"
-
-
-__all__ = ["iota_node", "iota_from_buffer", "literal"]
+def gather_flat(im: Any, node: Node, flat: Tensor, idx: Iota) -> bool:
+    """Gather(Flatten(X), b * T + t): X itself, its axes placed where the index counts them (how mask functions
+    read a [N, T] attention mask). False when the index is not X's row-major offset."""
+    source = im.flat_source.get(node.inputs[0])
+    if source is None or int(node.attr("axis", 0)) != 0 or idx.start != 0:
+        return False
+    strides, acc = [], 1
+    for d in reversed(source.shape):
+        strides.insert(0, acc)
+        acc = dim_mul(acc, d)
+    place: dict[int, int] = {}
+    terms = dict(idx.terms)
+    for k, (d, stride) in enumerate(zip(source.shape, strides)):
+        if d == 1:
+            continue
+        axis = next((a for a, c in terms.items() if c == stride and idx.shape[a] == d), None)
+        if axis is None:
+            return False
+        place[k] = axis
+        del terms[axis]
+    if terms or dims_product(tuple(flat.shape[:1])) != acc:
+        return False
+    order = sorted(place, key=lambda k: place[k])
+    x = source.name
+    if order != sorted(order):
+        perm = order + [k for k in range(len(source.shape)) if k not in order]
+        x = im.temp(f"transpose({x}, perm={literal(perm)})", "gathered")
+    target = list(idx.shape) + list(flat.shape[1:])
+    im.emit(node.outputs[0], f"reshape({x}, [{', '.join(im.dim_text(d) for d in target)}])")
+    return True

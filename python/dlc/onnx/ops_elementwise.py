@@ -281,6 +281,21 @@ def logical(im: Any, node: Node) -> None:
     """Boolean logic from where/eq/ne: not x = (x == (x != x)), a and b = where(a, b, a), a or b =
     where(a, a, b), a xor b = a != b."""
     node.only()
+    from .symbolic import Iota
+    filled = [k for k, n in enumerate(node.inputs) if isinstance(im.get(n), Iota) and not im.get(n).terms]
+    if node.op in ("And", "Or") and filled:  # one side holds everywhere or nowhere (mask functions)
+        value = bool(im.get(node.inputs[filled[0]]).start)
+        other = im.tensor(node.inputs[1 - filled[0]])
+        keep_other = value if node.op == "And" else not value
+        from .iota import broadcast_shape
+        shape = broadcast_shape(im.get(node.inputs[filled[0]]).shape, tuple(other.shape))
+        dims = ", ".join(im.dim_text(d) for d in shape)
+        if not keep_other:
+            im.emit(node.outputs[0], f"full([{dims}], value={int(value)}, dtype=\"bool\")")
+        else:
+            same = shape == tuple(other.shape)
+            im.emit(node.outputs[0], other.name if same else f"broadcast_to({other.name}, [{dims}])")
+        return
     a = im.tensor(node.inputs[0])
     if a.dtype != "bool":
         raise Unsupported(f"{node.op} of a {a.dtype} tensor")

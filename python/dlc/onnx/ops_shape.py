@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dims import Sym
+from ..dims import Sym, dims_product
 from .registry import converts
-from .symbolic import axes_of, int_vec, pack
-from .values import Node, Unsupported, literal
+from .iota import gather_flat
+from .symbolic import Iota, axes_of, int_vec, pack
+from .values import Node, Tensor, Unsupported, literal
 
 
 @converts("Shape")
@@ -42,7 +43,13 @@ def reshape(im: Any, node: Node) -> None:
     if list(target) == list(x.shape):
         im.set(node.outputs[0], x)
         return
-    im.emit(node.outputs[0], f"reshape({x.name}, {im.target_text(target)})")
+    _flat(im, node, im.emit(node.outputs[0], f"reshape({x.name}, {im.target_text(target)})"), x)
+
+
+def _flat(im: Any, node: Node, out: Tensor, x: Tensor) -> None:
+    """Remembers which tensor a [P] or [P, 1] flattening holds (see iota.gather_flat)."""
+    if len(out.shape) in (1, 2) and out.shape[1:] in ((), (1,)) and out.shape[0] == dims_product(tuple(x.shape)):
+        im.flat_source[node.outputs[0]] = x
 
 
 @converts("Flatten")
@@ -59,7 +66,7 @@ def flatten(im: Any, node: Node) -> None:
         target = f"[{int(np.prod(lead))}, -1]"
     else:
         raise Unsupported("Flatten with symbolic dimensions on both sides of the axis")
-    im.emit(node.outputs[0], f"reshape({x.name}, {target})")
+    _flat(im, node, im.emit(node.outputs[0], f"reshape({x.name}, {target})"), x)
 
 
 @converts("Transpose")
@@ -166,6 +173,11 @@ def slice_(im: Any, node: Node) -> None:
 def gather(im: Any, node: Node) -> None:
     node.only("axis")
     axis = int(node.attr("axis", 0))
+    ids = im.get(node.inputs[1])
+    if isinstance(ids, Iota):
+        if not gather_flat(im, node, im.tensor(node.inputs[0]), ids):
+            raise Unsupported("a Gather at computed indices other than the row-major offsets of a flattened tensor")
+        return
     data_c = im.const(node.inputs[0])
     if data_c is not None and data_c.ndim == 2 and axis == 0 and data_c.dtype.kind == "f":
         ids = im.tensor(node.inputs[1])

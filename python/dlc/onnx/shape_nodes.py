@@ -13,7 +13,7 @@ from ..dims import Sym
 from .iota import iota_from_buffer, iota_node
 from .ops_shape import slice_
 from .registry import CONVERTERS
-from .symbolic import Iota, Item, arithmetic, int_vec, items_of
+from .symbolic import Iota, Item, arithmetic, counting, int_vec, items_of
 from .values import Node
 
 
@@ -32,7 +32,7 @@ def evaluate(im: Any, node: Node) -> Any:
         r = max(len(shape), len(target))
         shape, target = [1] * (r - len(shape)) + shape, [1] * (r - len(target)) + target
         out = tuple(t if d == 1 else d for d, t in zip(shape, target))
-        return Iota(out, None, int(ins[0].reshape(-1)[0]))  # type: ignore[arg-type]
+        return counting(out, None, int(ins[0].reshape(-1)[0]))  # type: ignore[arg-type]
     if op in ("Expand", "Reshape") and isinstance(ins[0], np.ndarray) and (ins[0].ndim > 1 or ins[0].size > 1
                                                                              or ins[0].dtype.kind == "f"):
         CONVERTERS[op](im, node)  # a constant laid out along symbolic dimensions: a tensor of the model

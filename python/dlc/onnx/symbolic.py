@@ -23,14 +23,33 @@ Item = int | bool | Sym
 
 @dataclass(frozen=True)
 class Iota:
-    """An integer tensor whose values count along `axis` (start, start + step, ...) and repeat along the other
-    axes: position ids `arange(T)[None]`, or (axis None) a tensor filled with `start` (token type ids)."""
+    """An integer tensor known up to its symbolic shape: start + the sum over `terms` of coefficient times the
+    index along that axis. One term counts along one axis (position ids `arange(T)[None]`); none is a tensor
+    filled with `start` (token type ids, boolean masks that hold everywhere); two make the flat index
+    `b * T + t` that mask functions gather a [N, T] mask with."""
 
     shape: tuple[Dim, ...]
-    axis: int | None
-    start: int
-    step: int = 1
+    terms: tuple[tuple[int, Dim], ...]
+    start: int = 0
     dtype: str = "i64"
+
+    @property
+    def axis(self) -> int | None:
+        """The counting axis of a single-term Iota (None for a filled one)."""
+        if not self.terms:
+            return None
+        if len(self.terms) > 1 or isinstance(self.terms[0][1], Sym):
+            raise Unsupported("indices counting along several axes where position ids are expected")
+        return self.terms[0][0]
+
+    @property
+    def step(self) -> int:
+        return int(self.terms[0][1]) if self.terms else 0  # type: ignore[arg-type]
+
+
+def counting(shape: tuple[Dim, ...], axis: int | None, start: int, step: Dim = 1, dtype: str = "i64") -> Iota:
+    """An Iota counting along one axis (or filled with `start` when axis is None or the step is 0)."""
+    return Iota(tuple(shape), () if axis is None or step == 0 else ((axis, step),), start, dtype)
 
 
 def int_vec(im: Any, name: str, what: str) -> list[int | str]:
@@ -263,5 +282,5 @@ def _range(ins: list[Any]) -> Any:
     length = _div(_sub(limit, start), delta)
     if not isinstance(length, Sym):  # unreachable: a known range is folded
         raise Unsupported("Range")
-    return Iota((length,), 0, int(start), int(delta))
+    return counting((length,), 0, int(start), int(delta))
 
