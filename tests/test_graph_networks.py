@@ -131,3 +131,20 @@ def test_gcn_beats_an_mlp_on_the_same_labelled_digits() -> None:
     gcn = _accuracy(MODELS / "digits_gcn.dlm", {**known, "src": graph.src, "dst": graph.dst}, graph, 150)
     mlp = _accuracy(MODELS / "digits_node_mlp.dlm", known, graph, 150)
     assert gcn > 0.93 and gcn > mlp + 0.05, (gcn, mlp)
+
+
+@pytest.mark.parametrize("model", ["digits_gcn", "digits_sage"])
+def test_graph_models_export_to_onnx_and_run_in_onnxruntime(model: str, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    program = dlc.compile(str(MODELS / f"{model}.dlm"), seed=0)
+    program.to_onnx(tmp_path / "g.onnx")
+    rng = np.random.default_rng(0)
+    n = 30  # the node count stays a named dimension: any graph runs
+    feeds = {"x": rng.random((n, 64), np.float32),
+             "src": np.concatenate([np.arange(n), rng.integers(0, n, 60)]).astype(np.int32),
+             "dst": np.concatenate([np.arange(n), rng.integers(0, n, 60)]).astype(np.int32)}
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"))
+    assert sorted(i.name for i in session.get_inputs()) == ["dst", "src", "x"]
+    got = session.run(None, feeds)[0]
+    np.testing.assert_allclose(got, program(**feeds)["logits"], rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Node
+from ..ir import Node, np_dtype
 from ..ops.conv import resolve_padding
 from .export_core import INT64_MAX, ONNX_TYPES, Exporter, exports, tensor_proto
 
@@ -182,6 +182,24 @@ def _gap(ex: Exporter, n: Node) -> None:
 @exports("embedding_lookup", "gather")
 def _embedding(ex: Exporter, n: Node) -> None:
     ex.add("Gather", [ex.name(n.inputs[0]), ex.name(n.inputs[1])], [ex.out(n)], axis=0)
+
+
+@exports("fill")
+def _fill(ex: Exporter, n: Node) -> None:
+    t = ex.g.values[n.outputs[0]]
+    value = np.array([n.attr("value")], dtype=np_dtype(t.dtype))
+    ex.add("ConstantOfShape", [ex.shapetensor_proto(t.shape)], [ex.out(n)], value=tensor_proto(value, ex.fresh("v")))
+
+
+@exports("scatter_add")
+def _scatter_add(ex: Exporter, n: Node) -> None:
+    """ScatterND with reduction="add" (opset 16) onto zeros: the rows of src summed at index."""
+    t = ex.g.values[n.outputs[0]]
+    zeros = ex.add("ConstantOfShape", [ex.shapetensor_proto(t.shape)],
+                   value=tensor_proto(np.zeros(1, dtype=np_dtype(t.dtype)), ex.fresh("zero")))[0]
+    index = ex.add("Cast", [ex.name(n.inputs[1])], to=ONNX_TYPES["i64"])[0]
+    index = ex.add("Unsqueeze", [index, ex.const(np.array([-1], dtype=np.int64), "axes")])[0]
+    ex.add("ScatterND", [zeros, index, ex.name(n.inputs[0])], [ex.out(n)], reduction="add")
 
 
 @exports("pad")
