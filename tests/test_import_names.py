@@ -4,16 +4,18 @@ summary shows them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from dlc.onnx import from_onnx  # noqa: E402
+def test_module_paths_name_the_imported_layers(tmp_path: Path) -> None:
+    # Imported here, not at collection: onnx brings ml_dtypes, which teaches NumPy bfloat16 for every later test.
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
 
-
-def test_module_paths_name_the_imported_layers(tmp_path) -> None:
+    from dlc.onnx import from_onnx
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.random((4, 3, 3, 3), dtype=np.float32), "onnx::Conv_5"),
              numpy_helper.from_array(np.zeros(4, np.float32), "onnx::Conv_6"),
