@@ -186,3 +186,5 @@ def test_hugging_face_attention_mask_gather_is_the_mask_reshaped() -> None:
     gather is the mask itself, reshaped, with N and T symbolic."""
     text = text_of("hf_bert_mask")
     assert "input mask: i64[N, T]" in text and "[N, 1, 1, T, 1])" in text, text
+    # The mask is computed after the first q @ kT in the walk: converted early, so attention still matches.
+    assert text.count("masked_attention(") == 2 and "softmax(" not in text, text

@@ -21,8 +21,16 @@ from .values import Node, Tensor, literal
 _LAYOUT = ("Reshape", "Expand", "Unsqueeze", "Squeeze", "Cast", "Identity", "Transpose", "Concat", "Slice")
 
 
+def _const(im: Any, name: str) -> Any:
+    """A constant, converting its Constant node first when the walk has not reached it yet."""
+    proto = im.producers.get(name)
+    if proto is not None and proto.op_type == "Constant":
+        im.convert_early(name, set())
+    return im.const(name)
+
+
 def _scalar(im: Any, name: str) -> float | None:
-    c = im.const(name)
+    c = _const(im, name)
     return float(c.reshape(())) if c is not None and c.size == 1 and c.dtype.kind == "f" else None
 
 
@@ -48,7 +56,7 @@ def _prescaled(im: Any, name: str) -> tuple[str, float, Any | None]:
 
 def _zero_or_minus_inf(im: Any, name: str, depth: int = 0) -> bool:
     """Whether every value of a computed mask is 0 or -inf (so `mask == 0` says where to attend)."""
-    c = im.const(name)
+    c = _const(im, name)
     if c is not None:
         return bool(np.all((c == 0) | (c == -np.inf)))
     proto = im.producers.get(name)
@@ -86,7 +94,7 @@ def match_attention(im: Any, node: Node) -> bool:
     add = _step(im, cur, ("Add",))
     if add is not None:
         mask = add.input[1] if add.input[0] == cur else add.input[0]
-        if mask not in im.values or not _zero_or_minus_inf(im, mask):
+        if not _zero_or_minus_inf(im, mask):
             return False
         absorbed.append(add)
         cur = add.output[0]
@@ -106,7 +114,12 @@ def match_attention(im: Any, node: Node) -> bool:
         absorbed += [isnan, guard]
         cur = guard.output[0]
     out = _step(im, cur, ("MatMul",))
-    if out is None or out.input[0] != cur or not isinstance(im.values.get(out.input[1]), Tensor):
+    if out is None or out.input[0] != cur:
+        return False
+    # The mask and v may come later in the walk (BERT computes its mask after the first q @ kT): convert
+    # them now, never through the pattern's own nodes.
+    avoid = {id(p) for p in absorbed + [out, node.proto]}
+    if not im.convert_early(out.input[1], avoid) or (mask is not None and not im.convert_early(mask, avoid)):
         return False
     q_src, q_scale, _ = _prescaled(im, q_name)
     k_src, k_scale, _ = _prescaled(im, k_name)

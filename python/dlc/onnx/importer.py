@@ -80,6 +80,7 @@ class Importer:
         self.check = DlmChecker(self.dims)
         self.initializer_ids: set[int] = set()
         self.flat_source: dict[str, Tensor] = {}  # a flattened tensor's ONNX name -> what it flattens
+        self.visited: set[int] = set()  # nodes converted (or reported) so far
 
     # ---- names ----
 
@@ -351,6 +352,7 @@ class Importer:
             return
         if id(proto) in self.absorbed:
             return
+        self.visited.add(id(proto))
         if any(n and n not in self.values for n in proto.input):
             return  # an input comes from a node already reported
         node = Node(proto, opset, {a.name: _attr_value(helper.get_attribute_value(a)) for a in proto.attribute})
@@ -376,6 +378,27 @@ class Importer:
             raise
         except (ValueError, IndexError, KeyError, TypeError) as e:
             self.problems.append(f"{label}: malformed node ({type(e).__name__}: {e})")
+
+    def convert_early(self, onnx_name: str, avoid: set[int], depth: int = 0) -> bool:
+        """Converts the nodes computing `onnx_name` now, ahead of their place in the walk (a pattern needs a
+        value the walk reaches later); never through a node in `avoid`. Whether the value is then known."""
+        if onnx_name in self.values:
+            return True
+        proto = self.producers.get(onnx_name)
+        if proto is None or id(proto) in avoid or id(proto) in self.absorbed or id(proto) in self.visited \
+                or depth > 64:
+            return False
+        if not all(self.convert_early(n, avoid, depth + 1) for n in proto.input if n):
+            return False
+        current = self.node
+        problems = len(self.problems)
+        self.convert(proto)
+        self.node = current
+        if len(self.problems) > problems:  # reported: the walk will not convert it again
+            self.absorbed.add(id(proto))
+            return False
+        self.absorbed.add(id(proto))
+        return onnx_name in self.values
 
     def fold(self, node: Node) -> bool:
         """Computes a node whose inputs are all constant (at import time, with ONNX's reference evaluator)."""
