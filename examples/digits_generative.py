@@ -3,6 +3,7 @@
     python examples/digits_generative.py ae    # reconstruction MSE; anomaly detection of held-out 9s (ROC AUC)
     python examples/digits_generative.py vae   # test ELBO (nats per image); sample grid and interpolation
     python examples/digits_generative.py gan   # samples judged by a trained digits_cnn (confidence, coverage)
+    python examples/digits_generative.py dcgan --params dcgan.ckpt   # the same for the convolutional GAN
 
 Needs the `data` and `plot` extras (scikit-learn, matplotlib). Pictures go to docs/images/ (or --out); the
 figures are printed as one JSON object per model.
@@ -98,37 +99,81 @@ def run_vae(out: Path, epochs: int | None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=["ae", "vae", "gan"])
+    parser.add_argument("model", choices=["ae", "vae", "gan", "dcgan"])
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (quick checks)")
+    parser.add_argument("--params", type=Path, help="gan, dcgan: judge this checkpoint (dlc train --out) instead "
+                                                    "of training")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
-    run = {"ae": run_ae, "vae": run_vae, "gan": run_gan}[args.model]
-    print(json.dumps(run(args.out, args.epochs)))
+    if args.model in ("gan", "dcgan"):
+        print(json.dumps(run_gan(args.model, args.out, args.epochs, args.params)))
+    else:
+        print(json.dumps({"ae": run_ae, "vae": run_vae}[args.model](args.out, args.epochs)))
 
 
-def run_gan(out: Path, epochs: int | None) -> dict[str, Any]:
+def save_shares(shares: np.ndarray, confidence: np.ndarray, path: Path, title: str) -> None:
+    """Bars: the share of samples digits_cnn puts in each class and their mean top-class probability."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 2.8))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    left.bar(range(10), shares * 100, color="tab:blue")
+    left.axhline(3, color="tab:red", linestyle=":", label="target: at least 3%")
+    left.set(xlabel="class (digits_cnn's argmax)", ylabel="share of samples, %", xticks=range(10))
+    left.legend(fontsize=7)
+    right.bar(range(10), confidence, color="tab:green")
+    right.axhline(0.85, color="tab:red", linestyle=":", label="target mean: 0.85")
+    right.set(xlabel="class", ylabel="mean top-class probability", xticks=range(10), ylim=(0, 1))
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def run_gan(name: str, out: Path, epochs: int | None, params: Path | None) -> dict[str, Any]:
     from dlc.data import for_model
     ds = digits()
-    xtr = ds.train[0]
-    gan = dlc.compile(str(MODELS / "digits_gan.dlm"), seed=0)
+    gan = dlc.compile(str(MODELS / f"digits_{name}.dlm"), seed=0)
+    x_spec = gan.inputs["x"].shape
+    xtr = ds.train[0].reshape((-1, *x_spec[1:]))
     start = time.perf_counter()
-    history = gan.fit({"x": xtr}, epochs=epochs, verbose=False)
+    history: dict[str, list[float]] = {}
+    if params is not None:
+        gan.load_checkpoint(str(params))
+    else:
+        history = gan.fit({"x": xtr}, epochs=epochs, verbose=False)
     seconds = time.perf_counter() - start
-    z = np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32)
-    samples = gan(z=z)["sample"]
-    save_grid(samples[:60], out / "digits_gan_samples.png", 5, "GAN: generated digits")
+    z = np.random.default_rng(0).standard_normal((1000, gan.inputs["z"].shape[1])).astype(np.float32)
+    samples = gan(z=z)["sample"].reshape(1000, 64)
+    title = {"gan": "GAN", "dcgan": "DCGAN"}[name]
+    save_grid(samples[:60], out / f"digits_{name}_samples.png", 5, f"{title}: generated digits")
     # The judge: digits_cnn trained on the real training split.
     cnn = dlc.compile(str(MODELS / "digits_cnn.dlm"), seed=0)
     cnn.fit(for_model(cnn, *ds.train), epochs=20, verbose=False)
     judge_accuracy = cnn.evaluate(for_model(cnn, *ds.test))["accuracy"]
-    logits = cnn(x=samples.reshape(-1, 1, 8, 8))["logits"].astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = _softmax(cnn(x=samples.reshape(-1, 1, 8, 8))["logits"])
+    real_confidence = float(_softmax(cnn(x=ds.test[0].reshape(-1, 1, 8, 8))["logits"]).max(1).mean())
     shares = np.bincount(probs.argmax(1), minlength=10) / len(probs)
-    return {"model": "digits_gan", "samples": len(samples), "mean_top_class_prob": float(probs.max(1).mean()),
-            "class_shares": [round(float(v), 3) for v in shares], "min_class_share": float(shares.min()),
-            "judge_test_accuracy": judge_accuracy, "train_seconds": round(seconds, 1),
-            "final_losses": {k: v[-1] for k, v in history.items() if k.endswith("loss")}}
+    confidence = np.array([probs.max(1)[probs.argmax(1) == c].mean() if shares[c] else 0.0 for c in range(10)])
+    save_shares(shares, confidence, out / f"digits_{name}_classes.png",
+                f"{title}: 1,000 samples judged by digits_cnn (mean top-class probability {probs.max(1).mean():.3f})")
+    result = {"model": f"digits_{name}", "samples": len(samples), "mean_top_class_prob": float(probs.max(1).mean()),
+              "class_shares": [round(float(v), 3) for v in shares], "min_class_share": float(shares.min()),
+              "judge_test_accuracy": judge_accuracy, "judge_mean_top_class_prob_on_real_test": real_confidence,
+              "train_seconds": round(seconds, 1) if params is None else None,
+              "final_losses": {k: v[-1] for k, v in history.items() if k.endswith("loss")}}
+    if name == "dcgan":  # its categorical code is the argmax of z's first 10 entries: how digit-pure is each code?
+        table = np.zeros((10, 10), int)
+        np.add.at(table, (z[:, :10].argmax(1), probs.argmax(1)), 1)
+        result["code_purity"] = round(float(table.max(1).sum() / len(z)), 3)
+        result["code_to_class"] = [int(c) for c in table.argmax(1)]
+    return result
 
 
 if __name__ == "__main__":
