@@ -141,11 +141,11 @@ def test_dlc_compile_without_dims_writes_an_artifact_for_any_batch(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "m.dlm"
     model.write_text(MODEL)
-    code = cli.main(["compile", str(model), "-o", str(tmp_path / "m.dlc")])
+    code = cli.main(["compile", str(model), "-o", str(tmp_path / "m.dlc"), "--random-init"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "N, T left unbound: the artifact binds them from its inputs at each call" in out
-    assert cli.main(["compile", str(model), "-o", str(tmp_path / "m.dlc"), "--json"]) == 0
+    assert cli.main(["compile", str(model), "-o", str(tmp_path / "m.dlc"), "--json", "--random-init"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["unbound"] == ["N", "T"] and summary["plan"] is None and summary["params"] == 3 * 4 + 4 + 4 * 2 + 2
     program = dlc.compile(model)
@@ -166,7 +166,7 @@ def test_dlc_run_names_the_bound_dimension_a_wrong_input_misses(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "m.dlm"
     model.write_text(MODEL)
-    assert cli.main(["compile", str(model), "-D", "T=3", "-o", str(tmp_path / "m.dlc")]) == 0
+    assert cli.main(["compile", str(model), "-D", "T=3", "-o", str(tmp_path / "m.dlc"), "--random-init"]) == 0
     b = batch(2, 4)
     np.save(tmp_path / "x.npy", b["x"])
     np.save(tmp_path / "k.npy", b["k"])

@@ -122,7 +122,7 @@ def test_compile_needs_every_dimension(model: Path, capsys: pytest.CaptureFixtur
 
 def test_compile_writes_artifact(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_path = tmp_path / "model.dlc"
-    code, out, _ = run(capsys, "compile", model, "-D", "N=3", "-o", out_path)
+    code, out, _ = run(capsys, "compile", model, "-D", "N=3", "-o", out_path, "--random-init")
     assert code == 0 and f"wrote {out_path}" in out
     art = dlc.load(out_path)
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
@@ -206,7 +206,7 @@ def test_run_input_errors(model: Path, tmp_path: Path, capsys: pytest.CaptureFix
         path.write_bytes(b"not an npy file")
     else:
         np.save(path, content)
-    code, _, err = run(capsys, "run", model, "--input", f"x={path}")
+    code, _, err = run(capsys, "run", model, "--input", f"x={path}", "--random-init")
     assert code == 1 and err.startswith("dlc: error: ") and message in err
 
 

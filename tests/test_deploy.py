@@ -39,7 +39,7 @@ def test_dlc_run_takes_a_compiled_artifact(tmp_path: Path, capsys: pytest.Captur
     model = tmp_path / "m.dlm"
     model.write_text(MODEL)
     np.save(tmp_path / "x.npy", np.ones((4, 5), np.float32))
-    assert cli.main(["compile", str(model), "-D", "N=4", "-o", str(tmp_path / "m.dlc")]) == 0
+    assert cli.main(["compile", str(model), "-D", "N=4", "-o", str(tmp_path / "m.dlc"), "--random-init"]) == 0
     capsys.readouterr()
     code = cli.main(["run", str(tmp_path / "m.dlc"), "--input", f"x={tmp_path / 'x.npy'}"])
     out, err = capsys.readouterr()

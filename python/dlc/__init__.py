@@ -10,7 +10,8 @@ import os
 from typing import Mapping
 
 from . import _core
-from .errors import ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError
+from .errors import (ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError,
+                     UntrainedWarning)
 from .lowering import set_arena_limit
 from .model import CompiledModel
 from .profiler import Profile, profile
@@ -21,7 +22,8 @@ from .training.trainer import Trainer
 
 __all__ = ["compile", "load", "set_num_threads", "get_num_threads", "Program", "TensorSpec", "CompileError",
            "DlcError", "DlcWarning", "CheckpointError", "NonFiniteError", "ArenaLimitError", "set_arena_limit", "load_module",
-           "CompiledModel", "Trainer", "callbacks", "profile", "Profile"]
+           "CompiledModel", "Trainer", "callbacks", "profile", "Profile",
+           "UntrainedWarning"]
 __version__ = "0.1.0"
 
 

@@ -15,6 +15,9 @@ and whose `__metadata__` (string -> string) holds
   persistent   JSON [name, ...] — the stored parameters
   memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"} of the plan, for reference; null when
                a dimension is unbound (the plan depends on it)
+  untrained    "true" when every parameter still held its seeded initial value when saved (nothing trained
+               or loaded them), else "false"; absent in files older than this entry. Saving and loading such a
+               file warn (UntrainedWarning), as `dlc compile` and `dlc run` do.
   checksum     sha256 over every other metadata entry and every tensor, to catch silent corruption
 Loading compiles the stored source again (about 0.1 s) and takes every size, slot and kernel from the compiler,
 never from the file: the file contributes only parameter values, each checked against the dtype and shape the
@@ -30,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -39,7 +43,7 @@ from safetensors.numpy import save
 
 from .atomic_file import write_atomically
 from .dims import Sym, substitute
-from .errors import CheckpointError, DlcError
+from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
 from .ir import DTYPES, TensorType
 from .model import CompiledModel, TensorSpec, spec_of, symbols, unbound_error
@@ -98,7 +102,9 @@ def _unbindable(model: CompiledModel, binding: Mapping[str, int]) -> list[str]:
 def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mapping[str, int] | None = None) -> None:
     """Writes the model, its compile settings and parameters, atomically: a crash leaves either the old file or
     the new one, never half of one. Dimensions in `dims` (and those the program was compiled with) stay bound;
-    the others are bound from the inputs' shapes at each call of the loaded artifact."""
+    the others are bound from the inputs' shapes at each call of the loaded artifact. Parameters that nothing
+    trained or loaded are written (a speed test needs no training) but marked untrained, with an
+    UntrainedWarning here and wherever the file is loaded."""
     from .frontend.modules import imported_files
     model = program.model
     binding = {**model.dims, **{k: int(v) for k, v in (dims or {}).items()}}
@@ -126,9 +132,18 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
         "dtype": program.dtype, "dims": json.dumps(binding), "seed": str(program.seed),
         "source_name": module.filename, "source": module.text, "source_dir": source_dir,
         "files": json.dumps(imported_files(module)),
+        "untrained": json.dumps(model.params_untrained()),
     }
     meta["checksum"] = _checksum(meta, tensors)
     write_atomically(Path(path), save(tensors, metadata=meta))
+    if meta["untrained"] == "true":
+        warnings.warn(untrained_message(str(path), program.seed), UntrainedWarning, stacklevel=2)
+
+
+def untrained_message(path: str, seed: int) -> str:
+    """The one wording, for saving and loading, in Python and on the command line."""
+    return (f"{path} holds freshly initialized parameters (seed {seed}), not trained ones: its outputs are not a "
+            f"trained model's (load a checkpoint before saving: dlc compile MODEL.dlm --params CKPT -o {path})")
 
 
 class LoadedProgram:
@@ -148,6 +163,7 @@ class LoadedProgram:
         self.seed: int = meta["seed"]
         self.source: str = meta["source"]
         self.source_name: str = meta["source_name"]
+        self.untrained: bool = meta.get("untrained", False)
 
     @property
     def inputs(self) -> dict[str, TensorSpec]:
@@ -309,8 +325,11 @@ def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) 
         seed = r.integer(int(r.text("seed")), "seed", 0, 2 ** 64 - 1)  # the runtime's seed is a uint64
     except ValueError:
         raise r.fail(f"seed must be an integer, got {meta['seed']!r}") from None
+    untrained = meta.get("untrained", "false")
+    if untrained not in ("true", "false"):
+        raise r.fail(f"'untrained' must be true or false, got {untrained!r}")
     info = {"dtype": dtype, "dims": dims, "seed": seed, "source": r.text("source"),
-            "source_name": r.text("source_name")}
+            "source_name": r.text("source_name"), "untrained": untrained == "true"}
     model = _rebuild(r, info, tensors, persistent, strict_dtypes)
     if interface(model, {}) != (inputs, outputs):
         raise r.fail("the declared inputs or outputs differ from what the stored model compiles to (edited?)")
@@ -322,6 +341,8 @@ def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) 
             model.inference_plan({}, training=False)
         except (DlcError, ValueError) as e:
             raise r.fail(f"the stored model does not compile: {e}") from None
+    if info["untrained"]:
+        warnings.warn(untrained_message(where, seed), UntrainedWarning, stacklevel=2)
     return LoadedProgram(model, inputs, outputs, info)
 
 

@@ -83,3 +83,8 @@ class ArenaLimitError(DlcError):
 class DistributedError(DlcError):
     """A data-parallel job that cannot run as asked: MPI missing, or ranks that disagree about the model, the
     data or the settings. Raised on every rank at once, so no rank is left waiting."""
+
+
+class UntrainedWarning(DlcWarning):
+    """A compiled artifact (or ONNX file) written or loaded with freshly initialized parameters: nothing
+    trained or loaded them, so its outputs are not a trained model's."""

@@ -119,11 +119,7 @@ class CompiledModel:
         self._elaborated[tuple(sorted(self._dims.items()))] = elaborated
         self._graph: Graph = elaborated.graph
         self.has_train_block = elaborated.train is not None
-        self._params: dict[str, np.ndarray] = {}
-        for p in self._graph.params:
-            shape = tuple(int(d) for d in p.type.shape)
-            self._params[p.name] = initializers.initialize(p.init, shape, np_dtype(p.type.dtype), seed, p.name,
-                                                           p.fans)
+        self._params: dict[str, np.ndarray] = self._initial_params()
         self._plans: PlanCache[LoweredPlan] = PlanCache()
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None
@@ -153,6 +149,19 @@ class CompiledModel:
     def params(self) -> dict[str, np.ndarray]:
         """Parameters by hierarchical name, as read-only views (use set_params to change them)."""
         return readonly_views(self._params)
+
+    def _initial_params(self) -> dict[str, np.ndarray]:
+        """Every persistent tensor as its initializer makes it from the seed (deterministic)."""
+        return {p.name: initializers.initialize(p.init, tuple(int(d) for d in p.type.shape), np_dtype(p.type.dtype),
+                                                self.seed, p.name, p.fans) for p in self._graph.params}
+
+    def params_untrained(self) -> bool:
+        """True when the model has parameters and every one still holds exactly its seeded initial value:
+        nothing trained or loaded them. Compared, not tracked, so no way of setting them (a checkpoint, set_params,
+        training, a write through param_buffers) can be missed."""
+        if not self._params:
+            return False
+        return all(np.array_equal(self._params[name], value) for name, value in self._initial_params().items())
 
     @property
     def param_buffers(self) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ other expected errors `dlc: error: <message>`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from types import ModuleType
@@ -50,7 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return func(args)
+            code = func(args)
+            sys.stdout.flush()  # here, where a closed pipe can be caught, not at exit
+            return code
+    except BrokenPipeError:  # `dlc run ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 141  # 128 + SIGPIPE, as a program the signal ended
     except CompileError as e:
         print(e.format(), file=sys.stderr)
     except (DlcError, ValueError, OSError) as e:

@@ -110,6 +110,29 @@ def load_params(program: Program, path: str) -> None:
     program.set_params(stored)
 
 
+def add_params_arguments(p: argparse.ArgumentParser, writes: str) -> None:
+    """`--params CKPT` and `--random-init` for a command that `writes` a deployable file from a .dlm model."""
+    p.add_argument("--params", metavar="CKPT",
+                   help="the trained parameters to put in it: a checkpoint (dlc train --out) or a compiled artifact")
+    p.add_argument("--random-init", action="store_true",
+                   help=f"write {writes} with freshly initialized parameters (seeded by --seed), marked untrained: "
+                        f"for speed tests; without it, {writes} needs --params")
+
+
+def deployable_params(program: Program, args: argparse.Namespace, output: str) -> None:
+    """Loads --params into a program about to be written to `output`; without them, refuses unless
+    --random-init says that untrained parameters are meant (a model compiled from .dlm text starts from
+    freshly initialized ones, and deploying those by accident predicts nonsense with no error anywhere)."""
+    if args.params and args.random_init:
+        raise ValueError("give --params CKPT or --random-init, not both")
+    if args.params:
+        load_params(program, args.params)
+    elif not args.random_init and program.params:
+        raise ValueError(f"{output} would hold freshly initialized (untrained) parameters: give the trained ones "
+                         f"with --params CKPT (a checkpoint from dlc train --out), or --random-init if untrained "
+                         f"parameters are meant (a speed test)")
+
+
 def training_data(program: Program, name: str, dims: dict[str, int]) -> tuple[dict[str, np.ndarray],
                                                                              dict[str, np.ndarray]]:
     """(train, test) arrays by input name. pysource: byte windows of length T (-D T=..., default 128), with

@@ -1,7 +1,8 @@
 """`dlc compile MODEL -D N=..`: compile the inference plan (or with --train the whole training step: forward,
 loss, backward and optimizer update) and summarize it (ops, kernels, memory), optionally writing a compiled
-(inference) artifact; `dlc compile MODEL -o model.dlc` without -D writes one that keeps its symbolic dimensions
-(any batch size)."""
+(inference) artifact with the trained parameters of --params (or, with --random-init, freshly initialized ones,
+marked untrained); `dlc compile MODEL -o model.dlc` without -D writes one that keeps its symbolic dimensions (any
+batch size)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ from ..passes import PassContext
 from ..passes.dead_code import eliminate_dead_code
 from ..passes.eval_mode import strip_training_only
 from ..program import Program
-from .common import human_bytes, io_lines, load_program, param_count, require_bound, spec_json, unbound_dims
+from .common import (add_params_arguments, deployable_params, human_bytes, io_lines, load_params, load_program,
+                     param_count, require_bound, spec_json, unbound_dims)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     program = load_program(args)
+    if args.output:
+        deployable_params(program, args, args.output)
+    elif args.params:
+        load_params(program, args.params)
     unbound = unbound_dims(program)
     if unbound and args.output and not args.train:
         return write_symbolic_artifact(args, program, unbound)
@@ -50,7 +56,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"kernels: {len(lowered.steps)}")
     for i, step in enumerate(lowered.steps):
         print(f"  {i:4d}  {step.kernel:<12} {step.label}")
-    print(f"parameters: {summary['params']:,}")
+    print(parameters_line(args, program))
     mem = lowered.memory
     grads = f"; gradients {human_bytes(mem.gradient_bytes)} after it" if mem.gradient_bytes else ""
     print(f"memory: arena {human_bytes(mem.arena_bytes)} (naive {human_bytes(mem.naive_bytes)}, "
@@ -67,7 +73,17 @@ def description(args: argparse.Namespace, program: Program) -> dict[str, Any]:
             "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
             "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
             "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
-            "params": param_count(program), "artifact": args.output}
+            "params": param_count(program), "params_from": args.params, "artifact": args.output,
+            "untrained": program.model.params_untrained()}
+
+
+def parameters_line(args: argparse.Namespace, program: Program) -> str:
+    """The parameter count and where their values come from."""
+    if args.params:
+        origin = f" (from {args.params})"
+    else:
+        origin = f" (freshly initialized, seed {args.seed}: untrained)" if program.params else ""
+    return f"parameters: {param_count(program):,}{origin}"
 
 
 def inference_description(program: Program, lowered: Any) -> dict[str, Any]:
@@ -101,7 +117,7 @@ def write_symbolic_artifact(args: argparse.Namespace, program: Program, unbound:
     print(f"{args.model}: {names} left unbound: the artifact binds {'them' if len(unbound) > 1 else 'it'} from "
           f"its inputs at each call (-D {unbound[0]}=<size> fixes a size and shows the plan)")
     print("\n".join(io_lines(program)))
-    print(f"parameters: {param_count(program):,}")
+    print(parameters_line(args, program))
     print(f"wrote {args.output}")
     return 0
 
@@ -110,11 +126,14 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p = sub.add_parser("compile", parents=[model], help="compile a model and summarize the plan",
                        description="Compiles the inference plan, or with --train the training step (every "
                                    "symbolic dimension bound with -D), and prints its ops, kernels, parameters and "
-                                   "planned memory. -o always writes the inference artifact; dimensions left "
-                                   "unbound stay symbolic in it and are bound from the inputs at each call.")
+                                   "planned memory. -o writes the inference artifact (model, settings and the "
+                                   "trained parameters of --params; --random-init writes freshly initialized ones, "
+                                   "marked untrained); dimensions left unbound stay symbolic in it and are bound "
+                                   "from the inputs at each call.")
     p.add_argument("--no-fuse", action="store_true", help="disable operator fusion")
     p.add_argument("--train", action="store_true",
                    help="plan the whole training step (forward, loss, backward, optimizer) instead of inference")
     p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here; without -D it takes any batch size")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_params_arguments(p, "the artifact (-o)")
     p.set_defaults(func=cmd_compile)

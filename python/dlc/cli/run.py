@@ -1,15 +1,17 @@
-"""`dlc run MODEL --input x=x.npy`: inference on arrays from .npy files."""
+"""`dlc run MODEL.dlm --params CKPT --input x=x.npy` or `dlc run model.dlc --input x=x.npy`: inference on arrays
+from .npy files, from a model and its trained parameters or from a compiled artifact (which carries its own)."""
 
 from __future__ import annotations
 
 import argparse
-
+import warnings
 from typing import Any
 
 import numpy as np
 
 import dlc
 
+from ..errors import UntrainedWarning
 from .common import add_threads_argument, load_params, load_program
 
 
@@ -54,15 +56,31 @@ def is_artifact(path: str) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if is_artifact(args.model):
-        if args.params or args.dims:
-            raise ValueError(f"{args.model} is a compiled artifact: it carries its parameters and dimensions "
-                             f"(--params and -D are for .dlm models)")
+        flags = [f for f, given in (("--params", args.params), ("-D", args.dims), ("--random-init", args.random_init))
+                 if given]
+        if flags:
+            raise ValueError(f"{args.model} is a compiled artifact: it carries the parameters and dimensions it was "
+                             f"compiled with, so {' and '.join(flags)} {'do' if len(flags) > 1 else 'does'} not "
+                             f"apply; for other parameters compile it again (dlc compile MODEL.dlm --params CKPT -o "
+                             f"{args.model}) or run the model file (dlc run MODEL.dlm --params CKPT ...)")
         program: Any = dlc.load(args.model)
+        used = list(program.inputs)
     else:
         program = load_program(args)
+        if args.params and args.random_init:
+            raise ValueError("give --params CKPT or --random-init, not both")
         if args.params:
             load_params(program, args.params)
-    results = program(**load_inputs(args.inputs))
+        elif program.params and not args.random_init:
+            warnings.warn(f"{args.model} runs with freshly initialized parameters (seed {args.seed}), not trained "
+                          f"ones: give them with --params CKPT (--random-init to mean it)", UntrainedWarning)
+        used = program.model.used_inputs()
+    arrays = load_inputs(args.inputs)
+    for name in used:
+        if name not in arrays and all(given in program.inputs for given in arrays):  # unknown ones: the call says
+            raise ValueError(f"missing input '{name}' ({program.inputs[name]}): give it with --input "
+                             f"{name}=FILE.npy")
+    results = program(**arrays)
     for name, arr in results.items():
         print(f"{name}: {program.outputs[name].dtype}{list(arr.shape)} {preview(arr)}")
     if args.output:
@@ -74,13 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[model], help="run inference on .npy inputs",
-                       description="Runs the model (a .dlm file, or a compiled artifact from dlc compile -o, "
-                                   "which binds the dimensions left unbound from the inputs) on inputs from .npy "
-                                   "files, converting NumPy's default dtypes; a .dlm model has freshly "
-                                   "initialized parameters unless --params gives trained ones.")
+                       usage="dlc run MODEL.dlm --params CKPT --input NAME=FILE.npy... [-o OUT.npz]\n"
+                             "       dlc run MODEL.dlc --input NAME=FILE.npy... [-o OUT.npz]",
+                       description="Runs a model on inputs from .npy files (one --input per input the outputs "
+                                   "need), converting NumPy's default dtypes. Two forms: MODEL.dlm, a model file, "
+                                   "takes its trained parameters from --params (a checkpoint from dlc train --out, "
+                                   "or an artifact), and -D, --dtype and --seed; without --params it runs freshly "
+                                   "initialized parameters and warns (--random-init: meant). MODEL.dlc, a compiled "
+                                   "artifact (dlc compile MODEL.dlm --params CKPT -o MODEL.dlc), carries its "
+                                   "parameters and dimensions, so it takes only --input, -o and --threads; it binds "
+                                   "the dimensions left unbound from the inputs, and warns if it was compiled with "
+                                   "--random-init.")
     p.add_argument("--input", dest="inputs", metavar="NAME=FILE.npy", type=parse_input, action="append",
                    default=[], help="an input array (repeatable)")
-    p.add_argument("--params", metavar="FILE", help="load parameters from a checkpoint or a compiled artifact")
+    p.add_argument("--params", metavar="CKPT",
+                   help="MODEL.dlm only: the trained parameters (a checkpoint or a compiled artifact of the model)")
+    p.add_argument("--random-init", action="store_true",
+                   help="MODEL.dlm only: run freshly initialized parameters without a warning")
     p.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs to an .npz file")
     add_threads_argument(p)
     p.set_defaults(func=cmd_run)
