@@ -69,7 +69,8 @@ def test_validation_split_and_file(files: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("data,message", [
-    ("ten.npz", "training data: 'y' holds values 0..9 (10 classes) but the model has 3"),
+    ("ten.npz", "training data: 'y' row 1 holds 5, but cross_entropy reads 'y' as an index below 3: 'y' holds "
+                 "values 0..9 (10 classes) but the model has 3"),
     ("wide.npz", "training data: 'x' has samples of shape [7], the model's input 'x' is f32[N, 6]"),
     ("mapped.npz", "no array is named after a model input (x, y); it has images, labels: map them"),
     ("nope", "unknown dataset 'nope' (built-in: digits, sequences, pysource; your own data:"),

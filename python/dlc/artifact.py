@@ -15,6 +15,8 @@ and whose `__metadata__` (string -> string) holds
   persistent   JSON [name, ...] — the stored parameters
   memory       JSON {"arena_bytes", "naive_bytes", "lower_bound_bytes"} of the plan, for reference; null when
                a dimension is unbound (the plan depends on it)
+  classes      JSON [name, ...]: the class names of the labels (label k is classes[k]) when it was trained on
+               names; absent otherwise. predict names its answers with them.
   untrained    "true" when every parameter still held its seeded initial value when saved (nothing trained
                or loaded them), else "false"; absent in files older than this entry. Saving and loading such a
                file warn (UntrainedWarning), as `dlc compile` and `dlc run` do.
@@ -47,6 +49,7 @@ from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
 from .ir import DTYPES, TensorType
 from .model import CompiledModel, TensorSpec, spec_of, symbols, unbound_error
+from .training.checkpoint import parse_classes
 
 if TYPE_CHECKING:
     from .program import Program
@@ -134,6 +137,8 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
         "files": json.dumps(imported_files(module)),
         "untrained": json.dumps(model.params_untrained()),
     }
+    if model.classes is not None:
+        meta["classes"] = json.dumps(model.classes)
     meta["checksum"] = _checksum(meta, tensors)
     write_atomically(Path(path), save(tensors, metadata=meta))
     if meta["untrained"] == "true":
@@ -164,6 +169,11 @@ class LoadedProgram:
         self.source: str = meta["source"]
         self.source_name: str = meta["source_name"]
         self.untrained: bool = meta.get("untrained", False)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of the labels (label k is classes[k]), if it was trained on names."""
+        return None if self.model.classes is None else list(self.model.classes)
 
     @property
     def inputs(self) -> dict[str, TensorSpec]:
@@ -331,6 +341,8 @@ def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) 
     info = {"dtype": dtype, "dims": dims, "seed": seed, "source": r.text("source"),
             "source_name": r.text("source_name"), "untrained": untrained == "true"}
     model = _rebuild(r, info, tensors, persistent, strict_dtypes)
+    if "classes" in meta:
+        model.classes = parse_classes(where, meta["classes"])
     if interface(model, {}) != (inputs, outputs):
         raise r.fail("the declared inputs or outputs differ from what the stored model compiles to (edited?)")
     missing = _unbindable(model, {})

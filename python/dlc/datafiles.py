@@ -1,30 +1,36 @@
 """Your own data for `dlc train` / `dlc eval`: arrays from .npz archives, .npy files or CSV, matched to the
-model's inputs, and the consistency check that runs before the first step.
+model's inputs before the check (Trainer.prepare_data, training/datacheck.py) that runs before the first step.
 
 - `train.npz`: arrays named after the model's inputs, or mapped with `--map x=images,y=labels` (input=array);
-- `x=features.npy,y=labels.npy` (or `features.npy,labels.npy`: features, then labels);
-- `train.csv`: a header row and numbers; the label column is `label` (or the last one, or `--label NAME`),
-  every other column is a feature.
+- `x=features.npy,y=labels.npy` (or `features.npy,targets.npy`: features, then targets);
+- `train.csv`: a header row, then a sample per row (tables.py): the target columns are `--label` (names or
+  indices), by default the column named `label`, else the last one; every other column is a feature.
 
-Features given as rows (.npy pairs, CSV) go to the model's first float input reshaped to its declared sample
-shape, labels to its first integer input, as for the built-in datasets. The check (`check_data`) compares the
-number of samples, each array's shape and dtype kind with the inputs, and the labels with the number of classes
-the loss reads (cross_entropy's class axis, embedding rows), so a mismatch is one `dlc: error:` line.
+Features given as rows (.npy pairs, CSV) go to the model's first float input, reshaped to its declared sample
+shape; targets to its first integer input (class labels: integers, or class names that become integers), or,
+without one, to the first float input the outputs do not read (regression targets, one column or several).
 """
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from .data import for_model
 from .errors import DlcError
-from .ir import Graph
+from .tables import line_of, read_csv, require_numbers
+from .training.datacheck import Origin, is_text, where
 
-LABEL_OPS = {"softmax_xent": (1, 0), "embedding_lookup": (1, 0)}  # op: (index operand, operand sized by it)
+
+@dataclass(frozen=True)
+class DataFile:
+    """Arrays by model input name, where they came from (for errors that point into a CSV file) and, for a
+    table, a sentence saying which columns are the targets."""
+
+    arrays: dict[str, np.ndarray]
+    origin: Origin | None = None
+    note: str | None = None
 
 
 def parse_map(text: str | None) -> dict[str, str]:
@@ -44,22 +50,75 @@ def is_data_file(spec: str) -> bool:
     return any(part.rsplit("=", 1)[-1].lower().endswith((".npz", ".npy", ".csv")) for part in spec.split(","))
 
 
-def load_data(program: Any, spec: str, mapping: Mapping[str, str], label: str | None = None) -> dict[str, np.ndarray]:
+def load_data(program: Any, spec: str, mapping: Mapping[str, str], label: str | None = None) -> DataFile:
     """The arrays of a data file (or .npy pair) by model input name."""
     parts = spec.split(",")
+    if label is not None and not (len(parts) == 1 and spec.lower().endswith(".csv")):
+        raise ValueError(f"--label chooses a CSV file's target columns; --data {spec} is not a CSV file")
     if len(parts) == 1 and spec.lower().endswith(".npz"):
-        return _from_npz(program, spec, mapping)
+        return DataFile(_from_npz(program, spec, mapping))
     if len(parts) == 1 and spec.lower().endswith(".csv"):
-        x, y = _from_csv(spec, label)
-        return for_model(program, x, y)
+        return _from_csv(program, spec, label)
     if all(p.rsplit("=", 1)[-1].lower().endswith(".npy") for p in parts):
         named = [p.partition("=") for p in parts]
         if all(sep for _, sep, _ in named):
-            return {name: _load_npy(path) for name, _, path in named}
+            return DataFile({name: _load_npy(path) for name, _, path in named})
         if len(parts) == 2 and not any(sep for _, sep, _ in named):
-            return for_model(program, _load_npy(parts[0]), _load_npy(parts[1]))
+            return DataFile(rows_for_model(program, _load_npy(parts[0]), _load_npy(parts[1]), spec))
     raise ValueError(f"--data {spec}: expected a built-in dataset, FILE.npz, FILE.csv, or two .npy files "
                      f"(x=features.npy,y=labels.npy)")
+
+
+def target_input(program: Any, features: str) -> str | None:
+    """The input that takes the targets of a table: the first integer input (class labels), else the first
+    float input besides the features that the outputs do not read (a regression target)."""
+    specs = program.inputs
+    used = set(program.model.used_inputs())
+    ints = [n for n, s in specs.items() if s.dtype in ("i32", "i64")]
+    floats = [n for n, s in specs.items() if s.dtype in ("f32", "f64") and n != features and n not in used]
+    return (ints or floats or [None])[0]
+
+
+def feature_input(program: Any) -> str:
+    name = next((n for n, s in program.inputs.items() if s.dtype in ("f32", "f64")), None)
+    if name is None:
+        raise DlcError("the model needs a floating-point input for the features")
+    return name
+
+
+def rows_for_model(program: Any, x: np.ndarray, y: np.ndarray | None, what: str,
+                   origin: Origin | None = None) -> dict[str, np.ndarray]:
+    """Features (one row a sample) reshaped to the feature input's sample shape, and targets for the target
+    input: class labels as they are (names are mapped by the trainer), regression values shaped to its samples."""
+    features = feature_input(program)
+    spec_x = program.inputs[features]
+    tail = list(spec_x.shape[1:])
+    if not all(isinstance(d, int) for d in tail) or int(np.prod(tail)) != int(np.prod(x.shape[1:])):
+        raise ValueError(f"{what}: input '{features}' is {spec_x} but the data has {int(np.prod(x.shape[1:]))} "
+                         f"features per sample")
+    out = {features: x.reshape((len(x), *tail)).astype(np.float64 if spec_x.dtype == "f64" else np.float32)}
+    target = target_input(program, features)
+    if target is None or y is None:
+        return out
+    spec_y = program.inputs[target]
+    if spec_y.dtype in ("i32", "i64"):
+        if not is_text(y) and y.dtype.kind == "f":
+            rounded = np.round(y)
+            bad = np.flatnonzero(rounded.reshape(-1) != y.reshape(-1))  # NaN included
+            if bad.size:
+                raise ValueError(f"{what}: {where(target, y, int(bad[0]), origin)} holds {y.reshape(-1)[bad[0]]}, "
+                                 f"not an integer, but the model's target input '{target}' is {spec_y} (class "
+                                 f"labels); for regression targets declare it f32")
+            y = rounded.astype(np.int64)
+        out[target] = y
+        return out
+    tail_y = list(spec_y.shape[1:])
+    width = int(np.prod(y.shape[1:]))
+    if not all(isinstance(d, int) for d in tail_y) or int(np.prod(tail_y)) != width:
+        raise ValueError(f"{what}: the model's target input '{target}' is {spec_y}, but the data has {width} "
+                         f"target value{'s' * (width != 1)} per sample")
+    out[target] = y.reshape((len(y), *tail_y)).astype(np.float64 if spec_y.dtype == "f64" else np.float32)
+    return out
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -101,26 +160,24 @@ def _from_npz(program: Any, path: str, mapping: Mapping[str, str]) -> dict[str, 
     return out
 
 
-def _from_csv(path: str, label: str | None) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise ValueError(f"{path}: expected a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    column = label or ("label" if "label" in header else header[-1])
-    if column not in header:
-        raise ValueError(f"{path}: no column '{column}' (columns: {', '.join(header)})")
-    k = header.index(column)
-    try:
-        table = np.array([[float(v) for v in row] for row in rows[1:] if row], dtype=np.float64)
-    except ValueError as e:
-        raise ValueError(f"{path}: every cell must be a number ({e})") from None
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise ValueError(f"{path}: every row needs {len(header)} cells")
-    labels = table[:, k]
-    if not np.array_equal(labels, np.round(labels)):
-        raise ValueError(f"{path}: label column '{column}' holds non-integers")
-    return np.delete(table, k, axis=1), labels.astype(np.int64)
+def _from_csv(program: Any, path: str, label: str | None) -> DataFile:
+    features = feature_input(program)
+    target = target_input(program, features)
+    if target is None and label is not None:
+        raise ValueError(f"--label {label}: the model has no input for targets (inputs: {', '.join(program.inputs)})")
+    table = read_csv(path, label, targets=target is not None)
+    if target is not None and program.inputs[target].dtype.startswith("f") and is_text(table.targets):
+        require_numbers(path, table, "a regression target")  # raises, naming the cell
+    spec_x = program.inputs[features]
+    if spec_x.shape[1:] and all(isinstance(d, int) for d in spec_x.shape[1:]) \
+            and int(np.prod(spec_x.shape[1:])) != len(table.feature_names):
+        raise ValueError(f"{path}: input '{features}' is {spec_x} but the table has {len(table.feature_names)} "
+                         f"feature columns ({', '.join(table.feature_names)}); {table.chosen}")
+    columns = {features: table.feature_names, **({target: table.target_names} if target else {})}
+    width = len(table.feature_names) + len(table.target_names)
+    origin = Origin(path, columns, lambda row: line_of(path, width, row))
+    arrays = rows_for_model(program, table.features, table.targets if target is not None else None, path, origin)
+    return DataFile(arrays, origin, table.chosen if target is not None else None)
 
 
 def split(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict[str, np.ndarray],
@@ -134,57 +191,3 @@ def split(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[di
     if k >= n:
         raise ValueError(f"--val-split {fraction} leaves no training samples out of {n}")
     return ({name: a[order[k:]] for name, a in arrays.items()}, {name: a[order[:k]] for name, a in arrays.items()})
-
-
-def label_ranges(graph: Graph) -> dict[str, int]:
-    """Integer inputs that index something in the training graph, with the size of what they index (the
-    classes of cross_entropy, the rows of an embedding)."""
-    inputs = {v: n for n, v in graph.inputs}
-    out: dict[str, int] = {}
-    for node in graph.nodes:
-        rule = LABEL_OPS.get(node.op)
-        if rule is None or node.inputs[rule[0]] not in inputs:
-            continue
-        sized = graph.values[node.inputs[rule[1]]]
-        size = sized.shape[-1] if node.op == "softmax_xent" else sized.shape[0]
-        if isinstance(size, int):
-            name = inputs[node.inputs[rule[0]]]
-            out[name] = min(out.get(name, size), size)
-    return out
-
-
-def check_data(program: Any, arrays: Mapping[str, np.ndarray], what: str) -> None:
-    """Everything that would otherwise fail mid-training, checked on the whole dataset first."""
-    dims = program.model.dims
-    sizes = {name: len(a) if a.ndim else 0 for name, a in arrays.items()}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"{what}: the arrays have different numbers of samples "
-                         f"({', '.join(f'{n}: {s}' for n, s in sizes.items())})")
-    for name, spec in program.inputs.items():
-        if name not in arrays:
-            continue
-        arr = arrays[name]
-        want = spec.shape[1:]
-        got = arr.shape[1:]
-        if len(want) != len(got) or any(isinstance(w, int) and w != g or isinstance(w, str) and w in dims
-                                         and dims[w] != g for w, g in zip(want, got)):
-            raise ValueError(f"{what}: '{name}' has samples of shape {list(got)}, the model's input '{name}' is "
-                             f"{spec} (samples {list(want)})")
-        if spec.dtype.startswith("i") and arr.dtype.kind not in "iu":
-            raise ValueError(f"{what}: '{name}' must hold integers (labels or ids) for input {spec}, "
-                             f"got {arr.dtype}")
-        if spec.dtype.startswith("f") and arr.dtype.kind not in "fiu":
-            raise ValueError(f"{what}: '{name}' must hold numbers for input {spec}, got {arr.dtype}")
-    try:
-        graph = program.trainer.training_graph("loss", dims).graph
-    except DlcError:
-        return  # no loss: nothing indexes the labels
-    for name, size in label_ranges(graph).items():
-        arr = arrays.get(name)
-        if arr is None or not arr.size:
-            continue
-        low, high = int(arr.min()), int(arr.max())
-        if low < 0 or high >= size:
-            raise ValueError(f"{what}: '{name}' holds values {low}..{high} ({high + 1} classes) but the model "
-                             f"has {size} (the loss reads '{name}' as an index below {size}); use a model whose "
-                             f"output has {high + 1} classes, or data that matches it")

@@ -16,6 +16,7 @@ import numpy as np
 from .lowering import LoweredPlan
 from .model import CompiledModel
 from .plan_cache import PlanCache
+from .training.datacheck import check_arrays
 from .training.loop import as_named
 
 
@@ -65,10 +66,23 @@ class InferenceCalls:
         for name in used:
             if name not in arrays:
                 raise ValueError(f"missing input '{name}' ({self.model.inputs[name]})")
+        specs = self.model.inputs
+        check_arrays({k: specs[k] for k in used}, self.model.dims, arrays, "predict data")
         n = len(next(iter(arrays.values())))
         size = n if batch_size is None else int(batch_size)
         if size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         parts = [self({k: v[i:i + size] for k, v in arrays.items()}, training=False, step=step)
                  for i in range(0, n, size)]
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        results = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return {**results, **class_names(self.model.classes, results)}
+
+
+def class_names(classes: list[str] | None, results: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`<output>_class` for each output with one score per class (last axis), when the model has class names:
+    the name of the highest score of each sample."""
+    if not classes:
+        return {}
+    names = np.asarray(classes)
+    return {f"{k}_class": names[np.argmax(v, axis=-1)] for k, v in results.items()
+            if v.ndim >= 2 and v.shape[-1] == len(classes) and f"{k}_class" not in results}

@@ -120,6 +120,9 @@ class CompiledModel:
         self._graph: Graph = elaborated.graph
         self.has_train_block = elaborated.train is not None
         self._params: dict[str, np.ndarray] = self._initial_params()
+        # Class names of the labels, when trained on names (label k is classes[k]): kept with checkpoints and
+        # artifacts, and what predict names its answers with.
+        self.classes: list[str] | None = None
         self._plans: PlanCache[LoweredPlan] = PlanCache()
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None

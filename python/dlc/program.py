@@ -57,7 +57,9 @@ class Program:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """Parameters by hierarchical name, as read-only views (use set_params to change them)."""
+        """Parameters by hierarchical name, as read-only views of the live arrays (use set_params to change
+        them): training writes them in place, so a view shows the values of the moment it is read, not of the
+        moment it was taken; copy them for a snapshot."""
         return self.model.params
 
     @property
@@ -71,6 +73,21 @@ class Program:
     def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
         """Copies new values into the parameters. Names and shapes are checked before anything changes."""
         self.model.set_params(mapping, strict)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of the labels (label k is classes[k]) when the program was trained on names (string
+        labels in fit, a CSV label column of text): saved with checkpoints and artifacts; predict adds each
+        answer's name. None for integer labels."""
+        return None if self.model.classes is None else list(self.model.classes)
+
+    @classes.setter
+    def classes(self, names: Sequence[str] | None) -> None:
+        if names is not None:
+            names = [str(n) for n in names]
+            if len(set(names)) != len(names):
+                raise ValueError("classes must be distinct names")
+        self.model.classes = names
 
     # ---- modes ----
 
@@ -125,7 +142,9 @@ class Program:
     def predict(self, inputs: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The outputs for a whole dataset in evaluation mode (dropout off), run `batch_size` samples at a time
         along the first axis (default: all at once) and concatenated. `inputs`: {input name: array}, or a
-        tuple of arrays in input order; inputs the outputs do not need (labels) are ignored."""
+        tuple of arrays in input order; inputs the outputs do not need (labels) are ignored. The inputs are
+        checked first, as fit's are (shapes, dtypes, NaN/inf named by row). With `classes`, each output with
+        one score per class also gets `<output>_class`: the name of the highest-scoring class per sample."""
         return self._calls.predict(inputs, batch_size, step=self.trainer.step_count)
 
     # ---- training (delegated to self.trainer) ----
@@ -169,8 +188,10 @@ class Program:
         return self.trainer.training_plan(kind, binding, **options)
 
     def loss_and_grads(self, mode: str = "train", **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """The loss and its gradients by parameter (and input_grads input) name. Nothing is updated.
-        mode="eval": gradients of the evaluation form (dropout off, batch norm on running statistics)."""
+        """The loss and its gradients by parameter (and input_grads input) name; no optimizer update. The
+        default mode="train" runs the forward pass as a training step does, so batch norm's running statistics
+        are updated (as a PyTorch forward in train mode). mode="eval": gradients of the evaluation form (dropout
+        off, batch norm on running statistics), changing nothing."""
         return self.trainer.loss_and_grads(mode, **batch)
 
     def train_step(self, **batch: Any) -> dict[str, float]:

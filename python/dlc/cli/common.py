@@ -102,12 +102,15 @@ def load_params(program: Program, path: str) -> None:
     if file_format(path) != FORMAT:
         program.load_checkpoint(path)
         return
-    stored = load_artifact(path).params
+    loaded = load_artifact(path)
+    stored = loaded.params
     missing, unknown = sorted(set(program.params) - set(stored)), sorted(set(stored) - set(program.params))
     if missing or unknown:
         raise CheckpointError(f"{path}: parameters do not match the model (missing: {', '.join(missing) or 'none'}; "
                               f"unexpected: {', '.join(unknown) or 'none'})")
     program.set_params(stored)
+    if loaded.classes is not None:
+        program.classes = loaded.classes
 
 
 def add_params_arguments(p: argparse.ArgumentParser, writes: str) -> None:

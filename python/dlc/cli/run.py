@@ -12,6 +12,7 @@ import numpy as np
 import dlc
 
 from ..errors import UntrainedWarning
+from ..inference import class_names
 from .common import add_threads_argument, load_params, load_program
 
 
@@ -81,8 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"missing input '{name}' ({program.inputs[name]}): give it with --input "
                              f"{name}=FILE.npy")
     results = program(**arrays)
+    results.update(class_names(program.classes, results))  # a model trained on class names answers with them
     for name, arr in results.items():
-        print(f"{name}: {program.outputs[name].dtype}{list(arr.shape)} {preview(arr)}")
+        kind = program.outputs[name].dtype if name in program.outputs else "class"
+        print(f"{name}: {kind}{list(arr.shape)} {preview(arr)}")
     if args.output:
         with open(args.output, "wb") as f:  # a file object: np.savez would append .npz to a bare name
             np.savez(f, **results)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..datafiles import check_data, is_data_file, load_data, parse_map, split
+from ..datafiles import is_data_file, load_data, parse_map, split
 from ..distributed import World, launched, save_checkpoint
 from ..distributed import evaluate as distributed_evaluate
 from ..distributed import fit as distributed_fit
@@ -27,24 +27,30 @@ def datasets(program: Program, args: argparse.Namespace) -> tuple[dict[str, np.n
     """(training arrays, held-out arrays or None, what the held-out split is called), checked against the
     model before any step: a built-in dataset and its test split, or the user's files and --val/--val-split."""
     dims = dict(args.dims)
+    prepare = program.trainer.prepare_data
     if not is_data_file(args.data):
         if args.val or args.val_split:
             raise ValueError("--val and --val-split are for your own data files; built-in datasets have a test split")
         train, held = training_data(program, args.data, dims)
-        name = "test"
-    else:
-        mapping = parse_map(args.map)
-        train = load_data(program, args.data, mapping, args.label)
-        if args.val and args.val_split:
-            raise ValueError("give --val FILE or --val-split FRACTION, not both")
-        held = load_data(program, args.val, mapping, args.label) if args.val else None
-        if args.val_split:
-            train, held = split(train, args.val_split, args.seed)
-        name = "val"
-    check_data(program, train, "training data")
-    if held is not None:
-        check_data(program, held, f"{name} data")
-    return train, held, name
+        return prepare(train, "training data"), prepare(held, "test data"), "test"
+    mapping = parse_map(args.map)
+    if args.val and args.val_split:
+        raise ValueError("give --val FILE or --val-split FRACTION, not both")
+    train = read_data(program, args.data, mapping, args, "training data", new_classes=True)
+    held = read_data(program, args.val, mapping, args, "val data") if args.val else None
+    if args.val_split:  # after the check, which names rows as they are in the file
+        train, held = split(train, args.val_split, args.seed)
+    return train, held, "val"
+
+
+def read_data(program: Program, spec: str, mapping: dict[str, str], args: argparse.Namespace, what: str,
+              new_classes: bool = False) -> dict[str, np.ndarray]:
+    """A data file's arrays, checked (errors name the file, row and column); says which columns of a table are
+    its targets."""
+    loaded = load_data(program, spec, mapping, args.label)
+    if loaded.note and not getattr(args, "quiet", False):
+        print(loaded.note, file=sys.stderr)
+    return program.trainer.prepare_data(loaded.arrays, what, origin=loaded.origin, new_classes=new_classes)
 
 
 def span_schedule(program: Program, epochs: int | None) -> str | None:
@@ -101,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     written = next((c.history for c in run_callbacks if isinstance(c, HistoryFile)), None)
     if written is not None:  # the whole run's, with the epochs before a --resume
         history = written
-    save_curves(history, args.history, args.plot, args.model)
+    save_curves(history, args.history, args.plot, args.model, args.json)
     epochs = len(history.get("seconds", []))
     # A multi-phase recipe reports each phase's loss (`generator.loss`) instead of one `loss`.
     summary = {"model": args.model, "data": args.data, "epochs": epochs, "seconds": round(seconds, 3),
@@ -129,10 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     program = load_program(args)
     load_params(program, args.params)
     if is_data_file(args.data):
-        data, name = load_data(program, args.data, parse_map(args.map), args.label), "data"
+        data = read_data(program, args.data, parse_map(args.map), args, "data")
     else:
-        (_, data), name = training_data(program, args.data, dict(args.dims)), "test"
-    check_data(program, data, f"{name}")
+        data = program.trainer.prepare_data(training_data(program, args.data, dict(args.dims))[1], "test")
     result = program.evaluate(data)
     images = next((v for v in data.values() if v.dtype.kind == "f"), None)
     chosen = attack_flags.attack(args, images) if images is not None else None
@@ -148,7 +153,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", metavar="INPUT=ARRAY,...", help="which array feeds which input, e.g. x=images,y=labels")
-    p.add_argument("--label", metavar="COLUMN", help="CSV: the label column (default: 'label', else the last)")
+    p.add_argument("--label", metavar="COLUMN[,...]",
+                   help="CSV: the target column(s), by name or 0-based index; several for several regression "
+                        "targets (default: the column named 'label', else the last column)")
 
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:

@@ -59,10 +59,12 @@ def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
 
 
 def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray], *, step: int,
-                    epoch: int, seed: int, spec: TrainSpec, run: Mapping[str, Any] | None = None) -> None:
+                    epoch: int, seed: int, spec: TrainSpec, run: Mapping[str, Any] | None = None,
+                    classes: list[str] | None = None) -> None:
     """Writes parameters (and running statistics), optimizer state and counters; `run` is the rest of the
     run's state as JSON (a reduce_on_plateau schedule's, the progress through an unfinished epoch, the best
-    value a save-best callback has seen)."""
+    value a save-best callback has seen); `classes` the class names of the labels (when the model was
+    trained on names: label k is classes[k])."""
     tensors = {f"param/{k}": v for k, v in params.items()}
     tensors.update({f"opt/{k}": v for k, v in opt.items()})
     metadata = {"format": FORMAT, "version": "1", "step": str(step), "epoch": str(epoch),
@@ -70,7 +72,32 @@ def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[s
                 "optimizer": json.dumps({"name": spec.optimizer.name, "lr": spec.optimizer.lr,
                                          "hyper": dict(spec.optimizer.hyper)}),
                 "run": json.dumps(dict(run or {}))}
+    if classes is not None:
+        metadata["classes"] = json.dumps(list(classes))
     atomic_write_safetensors(tensors, metadata, path)
+
+
+def checkpoint_classes(path: str | Path) -> list[str] | None:
+    """The class names a checkpoint stores (None if it has none); a malformed entry is a CheckpointError."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            text = (f.metadata() or {}).get("classes")
+    except Exception as e:  # load_checkpoint has read it already; a file replaced in between lands here
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    return None if text is None else parse_classes(str(path), text)
+
+
+def parse_classes(path: str, text: str) -> list[str]:
+    """A stored `classes` entry: a JSON list of distinct strings."""
+    try:
+        classes = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{path}: the 'classes' entry is not valid JSON") from None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise CheckpointError(f"{path}: 'classes' must be a list of distinct names")
+    return classes
 
 
 def verified_tensors(path: str | Path, expected_format: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:

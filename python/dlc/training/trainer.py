@@ -40,7 +40,8 @@ from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline
 from ..shard import Shard
 from . import step as step_graphs
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_classes, load_checkpoint, save_checkpoint
+from .datacheck import Origin, check_arrays, check_labels, encode_labels, is_text, label_ranges
 from .epochs import LocalStepper, fit_epochs
 from .loop import as_named, batches
 from .adversarial import as_attack
@@ -69,6 +70,7 @@ class Trainer:
         self._grad_views: dict[str, np.ndarray] = {}
         # One region per set of trainable parameters, so phases taking turns do not reallocate every step.
         self._regions: dict[tuple[str, ...], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self._label_ranges: dict[str, tuple[int, str]] | None = None
         self.gradient_hook: GradientHook | None = None
         if settings:
             self.configure(**settings)
@@ -83,6 +85,7 @@ class Trainer:
         self._overrides = merged
         self._recipes.clear()
         self._recipes[tuple(sorted(self.model.dims.items()))] = recipe
+        self._label_ranges = None
         self._plans.clear()
         self._gradients, self._grad_views, self._regions = None, {}, {}
         return self
@@ -216,8 +219,9 @@ class Trainer:
 
     def loss_and_grads(self, mode: str = "train", **batch: Any) -> tuple[float, dict[str, np.ndarray]]:
         """The loss and its gradients: every trainable parameter by name, plus the inputs listed in
-        input_grads by input name. Nothing is updated. mode="eval" differentiates the evaluation form:
-        dropout off, batch norm on its running statistics (saliency maps of the deployed model)."""
+        input_grads by input name. No optimizer update; in mode="train" batch norm's running statistics are
+        updated, as by a training step's forward pass. mode="eval" differentiates the evaluation form, changing
+        nothing: dropout off, batch norm on its running statistics (saliency maps of the deployed model)."""
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         arrays, binding = self._prepare(batch)
@@ -346,11 +350,39 @@ class Trainer:
 
     # ---- whole datasets ----
 
+    def prepare_data(self, data: Any, what: str, *, origin: Origin | None = None,
+                     new_classes: bool = False) -> dict[str, np.ndarray]:
+        """The arrays of `data` by input name, checked before any step (see datacheck.py): samples, shapes,
+        dtypes, finiteness and label ranges, each error naming the array (or file), row and column. Class names
+        (strings) for an integer input become labels through the model's `classes`; with new_classes (training)
+        and no classes yet, the sorted distinct names become them."""
+        arrays = as_named(self.model.inputs, data)
+        for name, spec in self.model.inputs.items():
+            if name in arrays and spec.dtype.startswith("i") and is_text(arrays[name]):
+                if self.model.classes is None and not new_classes:
+                    raise ValueError(f"{what}: '{name}' holds class names, but the model has no classes to map "
+                                     f"them to (train on such labels first, or set program.classes)")
+                arrays[name], self.model.classes = encode_labels(arrays[name], self.model.classes, what, name,
+                                                                 origin)
+        check_arrays(self.model.inputs, self.model.dims, arrays, what, origin)
+        check_labels(self.label_ranges(), arrays, what, origin)
+        return arrays
+
+    def label_ranges(self) -> dict[str, tuple[int, str]]:
+        """Integer inputs the loss reads as indices: the size they must stay below and the op that reads them."""
+        if self._label_ranges is None:
+            try:
+                graph = self.training_graph("loss", self.model.dims).graph
+            except DlcError:
+                graph = None  # no loss: nothing indexes the labels
+            self._label_ranges = label_ranges(graph) if graph is not None else {}
+        return self._label_ranges
+
     def evaluate(self, data: Any, batch_size: int | None = None, attack: Any = None) -> dict[str, float]:
         """Loss and metrics over a dataset in evaluation mode, averaged over samples (robust ones under an
         `attack`)."""
         _check_count("batch_size", batch_size, 1)
-        arrays = as_named(self.model.inputs, data)
+        arrays = self.prepare_data(data, "evaluate data")
         n = len(next(iter(arrays.values())))
         size = batch_size if batch_size is not None else self.spec().batch_size or 256
         totals: dict[str, float] = {}
@@ -369,7 +401,9 @@ class Trainer:
         after each epoch; one returning True stops training."""
         epochs, size = self.run_length(epochs, batch_size)
         self.apply_recipe_init()
-        arrays = as_named(self.model.inputs, data)
+        arrays = self.prepare_data(data, "fit data", new_classes=True)
+        if validation is not None:
+            validation = self.prepare_data(validation, "validation data")
         n = len(next(iter(arrays.values())))
         return fit_epochs(self, LocalStepper(self, arrays), n, epochs, size, validation=validation,
                           callbacks=callbacks, shuffle=shuffle, verbose=verbose)
@@ -400,12 +434,15 @@ class Trainer:
     def save_checkpoint(self, path: str) -> None:
         """Parameters, running statistics, optimizer state and counters, atomically (see checkpoint.py)."""
         save_checkpoint(path, self.model.param_buffers, self._opt, step=self._step, epoch=self._epoch,
-                        seed=self.model.seed, spec=self.spec(), run=self.run_state)
+                        seed=self.model.seed, spec=self.spec(), run=self.run_state, classes=self.model.classes)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restores parameters, optimizer state, counters and the run's state (a checkpoint written in the
-        middle of an epoch resumes at the next batch of that epoch)."""
+        """Restores parameters, optimizer state, counters, the run's state (a checkpoint written in the middle
+        of an epoch resumes at the next batch of that epoch) and class names, when the file has them."""
         self._step, self._epoch, self.run_state = load_checkpoint(path, self.model.param_buffers, self._opt)
+        classes = checkpoint_classes(path)
+        if classes is not None:
+            self.model.classes = classes
 
 
 def _check_count(name: str, value: Any, low: int) -> None:
