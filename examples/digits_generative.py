@@ -1,4 +1,5 @@
-"""Trains the generative digits models and measures what issue 13 asks of them, writing the pictures.
+"""Trains the generative digits models and measures each (reconstruction, likelihood, sample quality),
+writing the pictures.
 
     python examples/digits_generative.py ae    # reconstruction MSE; anomaly detection of held-out 9s (ROC AUC)
     python examples/digits_generative.py vae   # test ELBO (nats per image); sample grid and interpolation

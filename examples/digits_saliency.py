@@ -1,4 +1,4 @@
-"""Attribution maps of a trained digits CNN and how faithful each method is (issues 14 and 26).
+"""Attribution maps of a trained digits CNN and how faithful each method is.
 
 Loads a checkpoint of models/digits_cnn.dlm (`dlc train models/digits_cnn.dlm --data digits --out cnn.ckpt`, or
 trains one for --epochs) and, for the predicted class of every test image, computes the maps of each method:

@@ -1,4 +1,4 @@
-"""Transfer learning on scikit-learn's 8x8 digits (issue 14's figure).
+"""Transfer learning on scikit-learn's 8x8 digits: the figure of docs/training.md, "Transfer learning".
 
 Pre-trains models/digits_cnn.dlm on digits 0-4, then learns digits 5-9 from 10 labelled images per class
 (3 draws of the 50 images), for several training budgets, each run the same steps and schedule:

@@ -80,7 +80,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise DlcError("the digits dataset needs scikit-learn: pip install 'dlc[data]'") from None
+        raise DlcError("the digits dataset needs scikit-learn: pip install \".[data]\" (in the dlc checkout)") from None
     bunch = load_digits()
     return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int32)
 

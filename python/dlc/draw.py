@@ -21,7 +21,7 @@ from .lowering import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan
 INSTALL_DOT = ("Graphviz's `dot` program is needed for .svg and .png (a .dot file needs nothing): install it with "
                "`apt install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS) or "
                "`conda install -c conda-forge graphviz`, or write a .dot file and render it elsewhere")
-INSTALL_PACKAGE = "drawing .svg and .png needs the graphviz package: pip install \"dlc[draw]\""
+INSTALL_PACKAGE = "drawing .svg and .png needs the graphviz package: pip install \".[draw]\" (in the dlc checkout)"
 FORMATS = ("dot", "svg", "png")
 
 

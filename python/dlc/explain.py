@@ -149,7 +149,7 @@ def save_heatmap(images: np.ndarray, maps: np.ndarray, path: str | Path, titles:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise DlcError("heat maps need matplotlib: pip install 'dlc[plot]'") from None
+        raise DlcError("heat maps need matplotlib: pip install \".[plot]\" (in the dlc checkout)") from None
     n = images.shape[0]
     if images.ndim == 2:  # flat [N, D] inputs (an MLP's): square images when D is a square, else one strip
         side = int(round(np.sqrt(images.shape[1])))

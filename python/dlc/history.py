@@ -19,7 +19,7 @@ from .atomic_file import write_atomically
 from .errors import DlcError
 
 History = Mapping[str, Sequence[float]]
-INSTALL_MATPLOTLIB = "plotting needs matplotlib: pip install \"dlc[plot]\""
+INSTALL_MATPLOTLIB = "plotting needs matplotlib: pip install \".[plot]\" (in the dlc checkout)"
 
 
 def _epochs(history: History) -> int:

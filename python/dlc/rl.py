@@ -82,7 +82,7 @@ def make_env(name: str) -> Any:
     try:
         import gymnasium
     except ImportError:
-        raise DlcError("reinforcement learning needs Gymnasium: pip install 'dlc[rl]'") from None
+        raise DlcError("reinforcement learning needs Gymnasium: pip install \".[rl]\" (in the dlc checkout)") from None
     return gymnasium.make(name)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TextIO
 
 from ..errors import DlcError
 from ..history import plot_history, save_history
@@ -24,14 +25,16 @@ def check_curve_arguments(args: argparse.Namespace) -> None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise DlcError('--plot needs matplotlib: pip install "dlc[plot]"') from None
+            raise DlcError('--plot needs matplotlib: pip install ".[plot]" (in the dlc checkout)') from None
 
 
 def save_curves(history: Mapping[str, Sequence[float]], history_path: str | None, plot_path: str | None,
-                title: str) -> None:
+                title: str, json_output: bool = False) -> None:
+    """Writes the files and says so: on stderr when stdout carries one JSON object (--json)."""
+    said: TextIO = sys.stderr if json_output else sys.stdout
     if history_path:
         save_history(history, history_path)
-        print(f"wrote {history_path}")
+        print(f"wrote {history_path}", file=said)
     if plot_path:
         plot_history(history, plot_path, title=title)
-        print(f"wrote {plot_path}")
+        print(f"wrote {plot_path}", file=said)

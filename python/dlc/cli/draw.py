@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                        description="Draws the model as written (layers, block calls as clusters, shapes on the "
                                    "edges) or, with --plan, the compiled plan (kernel steps, fusion groups, arena "
                                    "offsets). .dot needs nothing installed; .svg and .png need the draw extra "
-                                   "(pip install \"dlc[draw]\") and Graphviz's dot program.")
+                                   "(pip install \".[draw]\" in the dlc checkout) and Graphviz's dot program.")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="model.svg, model.png or model.dot")
     p.add_argument("--plan", action="store_true", help="draw the compiled inference plan (bind dims with -D)")
     p.set_defaults(func=cmd_draw)

@@ -28,7 +28,7 @@ class World:
             from mpi4py import MPI
         except ImportError:
             raise DistributedError("data-parallel training needs mpi4py and an MPI library: "
-                                   "pip install \"dlc[distributed]\"") from None
+                                   "pip install \".[distributed]\" (in the dlc checkout)") from None
         self._mpi = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank: int = self.comm.Get_rank()

@@ -21,7 +21,8 @@ def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise OnnxImportError("ONNX support needs the onnx package: pip install 'dlc[onnx]'") from None
+        raise OnnxImportError("ONNX support needs the onnx package: pip install \".[onnx]\" (in the dlc "
+                              "checkout)") from None
 
 
 def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | None = None,

@@ -147,7 +147,8 @@ def _one_epoch(trainer: FitTrainer, stepper: Stepper, n: int, size: int, epoch: 
     sums: dict[str, float] = progress["sums"]
     counts: dict[str, int] = progress["counts"]
     start = time.perf_counter() - float(progress["seconds"])
-    with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not (verbose and stepper.shows_progress),
+    shown = verbose and stepper.shows_progress
+    with tqdm(total=n, unit="sample", desc=f"epoch {epoch + 1}", disable=not (shown and interactive()),
               file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
         for k_batch, idx in enumerate(batches(n, size, order)):
             if k_batch < progress["batch"]:  # done before the checkpoint this run resumed from
@@ -180,4 +181,16 @@ def _one_epoch(trainer: FitTrainer, stepper: Stepper, n: int, size: int, epoch: 
             logs.update({f"val_{k}": v for k, v in stepper.validate(validation, size).items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
     logs["seconds"] = time.perf_counter() - start
+    if shown and not interactive():  # a log file or CI: one line per epoch instead of a redrawn bar
+        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "seconds")
+              + f" ({logs['seconds']:.1f} s)", file=sys.stderr, flush=True)
     return logs
+
+
+def interactive() -> bool:
+    """Whether stderr is a terminal, where a progress bar redraws itself; elsewhere (a pipe, a CI log) its
+    carriage returns would pile up as one endless line."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
