@@ -89,9 +89,10 @@ def test_loss_and_grads_updates_running_statistics_only_in_train_mode() -> None:
 def test_docs_install_extras_as_the_readme_does() -> None:
     """docs/onnx.md wrote `pip install 'dlc[onnx]'` (a package on PyPI that this is not) where the README installs
     from the checkout with `".[onnx]"`."""
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "python").rglob("*.py"))]
+    for page in pages:  # the docs, and the hints of errors for a missing extra
         text = page.read_text()
-        assert not re.search(r"pip install ['\"]?dlc\[", text), page.name
+        assert not re.search(r"pip install \\?['\"]?dlc\[", text), page.name
     assert 'pip install ".[onnx]"' in (ROOT / "docs" / "onnx.md").read_text()
 
 

@@ -116,7 +116,7 @@ def save_image_grid(images: np.ndarray, path: str | Path, columns: int = 8, titl
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise DlcError("image grids need matplotlib: pip install 'dlc[plot]'") from None
+        raise DlcError("image grids need matplotlib: pip install \".[plot]\" (in the dlc checkout)") from None
     tiles = images.reshape(len(images), *images.shape[-2:])
     rows = int(np.ceil(len(tiles) / columns))
     fig = Figure(figsize=(columns * 0.9, rows * (1.05 if titles is not None else 0.9) + (0.3 if title else 0)))

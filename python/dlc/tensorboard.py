@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from .errors import DlcError
 
-INSTALL = 'TensorBoard logs need tensorboardX: pip install "dlc[tensorboard]"'
+INSTALL = 'TensorBoard logs need tensorboardX: pip install ".[tensorboard]" (in the dlc checkout)'
 
 
 def summary_writer(logdir: Path) -> Any:
