@@ -183,7 +183,7 @@ def _one_epoch(trainer: FitTrainer, stepper: Stepper, n: int, size: int, epoch: 
     logs["seconds"] = time.perf_counter() - start
     if shown and not interactive():  # a log file or CI: one line per epoch instead of a redrawn bar
         print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "seconds")
-              + f" ({logs['seconds']:.1f} s)", file=sys.stderr, flush=True)
+              + f" ({logs['seconds']:.3f} s)", file=sys.stderr, flush=True)
     return logs
 
 
