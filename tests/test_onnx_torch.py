@@ -94,11 +94,14 @@ def test_recurrent_layers_keep_module_names() -> None:
 
 
 def test_dlc_recurrent_layers_round_trip_with_their_names(tmp_path: Path) -> None:
+    """Regression: dlc exports a bidirectional layer as one ONNX node per direction; the reverse one ran
+    unrolled under names like y_29_W0. The pair imports as one bidirectional layer with its parameter names."""
     import dlc
     source = ("input x: f32[N, 6, 3]\n"
-              "enc = lstm(x, 5)\n"
-              "dec = gru(enc, 4)\n"
-              "output y = dec\n")
+              "enc = lstm(x, 5, bidirectional=true)\n"
+              "dec = gru(enc, 4, bidirectional=true)\n"
+              "out = rnn(dec, 3, activation=\"relu\")\n"
+              "output y = out\n")
     program = dlc.compile(source=source)
     program.to_onnx(str(tmp_path / "m.onnx"))
     back = from_onnx(str(tmp_path / "m.onnx"))

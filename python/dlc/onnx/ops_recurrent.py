@@ -59,6 +59,10 @@ def recurrent(im: Any, node: Node) -> None:
     b = im.const(ins[3]) if ins[3] else np.zeros((dirs, 2 * gates * hidden), w.dtype)
     if b is None:
         raise Unsupported(f"{op}'s B must be a constant")
+    partner = _reverse_partner(im, node, ins) if direction == "forward" else None
+    if partner is not None:  # dlc's own export of a bidirectional layer: one node per direction
+        w, r, b = (np.concatenate([a, im.const(partner.input[k])], axis=0) for k, a in ((1, w), (2, r), (3, b)))
+        dirs = 2
     layer = im.layer_name(None, _layer_base(ins[1], node))
     batch_first = bool(node.attr("layout", 0))
     if direction == "reverse" or (op == "GRU" and not node.attr("linear_before_reset", 0)):
@@ -99,12 +103,55 @@ def recurrent(im: Any, node: Node) -> None:
     if shape is None:
         raise Unsupported("the input's shape is unknown")
     batch, time = (shape[0], shape[1]) if batch_first else (shape[1], shape[0])
-    shaped = im.temp(f"reshape({y}, [{batch}, {time}, {dirs}, {hidden}])", "y4")
-    if node.outputs and node.outputs[0]:
-        im.emit(node.outputs[0], shaped if batch_first else f"transpose({shaped}, perm=[1, 2, 0, 3])")
-    for k, final in enumerate(finals):
-        if len(node.outputs) > 1 + k and node.outputs[1 + k]:
-            im.emit(node.outputs[1 + k], f"transpose({final}, perm=[1, 0, 2])" if batch_first else final)
+    shaped = im.temp(f"reshape({y}, [{im.dim_text(batch)}, {im.dim_text(time)}, {dirs}, {hidden}])", "y4")
+    full_y = shaped if batch_first else f"transpose({shaped}, perm=[1, 2, 0, 3])"
+    if partner is None:
+        if node.outputs and node.outputs[0]:
+            im.emit(node.outputs[0], full_y)
+        for k, final in enumerate(finals):
+            if len(node.outputs) > 1 + k and node.outputs[1 + k]:
+                im.emit(node.outputs[1 + k], f"transpose({final}, perm=[1, 0, 2])" if batch_first else final)
+        return
+    full_y = im.temp(full_y, "y_both")
+    for d, proto in enumerate((node.proto, partner)):  # direction d of Y [T, 2, B, H] and of each final state
+        outs = list(proto.output) + [""] * 3
+        if outs[0]:
+            im.emit(outs[0], f"slice({full_y}, 1, {d}, {d + 1})")
+        for k, final in enumerate(finals):
+            if outs[1 + k]:
+                im.emit(outs[1 + k], f"slice({final}, 0, {d}, {d + 1})")
+        if d:
+            im.absorbed.add(id(partner))
+
+
+def _reverse_partner(im: Any, node: Node, ins: list[str]) -> Any | None:
+    """The reverse-direction node of dlc's export of a bidirectional layer: same op, hidden size and input,
+    weights `<layer>.l0_reverse.*` beside this node's `<layer>.l0.*`, no initial states (as dlc exports
+    zero states), so the pair imports as one bidirectional layer keeping the parameter names."""
+    if not ins[1].endswith(".l0.ih.weight") or any(ins[4:8]) or node.attr("layout", 0):
+        return None
+    stem = ins[1][: -len(".l0.ih.weight")]
+    for proto in im.model.graph.node:
+        attrs = {a.name: a for a in proto.attribute}
+        if proto.op_type != node.op or len(proto.input) < 4 or proto.input[1] != f"{stem}.l0_reverse.ih.weight" \
+                or any(n for n in list(proto.input)[4:]) or "direction" not in attrs \
+                or attrs["direction"].s != b"reverse" or attrs["hidden_size"].i != int(node.attr("hidden_size")) \
+                or set(attrs) - {"direction", "hidden_size", "linear_before_reset", "activations"} \
+                or any(im.const(n) is None for n in proto.input[1:4]):
+            continue
+        if _same_value(im, ins[0], proto.input[0]) and id(proto) not in im.visited:
+            return proto
+    return None
+
+
+def _same_value(im: Any, a: str, b: str, depth: int = 0) -> bool:
+    """Whether two ONNX tensors hold the same value: the same name, or the same Transpose of the same value."""
+    if a == b:
+        return True
+    pa, pb = im.producers.get(a), im.producers.get(b)
+    if pa is None or pb is None or depth > 4 or pa.op_type != "Transpose" or pb.op_type != "Transpose":
+        return False
+    return list(pa.attribute) == list(pb.attribute) and _same_value(im, pa.input[0], pb.input[0], depth + 1)
 
 
 def _layer_base(w_name: str, node: Node) -> str:
