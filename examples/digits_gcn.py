@@ -1,4 +1,4 @@
-"""Semi-supervised node classification on the digits graph (issue 26, item 8): every one of the 1,797 digits is
+"""Semi-supervised node classification on the digits graph: every one of the 1,797 digits is
 a node of a k-nearest-neighbour graph, 10 nodes per class are labelled, and models/digits_gcn.dlm (two graph
 convolutions), models/digits_sage.dlm (two GraphSAGE layers) and models/digits_node_mlp.dlm (the same layers
 without the graph) train on those 100 labels; each is scored on the 1,697 other nodes. Repeated for several
