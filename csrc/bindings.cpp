@@ -152,6 +152,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("trans_b") = false);
   m.def("gemm_force_scalar", &gemm_force_scalar);
   m.def("gemm_force_isa", &gemm_force_isa);
+  m.def("gemm_force_small_m", &gemm_force_small_m);
   m.def("gemm_epilogue_force_form", &gemm_epilogue_force_form);
   m.def("gemm_kernel_name", &gemm_kernel_name);
   m.def("gemm_last_team_size", &gemm_last_team_size);

@@ -190,12 +190,14 @@ def test_gemm_paths_agree_with_numpy(isa: str, m: int, k: int, n: int, ta: bool,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_paths_are_deterministic(isa: str, dtype: type) -> None:
     """Same bits run to run and for any thread count: each element of C is summed by one thread in a fixed
-    order, whatever the thread grid, the edge tiles or the matrix-vector split."""
+    order, whatever the thread grid, the edge tiles or the matrix-vector and small-M column split."""
     gemm = _core.gemm_f32 if dtype == np.float32 else _core.gemm_f64
     before = dlc.get_num_threads()
     try:
         with forced_gemm_isa(isa):
-            for m, k, n in [(203, 517, 301), (1, 4099, 777), (777, 4099, 1), (20, 300, 1000)]:
+            # few rows: the direct-B (as stored) and small-M dot (transposed B) kernels, split by column chunks
+            for m, k, n in [(203, 517, 301), (1, 4099, 777), (777, 4099, 1), (20, 300, 1000), (2, 1031, 700),
+                            (9, 1031, 700), (40, 1031, 700)]:
                 for ta, tb in [(False, False), (True, True)]:
                     a, b = _gemm_operands(m, k, n, ta, tb, dtype)
                     dlc.set_num_threads(2)

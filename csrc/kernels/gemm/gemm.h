@@ -42,6 +42,11 @@ void gemm_force_scalar(bool on);
 // supports in that order. An ISA the CPU lacks falls back to the best one below it (gemm_kernel_name()
 // says which runs); an unknown name throws std::invalid_argument.
 void gemm_force_isa(const char* isa);
+// How products with few rows of C treat B (tests and benchmarks comparing the forms). Process-wide. "packed":
+// always pack B into panels; "stream": read B in place whenever a kernel can (not transposed: the blocked
+// loop's direct-B kernels; transposed: the small-M dot kernels), whatever M is; "" restores the automatic
+// choice by the row limits measured per path. An unknown name throws std::invalid_argument.
+void gemm_force_small_m(const char* mode);
 // Name of the kernel path in use: "avx512", "avx2" or "scalar".
 const char* gemm_kernel_name();
 

@@ -28,6 +28,12 @@ struct F32 {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // All-ones in the first n lanes (0 <= n <= L): masked loads of partial rows, which never touch the others.
+  static __m256i first_lanes(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V maskload(const T* p, __m256i m) { return _mm256_maskload_ps(p, m); }
+  static void maskstore(T* p, __m256i m, V v) { _mm256_maskstore_ps(p, m, v); }
   static T hsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -48,6 +54,11 @@ struct F64 {
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static __m256i first_lanes(int64_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static V maskload(const T* p, __m256i m) { return _mm256_maskload_pd(p, m); }
+  static void maskstore(T* p, __m256i m, V v) { _mm256_maskstore_pd(p, m, v); }
   static T hsum(V v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
@@ -101,6 +112,68 @@ inline __attribute__((always_inline)) void kernel_2v(int64_t k, const T* a, cons
   }
 }
 
+// The micro-kernel's arithmetic on B read in place (see DirectBKernel): ROWS x NV vectors of C from a packed A
+// panel of MR rows and k rows of op(B), ldb elements apart. The last vector of each row of B and C is loaded
+// and stored under `last` in an edge tile (EDGE), so only valid columns are touched.
+template <typename S, int MR, int ROWS, int NV, bool EDGE, typename T = typename S::T>
+inline __attribute__((always_inline)) void tile_direct(int64_t k, const T* a, const T* b, int64_t ldb, T alpha,
+                                                        T beta, T* c, int64_t ldc, __m256i last) {
+  using V = typename S::V;
+  constexpr int L = S::L;
+  V acc[ROWS][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < k; ++p) {
+    V bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = EDGE && v == NV - 1 ? S::maskload(b + v * L, last) : S::loadu(b + v * L);
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      const V ai = S::bcast(a + i);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
+    }
+    a += MR;
+    b += ldb;
+  }
+  const V va = S::set1(alpha);
+  const V vb = S::set1(beta);
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) {
+    T* ci = c + i * ldc;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      const bool masked = EDGE && v == NV - 1;
+      V r = S::mul(va, acc[i][v]);
+      if (beta != T(0)) r = S::fma(va, acc[i][v], S::mul(vb, masked ? S::maskload(ci + v * L, last) : S::loadu(ci + v * L)));
+      if (masked)
+        S::maskstore(ci + v * L, last, r);
+      else
+        S::storeu(ci + v * L, r);
+    }
+  }
+}
+
+// Any tile of at most MR x 2L: the instantiation with exactly its rows and vectors.
+template <typename S, int MR, int ROWS = MR, typename T = typename S::T>
+inline void any_tile_direct(int64_t k, const T* a, const T* b, int64_t ldb, T alpha, T beta, T* c, int64_t ldc,
+                            int64_t mr, int64_t nr) {
+  constexpr int L = S::L;
+  if (mr == ROWS) {
+    if (nr == 2 * L)
+      tile_direct<S, MR, ROWS, 2, false>(k, a, b, ldb, alpha, beta, c, ldc, S::first_lanes(L));
+    else if (nr <= L)
+      tile_direct<S, MR, ROWS, 1, true>(k, a, b, ldb, alpha, beta, c, ldc, S::first_lanes(nr));
+    else
+      tile_direct<S, MR, ROWS, 2, true>(k, a, b, ldb, alpha, beta, c, ldc, S::first_lanes(nr - L));
+  } else if constexpr (ROWS > 1) {
+    any_tile_direct<S, MR, ROWS - 1>(k, a, b, ldb, alpha, beta, c, ldc, mr, nr);
+  }
+}
+
 // Axpy form: partial sums for up to kCols outputs live in an L1-resident array and four rows of W are
 // folded in per pass, so each load/store of a partial sum is shared by four FMAs while W is read
 // row after row in address order.
@@ -138,6 +211,59 @@ void gemv_axpy(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alph
   }
 }
 
+// Small-M dot form (see SmallDotKernel): RA rows of A against RB rows of B with RA * RB accumulators, which at
+// 3 x 3 leaves room in the 16 ymm registers for the RB row vectors of B and one of A. The tail of k is one
+// masked step.
+template <typename S, int RA, int RB, typename T = typename S::T>
+inline __attribute__((always_inline)) void dot_block(int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+                                                      T alpha, T beta, T* c, int64_t ldc) {
+  using V = typename S::V;
+  constexpr int L = S::L;
+  V acc[RA][RB];
+#pragma GCC unroll 4
+  for (int i = 0; i < RA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < RB; ++j) acc[i][j] = S::zero();
+  const auto step = [&](int64_t p, __m256i m, bool masked) __attribute__((always_inline)) {
+    V bv[RB];
+#pragma GCC unroll 4
+    for (int j = 0; j < RB; ++j) bv[j] = masked ? S::maskload(b + j * ldb + p, m) : S::loadu(b + j * ldb + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < RA; ++i) {
+      const V av = masked ? S::maskload(a + i * lda + p, m) : S::loadu(a + i * lda + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < RB; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
+    }
+  };
+  int64_t p = 0;
+  for (; p + L <= k; p += L) step(p, S::first_lanes(L), false);
+  if (p < k) step(p, S::first_lanes(k - p), true);
+#pragma GCC unroll 4
+  for (int i = 0; i < RA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < RB; ++j) store_scaled(c + i * ldc + j, S::hsum(acc[i][j]), alpha, beta);
+}
+
+// All m rows of A against RB rows of B: the RB rows stay in L1 while the row groups of A pass over them.
+template <typename S, int RB, typename T = typename S::T>
+inline void dot_rows(int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta, T* c,
+                     int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 3 <= m; i += 3) dot_block<S, 3, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
+  if (m - i == 2)
+    dot_block<S, 2, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
+  else if (m - i == 1)
+    dot_block<S, 1, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
+}
+
+template <typename S, typename T = typename S::T>
+void small_dot(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta,
+               T* c, int64_t ldc) {
+  int64_t j = 0;
+  for (; j + 3 <= n; j += 3) dot_rows<S, 3>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
+  for (; j < n; ++j) dot_rows<S, 1>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
+}
+
 }  // namespace
 
 static_assert(Avx2Tile<float>::NR == 2 * F32::L && Avx2Tile<double>::NR == 2 * F64::L, "kernel is two vectors wide");
@@ -166,6 +292,23 @@ void gemv_axpy_avx2(int64_t n, int64_t k, const float* w, int64_t ldw, const flo
 void gemv_axpy_avx2(int64_t n, int64_t k, const double* w, int64_t ldw, const double* x, double alpha,
                     double beta, double* y, int64_t incy) {
   gemv_axpy<F64>(n, k, w, ldw, x, alpha, beta, y, incy);
+}
+
+void microkernel_direct_b_avx2(int64_t k, const float* a, const float* b, int64_t ldb, float alpha, float beta,
+                               float* c, int64_t ldc, int64_t mr, int64_t nr) {
+  any_tile_direct<F32, Avx2Tile<float>::MR>(k, a, b, ldb, alpha, beta, c, ldc, mr, nr);
+}
+void microkernel_direct_b_avx2(int64_t k, const double* a, const double* b, int64_t ldb, double alpha,
+                               double beta, double* c, int64_t ldc, int64_t mr, int64_t nr) {
+  any_tile_direct<F64, Avx2Tile<double>::MR>(k, a, b, ldb, alpha, beta, c, ldc, mr, nr);
+}
+void small_dot_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                    float alpha, float beta, float* c, int64_t ldc) {
+  small_dot<F32>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
+}
+void small_dot_avx2(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+                    double alpha, double beta, double* c, int64_t ldc) {
+  small_dot<F64>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
 }
 
 }  // namespace dlc::gemm_detail

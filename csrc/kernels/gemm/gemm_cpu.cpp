@@ -20,7 +20,7 @@
 
 #include "gemm.h"
 #include "gemm_kernels.h"
-#include "gemm_simd.h"
+#include "gemm_portable.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -45,10 +45,6 @@ struct Blocking {
 // writing them and the epilogue reading them. A multiple of both NR values.
 constexpr int64_t kEpilogueCols = 256;
 
-// Up to this many rows of C, each packed B panel would serve at most this many / MR row tiles, too few to
-// repay copying it: paths with a direct_b kernel read op(B) in place instead (when it is not transposed).
-// On the AVX-512 path that measured ~1.5x faster at M = 16 and ~10% at M = 64 (batch-64 MLP layers).
-constexpr int64_t kDirectBMaxRows = 64;
 
 // Below this many multiply-adds the fork/join and barriers cost more than a second core saves.
 constexpr double kMinParallelMacs = 1 << 19;
@@ -82,118 +78,60 @@ class ScratchBuffer {
 thread_local ScratchBuffer tls_pack_a;
 thread_local ScratchBuffer tls_pack_b;
 
-// Portable packing kernels, same contract as PackKernel with R fixed at compile time. Full panels
-// (n == R) get loops of constant trip count, which the compiler unrolls.
-template <int64_t R, typename T>
-void pack_copy_portable(const T* src, int64_t ld, int64_t n, int64_t kc, T* dst) {
-  if (n == R) {
-    for (int64_t p = 0; p < kc; ++p, src += ld, dst += R)
-      for (int64_t j = 0; j < R; ++j) dst[j] = src[j];
-    return;
-  }
-  for (int64_t p = 0; p < kc; ++p, src += ld, dst += R) {
-    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
-    for (int64_t j = n; j < R; ++j) dst[j] = T(0);
-  }
-}
-
-template <int64_t R, typename T>
-void pack_transpose_portable(const T* src, int64_t ld, int64_t n, int64_t kc, T* dst) {
-  // Walk the n rows side by side so each is read sequentially.
-  if (n == R) {
-    for (int64_t p = 0; p < kc; ++p, dst += R)
-      for (int64_t j = 0; j < R; ++j) dst[j] = src[j * ld + p];
-    return;
-  }
-  for (int64_t p = 0; p < kc; ++p, dst += R) {
-    for (int64_t j = 0; j < n; ++j) dst[j] = src[j * ld + p];
-    for (int64_t j = n; j < R; ++j) dst[j] = T(0);
-  }
-}
-
-// Portable micro-kernel: same contract and tile shape as the AVX2 one, plain loops the compiler may
-// vectorize for the baseline ISA.
-template <typename T>
-void microkernel_scalar(int64_t k, const T* a, const T* b, T alpha, T beta, T* c, int64_t ldc) {
-  constexpr int64_t MR = Avx2Tile<T>::MR, NR = Avx2Tile<T>::NR;
-  T acc[MR][NR] = {};
-  for (int64_t p = 0; p < k; ++p, a += MR, b += NR)
-    for (int64_t i = 0; i < MR; ++i)
-      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-  for (int64_t i = 0; i < MR; ++i)
-    for (int64_t j = 0; j < NR; ++j)
-      c[i * ldc + j] = beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
-}
-
-// Portable matrix-vector kernels, same contract as the AVX2 ones (see GemvKernel).
-template <typename T>
-void gemv_dot_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y,
-                     int64_t incy) {
-  for (int64_t j = 0; j < n; ++j) {
-    T sum = T(0);
-    for (int64_t p = 0; p < k; ++p) sum += w[j * ldw + p] * x[p];
-    store_scaled(y + j * incy, sum, alpha, beta);
-  }
-}
-
-template <typename T>
-void gemv_axpy_scalar(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y,
-                      int64_t incy) {
-  // Column blocks keep the partial sums in L1 while the rows of W are read sequentially.
-  constexpr int64_t kCols = 64;
-  T sums[kCols];
-  for (int64_t j0 = 0; j0 < n; j0 += kCols) {
-    const int64_t nb = std::min(kCols, n - j0);
-    std::fill(sums, sums + nb, T(0));
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t j = 0; j < nb; ++j) sums[j] += x[p] * w[p * ldw + j0 + j];
-    for (int64_t j = 0; j < nb; ++j) store_scaled(y + (j0 + j) * incy, sums[j], alpha, beta);
-  }
-}
-
-// One GEMM path: its tile and blocking, its micro-kernels, packing kernels and matrix-vector kernels. A
-// nullptr edge kernel means the driver runs the full kernel into a scratch tile; nullptr packing kernels
-// mean the portable loops; a nullptr direct_b kernel, that B is always packed.
+// One GEMM path: its tile and blocking, its micro-kernels, packing kernels, matrix-vector and small-M kernels.
+// A nullptr edge kernel means the driver runs the full kernel into a scratch tile; nullptr packing kernels mean
+// the portable loops.
+//
+// Few rows of C: each packed B panel would serve at most M / MR row tiles, too few to repay copying it, so up
+// to `direct_b_rows` rows the blocked loop reads op(B) in place (direct_b) when it is not transposed, and up to
+// `small_dot_rows` rows a transposed B (stored N x K) is read in place by the dot-form kernel. The row limits
+// are where streaming stopped measuring faster than packing (benchmarks/small_m_bench.py, f32, K and N of the
+// workloads' dense layers).
 template <Isa I, typename T>
 struct Path;
-template <>
-struct Path<Isa::kScalar, float> : Blocking<Avx2Tile<float>::MR, Avx2Tile<float>::NR, 256, 288, 4096> {
-  static constexpr MicroKernel<float> kernel = &microkernel_scalar<float>;
-  static constexpr EdgeKernel<float> edge = nullptr;
-  static constexpr DirectBKernel<float> direct_b = nullptr;
-  static constexpr PackKernel<float> pack_copy = nullptr, pack_transpose = nullptr;
-  static constexpr GemvKernel<float> dot = &gemv_dot_scalar<float>, axpy = &gemv_axpy_scalar<float>;
+template <typename T>
+struct ScalarKernels {
+  static constexpr MicroKernel<T> kernel = &microkernel_scalar<T>;
+  static constexpr EdgeKernel<T> edge = nullptr;
+  static constexpr DirectBKernel<T> direct_b = &microkernel_direct_b_scalar<T>;
+  static constexpr SmallDotKernel<T> small_dot = &small_dot_scalar<T>;
+  static constexpr PackKernel<T> pack_copy = nullptr, pack_transpose = nullptr;
+  static constexpr GemvKernel<T> dot = &gemv_dot_scalar<T>, axpy = &gemv_axpy_scalar<T>;
+  static constexpr int64_t direct_b_rows = 64, small_dot_rows = 64;
 };
 template <>
-struct Path<Isa::kScalar, double> : Blocking<Avx2Tile<double>::MR, Avx2Tile<double>::NR, 256, 144, 2048> {
-  static constexpr MicroKernel<double> kernel = &microkernel_scalar<double>;
-  static constexpr EdgeKernel<double> edge = nullptr;
-  static constexpr DirectBKernel<double> direct_b = nullptr;
-  static constexpr PackKernel<double> pack_copy = nullptr, pack_transpose = nullptr;
-  static constexpr GemvKernel<double> dot = &gemv_dot_scalar<double>, axpy = &gemv_axpy_scalar<double>;
-};
+struct Path<Isa::kScalar, float> : Blocking<Avx2Tile<float>::MR, Avx2Tile<float>::NR, 256, 288, 4096>,
+                                   ScalarKernels<float> {};
+template <>
+struct Path<Isa::kScalar, double> : Blocking<Avx2Tile<double>::MR, Avx2Tile<double>::NR, 256, 144, 2048>,
+                                    ScalarKernels<double> {};
 template <typename T>
 struct Path<Isa::kAvx2, T> : Path<Isa::kScalar, T> {
   static constexpr MicroKernel<T> kernel = &microkernel_avx2;
+  static constexpr DirectBKernel<T> direct_b = &microkernel_direct_b_avx2;
+  static constexpr SmallDotKernel<T> small_dot = &small_dot_avx2;
   static constexpr GemvKernel<T> dot = &gemv_dot_avx2, axpy = &gemv_axpy_avx2;
+  static constexpr int64_t direct_b_rows = 32, small_dot_rows = 32;
+};
+template <typename T>
+struct Avx512Kernels {
+  static constexpr MicroKernel<T> kernel = &microkernel_avx512;
+  static constexpr EdgeKernel<T> edge = &microkernel_edge_avx512;
+  static constexpr DirectBKernel<T> direct_b = &microkernel_direct_b_avx512;
+  static constexpr SmallDotKernel<T> small_dot = &small_dot_avx512;
+  static constexpr PackKernel<T> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
+  static constexpr GemvKernel<T> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
+  static constexpr int64_t direct_b_rows = 64, small_dot_rows = 16;
 };
 template <>
-struct Path<Isa::kAvx512, float> : Blocking<Avx512Tile<float>::MR, Avx512Tile<float>::NR, 256, 256, 4096> {
-  static constexpr MicroKernel<float> kernel = &microkernel_avx512;
-  static constexpr EdgeKernel<float> edge = &microkernel_edge_avx512;
-  static constexpr DirectBKernel<float> direct_b = &microkernel_direct_b_avx512;
+struct Path<Isa::kAvx512, float> : Blocking<Avx512Tile<float>::MR, Avx512Tile<float>::NR, 256, 256, 4096>,
+                                   Avx512Kernels<float> {
   static_assert(MR % 8 == 0 && NR % 8 == 0, "the AVX-512 packing kernels work in blocks of 8");
-  static constexpr PackKernel<float> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
-  static constexpr GemvKernel<float> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
 };
 template <>
-struct Path<Isa::kAvx512, double> : Blocking<Avx512Tile<double>::MR, Avx512Tile<double>::NR, 256, 128, 2048> {
-  static constexpr MicroKernel<double> kernel = &microkernel_avx512;
-  static constexpr EdgeKernel<double> edge = &microkernel_edge_avx512;
-  static constexpr DirectBKernel<double> direct_b = &microkernel_direct_b_avx512;
+struct Path<Isa::kAvx512, double> : Blocking<Avx512Tile<double>::MR, Avx512Tile<double>::NR, 256, 128, 2048>,
+                                    Avx512Kernels<double> {
   static_assert(MR % 8 == 0 && NR % 8 == 0, "the AVX-512 packing kernels work in blocks of 8");
-  static constexpr PackKernel<double> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
-  static constexpr GemvKernel<double> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
 };
 
 // Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row micro-panels: panel r holds
@@ -244,6 +182,14 @@ void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, i
 // -1: the best the CPU supports; otherwise an Isa value set by gemm_force_isa / gemm_force_scalar.
 std::atomic<int> g_forced_isa{-1};
 std::atomic<int> g_last_team{0};  // threads of the most recent large GEMM (tests check plans use them all)
+// gemm_force_small_m: -1 automatic, 0 always pack B, 1 read B in place whenever a kernel can.
+std::atomic<int> g_small_m{-1};
+
+// Whether a product with M rows reads B in place rather than packing it (see Path).
+bool stream_b(int64_t M, int64_t max_rows) {
+  const int forced = g_small_m.load(std::memory_order_relaxed);
+  return forced < 0 ? M <= max_rows : forced == 1;
+}
 
 Isa cpu_isa() {
   static const Isa best = [] {
@@ -319,6 +265,30 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   }, parallel);
 }
 
+// Few rows of C and op(B) stored transposed: every output is a dot product of a row of A with a row of B, and
+// B is read in place once (see SmallDotKernel) instead of being transposed into packed panels. The columns
+// of C are split into chunks across threads; each finished chunk goes to the epilogue.
+template <typename P, typename T>
+void small_m_dot(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx) {
+  // Columns per chunk: C blocks of at most small_dot_rows x 64 stay in L1 for the epilogue.
+  constexpr int64_t kChunk = 64;
+  if (trans_a) {  // the kernel wants rows of A contiguous: copy the few of them (M x K) once
+    T* ac = tls_pack_a.get<T>(M * K);
+    for (int64_t p = 0; p < K; ++p)
+      for (int64_t i = 0; i < M; ++i) ac[i * K + p] = A[p * lda + i];
+    A = ac;
+    lda = K;
+  }
+  const int64_t chunks = ceil_div(N, kChunk);
+  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && chunks > 1;
+  parallel_items(chunks, [&](int64_t c, int) {
+    const int64_t j0 = c * kChunk, nb = std::min(kChunk, N - j0);
+    P::small_dot(M, nb, K, A, lda, B + j0 * ldb, ldb, alpha, beta, C + j0, ldc);
+    if (epilogue) epilogue(ctx, C, ldc, 0, j0, M, nb);
+  }, parallel);
+}
+
 template <typename P, typename T>
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                   const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
@@ -329,8 +299,7 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
   const int64_t row_tiles = ceil_div(M, MR);
 
-  bool direct_b = false;
-  if constexpr (P::direct_b != nullptr) direct_b = !trans_b && M <= kDirectBMaxRows;
+  const bool direct_b = !trans_b && stream_b(M, P::direct_b_rows);
   // The B block is shared by all threads: it comes from the calling thread's scratch.
   T* const packed_b = direct_b ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
 
@@ -385,25 +354,17 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
                 for (int64_t i = 0; i < MR; ++i)
                   for (int64_t j = 0; j < NR; ++j)
                     tile[i * NR + j] = beta_k != T(0) && i < mr && j < nr ? cp[i * ldc + j] : T(0);
-              bool done = false;
-              if constexpr (P::direct_b != nullptr) {
-                if (direct_b) {
-                  P::direct_b(kc, ap, bp, ldb, alpha, beta_k, tile, NR, mr, nr);
-                  done = true;
-                }
-              }
               // Packed panels are zero-padded, so the full kernel serves edge tiles too (same arithmetic).
-              if (!done) P::kernel(kc, ap, bp, alpha, beta_k, tile, NR);
+              if (direct_b)
+                P::direct_b(kc, ap, bp, ldb, alpha, beta_k, tile, NR, mr, nr);
+              else
+                P::kernel(kc, ap, bp, alpha, beta_k, tile, NR);
               tile_epilogue(ctx, tile, NR, ic + ir, jr, mr, nr);
               continue;
             }
-            if constexpr (P::direct_b != nullptr) {
-              if (direct_b) {
-                P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
-                continue;
-              }
-            }
-            if (mr == MR && nr == NR) {
+            if (direct_b) {
+              P::direct_b(kc, ap, bp, ldb, alpha, beta_k, cp, ldc, mr, nr);
+            } else if (mr == MR && nr == NR) {
               P::kernel(kc, ap, bp, alpha, beta_k, cp, ldc);
             } else if constexpr (P::edge != nullptr) {
               P::edge(kc, ap, bp, alpha, beta_k, cp, ldc, mr, nr);
@@ -432,6 +393,8 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
     scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
   else if (M == 1 || N == 1)
     gemv<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+  else if (trans_b && stream_b(M, P::small_dot_rows))
+    small_m_dot<P>(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
   else
     gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx, tile_fn);
 }
@@ -487,6 +450,20 @@ void gemm_force_isa(const char* isa) {
   else
     throw std::invalid_argument("gemm_force_isa: unknown ISA '" + name + "' (avx512, avx2, scalar or empty)");
   gemm_detail::g_forced_isa.store(forced, std::memory_order_relaxed);
+}
+
+void gemm_force_small_m(const char* mode) {
+  const std::string name = mode ? mode : "";
+  int forced;
+  if (name.empty())
+    forced = -1;
+  else if (name == "packed")
+    forced = 0;
+  else if (name == "stream")
+    forced = 1;
+  else
+    throw std::invalid_argument("gemm_force_small_m: unknown mode '" + name + "' (packed, stream or empty)");
+  gemm_detail::g_small_m.store(forced, std::memory_order_relaxed);
 }
 
 int gemm_last_team_size() { return gemm_detail::g_last_team.load(std::memory_order_relaxed); }

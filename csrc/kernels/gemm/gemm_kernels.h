@@ -74,6 +74,15 @@ template <typename T>
 using GemvKernel = void (*)(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alpha, T beta, T* y,
                             int64_t incy);
 
+// Small-M kernel for op(B) stored transposed (B is N x K, each column of op(B) a contiguous row), where
+// packing B would transpose every element of it for the benefit of only a few rows of C: each output is a
+// dot product of a row of A with a row of B, read in place. Computes, for i < m, j < n,
+//   C[i*ldc + j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * C[i*ldc + j]   (beta == 0: C not read)
+// m, n, k >= 1. Each output gets one fixed order of summation whatever m and n are.
+template <typename T>
+using SmallDotKernel = void (*)(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+                                T alpha, T beta, T* c, int64_t ldc);
+
 // Defined in gemm_avx2.cpp (compiled with -mavx2 -mfma); only call when the CPU supports both.
 void microkernel_avx2(int64_t k, const float* a, const float* b, float alpha, float beta, float* c, int64_t ldc);
 void microkernel_avx2(int64_t k, const double* a, const double* b, double alpha, double beta, double* c,
@@ -86,6 +95,14 @@ void gemv_axpy_avx2(int64_t n, int64_t k, const float* w, int64_t ldw, const flo
                     float* y, int64_t incy);
 void gemv_axpy_avx2(int64_t n, int64_t k, const double* w, int64_t ldw, const double* x, double alpha,
                     double beta, double* y, int64_t incy);
+void microkernel_direct_b_avx2(int64_t k, const float* a, const float* b, int64_t ldb, float alpha, float beta,
+                               float* c, int64_t ldc, int64_t mr, int64_t nr);
+void microkernel_direct_b_avx2(int64_t k, const double* a, const double* b, int64_t ldb, double alpha,
+                               double beta, double* c, int64_t ldc, int64_t mr, int64_t nr);
+void small_dot_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                    float alpha, float beta, float* c, int64_t ldc);
+void small_dot_avx2(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+                    double alpha, double beta, double* c, int64_t ldc);
 
 // Defined in gemm_avx512.cpp (compiled with -mavx512f/dq/bw/vl -mavx2 -mfma); only call when the CPU
 // supports AVX-512F, DQ, BW and VL.
@@ -113,5 +130,9 @@ void gemv_axpy_avx512(int64_t n, int64_t k, const float* w, int64_t ldw, const f
                       float* y, int64_t incy);
 void gemv_axpy_avx512(int64_t n, int64_t k, const double* w, int64_t ldw, const double* x, double alpha,
                       double beta, double* y, int64_t incy);
+void small_dot_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                      float alpha, float beta, float* c, int64_t ldc);
+void small_dot_avx512(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+                      double alpha, double beta, double* c, int64_t ldc);
 
 }  // namespace dlc::gemm_detail
