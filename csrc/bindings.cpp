@@ -9,6 +9,7 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_epilogue.h"
 #include "runtime/plan.h"
+#include "runtime/thread_pool.h"
 
 namespace py = pybind11;
 using namespace dlc;
@@ -19,6 +20,7 @@ namespace {
 struct PyPlan {
   Plan plan;
   std::vector<py::array> persistent;
+  std::vector<int> step_threads;  // of the latest profiled run
   PyPlan(int64_t arena_bytes, int device) : plan(arena_bytes, static_cast<Device>(device)) {}
 };
 
@@ -67,10 +69,12 @@ py::list run_plan(PyPlan& self, const std::vector<py::array>& inputs, const std:
     ctx.sum_across_ranks = &across;
   }
   std::vector<double> times;
+  std::vector<int> threads;
   {
     py::gil_scoped_release release;
-    self.plan.run(in_ptrs, in_bytes, out_ptrs, ctx, profile ? &times : nullptr);
+    self.plan.run(in_ptrs, in_bytes, out_ptrs, ctx, profile ? &times : nullptr, profile ? &threads : nullptr);
   }
+  if (profile) self.step_threads = std::move(threads);
   py::list result;  // with profile: (start, seconds) per step, the start counted from the run's own start
   for (size_t k = 0; k + 1 < times.size(); k += 2) result.append(py::make_tuple(times[k], times[k + 1]));
   return result;
@@ -136,7 +140,11 @@ PYBIND11_MODULE(_core, m) {
            py::arg("training") = false, py::arg("profile") = false, py::arg("sample_offset") = 0,
            py::arg("local_batch") = 0, py::arg("sum_across_ranks") = py::none(), py::arg("shard_weight") = 1.0)
       .def_property_readonly("arena_bytes", [](PyPlan& p) { return p.plan.arena_bytes(); })
-      .def_property_readonly("num_steps", [](PyPlan& p) { return p.plan.steps().size(); });
+      .def_property_readonly("num_steps", [](PyPlan& p) { return p.plan.steps().size(); })
+      // The most threads each step's loops ran on in the latest run with profile=True.
+      .def_property_readonly("step_threads", [](PyPlan& p) { return p.step_threads; })
+      .def_property_readonly("cost_ns", [](PyPlan& p) { return p.plan.cost_ns(); })
+      .def_property_readonly("runs_inline", [](PyPlan& p) { return p.plan.runs_inline(); });
 
   m.def("kernel_keys", [](int device) { return kernel_keys(static_cast<Device>(device)); },
         py::arg("device") = 0);
@@ -146,6 +154,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("ew_kernel_name", &ew_kernel_name);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  m.def("set_work_per_thread_scale", &set_work_per_thread_scale);
+  m.def("set_inline_plan_ns", &set_inline_plan_ns);
   m.def("gemm_f32", &gemm_np<float>, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false);
   m.def("gemm_f64", &gemm_np<double>, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,

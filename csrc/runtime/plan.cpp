@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "runtime/thread_pool.h"
+
 namespace dlc {
 namespace {
 // Threads of the kernel pool (runtime/thread_pool.h), for runs from any Python thread. 0 means one per hardware
@@ -80,6 +82,11 @@ void Plan::add_step(const std::string& key, const std::string& label, std::vecto
   st.ints = std::move(ints);
   st.floats = std::move(floats);
   st.workspace_offset = workspace_offset;
+  std::vector<Tensor> ins, outs;
+  for (int32_t s : st.in) ins.push_back(slots_[s].view);
+  for (int32_t s : st.out) outs.push_back(slots_[s].view);
+  st.cost_ns = step_cost_ns(key, ins, outs, st.ints);
+  cost_ns_ += st.cost_ns;
   steps_.push_back(std::move(st));
 }
 
@@ -99,6 +106,40 @@ void Plan::set_output_home(int32_t output, std::vector<int32_t> slots) {
       throw std::invalid_argument("output home: only arena slots within the output's size");
   }
   output_homes_[output] = std::move(slots);
+}
+
+namespace {
+std::atomic<double> g_inline_plan_ns{kInlinePlanNs};
+}  // namespace
+
+void set_inline_plan_ns(double ns) { g_inline_plan_ns.store(ns < 0 ? kInlinePlanNs : ns); }
+
+bool Plan::runs_inline() const { return cost_ns_ < g_inline_plan_ns.load(std::memory_order_relaxed); }
+
+double step_cost_ns(const std::string& key, const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                    const std::vector<int64_t>& ints) {
+  double elements = 0;
+  for (const Tensor& t : in) elements += static_cast<double>(t.numel());
+  for (const Tensor& t : out) elements += static_cast<double>(t.numel());
+  // Rows of a weight-like operand [rows, ...]: its elements per row.
+  const auto per_row = [](const Tensor& w) {
+    return w.ndim >= 1 && w.shape[0] > 0 ? static_cast<double>(w.numel()) / static_cast<double>(w.shape[0]) : 0.0;
+  };
+  double macs = 0;
+  if (key == "matmul" && in.size() >= 2 && !out.empty() && in[0].ndim >= 2 && !ints.empty()) {
+    const Tensor& a = in[0];
+    const double k = static_cast<double>(ints[0] ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1]);
+    macs = static_cast<double>(out[0].numel()) * k;
+  } else if ((key == "conv2d" || key == "conv2d_grad_input") && in.size() >= 2 && !out.empty()) {
+    macs = static_cast<double>(key == "conv2d" ? out[0].numel() : in[0].numel()) * per_row(in[1]);
+  } else if (key == "conv2d_grad_weight" && in.size() >= 2 && !out.empty()) {
+    macs = static_cast<double>(in[1].numel()) * per_row(out[0]);
+  } else if (key.size() > 4 && key.compare(key.size() - 4, 4, "_seq") == 0 && in.size() >= 3 && in[0].ndim == 3) {
+    // Every time step of every row multiplies its input by w_ih and its state by w_hh.
+    macs = static_cast<double>(in[0].shape[0] * in[0].shape[1]) *
+           static_cast<double>(in[1].numel() + in[2].numel());
+  }
+  return macs * kNsPerMac + elements * kNsPerElement;
 }
 
 namespace {
@@ -129,7 +170,7 @@ void Plan::release_arena(std::unique_ptr<Arena> arena) const {
 
 void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
                const std::vector<void*>& outputs, const RunContext& ctx,
-               std::vector<double>* step_seconds) const {
+               std::vector<double>* step_seconds, std::vector<int>* step_threads) const {
   const auto run_start = std::chrono::steady_clock::now();  // step starts are offsets from here (traces)
   if (static_cast<int>(inputs.size()) != num_inputs_ || input_bytes.size() != inputs.size())
     throw std::invalid_argument("wrong number of inputs for plan");
@@ -179,6 +220,8 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
 
   std::vector<Tensor> ins, outs;
   if (step_seconds) step_seconds->assign(2 * steps_.size(), 0.0);
+  if (step_threads) step_threads->assign(steps_.size(), 1);
+  const InlineScope one_thread(runs_inline());
   try {
     for (size_t k = 0; k < steps_.size(); ++k) {
       const Step& st = steps_[k];
@@ -198,10 +241,12 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
       a.ctx = &ctx;
       if (step_seconds) {
+        reset_team_record();
         auto t0 = std::chrono::steady_clock::now();
         st.fn(a);
         (*step_seconds)[2 * k] = std::chrono::duration<double>(t0 - run_start).count();
         (*step_seconds)[2 * k + 1] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (step_threads) (*step_threads)[k] = team_record();
       } else {
         st.fn(a);
       }

@@ -34,6 +34,7 @@ struct Step {
   std::vector<int64_t> ints;
   std::vector<double> floats;
   int64_t workspace_offset = -1;  // arena offset of this step's scratch, -1 when it needs none
+  double cost_ns = 0;             // its single-thread time by the plan's cost model (step_cost_ns)
 };
 
 // 64-byte aligned, zero-initialised scratch memory for one run at a time.
@@ -70,9 +71,16 @@ class Plan {
   // Runs every step. inputs[i] must hold slot-sized data for input i; outputs[j] receives output j.
   // When step_seconds is non-null it receives, for each step k, its start (seconds after the run began) at
   // 2k and its wall time at 2k + 1 (for `dlc bench` and traces).
+  // step_threads (if non-null) receives the most threads any of the step's loops ran on (for `dlc bench`). A
+  // plan whose whole estimated cost is below kInlinePlanNs runs every step inline on the caller.
   void run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
            const std::vector<void*>& outputs, const RunContext& ctx,
-           std::vector<double>* step_seconds) const;
+           std::vector<double>* step_seconds, std::vector<int>* step_threads = nullptr) const;
+
+  // The estimated single-thread time of one run (the sum of its steps' cost_ns).
+  double cost_ns() const { return cost_ns_; }
+  // Whether runs stay on the calling thread (cost_ns() below kInlinePlanNs, or the set_inline_plan_ns hook).
+  bool runs_inline() const;
 
   const std::vector<Slot>& slots() const { return slots_; }
   const std::vector<Step>& steps() const { return steps_; }
@@ -85,6 +93,7 @@ class Plan {
   void check_slot(int32_t s) const;
 
   int64_t arena_bytes_;
+  double cost_ns_ = 0;
   Device device_;
   int num_inputs_ = 0;
   std::vector<Slot> slots_;
@@ -98,6 +107,21 @@ class Plan {
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Arena>> pool_;
 };
+
+// The plan's cost model, measured on this machine with benchmarks/threads_bench.py: a step costs kNsPerMac per
+// multiply-add of its products (matmul, convolutions, recurrent layers) plus kNsPerElement per element it
+// reads or writes. A plan costing less than kInlinePlanNs in all runs on one thread: waking a second one
+// and handing it work costs more than it could save.
+constexpr double kNsPerMac = 0.01;
+constexpr double kNsPerElement = 0.1;
+constexpr double kInlinePlanNs = 10000;
+
+// Replaces kInlinePlanNs (a hook for tests and for measuring the rule: 0 turns it off); negative restores it.
+void set_inline_plan_ns(double ns);
+
+// A step's cost by that model, from its kernel key, its operands' shapes and its ints.
+double step_cost_ns(const std::string& key, const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                    const std::vector<int64_t>& ints);
 
 void set_num_threads(int n);
 int get_num_threads();

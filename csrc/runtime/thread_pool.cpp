@@ -20,6 +20,9 @@ constexpr int kSpin = 4000;
 
 thread_local bool t_in_pool = false;  // inside a chunk (or a worker): nested loops run inline
 thread_local int t_worker = 0;        // the worker index of the chunk this thread is running
+thread_local bool t_inline = false;   // an InlineScope is active on this thread
+thread_local int t_team = 0;          // most threads used by a loop since reset_team_record
+std::atomic<double> g_work_scale{1.0};
 
 // Runs the chunks of [0, n) one after another on this thread, with the same boundaries as in parallel.
 void run_inline(int64_t n, int64_t grain, const RangeFn& fn) {
@@ -154,12 +157,34 @@ int64_t grain_for(int64_t n, int per_thread, int64_t min_grain) {
   return std::max(min_grain, (n + parts - 1) / parts);
 }
 
-void parallel_for(int64_t n, int64_t grain, const RangeFn& fn, bool parallel) {
+Threads threads_for(double work, double per_thread) {
+  const double unit = per_thread * g_work_scale.load(std::memory_order_relaxed);
+  const int most = pool_threads();
+  if (unit <= 0) return Threads{most};
+  const double want = 1.0 + work / unit;
+  return Threads{want >= most ? most : std::max(1, static_cast<int>(want))};
+}
+
+void set_work_per_thread_scale(double scale) { g_work_scale.store(std::max(0.0, scale)); }
+
+void parallel_for(int64_t n, int64_t grain, const RangeFn& fn, Threads team) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  const int threads = pool_threads();
-  if (!parallel || n <= grain || threads <= 1 || t_in_pool || !pool().run(n, grain, fn, threads))
-    run_inline(n, grain, fn);
+  const int64_t chunks = (n + grain - 1) / grain;
+  const int threads = static_cast<int>(std::min<int64_t>({team.n, pool_threads(), chunks}));
+  const bool go = threads > 1 && !t_in_pool && !t_inline && pool().run(n, grain, fn, threads);
+  if (!t_in_pool) t_team = std::max(t_team, go ? threads : 1);
+  if (!go) run_inline(n, grain, fn);
 }
+
+void parallel_for(int64_t n, int64_t grain, const RangeFn& fn, bool parallel) {
+  parallel_for(n, grain, fn, Threads{parallel ? pool_threads() : 1});
+}
+
+InlineScope::InlineScope(bool active) : saved_(t_inline) { t_inline = t_inline || active; }
+InlineScope::~InlineScope() { t_inline = saved_; }
+
+void reset_team_record() { t_team = 0; }
+int team_record() { return std::max(1, t_team); }
 
 }  // namespace dlc

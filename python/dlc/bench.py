@@ -74,6 +74,7 @@ class _Profiler:
         self.ins = [np.ascontiguousarray(arrays[n]) for n in lowered.input_names]
         self.outs = [np.empty(tuple(int(d) for d in t.shape), dtype=np_dtype(t.dtype)) for t in lowered.output_types]
         self.per_step: list[list[float]] = [[] for _ in lowered.steps]
+        self.threads: list[int] = [1 for _ in lowered.steps]  # each step's team: fixed by its work
         self.totals: list[float] = []
 
     def run(self, record: bool = True) -> None:
@@ -88,14 +89,15 @@ class _Profiler:
             if self.trace is not None:
                 self.trace.record(self.lowered, t0 * 1e6, t1 * 1e6, times, f"{self.name} run {len(self.totals)}",
                                   int(_core.get_num_threads()), pid=self.pid, tid=1, variant=self.name)
+            self.threads = list(self.lowered.plan.step_threads)
 
     def rows(self) -> list[dict[str, Any]]:
         """Per-step medians as table rows sorted by time; share is of the sum of the step medians."""
         medians = [statistics.median(ts) for ts in self.per_step]
         total = sum(medians) or 1.0
         rows = [{"label": s.label, "kernel": s.kernel, "ms": 1e3 * t, "share": t / total, "bytes": s.bytes_moved,
-                 "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0}
-                for s, t in zip(self.lowered.steps, medians)]
+                 "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0, "threads": n}
+                for s, t, n in zip(self.lowered.steps, medians, self.threads)]
         return sorted(rows, key=lambda r: -r["ms"])
 
 
@@ -193,11 +195,11 @@ def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
     for name in ("fused", "unfused"):
         lines.append(f"  {name} kernels (medians of the {result['repeat']} profiled runs: total "
                      f"{result[name]['profiled_ms']:.3f} ms, kernels {result[name]['kernel_sum_ms']:.3f} ms):")
-        lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6}  kernel / nodes")
+        lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6} {'thr':>3}  kernel / nodes")
         rows = result[name]["kernels"]
         for r in rows[:top]:
-            lines.append(f"    {r['ms']:8.3f} {100 * r['share']:5.1f}% {r['bytes'] / 1e6:8.2f} {r['gb_per_s']:6.1f}  "
-                         f"{r['kernel']}: {r['label']}")
+            lines.append(f"    {r['ms']:8.3f} {100 * r['share']:5.1f}% {r['bytes'] / 1e6:8.2f} {r['gb_per_s']:6.1f} "
+                         f"{r['threads']:>3}  {r['kernel']}: {r['label']}")
         if len(rows) > top:
             rest = rows[top:]
             lines.append(f"    {sum(r['ms'] for r in rest):8.3f} {100 * sum(r['share'] for r in rest):5.1f}%"

@@ -20,6 +20,11 @@ template <typename T>
 using GemmTileEpilogueFn = void (*)(void* ctx, const T* tile, int64_t ld_tile, int64_t i0, int64_t j0, int64_t m,
                                     int64_t n);
 
+// The GEMM's unit of the thread cost model (runtime/thread_pool.h, threads_for): multiply-adds per thread. A
+// product of M x N x K gets 1 + M*N*K / kGemmMacsPerThread threads, at most the configured ones, and runs
+// inline on the caller when that is one. Measured with benchmarks/threads_bench.py.
+constexpr double kGemmMacsPerThread = 131072;
+
 // C[M,N] = alpha * op(A) @ op(B) + beta * C, then epilogue on each finished block (if fn != nullptr).
 // With a tile_epilogue, the blocked path hands it every finished tile instead (see GemmTileEpilogueFn); the
 // matrix-vector and K == 0 paths still store C and call `epilogue` on their blocks, which must then be given

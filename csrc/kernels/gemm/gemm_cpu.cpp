@@ -46,9 +46,6 @@ struct Blocking {
 constexpr int64_t kEpilogueCols = 256;
 
 
-// Below this many multiply-adds the fork/join and barriers cost more than a second core saves.
-constexpr double kMinParallelMacs = 1 << 19;
-
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
@@ -252,7 +249,7 @@ void gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   }
   const GemvKernel<T> kernel = dot_form ? P::dot : P::axpy;
   const int64_t chunks = ceil_div(n, kChunk);
-  const bool parallel = static_cast<double>(n) * K >= kMinParallelMacs && chunks > 1;
+  const Threads parallel = threads_for(static_cast<double>(n) * K, kGemmMacsPerThread);
   parallel_items(chunks, [&](int64_t c, int) {
     const int64_t j0 = c * kChunk, nb = std::min(kChunk, n - j0);
     kernel(nb, K, dot_form ? w + j0 * ldw : w + j0, ldw, x, alpha, beta, C + j0 * incy, incy);
@@ -281,7 +278,7 @@ void small_m_dot(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T
     lda = K;
   }
   const int64_t chunks = ceil_div(N, kChunk);
-  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && chunks > 1;
+  const Threads parallel = threads_for(static_cast<double>(M) * N * K, kGemmMacsPerThread);
   parallel_items(chunks, [&](int64_t c, int) {
     const int64_t j0 = c * kChunk, nb = std::min(kChunk, N - j0);
     P::small_dot(M, nb, K, A, lda, B + j0 * ldb, ldb, alpha, beta, C + j0, ldc);
@@ -303,9 +300,9 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   // The B block is shared by all threads: it comes from the calling thread's scratch.
   T* const packed_b = direct_b ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
 
-  const bool parallel = static_cast<double>(M) * N * K >= kMinParallelMacs && pool_threads() > 1;
-  const int nth = parallel ? pool_threads() : 1;
-  if (parallel) g_last_team.store(in_parallel_region() ? 1 : nth, std::memory_order_relaxed);
+  const Threads parallel = threads_for(static_cast<double>(M) * N * K, kGemmMacsPerThread);
+  const int nth = parallel.n;
+  if (nth > 1) g_last_team.store(in_parallel_region() ? 1 : nth, std::memory_order_relaxed);
 
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);

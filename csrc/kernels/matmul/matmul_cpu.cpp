@@ -129,7 +129,7 @@ void matmul_typed(const KernelArgs& a) {
   if (batches > 1 && M * N * K < (1 << 18)) {
     parallel_items(batches, [&](int64_t b, int) {
       run_one(b);
-    }, true);
+    }, threads_for(static_cast<double>(batches) * M * N * K, kGemmMacsPerThread));
   } else {
     for (int64_t b = 0; b < batches; ++b) run_one(b);
   }
