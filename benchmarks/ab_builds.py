@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import dlc
-import dlc.lower
+import dlc.lowering.plan as plan_builder
 from dlc import _core
 
 HERE = Path(__file__).resolve().parent
@@ -55,11 +55,11 @@ def workload_calls(name: str, batch: int, base: ModuleType) -> dict[str, Any]:
         program = dlc.compile(str(MODELS / f"{name}.dlm"), dims={"N": batch})
         data = random_batch(program, label_graph(program, {"N": batch}), np.random.default_rng(0), {"N": batch})
         inputs = {k: v for k, v in data.items() if k in program.inputs}
-        dlc.lower._core = core  # the plan is built (on the first call) by this build's Plan
+        plan_builder._core = core  # the plan is built (on the first call) by this build's Plan
         try:
             program(**inputs)
         finally:
-            dlc.lower._core = _core
+            plan_builder._core = _core
         calls[tag] = (lambda p, i: lambda: p(**i))(program, inputs)
     return calls
 
