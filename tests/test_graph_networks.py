@@ -148,3 +148,16 @@ def test_graph_models_export_to_onnx_and_run_in_onnxruntime(model: str, tmp_path
     assert sorted(i.name for i in session.get_inputs()) == ["dst", "src", "x"]
     got = session.run(None, feeds)[0]
     np.testing.assert_allclose(got, program(**feeds)["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_training_without_the_edges_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression: an input with a dimension of its own (src: i32[E]) left out of a step made plan building
+    # fail on the unbound size (a TypeError deep in the scheduler), in Python and in `dlc train --data digits`.
+    program = dlc.compile(str(MODELS / "digits_gcn.dlm"))
+    with pytest.raises(ValueError, match=r"missing input 'src' \(i32\[E\]\)"):
+        program.train_step(x=np.ones((5, 64), np.float32), labelled=np.array([0, 1]), y=np.array([3, 4]))
+    pytest.importorskip("sklearn")
+    from dlc import cli
+    assert cli.main(["train", str(MODELS / "digits_gcn.dlm"), "--data", "digits", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "dlc: error: missing input" in err and "Traceback" not in err

@@ -38,6 +38,7 @@ from ..lowering import LoweredPlan
 from ..plan_cache import PlanCache
 from ..model import CompiledModel, TensorSpec, readonly_views
 from ..passes import PassContext, run_pipeline
+from ..passes.dead_code import eliminate_dead_code
 from ..shard import Shard
 from . import step as step_graphs
 from .checkpoint import checkpoint_classes, load_checkpoint, save_checkpoint
@@ -189,6 +190,7 @@ class Trainer:
         with self.model.lock:
             if key not in self._plans:
                 tg = self.training_graph(kind, binding, **options)
+                _check_given(tg.graph)
                 training = kind not in ("loss", "attack") and options.get("mode", "train") == "train"
                 graph = run_pipeline(tg.graph, PassContext(training=training, fuse=self.model.fuse))
                 self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph)), tg)
@@ -443,6 +445,15 @@ class Trainer:
         classes = checkpoint_classes(path)
         if classes is not None:
             self.model.classes = classes
+
+
+def _check_given(graph: Graph) -> None:
+    """An input the plan reads whose sizes no given input bound (a graph's edges, `src: i32[E]`) was not given:
+    a ValueError naming it, before compiling a plan that needs every size."""
+    read = step_graphs.strip_unused_inputs(eliminate_dead_code(graph, PassContext())).inputs
+    for name, v in read:
+        if name != step_graphs.HYPER and any(not isinstance(d, int) for d in graph.values[v].shape):
+            raise ValueError(f"missing input '{name}' ({graph.values[v]}): this training step reads it")
 
 
 def _check_count(name: str, value: Any, low: int) -> None:
