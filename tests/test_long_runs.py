@@ -120,3 +120,28 @@ def test_checkpoint_every_n_epochs_with_names(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e2.ckpt", "e4.ckpt"]
     with pytest.raises(ValueError, match="unit must be"):
         Checkpoint(tmp_path / "x.ckpt", unit="hour")
+
+
+def test_early_stopping_resumes_with_its_state_and_best_parameters(tmp_path: Path) -> None:
+    """A recipe with early stopping (restore_best) killed mid-run stops at the same epoch and restores the same
+    best parameters when resumed: its best value, patience count and best parameters are in the checkpoint."""
+    stopping = "early_stopping = early_stopping(patience=2, monitor=\"val_loss\", min_delta=0.05)\n    epochs = 12"
+    source = MODEL.replace("SCHEDULE", stopping).replace("    epochs = 4\n", "")
+    train, val = data(), data(40, 1)
+    reference = dlc.compile(source=source, seed=3)
+    ref_history = reference.fit(train, validation=val, verbose=False)
+    assert len(ref_history["loss"]) < 12  # it did stop early
+    reference.save_checkpoint(str(tmp_path / "ref.ckpt"))
+
+    first = dlc.compile(source=source, seed=3)
+    first.fit(train, epochs=len(ref_history["loss"]) - 1, validation=val, verbose=False,
+              callbacks=[Checkpoint(tmp_path / "run.ckpt")])
+    resumed = dlc.compile(source=source, seed=3)
+    resumed.load_checkpoint(str(tmp_path / "run.ckpt"))
+    history = resumed.fit(train, epochs=12 - resumed.epoch, validation=val, verbose=False)
+    assert len(history["loss"]) == 1  # stops where the uninterrupted run stopped
+    resumed.save_checkpoint(str(tmp_path / "resumed.ckpt"))
+    a, b = tensors(tmp_path / "ref.ckpt"), tensors(tmp_path / "resumed.ckpt")
+    params = [k for k in a if k.startswith("param/")]
+    assert all(np.array_equal(a[k], b[k]) for k in params)  # the same best epoch's parameters put back
+    assert not any(k.startswith("run/") for k in b)  # the run is over: nothing of early stopping is kept

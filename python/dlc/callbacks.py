@@ -31,6 +31,8 @@ class Checkpoint:
     `path` may name {epoch} and {step} (`run-{epoch}.ckpt` keeps one file per epoch); without them the one
     file is replaced each time (the latest state, for --resume)."""
 
+    saves_run_state = True  # fit calls it after the other callbacks of an epoch (see epochs.py)
+
     def __init__(self, path: str | Path, every: int = 1, unit: str = "epoch", save: Save = _save):
         if unit not in ("epoch", "step"):
             raise ValueError(f"Checkpoint unit must be 'epoch' or 'step', got {unit!r}")
@@ -58,6 +60,8 @@ class SaveBest:
     """Writes a checkpoint to `path` after each epoch whose `monitor` (val_loss, val_accuracy, loss...) is the
     best so far (lower for losses, higher for accuracies; mode="min" or "max" says so explicitly). The best
     value is part of the run's state, so a resumed run does not overwrite a better checkpoint."""
+
+    saves_run_state = True
 
     def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0,
                  save: Save = _save):

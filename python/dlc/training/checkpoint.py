@@ -60,13 +60,14 @@ def read_safetensors(path: str | Path, expected_format: str) -> tuple[dict[str, 
 
 def save_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray], *, step: int,
                     epoch: int, seed: int, spec: TrainSpec, run: Mapping[str, Any] | None = None,
-                    classes: list[str] | None = None) -> None:
+                    run_tensors: Mapping[str, np.ndarray] | None = None, classes: list[str] | None = None) -> None:
     """Writes parameters (and running statistics), optimizer state and counters; `run` is the rest of the
     run's state as JSON (a reduce_on_plateau schedule's, the progress through an unfinished epoch, the best
-    value a save-best callback has seen); `classes` the class names of the labels (when the model was
-    trained on names: label k is classes[k])."""
+    value a save-best callback has seen) and `run_tensors` its arrays (early stopping's best parameters);
+    `classes` the class names of the labels (when the model was trained on names: label k is classes[k])."""
     tensors = {f"param/{k}": v for k, v in params.items()}
     tensors.update({f"opt/{k}": v for k, v in opt.items()})
+    tensors.update({f"run/{k}": v for k, v in (run_tensors or {}).items()})
     metadata = {"format": FORMAT, "version": "1", "step": str(step), "epoch": str(epoch),
                 "seed": str(seed), "sha256": _digest(tensors),
                 "optimizer": json.dumps({"name": spec.optimizer.name, "lr": spec.optimizer.lr,
@@ -119,11 +120,11 @@ def run_state(path: str | Path, metadata: Mapping[str, str]) -> dict[str, Any]:
     return run
 
 
-def load_checkpoint(path: str | Path, params: dict[str, np.ndarray],
-                    opt: dict[str, np.ndarray]) -> tuple[int, int, dict[str, Any]]:
+def load_checkpoint(path: str | Path, params: dict[str, np.ndarray], opt: dict[str, np.ndarray]
+                    ) -> tuple[int, int, dict[str, Any], dict[str, np.ndarray]]:
     """Checks the whole file against the model, then copies it into the live `params` buffers (in place:
     compiled plans point at them) and `opt` (new optimizer state is added; state the file lacks is reset to
-    zero, as a fresh optimizer has it). Returns (step, epoch, the run's state)."""
+    zero, as a fresh optimizer has it). Returns (step, epoch, the run's state, the run's arrays)."""
     tensors, metadata = verified_tensors(path, FORMAT)
     try:
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
@@ -152,7 +153,8 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray],
                                   "or has the wrong shape or dtype")
         if name in opt and opt[name].shape != arr.shape:
             raise CheckpointError(f"{path}: optimizer state '{name}' has the wrong shape")
-    if len(tensors) != len(stored) + len(state):
+    run_tensors = {k[len("run/"):]: v for k, v in tensors.items() if k.startswith("run/")}
+    if len(tensors) != len(stored) + len(state) + len(run_tensors):
         raise CheckpointError(f"{path}: unexpected tensors in the file")
     for name, arr in stored.items():
         np.copyto(params[name], arr, casting="unsafe" if arr.dtype.kind == "f" else "no")
@@ -163,4 +165,4 @@ def load_checkpoint(path: str | Path, params: dict[str, np.ndarray],
             opt[name] = np.array(arr, dtype=params[name.split("/")[0]].dtype, order="C")
     for name in set(opt) - set(state):  # not in the file: fresh (a step-0 checkpoint has none), never stale
         opt[name].fill(0)
-    return step, epoch, run
+    return step, epoch, run, run_tensors

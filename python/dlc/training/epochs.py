@@ -109,6 +109,9 @@ def fit_epochs(trainer: FitTrainer, stepper: Stepper, n: int, epochs: int, batch
     callbacks = list(callbacks or [])
     if spec.early_stopping is not None and not any(isinstance(c, EarlyStopping) for c in callbacks):
         callbacks.append(EarlyStopping(**spec.early_stopping))
+    # Callbacks that write checkpoints run last, so what they save includes this epoch's state of the others
+    # (early stopping's best value), as a resumed run needs it.
+    callbacks.sort(key=lambda c: bool(getattr(c, "saves_run_state", False)))
     on_step = [c.on_step_end for c in callbacks if hasattr(c, "on_step_end")]
     history: dict[str, list[float]] = {}
     for _ in range(epochs):

@@ -39,7 +39,9 @@ def batches(n: int, batch_size: int, order: np.ndarray) -> list[np.ndarray]:
 
 class EarlyStopping:
     """Stops when `monitor` has not improved by min_delta for `patience` epochs; with restore_best, the
-    parameters (and running statistics) of the best epoch are put back."""
+    parameters (and running statistics) of the best epoch are put back. Called by fit with a Trainer, it keeps
+    its state in the trainer's run state and the best parameters in its run tensors, so checkpoints carry them
+    and a resumed run stops, and restores, exactly as an uninterrupted one."""
 
     def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0,
                  restore_best: bool = True, mode: str = "auto"):
@@ -56,6 +58,9 @@ class EarlyStopping:
     def __call__(self, program: Any, epoch: int, logs: dict[str, float]) -> bool:
         if self.monitor not in logs:
             raise ValueError(f"early stopping monitors '{self.monitor}', which is not among {sorted(logs)}")
+        state = getattr(program, "run_state", None)  # a Trainer's; absent when called with something else
+        if self.best is None and state is not None and self.monitor in state.get("early_stopping", {}):
+            self._resume(program, state["early_stopping"][self.monitor])
         value = logs[self.monitor]
         better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
                                        else value > self.best + self.min_delta)
@@ -63,13 +68,30 @@ class EarlyStopping:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_params = {k: v.copy() for k, v in program.params.items()}
-            return False
-        self.wait += 1
-        if self.wait >= self.patience:
+        else:
+            self.wait += 1
+        if state is not None:
+            state.setdefault("early_stopping", {})[self.monitor] = {"best": self.best, "best_epoch": self.best_epoch,
+                                                                    "wait": self.wait}
+            if better and self.best_params is not None:
+                program.run_tensors.update({f"best/{k}": v for k, v in self.best_params.items()})
+        if not better and self.wait >= self.patience:
             self.stopped = True
             return True
         return False
 
+    def _resume(self, program: Any, saved: dict[str, Any]) -> None:
+        """The state a checkpoint carried (see Trainer.load_checkpoint)."""
+        self.best, self.best_epoch, self.wait = saved["best"], int(saved["best_epoch"]), int(saved["wait"])
+        kept = {k[len("best/"):]: v for k, v in program.run_tensors.items() if k.startswith("best/")}
+        if self.restore_best and kept:
+            self.best_params = {k: np.array(v) for k, v in kept.items()}
+
     def on_train_end(self, program: Any) -> None:
         if self.restore_best and self.best_params is not None:
             program.set_params(self.best_params)
+        state = getattr(program, "run_state", None)
+        if state is not None:  # the run is over: a later fit starts its own early stopping, as in Keras
+            state.get("early_stopping", {}).pop(self.monitor, None)
+            for key in [k for k in program.run_tensors if k.startswith("best/")]:
+                del program.run_tensors[key]

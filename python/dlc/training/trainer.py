@@ -66,6 +66,7 @@ class Trainer:
         # The rest of a run's state, as JSON-able values saved in checkpoints: "plateau" (reduce_on_plateau),
         # "progress" (through an unfinished epoch, see epochs.py), "best" (save-best callbacks).
         self.run_state: dict[str, Any] = {}
+        self.run_tensors: dict[str, np.ndarray] = {}  # and its arrays ("best/<param>": early stopping's best)
         self._plans: PlanCache[tuple[LoweredPlan, step_graphs.TrainingGraph]] = PlanCache()
         self._gradients: np.ndarray | None = None
         self._grad_views: dict[str, np.ndarray] = {}
@@ -436,12 +437,14 @@ class Trainer:
     def save_checkpoint(self, path: str) -> None:
         """Parameters, running statistics, optimizer state and counters, atomically (see checkpoint.py)."""
         save_checkpoint(path, self.model.param_buffers, self._opt, step=self._step, epoch=self._epoch,
-                        seed=self.model.seed, spec=self.spec(), run=self.run_state, classes=self.model.classes)
+                        seed=self.model.seed, spec=self.spec(), run=self.run_state, run_tensors=self.run_tensors,
+                        classes=self.model.classes)
 
     def load_checkpoint(self, path: str) -> None:
         """Restores parameters, optimizer state, counters, the run's state (a checkpoint written in the middle
         of an epoch resumes at the next batch of that epoch) and class names, when the file has them."""
-        self._step, self._epoch, self.run_state = load_checkpoint(path, self.model.param_buffers, self._opt)
+        self._step, self._epoch, self.run_state, self.run_tensors = load_checkpoint(
+            path, self.model.param_buffers, self._opt)
         classes = checkpoint_classes(path)
         if classes is not None:
             self.model.classes = classes
