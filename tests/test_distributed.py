@@ -241,3 +241,18 @@ def test_data_parallel_fit_is_trainer_fit_on_one_rank_and_loads_the_recipe_init(
             np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
     for name, value in alone.params.items():
         np.testing.assert_allclose(ranked.params[name], value, rtol=1e-6, atol=1e-7)
+
+
+def test_data_parallel_fit_checks_the_data_as_trainer_fit_does() -> None:
+    """Issue 25, items 3 and 4: a NaN or an out-of-range label is one error naming the row before any step."""
+    from dlc.distributed import training as data_parallel
+    program = dlc.compile(source=RECIPE_NET.replace("INIT", ""))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 5)), rng.integers(0, 3, 20)
+    x[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"fit data: 'x' row 4, column 2 holds nan"):
+        data_parallel.fit(program, {"x": x, "y": y}, epochs=1, world=OneRank())
+    x[4, 2], y[7] = 0.0, 3
+    with pytest.raises(ValueError, match=r"fit data: 'y' row 7 holds 3, but cross_entropy reads 'y'"):
+        data_parallel.fit(program, {"x": x, "y": y}, epochs=1, world=OneRank())
+    assert program.step_count == 0

@@ -98,7 +98,7 @@ def _fit(trainer: Trainer, data: Any, epochs: int | None, batch_size: int | None
          sync_batch_norm: bool) -> dict[str, list[float]]:
     epochs, size = trainer.run_length(epochs, batch_size)
     trainer.apply_recipe_init()  # before the agreement: the ranks then compare the loaded parameters
-    arrays = as_named(trainer.inputs, data)
+    arrays = trainer.prepare_data(data, "fit data", new_classes=True)  # the check Trainer.fit makes
     n = len(next(iter(arrays.values())))
     world.agree(fingerprint(trainer, samples=n, batch_size=size, epochs=epochs, shuffle=shuffle,
                             validation=validation is not None, sync_batch_norm=sync_batch_norm))
