@@ -158,6 +158,9 @@ def test_string_class_labels_become_integers_kept_in_the_checkpoint(tmp_path: Pa
     ([[1, 2, 0], [1, "abc", 1]], "line 3, data row 2, column 'q': 'abc' is not a number"),
     ([[1, 2, 0], [1, "", 1]], "line 3, data row 2, column 'q': an empty cell is not a number"),
     ([[1, 2, 0], [1, 2]], "line 3, data row 2: 2 cells, the header has 3 columns"),
+    ([[1, 2, 0], [1, 2, 0, 9]], "line 3, data row 2: 4 cells, the header has 3 columns"),
+    ([[1, 2, 4, 0], [1, 2, 0, 9]], "line 2, data row 1: 4 cells, the header has 3 columns"),
+    ([], ": no data rows after the header"),
     ([[1, 2, 0], [1, 2, 7]], "line 3, data row 2, column 'kind' holds 7, but cross_entropy reads 'y'"),
     ([[1, 2, 0], [1, 2, 0.5]], "line 3, data row 2, column 'kind' holds 0.5, not an integer"),
     ([[1, 2, 0], [1, "nan", 1]], "line 3, data row 2, column 'q' holds nan"),
@@ -170,7 +173,31 @@ def test_every_table_error_names_line_row_and_column(tmp_path: Path, capsys: pyt
     model.write_text(CLASSES)
     code, out, err = run(capsys, "train", model, "--data", table, "--quiet")
     assert code == 1 and out == "" and err.startswith("dlc: error:")
-    assert f"{table} {message}" in err
+    assert f"{table}{message}" in err if message.startswith(":") else f"{table} {message}" in err
+
+
+def test_autoencoder_tables_are_all_features_and_checked_alike(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "ae.dlm"
+    model.write_text("input x: f32[N, 3]\noutput r = dense(x, 3)\ntrain {\n    loss = mse(r, x)\n    epochs = 1\n}\n")
+    good = write_csv(tmp_path / "a.csv", ["p", "q", "r"], [[1, 2, 3], [4, 5, 6]])
+    code, out, err = run(capsys, "train", model, "--data", good, "--quiet")
+    assert code == 0 and "train loss" in out, err
+    wide = write_csv(tmp_path / "w.csv", ["p", "q", "r"], [[1, 2, 3], [4, 5, 6, 7]])
+    code, _, err = run(capsys, "train", model, "--data", wide, "--quiet")
+    assert code == 1 and f"{wide} line 3, data row 2: 4 cells, the header has 3 columns" in err
+
+
+def test_a_quoted_class_name_may_hold_the_delimiter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "q.csv"
+    table.write_text('p,q,kind\n1,2,"a, b"\n3,4,c\n0,1,"a, b"\n')
+    model = tmp_path / "c.dlm"
+    model.write_text(CLASSES)
+    code, _, err = run(capsys, "train", model, "--data", table, "--quiet", "--out", tmp_path / "q.ckpt")
+    assert code == 0, err
+    program = dlc.compile(model)
+    program.load_checkpoint(str(tmp_path / "q.ckpt"))
+    assert program.classes == ["a, b", "c"]
 
 
 def test_text_in_a_regression_target_names_the_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
