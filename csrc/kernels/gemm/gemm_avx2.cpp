@@ -34,6 +34,7 @@ struct F32 {
   }
   static V maskload(const T* p, __m256i m) { return _mm256_maskload_ps(p, m); }
   static void maskstore(T* p, __m256i m, V v) { _mm256_maskstore_ps(p, m, v); }
+  static V load_first(const T* p, int64_t n) { return maskload(p, first_lanes(n)); }
   static T hsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -59,6 +60,7 @@ struct F64 {
   }
   static V maskload(const T* p, __m256i m) { return _mm256_maskload_pd(p, m); }
   static void maskstore(T* p, __m256i m, V v) { _mm256_maskstore_pd(p, m, v); }
+  static V load_first(const T* p, int64_t n) { return maskload(p, first_lanes(n)); }
   static T hsum(V v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
@@ -211,59 +213,6 @@ void gemv_axpy(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alph
   }
 }
 
-// Small-M dot form (see SmallDotKernel): RA rows of A against RB rows of B with RA * RB accumulators, which at
-// 3 x 3 leaves room in the 16 ymm registers for the RB row vectors of B and one of A. The tail of k is one
-// masked step.
-template <typename S, int RA, int RB, typename T = typename S::T>
-inline __attribute__((always_inline)) void dot_block(int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-                                                      T alpha, T beta, T* c, int64_t ldc) {
-  using V = typename S::V;
-  constexpr int L = S::L;
-  V acc[RA][RB];
-#pragma GCC unroll 4
-  for (int i = 0; i < RA; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) acc[i][j] = S::zero();
-  const auto step = [&](int64_t p, __m256i m, bool masked) __attribute__((always_inline)) {
-    V bv[RB];
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) bv[j] = masked ? S::maskload(b + j * ldb + p, m) : S::loadu(b + j * ldb + p);
-#pragma GCC unroll 4
-    for (int i = 0; i < RA; ++i) {
-      const V av = masked ? S::maskload(a + i * lda + p, m) : S::loadu(a + i * lda + p);
-#pragma GCC unroll 4
-      for (int j = 0; j < RB; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
-    }
-  };
-  int64_t p = 0;
-  for (; p + L <= k; p += L) step(p, S::first_lanes(L), false);
-  if (p < k) step(p, S::first_lanes(k - p), true);
-#pragma GCC unroll 4
-  for (int i = 0; i < RA; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) store_scaled(c + i * ldc + j, S::hsum(acc[i][j]), alpha, beta);
-}
-
-// All m rows of A against RB rows of B: the RB rows stay in L1 while the row groups of A pass over them.
-template <typename S, int RB, typename T = typename S::T>
-inline void dot_rows(int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta, T* c,
-                     int64_t ldc) {
-  int64_t i = 0;
-  for (; i + 3 <= m; i += 3) dot_block<S, 3, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
-  if (m - i == 2)
-    dot_block<S, 2, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
-  else if (m - i == 1)
-    dot_block<S, 1, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
-}
-
-template <typename S, typename T = typename S::T>
-void small_dot(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta,
-               T* c, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 3 <= n; j += 3) dot_rows<S, 3>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
-  for (; j < n; ++j) dot_rows<S, 1>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
-}
-
 }  // namespace
 
 static_assert(Avx2Tile<float>::NR == 2 * F32::L && Avx2Tile<double>::NR == 2 * F64::L, "kernel is two vectors wide");
@@ -304,11 +253,11 @@ void microkernel_direct_b_avx2(int64_t k, const double* a, const double* b, int6
 }
 void small_dot_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
                     float alpha, float beta, float* c, int64_t ldc) {
-  small_dot<F32>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
+  small_dot<F32, 3, 3>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
 }
 void small_dot_avx2(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
                     double alpha, double beta, double* c, int64_t ldc) {
-  small_dot<F64>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
+  small_dot<F64, 3, 3>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
 }
 
 }  // namespace dlc::gemm_detail

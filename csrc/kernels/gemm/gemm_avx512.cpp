@@ -24,6 +24,7 @@ struct F32 {
   static V set1(T x) { return _mm512_set1_ps(x); }
   static V loadu(const T* p) { return _mm512_loadu_ps(p); }
   static V maskz_loadu(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static V load_first(const T* p, int64_t n) { return maskz_loadu(static_cast<M>((uint32_t{1} << n) - 1), p); }
   static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
   static void mask_storeu(T* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
@@ -40,6 +41,7 @@ struct F64 {
   static V set1(T x) { return _mm512_set1_pd(x); }
   static V loadu(const T* p) { return _mm512_loadu_pd(p); }
   static V maskz_loadu(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static V load_first(const T* p, int64_t n) { return maskz_loadu(static_cast<M>((uint32_t{1} << n) - 1), p); }
   static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
   static void mask_storeu(T* p, M m, V v) { _mm512_mask_storeu_pd(p, m, v); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
@@ -255,61 +257,6 @@ void gemv_axpy(int64_t n, int64_t k, const T* w, int64_t ldw, const T* x, T alph
   }
 }
 
-// Small-M dot form: RA rows of A against RB rows of B, RA * RB independent accumulators (16 at 4 x 4, enough
-// to cover the FMA latency) fed by RA + RB loads per step, so the rows of B are each read once per RA rows of
-// A. The tail of k is one masked step.
-template <typename S, int RA, int RB, typename T = typename S::T>
-inline __attribute__((always_inline)) void dot_block(int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-                                                      T alpha, T beta, T* c, int64_t ldc) {
-  using V = typename S::V;
-  constexpr int L = S::L;
-  V acc[RA][RB];
-#pragma GCC unroll 4
-  for (int i = 0; i < RA; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) acc[i][j] = S::zero();
-  const auto step = [&](int64_t p, typename S::M m, bool masked) __attribute__((always_inline)) {
-    V bv[RB];
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) bv[j] = masked ? S::maskz_loadu(m, b + j * ldb + p) : S::loadu(b + j * ldb + p);
-#pragma GCC unroll 4
-    for (int i = 0; i < RA; ++i) {
-      const V av = masked ? S::maskz_loadu(m, a + i * lda + p) : S::loadu(a + i * lda + p);
-#pragma GCC unroll 4
-      for (int j = 0; j < RB; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
-    }
-  };
-  int64_t p = 0;
-  for (; p + L <= k; p += L) step(p, first_lanes<S>(L), false);
-  if (p < k) step(p, first_lanes<S>(k - p), true);
-#pragma GCC unroll 4
-  for (int i = 0; i < RA; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) store_scaled(c + i * ldc + j, S::hsum(acc[i][j]), alpha, beta);
-}
-
-// All m rows of A against RB rows of B: the RB rows stay in L1 while the row groups of A pass over them.
-template <typename S, int RB, typename T = typename S::T>
-inline void dot_rows(int64_t m, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta, T* c,
-                     int64_t ldc) {
-  int64_t i = 0;
-  for (; i + 4 <= m; i += 4) dot_block<S, 4, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc);
-  switch (m - i) {
-    case 3: dot_block<S, 3, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc); break;
-    case 2: dot_block<S, 2, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc); break;
-    case 1: dot_block<S, 1, RB>(k, a + i * lda, lda, b, ldb, alpha, beta, c + i * ldc, ldc); break;
-    default: break;
-  }
-}
-
-template <typename S, typename T = typename S::T>
-void small_dot(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T alpha, T beta,
-               T* c, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) dot_rows<S, 4>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
-  for (; j < n; ++j) dot_rows<S, 1>(m, k, a, lda, b + j * ldb, ldb, alpha, beta, c + j, ldc);
-}
-
 }  // namespace
 
 static_assert(Avx512Tile<float>::NR == 2 * F32::L && Avx512Tile<double>::NR == 2 * F64::L,
@@ -376,11 +323,11 @@ void gemv_axpy_avx512(int64_t n, int64_t k, const double* w, int64_t ldw, const 
 
 void small_dot_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
                       float alpha, float beta, float* c, int64_t ldc) {
-  small_dot<F32>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
+  small_dot<F32, 4, 4>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
 }
 void small_dot_avx512(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
                       double alpha, double beta, double* c, int64_t ldc) {
-  small_dot<F64>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
+  small_dot<F64, 4, 4>(m, n, k, a, lda, b, ldb, alpha, beta, c, ldc);
 }
 
 }  // namespace dlc::gemm_detail
