@@ -143,8 +143,23 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("num_steps", [](PyPlan& p) { return p.plan.steps().size(); })
       // The most threads each step's loops ran on in the latest run with profile=True.
       .def_property_readonly("step_threads", [](PyPlan& p) { return p.step_threads; })
+      .def("set_param_versions", [](PyPlan& p, std::shared_ptr<ParamVersions> v) { p.plan.set_param_versions(v); })
+      .def("set_weight_packing", [](PyPlan& p, bool on) { p.plan.set_weight_packing(on); })
+      .def_property_readonly("packed_bytes", [](PyPlan& p) { return p.plan.packed_bytes(); })
+      .def_property_readonly("pack_count", [](PyPlan& p) { return p.plan.pack_count(); })
       .def_property_readonly("cost_ns", [](PyPlan& p) { return p.plan.cost_ns(); })
       .def_property_readonly("runs_inline", [](PyPlan& p) { return p.plan.runs_inline(); });
+
+  // Versions of a program's persistent buffers, shared by its plans (runtime/packed_weights.h).
+  py::class_<ParamVersions, std::shared_ptr<ParamVersions>>(m, "ParamVersions")
+      .def(py::init<size_t>(), py::arg("n"))
+      .def("__len__", &ParamVersions::size)
+      .def("version", &ParamVersions::get)
+      .def("advance", [](ParamVersions& v, size_t i) {
+        if (i >= v.size()) throw py::index_error("no persistent buffer " + std::to_string(i));
+        v.advance(i);
+      })
+      .def("advance_all", &ParamVersions::advance_all);
 
   m.def("kernel_keys", [](int device) { return kernel_keys(static_cast<Device>(device)); },
         py::arg("device") = 0);

@@ -44,6 +44,7 @@ struct KernelArgs {
   int n_floats = 0;
   void* workspace = nullptr;  // planned scratch memory for this step (arena), or nullptr
   const RunContext* ctx = nullptr;
+  const void* packed_b = nullptr;  // matmul: a GemmPackedB<T> of in[1], current for this run, or nullptr
 };
 
 using KernelFn = void (*)(const KernelArgs&);

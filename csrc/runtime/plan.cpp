@@ -240,6 +240,14 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       a.n_floats = static_cast<int>(st.floats.size());
       a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
       a.ctx = &ctx;
+      std::shared_ptr<const void> packed;  // held for the step: a concurrent run may replace the cached one
+      if (pack_weights_ && st.key == "matmul" && st.in.size() >= 2 && !st.out.empty()) {
+        const Slot& b = slots_[st.in[1]];
+        if (b.region == Region::Const || (b.region == Region::Persistent && versions_))
+          packed = packed_.get(k, ins[0], ins[1], outs[0], st.ints,
+                               b.region == Region::Const ? 0 : versions_->get(static_cast<size_t>(b.where)));
+        a.packed_b = packed.get();
+      }
       if (step_seconds) {
         reset_team_record();
         auto t0 = std::chrono::steady_clock::now();
@@ -250,6 +258,9 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       } else {
         st.fn(a);
       }
+      if (versions_)
+        for (int32_t s : st.out)
+          if (slots_[s].region == Region::Persistent) versions_->advance(static_cast<size_t>(slots_[s].where));
     }
     for (size_t j = 0; j < outputs_.size(); ++j) {
       if (in_place[j]) continue;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "runtime/packed_weights.h"
 #include "runtime/tensor.h"
 
 namespace dlc {
@@ -77,6 +78,15 @@ class Plan {
            const std::vector<void*>& outputs, const RunContext& ctx,
            std::vector<double>* step_seconds, std::vector<int>* step_threads = nullptr) const;
 
+  // Weights packed once (runtime/packed_weights.h): off until a version table is given and packing is turned on,
+  // because a plan cannot see writes to its persistent buffers from outside unless the writer advances their
+  // versions. Constants are always at version 0. After each step, the versions of the persistent buffers it
+  // wrote are advanced.
+  void set_param_versions(std::shared_ptr<ParamVersions> versions) { versions_ = std::move(versions); }
+  void set_weight_packing(bool on) { pack_weights_ = on; }
+  size_t packed_bytes() const { return packed_.bytes(); }
+  int64_t pack_count() const { return packed_.packs(); }
+
   // The estimated single-thread time of one run (the sum of its steps' cost_ns).
   double cost_ns() const { return cost_ns_; }
   // Whether runs stay on the calling thread (cost_ns() below kInlinePlanNs, or the set_inline_plan_ns hook).
@@ -103,6 +113,9 @@ class Plan {
   std::vector<std::vector<char>> consts_;
   std::vector<void*> persistent_;
   std::vector<size_t> persistent_bytes_;
+  std::shared_ptr<ParamVersions> versions_;
+  bool pack_weights_ = false;
+  PackedWeights packed_;
   // Arenas are pooled so that concurrent runs of one plan (several Python threads) each get their own.
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Arena>> pool_;

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <memory>
 
 namespace dlc {
 
@@ -25,7 +26,32 @@ using GemmTileEpilogueFn = void (*)(void* ctx, const T* tile, int64_t ld_tile, i
 // inline on the caller when that is one. Measured with benchmarks/threads_bench.py.
 constexpr double kGemmMacsPerThread = 131072;
 
+// op(B) packed ahead of the calls that read it (a constant weight): every KC x NR micro-panel of every NC block,
+// in the layout the blocked loop of the kernel path in use reads. Made by gemm_pack_b; valid for that path, the
+// same trans_b, K and N, and only while B's values are those it was packed from (the caller's business: see
+// Plan's weight versions).
+template <typename T>
+struct GemmPackedB {
+  int isa = -1;
+  bool trans_b = false;
+  int64_t K = 0, N = 0;
+  std::unique_ptr<T, void (*)(void*)> data{nullptr, nullptr};
+  int64_t elements = 0;
+  size_t bytes() const { return static_cast<size_t>(elements) * sizeof(T); }
+};
+
+// Packs op(B) (K x N; stored N x K when trans_b) for the kernel path in use.
+template <typename T>
+GemmPackedB<T> gemm_pack_b(bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb);
+
+// Whether an M x N x K product on the kernel path in use packs B at all (false where it streams B: one row or
+// column, or few rows), i.e. whether a GemmPackedB would be read.
+template <typename T>
+bool gemm_reads_packed_b(bool trans_b, int64_t M, int64_t N, int64_t K);
+
 // C[M,N] = alpha * op(A) @ op(B) + beta * C, then epilogue on each finished block (if fn != nullptr).
+// With packed_b made from this B for this path, trans_b, K and N, the blocked loop reads it instead of packing
+// B (same arithmetic, same bits); B itself must still be given (the streaming paths read it).
 // With a tile_epilogue, the blocked path hands it every finished tile instead (see GemmTileEpilogueFn); the
 // matrix-vector and K == 0 paths still store C and call `epilogue` on their blocks, which must then be given
 // too.
@@ -36,7 +62,7 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
           const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
           GemmEpilogueFn<T> epilogue = nullptr, void* epilogue_ctx = nullptr,
-          GemmTileEpilogueFn<T> tile_epilogue = nullptr);
+          GemmTileEpilogueFn<T> tile_epilogue = nullptr, const GemmPackedB<T>* packed_b = nullptr);
 // explicit instantiations for float and double exist in gemm_cpu.cpp
 
 // Forces the portable scalar micro-kernel (for tests comparing the SIMD and scalar paths). Process-wide;

@@ -286,19 +286,61 @@ void small_m_dot(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T
   }, parallel);
 }
 
+// Equal-sized K blocks avoid a thin last block that would run the kernel at poor efficiency.
+template <typename P>
+int64_t k_step(int64_t K) {
+  return ceil_div(K, ceil_div(K, P::KC));
+}
+
+// Where a GemmPackedB keeps the (jc, pc) block of op(B): the NC blocks one after another, each holding its K
+// blocks of ceil(nc / NR) panels of kc x NR.
+template <typename P>
+int64_t packed_block_offset(int64_t jc, int64_t pc, int64_t N, int64_t K) {
+  const int64_t whole = jc / P::NC;  // full NC blocks before this one: K * NC elements each
+  const int64_t panels = ceil_div(std::min(P::NC, N - jc), P::NR);
+  return whole * K * P::NC + pc * panels * P::NR;
+}
+
+template <typename P, typename T>
+GemmPackedB<T> pack_all_b(int isa, bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb) {
+  GemmPackedB<T> out;
+  out.isa = isa;
+  out.trans_b = trans_b;
+  out.K = K;
+  out.N = N;
+  const int64_t last = (N - 1) / P::NC * P::NC;
+  out.elements = packed_block_offset<P>(last, 0, N, K) + K * round_up(N - last, P::NR);
+  void* mem = std::aligned_alloc(64, static_cast<size_t>(round_up(out.elements * int64_t{sizeof(T)}, 64)));
+  if (!mem) throw std::bad_alloc();
+  out.data = std::unique_ptr<T, void (*)(void*)>(static_cast<T*>(mem), &std::free);
+  const int64_t kc_step = k_step<P>(K);
+  for (int64_t jc = 0; jc < N; jc += P::NC) {
+    const int64_t nc = std::min(P::NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kc_step) {
+      const int64_t kc = std::min(kc_step, K - pc);
+      T* dst = out.data.get() + packed_block_offset<P>(jc, pc, N, K);
+      parallel_items(ceil_div(nc, P::NR), [&](int64_t q, int) {
+        pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * P::NR, std::min(P::NR, nc - q * P::NR), dst + q * kc * P::NR);
+      }, threads_for(static_cast<double>(nc) * kc, kGemmMacsPerThread));
+    }
+  }
+  return out;
+}
+
 template <typename P, typename T>
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                   const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
-                  GemmTileEpilogueFn<T> tile_fn) {
-  constexpr int64_t MR = P::MR, NR = P::NR, KC = P::KC, MC = P::MC, NC = P::NC;
+                  GemmTileEpilogueFn<T> tile_fn, const T* prepacked) {
+  constexpr int64_t MR = P::MR, NR = P::NR, MC = P::MC, NC = P::NC;
 
-  // Equal-sized K blocks avoid a thin last block that would run the kernel at poor efficiency.
-  const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
+  const int64_t kc_step = k_step<P>(K);
   const int64_t row_tiles = ceil_div(M, MR);
 
   const bool direct_b = !trans_b && stream_b(M, P::direct_b_rows);
-  // The B block is shared by all threads: it comes from the calling thread's scratch.
-  T* const packed_b = direct_b ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
+  if (direct_b) prepacked = nullptr;
+  // The B block is shared by all threads: it comes from the calling thread's scratch (or the packed weight).
+  T* const scratch_b =
+      direct_b || prepacked ? nullptr : tls_pack_b.get<T>(kc_step * round_up(std::min(N, NC), NR));
 
   const Threads parallel = threads_for(static_cast<double>(M) * N * K, kGemmMacsPerThread);
   const int nth = parallel.n;
@@ -326,9 +368,10 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
 
       // Each loop returns when all its chunks are done: B is whole before anyone reads it, and nobody
       // repacks B (or starts the next K block of a tile) while another thread still works on this one.
-      if (!direct_b)
+      const T* const packed_b = prepacked ? prepacked + packed_block_offset<P>(jc, pc, N, K) : scratch_b;
+      if (!direct_b && !prepacked)
         parallel_items(panels, [&](int64_t q, int) {
-          pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), packed_b + q * kc * NR);
+          pack_b_panel<P>(trans_b, B, ldb, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), scratch_b + q * kc * NR);
         }, parallel);
 
       parallel_items(items, [&](int64_t item, int) {
@@ -381,19 +424,41 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   }
 }
 
+// Which loop serves a product: nothing to multiply, one row or column, few rows with B transposed, or the
+// blocked loop (which itself reads B in place for few rows of a B used as stored).
+enum class Route { kScale, kGemv, kSmallDot, kBlocked };
+
+template <typename P>
+Route route(bool trans_b, int64_t M, int64_t N, int64_t K, bool zero_alpha) {
+  if (K <= 0 || zero_alpha) return Route::kScale;
+  if (M == 1 || N == 1) return Route::kGemv;
+  if (trans_b && stream_b(M, P::small_dot_rows)) return Route::kSmallDot;
+  return Route::kBlocked;
+}
+
 template <Isa I, typename T>
 void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
              const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
-             GemmTileEpilogueFn<T> tile_fn) {
+             GemmTileEpilogueFn<T> tile_fn, const GemmPackedB<T>* packed) {
   using P = Path<I, T>;
-  if (K <= 0 || alpha == T(0))
-    scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
-  else if (M == 1 || N == 1)
-    gemv<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
-  else if (trans_b && stream_b(M, P::small_dot_rows))
-    small_m_dot<P>(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
-  else
-    gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx, tile_fn);
+  switch (route<P>(trans_b, M, N, K, alpha == T(0))) {
+    case Route::kScale:
+      scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
+      return;
+    case Route::kGemv:
+      gemv<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+      return;
+    case Route::kSmallDot:
+      small_m_dot<P>(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
+      return;
+    case Route::kBlocked: {
+      const bool usable = packed && packed->data && packed->isa == static_cast<int>(I) &&
+                          packed->trans_b == trans_b && packed->K == K && packed->N == N;
+      gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx, tile_fn,
+                      usable ? packed->data.get() : nullptr);
+      return;
+    }
+  }
 }
 
 }  // namespace
@@ -402,31 +467,73 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* epilogue_ctx,
-          GemmTileEpilogueFn<T> tile_epilogue) {
+          GemmTileEpilogueFn<T> tile_epilogue, const GemmPackedB<T>* packed_b) {
   using gemm_detail::Isa;
   if (M <= 0 || N <= 0) return;
   switch (gemm_detail::active_isa()) {
     case Isa::kAvx512:
       gemm_detail::gemm_on<Isa::kAvx512>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                         epilogue_ctx, tile_epilogue);
+                                         epilogue_ctx, tile_epilogue, packed_b);
       return;
     case Isa::kAvx2:
       gemm_detail::gemm_on<Isa::kAvx2>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                       epilogue_ctx, tile_epilogue);
+                                       epilogue_ctx, tile_epilogue, packed_b);
       return;
     case Isa::kScalar:
       gemm_detail::gemm_on<Isa::kScalar>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
-                                         epilogue_ctx, tile_epilogue);
+                                         epilogue_ctx, tile_epilogue, packed_b);
       return;
   }
 }
 
+template <typename T>
+GemmPackedB<T> gemm_pack_b(bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb) {
+  using gemm_detail::Isa;
+  using gemm_detail::Path;
+  if (K <= 0 || N <= 0) throw std::invalid_argument("gemm_pack_b: empty operand");
+  const Isa isa = gemm_detail::active_isa();
+  const int id = static_cast<int>(isa);
+  switch (isa) {
+    case Isa::kAvx512:
+      return gemm_detail::pack_all_b<Path<Isa::kAvx512, T>>(id, trans_b, K, N, B, ldb);
+    case Isa::kAvx2:
+      return gemm_detail::pack_all_b<Path<Isa::kAvx2, T>>(id, trans_b, K, N, B, ldb);
+    case Isa::kScalar:
+      break;
+  }
+  return gemm_detail::pack_all_b<Path<Isa::kScalar, T>>(id, trans_b, K, N, B, ldb);
+}
+
+template <typename T>
+bool gemm_reads_packed_b(bool trans_b, int64_t M, int64_t N, int64_t K) {
+  using gemm_detail::Isa;
+  using gemm_detail::Path;
+  const auto packs = [&](auto path) {
+    using P = decltype(path);
+    return gemm_detail::route<P>(trans_b, M, N, K, false) == gemm_detail::Route::kBlocked &&
+           !(!trans_b && gemm_detail::stream_b(M, P::direct_b_rows));
+  };
+  switch (gemm_detail::active_isa()) {
+    case Isa::kAvx512:
+      return packs(Path<Isa::kAvx512, T>{});
+    case Isa::kAvx2:
+      return packs(Path<Isa::kAvx2, T>{});
+    case Isa::kScalar:
+      break;
+  }
+  return packs(Path<Isa::kScalar, T>{});
+}
+
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t, GemmEpilogueFn<float>, void*,
-                          GemmTileEpilogueFn<float>);
+                          float, float*, int64_t, GemmEpilogueFn<float>, void*, GemmTileEpilogueFn<float>,
+                          const GemmPackedB<float>*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t, GemmEpilogueFn<double>, void*,
-                           GemmTileEpilogueFn<double>);
+                           GemmTileEpilogueFn<double>, const GemmPackedB<double>*);
+template GemmPackedB<float> gemm_pack_b<float>(bool, int64_t, int64_t, const float*, int64_t);
+template GemmPackedB<double> gemm_pack_b<double>(bool, int64_t, int64_t, const double*, int64_t);
+template bool gemm_reads_packed_b<float>(bool, int64_t, int64_t, int64_t);
+template bool gemm_reads_packed_b<double>(bool, int64_t, int64_t, int64_t);
 
 void gemm_force_scalar(bool on) {
   gemm_detail::g_forced_isa.store(on ? static_cast<int>(gemm_detail::Isa::kScalar) : -1, std::memory_order_relaxed);

@@ -104,7 +104,8 @@ void matmul_typed(const KernelArgs& a) {
   // A shared right operand (a dense layer on a [batch, time, features] input): one tall GEMM.
   if (b_batch == 1 && !ta && a_batch == batches) {
     Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, 0, &tiles};
-    gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e, tile_fn);
+    gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e, tile_fn,
+            static_cast<const GemmPackedB<T>*>(a.packed_b));
     return;
   }
   int64_t sa[kMaxRank] = {0}, sb[kMaxRank] = {0};
@@ -121,7 +122,7 @@ void matmul_typed(const KernelArgs& a) {
     }
     Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, b * M, &tiles};
     gemm<T>(ta, tb, M, N, K, T(1), A.ptr<T>() + offa, lda, B.ptr<T>() + offb, ldb, T(0), C.ptr<T>() + b * M * N, N,
-            fn, &e, tile_fn);
+            fn, &e, tile_fn, b_batch == 1 ? static_cast<const GemmPackedB<T>*>(a.packed_b) : nullptr);
   };
   // Many small products (attention heads): one product per thread beats splitting each tiny GEMM. Otherwise
   // no enclosing parallel region at all: even an inactive one (if(false)) would make the GEMM's own region a

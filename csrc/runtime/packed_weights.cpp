@@ -1,0 +1,65 @@
+#include "runtime/packed_weights.h"
+
+#include "kernels/gemm/gemm.h"
+
+namespace dlc {
+
+ParamVersions::ParamVersions(size_t n) : n_(n), v_(new std::atomic<uint64_t>[n]) {
+  for (size_t i = 0; i < n; ++i) v_[i].store(0);
+}
+
+uint64_t ParamVersions::get(size_t i) const { return i < n_ ? v_[i].load(std::memory_order_acquire) : 0; }
+
+void ParamVersions::advance(size_t i) {
+  if (i < n_) v_[i].fetch_add(1, std::memory_order_acq_rel);
+}
+
+void ParamVersions::advance_all() {
+  for (size_t i = 0; i < n_; ++i) advance(i);
+}
+
+namespace {
+
+template <typename T>
+std::shared_ptr<const void> pack_if_read(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb) {
+  const int64_t N = c.shape[c.ndim - 1];
+  const int64_t K = ta ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1];
+  // With B shared by every matrix of A, the kernel runs one tall GEMM (all rows) unless A is transposed.
+  const int64_t M = ta ? c.shape[c.ndim - 2] : c.numel() / std::max<int64_t>(N, 1);
+  if (M <= 0 || N <= 0 || K <= 0 || !gemm_reads_packed_b<T>(tb, M, N, K)) return nullptr;
+  return std::make_shared<const GemmPackedB<T>>(gemm_pack_b<T>(tb, K, N, b.ptr<T>(), b.shape[b.ndim - 1]));
+}
+
+}  // namespace
+
+std::shared_ptr<const void> PackedWeights::get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
+                                               const std::vector<int64_t>& ints, uint64_t version) const {
+  if (ints.size() < 2 || b.ndim != 2 || a.ndim < 2 || c.ndim < 2 || b.dtype != c.dtype) return nullptr;
+  const std::string path = gemm_kernel_name();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (by_step_.size() <= step) by_step_.resize(step + 1);
+  PackedOperand& slot = by_step_[step];
+  if (slot.packed && slot.version == version && slot.path == path) return slot.packed;
+  const bool ta = ints[0] != 0, tb = ints[1] != 0;
+  std::shared_ptr<const void> packed;
+  size_t bytes = 0;
+  if (b.dtype == DType::F32) {
+    packed = pack_if_read<float>(a, b, c, ta, tb);
+    if (packed) bytes = static_cast<const GemmPackedB<float>*>(packed.get())->bytes();
+  } else if (b.dtype == DType::F64) {
+    packed = pack_if_read<double>(a, b, c, ta, tb);
+    if (packed) bytes = static_cast<const GemmPackedB<double>*>(packed.get())->bytes();
+  }
+  if (packed) packs_.fetch_add(1);
+  slot = PackedOperand{packed, version, path, bytes};
+  return packed;
+}
+
+size_t PackedWeights::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t total = 0;
+  for (const PackedOperand& p : by_step_) total += p.bytes;
+  return total;
+}
+
+}  // namespace dlc

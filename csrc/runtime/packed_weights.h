@@ -1,0 +1,56 @@
+// Constant GEMM operands packed once per plan: a matmul step whose right operand is a parameter (persistent) or a
+// constant keeps that operand packed in the layout its GEMM path reads, with the version of the buffer it was
+// packed from, and repacks only when the version has moved (or the kernel path changed). Versions live in a
+// ParamVersions table shared by every plan that reads or writes the buffers (a program's inference and training
+// plans): a plan advances the version of each persistent buffer its own steps write, and whoever writes one
+// from outside (set_params, loading a checkpoint) must advance it too.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace dlc {
+
+class ParamVersions {
+ public:
+  explicit ParamVersions(size_t n);
+  size_t size() const { return n_; }
+  uint64_t get(size_t i) const;
+  void advance(size_t i);
+  void advance_all();
+
+ private:
+  size_t n_;
+  std::unique_ptr<std::atomic<uint64_t>[]> v_;
+};
+
+// One step's packed operand: a GemmPackedB<float> or <double> (type-erased), and what it was packed from.
+struct PackedOperand {
+  std::shared_ptr<const void> packed;
+  uint64_t version = 0;
+  std::string path;  // gemm_kernel_name() when packed
+  size_t bytes = 0;
+};
+
+class PackedWeights {
+ public:
+  // The packed copy of `b` for a matmul step (ints = its ints, c = its output), current at `version`; nullptr
+  // when the step's GEMM would not read one (it streams B, B is batched, another dtype). Packs on first use
+  // and whenever the version or the kernel path has changed; thread-safe.
+  std::shared_ptr<const void> get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
+                                  const std::vector<int64_t>& ints, uint64_t version) const;
+  size_t bytes() const;
+  int64_t packs() const { return packs_.load(); }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::vector<PackedOperand> by_step_;
+  mutable std::atomic<int64_t> packs_{0};
+};
+
+}  // namespace dlc
