@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "onnx_fixtures"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
 # dlc's causal attention needs a known sequence length: GPT-2's causal mask (Trilu over [T, T]) is imported
 # with T bound (the batch stays symbolic).
-BOUND = {"hf_gpt2": {"T": 7}}
+BOUND = {"hf_gpt2": {"T": 7}, "hf_gpt2_mask": {"T": 7}}
 
 
 def feeds(session, n: int, t: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -191,3 +191,23 @@ def test_hugging_face_attention_mask_gather_is_the_mask_reshaped() -> None:
     assert "input mask: i64[N, T]" in text and "[N, 1, 1, T, 1])" in text, text
     # The mask is computed after the first q @ kT in the walk: converted early, so attention still matches.
     assert text.count("masked_attention(") == 2 and "softmax(" not in text, text
+
+
+@pytest.mark.parametrize("name", ["hf_bert_mask", "hf_gpt2_mask"])
+def test_queries_with_every_key_masked_match_onnxruntime(name: str) -> None:
+    """Regression: left padding under GPT-2's causal mask (and an all-padding BERT row) leaves queries with
+    no key to attend; ONNX gives NaN there, which Hugging Face's Where(IsNaN) guard turns into 0, while
+    masked_attention averages the values. The absorbed guard now zeroes those rows."""
+    import onnxruntime as ort
+    path = FIXTURES / f"{name}.onnx"
+    dims = BOUND.get(name)
+    converted = import_model(path, dims)
+    assert "masked_attention(" in converted.text
+    program = from_onnx(path, dims=dims)
+    ids = np.random.default_rng(5).integers(0, 100, (3, 7))
+    mask = np.ones((3, 7), np.int64)
+    mask[1, :2] = 0  # left padding
+    mask[2, :] = 0  # nothing to attend to
+    expected = ort.InferenceSession(str(path)).run(None, {"ids": ids, "mask": mask})[0]
+    got = program(ids=ids, mask=mask)["hidden"]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(expected))))

@@ -207,11 +207,11 @@ def hf_bert() -> tuple[Any, tuple[Any, ...]]:
     return _hf_text("BertModel", "BertConfig", **_text_config())
 
 
-def hf_bert_mask() -> tuple[Any, tuple[Any, ...]]:
-    """BERT called with an attention mask: transformers builds the [N, 1, T, T] mask by gathering the flattened
-    [N, T] mask at batch * T + position (its vmap-style mask functions)."""
+def _with_mask(build: Callable[[], tuple[Any, tuple[Any, ...]]]) -> tuple[Any, tuple[Any, ...]]:
+    """The model called with an attention mask too: transformers builds the [N, 1, T, T] mask by gathering
+    the flattened [N, T] mask at batch * T + position (its vmap-style mask functions)."""
     torch = _torch()
-    model, (ids,) = hf_bert()
+    model, (ids,) = build()
 
     class WithMask(torch.nn.Module):
         def __init__(self) -> None:
@@ -224,6 +224,14 @@ def hf_bert_mask() -> tuple[Any, tuple[Any, ...]]:
     mask = torch.ones_like(ids)
     mask[1, -2:] = 0
     return WithMask(), (ids, mask)
+
+
+def hf_bert_mask() -> tuple[Any, tuple[Any, ...]]:
+    return _with_mask(hf_bert)
+
+
+def hf_gpt2_mask() -> tuple[Any, tuple[Any, ...]]:
+    return _with_mask(hf_gpt2)
 
 
 def hf_distilbert() -> tuple[Any, tuple[Any, ...]]:
@@ -273,6 +281,8 @@ MODELS: dict[str, tuple[Builder, list[str], list[str], dict[str, dict[int, str]]
     "embed_positions": (embed_positions, ["ids"], ["y"], {"ids": {0: "N", 1: "T"}}),
     "hf_bert": (hf_bert, ["ids"], ["hidden"], _SEQ),
     "hf_bert_mask": (hf_bert_mask, ["ids", "mask"], ["hidden"], {"ids": {0: "N", 1: "T"},
+                                                               "mask": {0: "N", 1: "T"}}),
+    "hf_gpt2_mask": (hf_gpt2_mask, ["ids", "mask"], ["hidden"], {"ids": {0: "N", 1: "T"},
                                                                "mask": {0: "N", 1: "T"}}),
     "hf_distilbert": (hf_distilbert, ["ids"], ["hidden"], _SEQ),
     "hf_gpt2": (hf_gpt2, ["ids"], ["hidden"], _SEQ),

@@ -104,7 +104,7 @@ def match_attention(im: Any, node: Node) -> bool:
         return False
     absorbed.append(soft)
     cur = soft.output[0]
-    readers = im.readers.get(cur, [])
+    readers, guarded = im.readers.get(cur, []), False
     if len(readers) == 2 and {r.op_type for r in readers} == {"IsNaN", "Where"}:  # Hugging Face's NaN guard
         guard = next(r for r in readers if r.op_type == "Where")
         isnan = next(r for r in readers if r.op_type == "IsNaN")
@@ -113,6 +113,7 @@ def match_attention(im: Any, node: Node) -> bool:
             return False
         absorbed += [isnan, guard]
         cur = guard.output[0]
+        guarded = True
     out = _step(im, cur, ("MatMul",))
     if out is None or out.input[0] != cur:
         return False
@@ -139,7 +140,11 @@ def match_attention(im: Any, node: Node) -> bool:
             keep = f"{m.name} == 0.0"
             if m.shape is not None and len(m.shape) == 2:  # not a [batch, keys] padding mask: [queries, keys]
                 keep = f"unsqueeze({keep}, 0)"
-            expr = f"masked_attention({args}, {im.temp(keep, 'may_attend')}, scale={literal(scale)})"
+            may = im.temp(keep, "may_attend")
+            expr = f"masked_attention({args}, {may}, scale={literal(scale)})"
+            if guarded:  # a query whose keys are all masked: NaN in ONNX, which the guard turns into 0
+                seen = im.temp(f"max(cast({may}, \"{q.dtype}\"), axis=-1, keepdims=true)", "attends")
+                expr = f"{im.temp(expr, 'attended')} * {seen}"
     result = im.emit(out.output[0], expr)
     im.set(node.outputs[0], result)  # read only inside the pattern: no one sees this value
     for proto in absorbed + [out]:

@@ -26,7 +26,20 @@ def fold_node(node: "Node", ins: list[np.ndarray | None]) -> list[np.ndarray]:
         return [np.full(tuple(int(d) for d in ins[0]), fill[0], dtype=fill.dtype)]  # type: ignore[union-attr]
     if op == "Identity":
         return [ins[0]]  # type: ignore[list-item]
+    if op == "GatherElements":  # ONNX's reference evaluator fails when the indices are smaller than the data
+        return [_gather_elements(node, ins[0], ins[1])]  # type: ignore[arg-type]
     return _reference(node, ins)
+
+
+def _gather_elements(node: "Node", data: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    from .values import Unsupported
+    axis = int(node.attr("axis", 0)) % max(data.ndim, 1)
+    size = data.shape[axis]
+    if data.ndim != idx.ndim or np.any(idx < -size) or np.any(idx >= size):
+        raise Unsupported("GatherElements indices out of range or of another rank than the data")
+    lead = tuple(slice(0, d) for d in idx.shape)
+    lead = lead[:axis] + (slice(None),) + lead[axis + 1:]
+    return np.take_along_axis(data[lead], np.where(idx < 0, idx + size, idx), axis=axis)
 
 
 def _constant(node: "Node") -> np.ndarray:

@@ -302,17 +302,16 @@ def logical(im: Any, node: Node) -> None:
     if node.op == "Not":
         im.emit(node.outputs[0], f"{a.name} == ({a.name} != {a.name})")
         return
-    b = im.tensor(node.inputs[1]).name
-    expr = {"And": f"where({a.name}, {b}, {a.name})", "Or": f"where({a.name}, {a.name}, {b})",
-            "Xor": f"{a.name} != {b}"}[node.op]
-    if node.op != "Xor" and not _same_shape(im, node):
-        raise Unsupported(f"{node.op} with broadcasting operands")
+    bt = im.tensor(node.inputs[1])
+    an, b = a.name, bt.name
+    if node.op != "Xor" and tuple(a.shape) != tuple(bt.shape):  # where() picks elements: same shapes first
+        from .iota import broadcast_shape
+        shape = broadcast_shape(tuple(a.shape), tuple(bt.shape))
+        dims = ", ".join(im.dim_text(d) for d in shape)
+        an = an if tuple(a.shape) == shape else im.temp(f"broadcast_to({an}, [{dims}])", "wide")
+        b = b if tuple(bt.shape) == shape else im.temp(f"broadcast_to({b}, [{dims}])", "wide")
+    expr = {"And": f"where({an}, {b}, {an})", "Or": f"where({an}, {an}, {b})", "Xor": f"{an} != {b}"}[node.op]
     im.emit(node.outputs[0], expr)
-
-
-def _same_shape(im: Any, node: Node) -> bool:
-    a, b = im.tensor(node.inputs[0]).shape, im.tensor(node.inputs[1]).shape
-    return a is not None and a == b
 
 
 @converts("CastLike")
