@@ -136,6 +136,8 @@ def test_run_help_names_both_forms(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "dlc run MODEL.dlm --params CKPT --input" in out and "dlc run MODEL.dlc --input" in out
     assert "--random-init" in out
+    assert "a model file (.dlm) or a compiled artifact (.dlc" in " ".join(out.split())
+    assert run(capsys, "compile", "--help")[1].count("compiled artifact (.dlc") == 0  # other commands unchanged
 
 
 def test_run_without_an_input_names_the_flag(trained: tuple[Path, Path, Path], tmp_path: Path,

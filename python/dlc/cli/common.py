@@ -30,10 +30,11 @@ def parse_dim(text: str) -> tuple[str, int]:
     return name, size
 
 
-def model_arguments() -> argparse.ArgumentParser:
-    """The arguments every command that reads a model takes (an argparse parent parser)."""
+def model_arguments(model_help: str = "the model file") -> argparse.ArgumentParser:
+    """The arguments every command that reads a model takes (an argparse parent parser; parents share their
+    actions, so a command that describes the model differently makes its own)."""
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("model", metavar="MODEL.dlm", help="the model file")
+    model.add_argument("model", metavar="MODEL.dlm", help=model_help)
     model.add_argument("-D", dest="dims", metavar="NAME=SIZE", type=parse_dim, action="append", default=[],
                        help="bind a symbolic dimension (repeatable), e.g. -D N=64")
     model.add_argument("--dtype", choices=("f32", "f64"), default="f32",

@@ -13,7 +13,7 @@ import dlc
 
 from ..errors import UntrainedWarning
 from ..inference import class_names
-from .common import add_threads_argument, load_params, load_program
+from .common import add_threads_argument, load_params, load_program, model_arguments
 
 
 def parse_input(text: str) -> tuple[str, str]:
@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) -> None:
+    model = model_arguments("a model file (.dlm) or a compiled artifact (.dlc, from dlc compile -o)")
     p = sub.add_parser("run", parents=[model], help="run inference on .npy inputs",
                        usage="dlc run MODEL.dlm --params CKPT --input NAME=FILE.npy... [-o OUT.npz]\n"
                              "       dlc run MODEL.dlc --input NAME=FILE.npy... [-o OUT.npz]",
