@@ -48,7 +48,9 @@ def test_profile_records_inference_and_training_steps(tmp_path: Path) -> None:
     assert [k["name"] for k in first] == [s.kernel for s in inference.steps]
     conv = next(k for k in first if k["args"]["layer"] == "c1.conv2d")
     assert conv["args"]["group"].startswith("conv2d_core+") and conv["args"]["fused_ops"] > 1
-    assert all(k["args"]["threads"] == dlc.get_num_threads() for k in kernels)
+    update = program.trainer.training_plan("apply", program.model.dims)[0]  # the plan the last run was
+    assert [k["args"]["threads"] for k in kernels[-len(update.steps):]] == list(update.plan.step_threads)
+    assert all(1 <= k["args"]["threads"] <= dlc.get_num_threads() for k in kernels)
     starts = [k["ts"] for k in first]
     assert starts == sorted(starts)  # steps run in plan order
 

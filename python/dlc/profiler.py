@@ -60,7 +60,8 @@ class Profile:
                name: str, threads: int, pid: int = 1, tid: int | None = None, **args: Any) -> None:
         """One plan run, called at `started_us` and returned at `ended_us` (perf_counter microseconds), and the
         (start, seconds) of each of its kernel steps as Plan.run(profile=True) returns them: starts count from
-        the executor's own start, a few microseconds after the call's, and are placed from the call's."""
+        the executor's own start, a few microseconds after the call's, and are placed from the call's. `threads`
+        is the pool's size; each kernel's own team (a small step runs on fewer) is the plan's step_threads."""
         tid = threading.get_ident() % 2**31 if tid is None else tid
         if (pid, tid) not in self._names:
             self.name_track(pid, tid, "dlc", threading.current_thread().name)
@@ -69,13 +70,14 @@ class Profile:
         end = max([ended_us - started_us] + [(s + d) * 1e6 for s, d in steps])
         self.events.append({"name": name, "cat": "plan", "ph": "X", "ts": base, "dur": end, "pid": pid, "tid": tid,
                             "args": {"kernels": len(steps), "threads": threads, **args}})
-        for info, (start, seconds) in zip(lowered.steps, steps):
+        teams = list(lowered.plan.step_threads) or [threads] * len(steps)  # of this, the latest profiled run
+        for info, (start, seconds), team in zip(lowered.steps, steps, teams):
             ops, _, layer = info.label.partition(" [")
             self.events.append({
                 "name": info.kernel, "cat": "kernel", "ph": "X", "ts": base + start * 1e6, "dur": seconds * 1e6,
                 "pid": pid, "tid": tid,
                 "args": {"group": ops, "layer": layer.rstrip("]"), "fused_ops": ops.count("+") + 1,
-                         "threads": threads, "bytes": info.bytes_moved}})
+                         "threads": int(team), "bytes": info.bytes_moved}})
 
     def trace(self) -> dict[str, Any]:
         return {"traceEvents": self.events, "displayTimeUnit": "ms",
