@@ -55,3 +55,18 @@ def test_other_kinds_and_strict_dtypes_are_refused() -> None:
         strict(x=x)
     with pytest.raises(ValueError, match=r"input 'y': expected dtype i32 \(int32\), got int64"):
         strict.train_step(x=x.astype(np.float32), y=y)
+
+
+def test_zero_d_arrays_in_fit_predict_and_evaluate_name_the_input() -> None:
+    # Regression (issue 27, defect 1): len() of a 0-d array was a bare "TypeError: len() of unsized object";
+    # now they say what a call with the same array says.
+    p = dlc.compile(source=MODEL)
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"input 'x': expected rank 2 \(f32\[N, 4\]\), got an array of shape \(\)"):
+        p(x=np.float32(1))
+    with pytest.raises(ValueError, match=r"input 'x': expected rank 2 \(f32\[N, 4\]\), got an array of shape \(\)"):
+        p.predict({"x": np.float32(1)})
+    with pytest.raises(ValueError, match=r"input 'y': expected rank 1 \(i32\[N\]\), got an array of shape \(\)"):
+        p.evaluate({"x": x, "y": np.int32(0)})
+    with pytest.raises(ValueError, match=r"input 'x': expected rank 2"):
+        p.fit((np.float32(1), y), epochs=1, verbose=False)

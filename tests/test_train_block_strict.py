@@ -4,6 +4,7 @@ assignments that define tensors (terms of the loss) still work."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,25 @@ def test_a_setting_value_under_a_new_name_is_a_mistyped_setting(line: str, messa
 def test_an_error_inside_a_term_is_reported_as_itself() -> None:
     with pytest.raises(dlc.CompileError, match="undefined name 'yy'"):
         dlc.compile(source=MODEL % "lossa = cross_entropy(logits, yy)").spec()
+
+
+@pytest.mark.parametrize("body,message,where", [
+    # Regression (issue 27, defect 2): a misspelled loss was "the model declares no loss" with no location.
+    ("losstext = cross_entropy(logits, y)", "'losstext' defines a tensor: did you mean 'loss = ...'?", (5, 5)),
+    ("ce_loss = cross_entropy(logits, y)", "'ce_loss' defines a tensor: did you mean 'loss = ...'?", (5, 5)),
+    ("total = cross_entropy(logits, y)", "the train block declares no loss: add `loss = ...`", (4, 7)),
+])
+def test_a_missing_loss_is_located_in_the_train_block(body: str, message: str, where: tuple[int, int]) -> None:
+    program = dlc.compile(source=MODEL.replace("loss = cross_entropy(logits, y)", body) % "epochs = 2")
+    with pytest.raises(dlc.CompileError) as info:
+        program.train_step(x=np.zeros((2, 4), np.float32), y=np.zeros(2, np.int32))
+    assert message in str(info.value)
+    assert (info.value.loc.line, info.value.loc.col) == where
+
+
+def test_dlc_check_locates_a_missing_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlc.cli import main
+    path = tmp_path / "m.dlm"
+    path.write_text(MODEL.replace("loss = cross_entropy", "losstext = cross_entropy") % "")
+    assert main(["check", str(path)]) == 1
+    assert f"{path}:5:5: error: the train block declares no loss; 'losstext'" in capsys.readouterr().err

@@ -24,6 +24,12 @@ def as_named(inputs: Mapping[str, TensorSpec], data: Any) -> dict[str, np.ndarra
         arrays = {n: np.asarray(a) for n, a in zip(names, data)}
     else:
         raise ValueError("data must be a dict of arrays by input name, or a tuple of arrays in input order")
+    for name, a in arrays.items():
+        if a.ndim == 0:  # len() below would be a bare TypeError; say what a call with this array says
+            spec = inputs.get(name)
+            want = (f"expected rank {len(spec.shape)} ({spec})" if spec is not None and spec.shape
+                    else "fit, evaluate and predict need a leading sample axis")
+            raise ValueError(f"input '{name}': {want}, got an array of shape ()")
     sizes = {n: len(a) for n, a in arrays.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"all data arrays need the same number of samples, got {sizes}")

@@ -12,12 +12,16 @@ Regularization terms join the loss before differentiation; frozen parameters get
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Mapping
 
+from lark import Tree
+
 from ..autodiff import backward
-from ..errors import DlcError
+from ..errors import CompileError, DlcError
+from ..frontend.elaborate import Elaborated
 from ..ir import Graph, GraphBuilder, ParamSpec, TensorType
 from ..ops.optim import OPTIMIZERS
 from ..passes import PassContext
@@ -57,11 +61,32 @@ def checked_recipe(graph: Graph, spec: TrainSpec, phase: str | None = None) -> T
     elif spec.phases:
         return spec  # the phases' own losses are checked when each phase is built
     if spec.loss is None:
-        raise DlcError("the model declares no loss: add `train { loss = ... }` or call "
-                       "configure(loss=\"cross_entropy(logits, y)\")")
+        raise NoLoss(f"the model declares no loss: {_ADD_LOSS}")
     if graph.values[spec.loss].shape != ():
         raise DlcError(f"the loss must be a scalar, got {graph.values[spec.loss]}; reduce it with mean()")
     return spec
+
+
+_ADD_LOSS = 'add `loss = ...` to the train block or call configure(loss="cross_entropy(logits, y)")'
+
+
+class NoLoss(DlcError):
+    """A recipe without a loss; the trainer locates it in the train block (no_loss_error)."""
+
+
+def no_loss_error(el: Elaborated) -> DlcError:
+    """Where a missing loss is in the model: at an assignment of the train block whose name looks like the
+    loss (`losstext = ...` defines a tensor, not the setting), else at the block; no block, no location."""
+    if el.train is None or el.train_scope is None:
+        return NoLoss(f"the model declares no loss: {_ADD_LOSS}")
+    module = el.train_scope.module
+    for stmt in el.train.children:
+        if isinstance(stmt, Tree) and stmt.data == "assign" and len(stmt.children) == 2:
+            key = str(stmt.children[0])
+            if "loss" in key.lower() or difflib.get_close_matches(key, ["loss"], cutoff=0.6):
+                return CompileError(f"the train block declares no loss; '{key}' defines a tensor: did you mean "
+                                    f"'loss = ...'?", module.loc(stmt.children[0]))
+    return CompileError(f"the train block declares no loss: {_ADD_LOSS}", module.loc(el.train))
 
 
 def trainable_params(graph: Graph, spec: TrainSpec) -> list[ParamSpec]:

@@ -178,7 +178,10 @@ class Trainer:
         the phase whose turn it is)."""
         if "phase" not in options and self.spec().phases:
             options["phase"] = self.current_phase
-        return step_graphs.build(self.recipe(binding), kind, **options)
+        try:
+            return step_graphs.build(self.recipe(binding), kind, **options)
+        except step_graphs.NoLoss:  # say where in the model: the train block, or its misnamed loss
+            raise step_graphs.no_loss_error(self.model.elaborated(binding)) from None
 
     def training_plan(self, kind: str, binding: Mapping[str, int],
                       **options: Any) -> tuple[LoweredPlan, step_graphs.TrainingGraph]:
