@@ -122,7 +122,7 @@ def test_half_a_million_term_sum_is_refused_while_reading() -> None:
 
 
 def test_hundred_thousand_statements_are_refused_while_reading() -> None:
-    err = _located("input a: f32[2]\n" + "".join(f"y{i} = a\n" for i in range(100_000)) + "output a\n")
+    err = _located("input a: f32[2]\n" + "output a\n" * 100_000)  # 3 tokens a statement: under the token bound
     assert "statements" in err.message and err.loc.line == parser.MAX_STATEMENTS + 1
 
 
@@ -175,3 +175,29 @@ def test_element_bound_holds_for_dimensions_bound_at_call_time() -> None:
     prog = dlc.compile(source="input x: f32[N]\noutput y = sum(broadcast_to(x, [1073741824, 1024, N]))\n")
     with pytest.raises(dlc.CompileError, match="elements"):
         prog(x=np.ones(2, np.float32))
+
+
+# ---- parse time (issue 27, defect 3: 1M ';' took 17 s in Lark; benchmarks/parse_limits.py times the worst) ----
+
+def test_separators_and_comment_lines_count_toward_the_token_bound() -> None:
+    # Refused while reading, before Lark sees them: each is a token Lark would handle one by one.
+    for filler in (";", ";\n", "#\n", "\n #"):
+        text = "input x: f32[2]\n" + filler * (parser.MAX_TOKENS + 10) + "output x\n"
+        assert "tokens" in _located(text).message, filler
+
+
+def test_a_run_of_blank_and_comment_lines_is_one_token_for_the_parser() -> None:
+    gap = "\n\n   # a comment |> relu\n\t\n" * 1000
+    text = "input x: f32[2, 3]\nh = x" + gap + "output y = h\n"
+    lark_tokens = [t.type for t in parser._parser().lex(text + "\n")]
+    assert lark_tokens.count("_NL") == 3
+    assert dlc.compile(source=text).outputs["y"] == dlc.TensorSpec("f32", (2, 3))
+    # The same gap before a |> still continues the statement (and the |> inside a comment is not one).
+    piped = "input x: f32[2, 3]\nh = x" + gap + "  |> softmax\noutput h\n"
+    out = dlc.compile(source=piped)(x=np.zeros((2, 3), np.float32))["h"]
+    np.testing.assert_allclose(out, 1 / 3, rtol=1e-6)
+
+
+def test_megabytes_of_line_ends_are_one_token() -> None:
+    text = "input x: f32[2]\n" + "\n" * (parser.MAX_SOURCE_BYTES - 64) + "output x\n"
+    assert parser.parse(text).children[1].data == "output_stmt"

@@ -105,10 +105,11 @@ def decode_source(data: bytes, filename: str, at: Loc | None = None) -> str:
 
 # What one pass over the text lets through to Lark, whose time and memory grow with the token count (a 4 MiB
 # file of `a+a+...` is a million tokens and takes many seconds). Each bound is far above any written model.
-MAX_TOKENS = 100_000
+MAX_TOKENS = 40_000
 MAX_STATEMENTS = 10_000
 MAX_STATEMENT_TOKENS = 10_000
-_TOKEN = re.compile(r'#[^\n]*|"[^"\n]*"|[A-Za-z_0-9.]+|\|>|\*\*|[=!<>]=|\S|\n')
+# A run of line ends and blank lines is one match (Lark's _NL takes it whole); comments are matched alone.
+_TOKEN = re.compile(r'\n[\n \t\f\r]*|#[^\n]*|"[^"\n]*"|[A-Za-z_0-9.]+|\|>|\*\*|[=!<>]=|\S')
 
 
 def _check_limits(text: str, filename: str) -> None:
@@ -125,19 +126,21 @@ def _check_limits(text: str, filename: str) -> None:
     for m in _TOKEN.finditer(text):
         tok = m.group()
         first = tok[0]
+        # Separators and comments count too: Lark's lexer and parser handle each one, so a file of `;;;...` or
+        # of comment lines is bounded like any other.
+        tokens += 1
+        if tokens > MAX_TOKENS:
+            raise fail(f"the model has more than {MAX_TOKENS:,} tokens; split it into files and import them",
+                       m.start())
         if first == "#":
             continue
         if first == "\n":
-            line, line_start = line + 1, m.end()
+            line, line_start = line + tok.count("\n"), m.start() + tok.rindex("\n") + 1
             fresh = fresh or paren == 0
             continue
         if first == ";" and paren == 0:
             fresh = True
             continue
-        tokens += 1
-        if tokens > MAX_TOKENS:
-            raise fail(f"the model has more than {MAX_TOKENS:,} tokens; split it into files and import them",
-                       m.start())
         if fresh and tok != "|>":
             statements, in_statement = statements + 1, 0
             if statements > MAX_STATEMENTS:
