@@ -3,6 +3,8 @@ errors show at their source location before any training; `dlc check --lib` chec
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,32 @@ def test_check_reports_an_error_in_a_later_phase(tmp_path: Path, capsys: pytest.
             "        phase(\"p2\", loss=mean(logits), params=[\"nothing*\"]),\n    ]\n}\n")
     code, out, err = check(tmp_path, capsys, HEAD + body)
     assert code == 1 and "phase 'p2': params ['nothing*'] select no trainable parameter" in err, err
+
+
+# Four parameters of 2**31 f32 elements: 32 GiB, more than the machines that run the suite have.
+TOO_BIG = """input x: f32[N, 65536]
+input y: i32[N]
+h1 = dense(x, 32768) |> relu
+h2 = dense(h1, 65536) |> relu
+h3 = dense(h2, 32768) |> relu
+output logits = dense(h3, 65536)
+train {
+    loss = cross_entropy(logits, y)
+    optimizer = adam(lr=1e-3)
+}
+"""
+
+
+def test_check_allocates_no_parameter_memory(tmp_path: Path) -> None:
+    # Regression (issue 27, defect 4): check initialized every parameter (4.75 GB for 402M parameters). The
+    # child's address space is capped far below one of these parameters, so building any of them fails fast
+    # (MemoryError) instead of exhausting the machine.
+    path = tmp_path / "big.dlm"
+    path.write_text(TOO_BIG)
+    cap = 3 * 2**30
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (%d, %d)); from dlc.cli import main; "
+            "sys.exit(main(['check', sys.argv[1]]))" % (cap, cap))
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"parameters: {65536 * 32768 * 4 + 32768 * 2 + 65536 * 2:,}" in done.stdout
+    assert "training: loss over y" in done.stdout

@@ -119,7 +119,7 @@ class CompiledModel:
         self._elaborated[tuple(sorted(self._dims.items()))] = elaborated
         self._graph: Graph = elaborated.graph
         self.has_train_block = elaborated.train is not None
-        self._params: dict[str, np.ndarray] = self._initial_params()
+        self._param_arrays: dict[str, np.ndarray] | None = None  # built on first use: see _params
         # Class names of the labels, when trained on names (label k is classes[k]): kept with checkpoints and
         # artifacts, and what predict names its answers with.
         self.classes: list[str] | None = None
@@ -127,6 +127,17 @@ class CompiledModel:
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None
         self.input_dtypes = {n: np_dtype(self._graph.values[v].dtype) for n, v in self._graph.inputs}
+
+    @property
+    def _params(self) -> dict[str, np.ndarray]:
+        """The parameters, initialized when first needed: checking a model (types, shapes, the training graph,
+        the parameter count from the graph) allocates none of them, so `dlc check` works on a model whose
+        parameters would not fit in memory. Each draws from its own seeded generator, so when does not matter."""
+        if self._param_arrays is None:
+            with self.lock:
+                if self._param_arrays is None:
+                    self._param_arrays = self._initial_params()
+        return self._param_arrays
 
     # ---- description ----
 
@@ -162,8 +173,10 @@ class CompiledModel:
         """True when the model has parameters and every one still holds exactly its seeded initial value:
         nothing trained or loaded them. Compared, not tracked, so no way of setting them (a checkpoint, set_params,
         training, a write through param_buffers) can be missed."""
-        if not self._params:
+        if not self._graph.params:
             return False
+        if self._param_arrays is None:  # never built, so never changed (and not built just to compare)
+            return True
         return all(np.array_equal(self._params[name], value) for name, value in self._initial_params().items())
 
     @property

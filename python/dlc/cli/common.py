@@ -4,6 +4,7 @@ parameters, and the wording of common messages (so two commands never word the s
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def load_program(args: argparse.Namespace) -> Program:
 
 
 def param_count(program: Program) -> int:
-    return sum(int(a.size) for a in program.params.values())
+    """From the graph's types: counting builds no parameter (see CompiledModel._params)."""
+    return sum(math.prod(int(d) for d in p.type.shape) for p in program.graph.params)
 
 
 def spec_json(spec: TensorSpec) -> dict[str, Any]:
