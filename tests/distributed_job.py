@@ -8,6 +8,7 @@ one-process runs they are compared with.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +104,30 @@ def fault() -> None:
     dd.fit(program, data, epochs=epochs, batch_size=batch, verbose=False, world=world)
 
 
+def hang() -> None:
+    """Rank 1 sleeps before its third step's allreduce, far longer than the 3 s watchdog allows."""
+    world = dd.World(timeout=3.0)
+    calls = [0]
+    average = world.average_gradients
+
+    def sleepy(region: np.ndarray, weight: float) -> None:
+        calls[0] += 1
+        if world.rank == 1 and calls[0] == 3:
+            time.sleep(600)
+        average(region, weight)
+
+    world.average_gradients = sleepy  # type: ignore[method-assign]
+    program, data, batch, epochs = compile_case("mlp_f32")
+    dd.fit(program, data, epochs=epochs, batch_size=batch, verbose=False, world=world)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "train":
         train(Path(sys.argv[2]))
     elif mode == "fault":
         fault()
+    elif mode == "hang":
+        hang()
     else:
         raise SystemExit(f"unknown mode {mode}")

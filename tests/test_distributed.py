@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,31 @@ def test_a_rank_raising_mid_step_ends_the_job_naming_it() -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "rank 1 of 2 failed: RuntimeError: injected failure in the third step" in output
+
+
+def test_a_rank_that_sleeps_is_named_by_the_watchdog() -> None:
+    # Rank 1 sleeps 600 s before its third allreduce; rank 0's watchdog (3 s) ends the job naming it.
+    start = time.monotonic()
+    result = run_job("hang", timeout=180)  # without the watchdog: TimeoutExpired
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "rank 1 did not reach step 3 within 3 s (seen from rank 0)" in output, output[-3000:]
+    assert time.monotonic() - start < 170
+
+
+def test_the_rank_timeout_is_checked() -> None:
+    from dlc.distributed.world import default_timeout
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DLC_RANK_TIMEOUT", "12.5")
+        assert default_timeout() == 12.5
+        mp.setenv("DLC_RANK_TIMEOUT", "soon")
+        with pytest.raises(dlc.errors.DistributedError, match="DLC_RANK_TIMEOUT must be a number"):
+            default_timeout()
+        mp.setenv("DLC_RANK_TIMEOUT", "0")
+        with pytest.raises(dlc.errors.DistributedError, match="must be positive"):
+            default_timeout()
+        mp.delenv("DLC_RANK_TIMEOUT")
+        assert default_timeout() == 300.0
 
 
 def test_mismatched_ranks_are_refused_at_start() -> None:

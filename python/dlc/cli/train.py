@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ranks, main = 1, True
     epochs = longrun_flags.resume(args, program, program.trainer.run_length(args.epochs)[0])
     if launched():  # one of several ranks under mpirun: data-parallel (docs/distributed.md)
-        world = World()
+        world = World(timeout=args.rank_timeout)
         ranks, main = world.size, world.is_main
         run_callbacks = longrun_flags.callbacks(args, lambda p, path: save_checkpoint(p, path, world), main)
         history = distributed_fit(program, train, epochs=epochs, batch_size=args.batch,
@@ -183,6 +183,9 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     longrun_flags.add_arguments(p)
     p.add_argument("--sync-bn", action="store_true",
                    help="under mpirun: batch norm uses the global batch's statistics, not each rank's shard's")
+    p.add_argument("--rank-timeout", type=float, metavar="SECONDS",
+                   help="under mpirun: end the job when a rank has not reached a step this long after another "
+                        "did (default 300, or DLC_RANK_TIMEOUT)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[model], help="evaluate trained parameters on a dataset's test split")

@@ -126,6 +126,7 @@ class DataParallelStepper:
         shard = Shard(lo, hi - lo, weight, self.world.sum_in_place if self.sync else None)
         batch = shard_of(self.trainer, self.spec, self.arrays, idx, lo, hi, epoch, k_batch)
         out = self.trainer.compute_shard_gradients(batch, shard)
+        self.world.step = self.trainer.step_count + 1  # what a watchdog message names (see world.py)
         self.world.average_gradients(self.trainer.gradients, weight)
         if not np.isfinite(self.trainer.gradients).all():
             if self.spec.on_nonfinite == "error":
