@@ -135,3 +135,43 @@ def test_cli_reports_malformed_file_without_traceback(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert err.startswith("dlc: error: ") and "Traceback" not in err
     assert not (tmp_path / "bad.dlm").exists()
+
+
+# Twice the limit (8M elements, 32 MB): harmless to allocate if the bound ever regresses, and refused with it.
+@pytest.mark.parametrize("op,inputs", [
+    ("ConstantOfShape", {"s": np.array([2 ** 12, 2 ** 11], np.int64)}),
+    ("Expand", {"v": np.ones(1, np.float32), "s": np.array([2 ** 12, 2 ** 11], np.int64)}),
+    ("Tile", {"v": np.ones((2, 2), np.float32), "s": np.array([2 ** 11, 2 ** 10], np.int64)}),
+    ("Range", {"a": np.array(0, np.int64), "b": np.array(2 ** 23, np.int64), "d": np.array(1, np.int64)}),
+])
+def test_folding_refuses_constants_the_file_does_not_justify(op: str, inputs: dict[str, np.ndarray]) -> None:
+    # Regression (issue 27, found by fuzz.py --target onnx): a bit flip in a 365-byte file made
+    # ConstantOfShape allocate 17 GB at import time.
+    from onnx import helper, numpy_helper
+    node = helper.make_node(op, list(inputs), ["c"], name="big")
+    add = helper.make_node("Add", ["x", "c"], ["y"], name="add")
+    model = tiny_model([node, add], [numpy_helper.from_array(v, k) for k, v in inputs.items()])
+    with pytest.raises(OnnxImportError, match="node 'big' .*constant output would have [0-9,]+ elements, more than "
+                                              "the 4,194,304 this file justifies"):
+        from_onnx(model.SerializeToString())
+
+
+def test_arithmetic_on_a_malformed_node_is_reported() -> None:
+    # Regression (found by the fuzzer): Concat of scalars took an axis modulo rank 0 (ZeroDivisionError).
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["y"], axis=0, name="cat")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="node 'cat' \\(Concat, opset 17\\): malformed node"):
+        from_onnx(model.SerializeToString())
+
+
+def test_a_converted_model_that_does_not_type_check_names_the_file() -> None:
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="<bytes>: .*"):
+        from_onnx(model.SerializeToString())

@@ -376,7 +376,7 @@ class Importer:
             self.problems.append(f"{label}: {e}")
         except OnnxImportError:
             raise
-        except (ValueError, IndexError, KeyError, TypeError) as e:
+        except (ValueError, IndexError, KeyError, TypeError, ArithmeticError) as e:  # axis % rank 0, say
             self.problems.append(f"{label}: malformed node ({type(e).__name__}: {e})")
 
     def convert_early(self, onnx_name: str, avoid: set[int], depth: int = 0) -> bool:
@@ -402,13 +402,13 @@ class Importer:
 
     def fold(self, node: Node) -> bool:
         """Computes a node whose inputs are all constant (at import time, with ONNX's reference evaluator)."""
-        from .folding import fold_node
+        from .folding import MIN_FOLD_LIMIT, fold_node
         if node.op in NEVER_FOLD or not node.inputs and node.op not in ("Constant", "ConstantOfShape"):
             return False
         ins = [self.values.get(n) if n else None for n in node.inputs]
         if any(v is not None and not isinstance(v, np.ndarray) for v in ins):
             return False
-        outs = fold_node(node, ins)
+        outs = fold_node(node, ins, max(MIN_FOLD_LIMIT, self.model.ByteSize()))
         for name, arr in zip(node.outputs, outs):
             self.set(name, arr)
         return True
