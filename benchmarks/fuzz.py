@@ -15,6 +15,10 @@ Targets and the only outcomes each may have:
                the re-signed edits leave those two alone.)
   checkpoints  a saved checkpoint, damaged the same ways: a CheckpointError, or parameters that equal the
                unedited file's.
+  onnx         mutated and generated ONNX files (fuzz_onnx.py lists the edits): a program, or a DlcError; each
+               case also within 1 s of CPU and an allocation its file justifies.
+The process caps its own address space (--max-gib), so that a case allocating what no file justifies fails
+with a MemoryError instead of exhausting the machine.
 Every case runs under a per-case time bound (SIGALRM); a case over it fails the run. The process exits 1 on
 the first failing case, after hypothesis has shrunk it, and prints it.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import signal
 import sys
 import tempfile
@@ -326,16 +331,20 @@ def fuzz_checkpoints(examples: int, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     global CASE_SECONDS, DERANDOMIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", choices=["models", "artifacts", "checkpoints", "all"], default="all")
+    parser.add_argument("--target", choices=["models", "artifacts", "checkpoints", "onnx", "all"], default="all")
     parser.add_argument("--examples", type=int, default=500, help="hypothesis examples per target")
     parser.add_argument("--case-seconds", type=float, default=10.0, help="time bound of one case")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--derandomize", action="store_true", help="the same cases on every run")
+    parser.add_argument("--max-gib", type=float, default=6.0, help="address-space cap of this process")
     args = parser.parse_args(argv)
+    cap = int(args.max_gib * 2 ** 30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     CASE_SECONDS = args.case_seconds
     DERANDOMIZE = args.derandomize
     start = time.perf_counter()
     status = 0
+    cpu_figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             if args.target in ("models", "all"):
@@ -344,10 +353,17 @@ def main(argv: list[str] | None = None) -> int:
                 fuzz_artifacts(args.examples, Path(tmp))
             if args.target in ("checkpoints", "all"):
                 fuzz_checkpoints(args.examples, Path(tmp))
+            if args.target in ("onnx", "all"):
+                import fuzz_onnx
+                try:
+                    fuzz_onnx.fuzz_onnx(args.examples, Path(tmp), DERANDOMIZE, bounded)
+                finally:
+                    cpu_figures = {"onnx_slowest_cpu_seconds": round(fuzz_onnx.SLOWEST[0], 4),
+                                   "onnx_slowest_cpu_case": str(fuzz_onnx.SLOWEST[1])[:160]}
         except Exception as e:  # hypothesis re-raises the shrunk failing case
             print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)
             status = 1
-    figures = {**FIGURES.as_dict(), "seconds": round(time.perf_counter() - start, 1), "failed": bool(status)}
+    figures = {**FIGURES.as_dict(), **cpu_figures, "seconds": round(time.perf_counter() - start, 1), "failed": bool(status)}
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
