@@ -413,14 +413,45 @@ class Importer:
             self.set(name, arr)
         return True
 
+    def check_constant_ranges(self) -> bool:
+        """ONNX's data propagation materializes a Range's values (Range(0, 2^40, 1) ran out of memory inside
+        onnx after seconds), so a Range over constants is measured before shape inference runs. Whether data
+        propagation is safe: not where another Range could read a declared dimension over the limit."""
+        from onnx import numpy_helper
+
+        from .folding import MIN_FOLD_LIMIT, predicted_elements
+        consts = {t.name: t for t in self.model.graph.initializer}
+        consts.update({n.output[0]: a.t for n in self.model.graph.node if n.op_type == "Constant" and n.output
+                       for a in n.attribute if a.name == "value" and a.HasField("t")})
+        limit = max(MIN_FOLD_LIMIT, self.model.ByteSize())
+        computed = False
+        for proto in self.model.graph.node:
+            if proto.op_type != "Range":
+                continue
+            if len(proto.input) != 3 or not all(n in consts for n in proto.input):
+                computed = True
+                continue
+            try:
+                ins = [numpy_helper.to_array(consts[n]) for n in proto.input]
+            except Exception:  # a malformed constant: the conversion reports it
+                continue
+            size = predicted_elements(Node(proto, 0, {}), ins)
+            if size is not None and size > limit:
+                raise OnnxImportError(f"{self.where}: node '{proto.name or proto.output[0]}' (Range) would have "
+                                      f"{size:,} elements, more than the {limit:,} this file justifies")
+        declared = [d.dim_value for vi in [*self.model.graph.input, *self.model.graph.value_info]
+                    for d in vi.type.tensor_type.shape.dim]
+        return not computed or max(declared, default=0) <= limit
+
     def infer_shapes(self) -> None:
         """Shapes and dtypes of every tensor, from ONNX's own shape inference (with data propagation, so
         shapes computed by Shape/Concat subgraphs are known)."""
         import onnx
+        data_prop = self.check_constant_ranges()
         model = onnx.ModelProto()
         model.CopyFrom(self.model)
         try:
-            model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+            model = onnx.shape_inference.infer_shapes(model, data_prop=data_prop)
         except Exception as e:  # inference rejects inconsistent graphs; say so rather than guess
             raise OnnxImportError(f"{self.where}: ONNX shape inference fails on this model ({e})") from None
         self.dtypes: dict[str, str] = {}
