@@ -68,6 +68,20 @@ def test_bench_kernel_table_comes_from_the_timed_loop(tmp_path) -> None:
         assert v["kernel_sum_ms"] == pytest.approx(sum(r["ms"] for r in v["kernels"]))
         assert v["profiled_ms"] > 0
     assert "medians of the 3 profiled runs" in format_bench(result)
+    # The guard's cost: train_step against the same step as one fused plan, timed in the same turns.
+    assert result["one_plan_ms"] > 0
+    assert result["guard_cost"] == pytest.approx(result["fused_ms"] / result["one_plan_ms"] - 1)
+    assert "without the non-finite guard: the guard costs" in format_bench(result)
+
+
+def test_the_one_plan_step_bench_times_updates_like_train_step() -> None:
+    # What `dlc bench --train` compares the guarded step with must be the same step: same parameters after.
+    from dlc.bench import _one_plan_step, _prepare
+    guarded, one_plan = (_prepare("models/mlp.dlm", {"N": 8}, True, True, 0) for _ in range(2))
+    guarded.call()
+    _one_plan_step(one_plan)()
+    for name, value in guarded.program.params.items():
+        np.testing.assert_array_equal(one_plan.program.params[name], value)
 
 
 def test_concurrent_callers_get_the_same_bits() -> None:

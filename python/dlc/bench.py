@@ -101,23 +101,40 @@ class _Profiler:
         return sorted(rows, key=lambda r: -r["ms"])
 
 
-def _interleaved(calls: list[Callable[[], Any]], profilers: list[_Profiler], repeat: int,
+def _interleaved(calls: list[Callable[[], Any]], profilers: list[_Profiler | None], repeat: int,
                  warmup: int) -> list[float]:
     """Median milliseconds of each call, timed in turns (A B A B ...) so that both see the same machine: on a
     shared, noisy machine a ratio of medians taken side by side is what holds. Each timed call is followed by
-    a profiled run of its plan."""
+    a profiled run of its plan (where it has a profiler)."""
     for _ in range(warmup):
         for call, prof in zip(calls, profilers):
             call()
-            prof.run(record=False)
+            if prof is not None:
+                prof.run(record=False)
     times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
         for k, (call, prof) in enumerate(zip(calls, profilers)):
             t0 = time.perf_counter()
             call()
             times[k].append(time.perf_counter() - t0)
-            prof.run()
+            if prof is not None:
+                prof.run()
     return [1e3 * statistics.median(ts) for ts in times]
+
+
+def _one_plan_step(variant: _Variant) -> Callable[[], Any]:
+    """What train_step would cost without the non-finite guard: the same input checks and learning rate, then
+    the fused "step" plan (forward, backward and update in one plan) instead of the gradient plan, the
+    finiteness check of the gradient region and the update plan."""
+    from .training.step import HYPER
+    trainer, model = variant.program.trainer, variant.program.model
+    batch = {n: a for n, a in variant.arrays.items() if n != HYPER}
+
+    def step() -> None:
+        arrays, _ = trainer._prepare(batch)
+        _, hyper = trainer._hyper(trainer.spec(), 1.0)
+        model.run_plan(variant.lowered, {**arrays, HYPER: hyper}, step=trainer.step_count + 1, training=True)
+    return step
 
 
 @dataclass
@@ -154,8 +171,13 @@ def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, thr
     d = {k: int(v) for k, v in dims.items()}
     variants = {"fused": _prepare(model_path, d, train, True, seed),
                 "unfused": _prepare(model_path, d, train, False, seed)}
-    profilers = [_Profiler(v.program, v.lowered, v.arrays, train, trace, name) for name, v in variants.items()]
-    times = dict(zip(variants, _interleaved([v.call for v in variants.values()], profilers, repeat, warmup)))
+    profilers: list[_Profiler | None] = [_Profiler(v.program, v.lowered, v.arrays, train, trace, name)
+                                         for name, v in variants.items()]
+    calls = [v.call for v in variants.values()]
+    if train:  # the guarded step (train_step) against the same work in one fused plan
+        calls.append(_one_plan_step(variants["fused"]))
+    timed = _interleaved(calls, profilers + [None] * (len(calls) - len(profilers)), repeat, warmup)
+    times = dict(zip(variants, timed))
     detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory.as_dict(),
                      "steps": len(v.lowered.steps), "kernels": prof.rows(),
                      "profiled_ms": 1e3 * statistics.median(prof.totals),
@@ -165,6 +187,7 @@ def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, thr
         "model": str(model_path), "dims": d, "mode": "train_step" if train else "inference",
         "threads": dlc.get_num_threads(), "repeat": repeat, "warmup": warmup,
         "fused_ms": times["fused"], "unfused_ms": times["unfused"], "speedup": times["unfused"] / times["fused"],
+        **({"one_plan_ms": timed[2], "guard_cost": times["fused"] / timed[2] - 1.0} if train else {}),
         "fused_arena_bytes": detail["fused"]["memory"]["arena_bytes"],
         "unfused_arena_bytes": detail["unfused"]["memory"]["arena_bytes"],
         **detail,
@@ -192,6 +215,9 @@ def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
         lines.append(f"  {name:8s} {v['ms']:8.3f} ms  {v['steps']:3d} kernels  compile {1e3 * v['compile_s']:.0f} ms  "
                      f"{_memory_line(v['memory'])}")
     lines.append(f"  speedup  {result['speedup']:.2f}x")
+    if "one_plan_ms" in result:
+        lines.append(f"  one plan {result['one_plan_ms']:8.3f} ms  the fused step as one plan, without the non-finite "
+                     f"guard: the guard costs {100 * result['guard_cost']:+.1f}%")
     for name in ("fused", "unfused"):
         lines.append(f"  {name} kernels (medians of the {result['repeat']} profiled runs: total "
                      f"{result[name]['profiled_ms']:.3f} ms, kernels {result[name]['kernel_sum_ms']:.3f} ms):")
