@@ -192,3 +192,14 @@ def test_a_range_over_a_declared_dimension_is_measured_too() -> None:
     with pytest.raises(OnnxImportError, match="node 'rng' \\(Range, opset 17\\): its constant output would have "
                                               "5,000,000 elements"):
         from_onnx(model.SerializeToString())
+
+
+def test_an_input_dlc_cannot_hold_is_reported_with_the_input() -> None:
+    # Regression (found by the fuzzer): a graph input declared [2^40, 4] escaped as a bare Unsupported.
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2 ** 40, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="graph input 'x': dlc rejects the converted statement"):
+        from_onnx(model.SerializeToString())

@@ -308,7 +308,11 @@ class Importer:
             var = self.fresh(vi.name)
             self.input_names[vi.name] = var
             line = f"input {var}: {dtype}{dims_text(shape)}"
-            self.check.statement(line)
+            try:
+                self.check.statement(line)
+            except Unsupported as e:  # a declared shape dlc cannot hold (2^40 elements, say)
+                self.problems.append(f"graph input '{vi.name}': {e}")
+                continue
             input_lines.append(line)
             self.values[vi.name] = self.typed(var)
         # Graph outputs keep their names: the variable computing one is named after it.
