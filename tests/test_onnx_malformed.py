@@ -203,3 +203,15 @@ def test_an_input_dlc_cannot_hold_is_reported_with_the_input() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError, match="graph input 'x': dlc rejects the converted statement"):
         from_onnx(model.SerializeToString())
+
+
+def test_an_initializer_that_does_not_fit_its_graph_is_named() -> None:
+    # Regression (found by the fuzzer): an int32 Gemm weight reached set_params' bare ValueError.
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((3, 4), np.int32), "w")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="an initializer does not fit the graph that reads it"):
+        from_onnx(model.SerializeToString())

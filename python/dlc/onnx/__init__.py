@@ -32,8 +32,18 @@ def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | 
     _require_onnx()
     converted = import_model(source if isinstance(source, (bytes, bytearray)) else Path(source), dims)
     program = _compile(converted.text, source, dims, dtype)
-    program.set_params(converted.params)
+    _set_params(program, converted.params, source)
     return program
+
+
+def _set_params(program: Any, params: Mapping[str, Any], source: Any) -> None:
+    """The initializers into the converted model; one the model's declared shapes or types disagree with (an
+    integer weight, a graph input of width 0 for a [4, 3] weight) is an OnnxImportError naming the file."""
+    try:
+        program.set_params(params)
+    except ValueError as e:
+        where = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+        raise OnnxImportError(f"{where}: an initializer does not fit the graph that reads it: {e}") from None
 
 
 def _compile(text: str, source: Any, dims: Mapping[str, int] | None, dtype: str = "f32") -> Any:
@@ -58,7 +68,7 @@ def import_onnx(source: str | os.PathLike[str], dlm_path: str | os.PathLike[str]
     _require_onnx()
     converted = import_model(Path(source), dims)
     program = _compile(converted.text, source, dims)
-    program.set_params(converted.params)
+    _set_params(program, converted.params, source)
     dlm = Path(dlm_path)
     dlm.write_text(converted.text)
     write_params(program.params, params_path if params_path is not None else dlm.with_suffix(".safetensors"))
