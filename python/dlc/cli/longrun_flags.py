@@ -53,17 +53,20 @@ def check(args: argparse.Namespace, distributed: bool) -> None:
         raise ValueError("--checkpoint-every N steps is for single-process runs; under mpirun use N epochs")
 
 
-def resume(args: argparse.Namespace, program: Program, epochs: int) -> int:
-    """Loads --out when --resume finds it; returns the epochs left to train of the `epochs` the run has."""
+def resume(args: argparse.Namespace, program: Program, epochs: int, announce: bool = True) -> int:
+    """Loads --out when --resume finds it; returns the epochs left to train of the `epochs` the run has.
+    `announce`: say so on stderr (rank 0 of a data-parallel run only; every rank loads the file)."""
     if not args.resume:
         return epochs
     if not Path(args.out).exists():
-        print(f"--resume: {args.out} does not exist yet; starting a new run", file=sys.stderr)
+        if announce:
+            print(f"--resume: {args.out} does not exist yet; starting a new run", file=sys.stderr)
         return epochs
     program.load_checkpoint(args.out)
     left = max(epochs - program.epoch, 0)
-    print(f"resuming from {args.out}: epoch {program.epoch + 1}, step {program.step_count}; {left} epoch"
-          f"{'s' * (left != 1)} left", file=sys.stderr)
+    if announce:
+        print(f"resuming from {args.out}: epoch {program.epoch + 1}, step {program.step_count}; {left} epoch"
+              f"{'s' * (left != 1)} left", file=sys.stderr)
     return left
 
 

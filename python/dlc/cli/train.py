@@ -82,9 +82,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     validation = held if held_name == "val" else None
     ranks, main = 1, True
-    epochs = longrun_flags.resume(args, program, program.trainer.run_length(args.epochs)[0])
-    if launched():  # one of several ranks under mpirun: data-parallel (docs/distributed.md)
-        world = World(timeout=args.rank_timeout)
+    # one of several ranks under mpirun: data-parallel (docs/distributed.md)
+    world = World(timeout=args.rank_timeout) if launched() else None
+    epochs = longrun_flags.resume(args, program, program.trainer.run_length(args.epochs)[0],
+                                  announce=world is None or world.is_main)
+    if world is not None:
         ranks, main = world.size, world.is_main
         run_callbacks = longrun_flags.callbacks(args, lambda p, path: save_checkpoint(p, path, world), main)
         history = distributed_fit(program, train, epochs=epochs, batch_size=args.batch,
