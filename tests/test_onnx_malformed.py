@@ -4,6 +4,8 @@ model's folder."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +217,22 @@ def test_an_initializer_that_does_not_fit_its_graph_is_named() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError, match="an initializer does not fit the graph that reads it"):
         from_onnx(model.SerializeToString())
+
+
+def test_a_long_vector_input_does_not_blow_up_shape_inference() -> None:
+    # Regression (found by the fuzzer): ONNX's data propagation gave each of the 2^31 elements of a declared
+    # f32[2^31] input a dimension (24 GB). In a child with 4 GiB of address space, so a regression fails fast.
+    code = """
+import resource; resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from dlc.onnx import from_onnx
+graph = helper.make_graph([helper.make_node("Add", ["x", "c"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2 ** 31])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array(1.0, np.float32), "c")])
+program = from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+print(program.inputs["x"].shape)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "(2147483648,)" in done.stdout, done.stderr[-2000:]

@@ -420,7 +420,8 @@ class Importer:
     def check_constant_ranges(self) -> bool:
         """ONNX's data propagation materializes a Range's values (Range(0, 2^40, 1) ran out of memory inside
         onnx after seconds), so a Range over constants is measured before shape inference runs. Whether data
-        propagation is safe: not where another Range could read a declared dimension over the limit."""
+        propagation is safe: not where another Range could read a declared dimension over the limit, nor where
+        a 1-D tensor is declared longer than any shape vector."""
         from onnx import numpy_helper
 
         from .folding import MIN_FOLD_LIMIT, predicted_elements
@@ -443,9 +444,12 @@ class Importer:
             if size is not None and size > limit:
                 raise OnnxImportError(f"{self.where}: node '{proto.name or proto.output[0]}' (Range) would have "
                                       f"{size:,} elements, more than the {limit:,} this file justifies")
-        declared = [d.dim_value for vi in [*self.model.graph.input, *self.model.graph.value_info]
-                    for d in vi.type.tensor_type.shape.dim]
-        return not computed or max(declared, default=0) <= limit
+        declared = [[d.dim_value for d in vi.type.tensor_type.shape.dim]
+                    for vi in [*self.model.graph.input, *self.model.graph.value_info]]
+        # Data propagation also gives every element of a 1-D tensor without data a dimension of its own: a
+        # graph input declared [2^31] took 24 GB inside onnx. Shape vectors are short; longer ones go without.
+        long_vector = any(len(dims) <= 1 and max(dims, default=0) > 2 ** 16 for dims in declared)
+        return not long_vector and (not computed or max(map(max, filter(None, declared)), default=0) <= limit)
 
     def infer_shapes(self) -> None:
         """Shapes and dtypes of every tensor, from ONNX's own shape inference (with data propagation, so
