@@ -1,11 +1,12 @@
 """A/B of two builds of dlc's C++ runtime in one process: the installed `dlc._core` ("new") against another
-build of the same module ("base", e.g. main's sources built into build/base), on the reference workloads'
+build of the same module ("base", e.g. main's sources from `git archive` configured with cmake into build/base,
+where the module lands in kernels/), on the reference workloads'
 inference at several batches and on single GEMMs. Plans for "base" are built by the base module (the Python
 compiler is shared, so both builds must accept the same plans); both run in alternating blocks with a 0.2 s
 pause between blocks (peers.alternating_ms), so load from other processes falls on both alike. Prints base
 and new medians and new / base (below 1: the new build is faster).
 
-    python benchmarks/ab_builds.py --base build/base/_core.cpython-*.so [--threads 1,2] [--batches 1,4,64]
+    python benchmarks/ab_builds.py --base "build/base/kernels/_core*.so" [--threads 1,2] [--batches 1,4,64]
                                    [--only mlp,gelu_mlp] [--gemm]
 """
 
