@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/tensor.h"
+#include "runtime/thread_pool.h"
 
 namespace dlc {
 
@@ -19,6 +20,12 @@ inline void dispatch_float(DType t, const char* who, const Fn& fn) {
   else
     throw std::invalid_argument(std::string(who) + ": expected an f32 or f64 tensor, got " + dtype_name(t));
 }
+
+// The cost model's unit for the loops of the memory-bound families (elementwise-like, shape, norm, loss,
+// optimizer; runtime/thread_pool.h threads_for): elements touched, 32,768 per thread, their former all-or-one
+// cutoff, so on two cores nothing changes and on more each loop takes only the threads its size pays for.
+constexpr double kElementsPerThread = 32768;
+inline Threads element_threads(double elements) { return threads_for(elements, kElementsPerThread); }
 
 // Scratch owners, so that two families' buffers of one element type never alias.
 enum class ScratchSlot { Reduce, Conv };

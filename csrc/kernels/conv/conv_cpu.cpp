@@ -278,7 +278,7 @@ void conv_grad_weight(const KernelArgs& a) {
         for (int64_t ch = 1; ch < chunks; ++ch) s += parts[ch * total + e];
         gw[e] = s;
       }
-    }, total * chunks > conv::kParallelWork);
+    }, element_threads(static_cast<double>(total * chunks)));
   }
 }
 

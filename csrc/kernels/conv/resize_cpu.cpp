@@ -78,7 +78,7 @@ void upsample_typed(const KernelArgs& a, bool backward) {
       std::fill(yp, yp + Ho * Wo, T(0));
       for_taps(th, tw, W, Wo, [&](int64_t o, int64_t i, double wt) { yp[o] += static_cast<T>(wt) * xp[i]; });
     }
-  }, planes * Ho * Wo > conv::kParallelWork);
+  }, element_threads(static_cast<double>(planes * Ho * Wo)));
 }
 
 template <class T>
@@ -118,7 +118,7 @@ void pad_typed(const KernelArgs& a) {
     std::fill(yr, yr + lo, value);
     std::copy(xr + (lo - off), xr + (hi - off), yr + lo);
     std::fill(yr + hi, yr + Wo, value);
-  }, Y.numel() > conv::kParallelWork);
+  }, element_threads(static_cast<double>(Y.numel())));
 }
 
 void upsample_kernel(const KernelArgs& a) {

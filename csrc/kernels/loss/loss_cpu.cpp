@@ -77,7 +77,7 @@ double sum_rows(const Rows& s, const RowLoss& row_loss) {
     double acc = 0;
     for (int64_t r = ch * rc; r < std::min(s.rows, (ch + 1) * rc); ++r) acc += row_loss(r);
     part[ch] = acc;
-  }, s.rows * s.C > kParallelWork);
+  }, element_threads(static_cast<double>(s.rows * s.C)));
   double total = 0;
   for (int64_t ch = 0; ch < nch; ++ch) total += part[ch];
   return total;
@@ -138,7 +138,7 @@ void softmax_xent_grad_kernel(const KernelArgs& a) {
       for (int64_t c = 0; c < C; ++c) gr[c] = (pr[c] - q_off) * sc;
       const int64_t l = kern::index_at(labels, r);
       gr[l] = (pr[l] - q_on) * sc;
-    }, s.rows * C > kParallelWork);
+    }, element_threads(static_cast<double>(s.rows * C)));
   });
 }
 
@@ -189,7 +189,7 @@ void softmax_xent_soft_grad_kernel(const KernelArgs& a) {
       T* gr = g + r * C;
       const T tsum = static_cast<T>(kern::lane_sum(C, [tr](int64_t c) { return static_cast<double>(tr[c]); }));
       for (int64_t c = 0; c < C; ++c) gr[c] = (pr[c] * tsum - tr[c]) * sc;
-    }, s.rows * C > kParallelWork);
+    }, element_threads(static_cast<double>(s.rows * C)));
   });
 }
 

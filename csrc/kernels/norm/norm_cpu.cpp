@@ -47,7 +47,7 @@ void layer_norm_fwd(const T* x, const T* gamma, const T* beta, T* y, T* mean, T*
     for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mu_t) * rs_t * gamma[i] + beta[i];
     mean[r] = mu_t;
     rstd[r] = rs_t;
-  }, rows * D > kParallelWork);
+  }, element_threads(static_cast<double>(rows * D)));
 }
 
 // With xhat = (x - mean) * rstd and g = gy * gamma:

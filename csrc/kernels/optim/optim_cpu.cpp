@@ -126,7 +126,7 @@ void for_each_grad(const T* g, int64_t n, const OptimCall& c, double factor, con
     // writes, so they stay in registers instead of being reloaded every element.
     const Body local = body;
     for (int64_t j = lo; j < hi; ++j) local(j, clamp_grad(g[j], cv, clip) * f);
-  }, n > kParallelWork);
+  }, element_threads(static_cast<double>(n)));
 }
 
 void sgd_kernel(const KernelArgs& a) {

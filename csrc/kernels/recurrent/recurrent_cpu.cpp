@@ -151,7 +151,7 @@ void project_inputs(const Dims& d, const T* x, const T* w, const T* bias, int64_
   const int64_t rows = d.rows();
   parallel_items(rows, [&](int64_t r, int) {
     for (int64_t j = 0; j < N; ++j) G[r * ldg + j] += bias[j];
-  }, rows * N > kParallelWork);
+  }, element_threads(static_cast<double>(rows * N)));
 }
 
 // Copies the state of the last step (y at t_at(T-1)) out as the final state [B, H].

@@ -121,7 +121,7 @@ void gather_transposed(const Strided& s, const E* src, E* dst) {
     const int64_t i1 = std::min(M, i0 + kTile), j1 = std::min(L, j0 + kTile);
     for (int64_t i = i0; i < i1; ++i)
       for (int64_t j = j0; j < j1; ++j) dp[i * L + j] = sp[i + j * st];
-  }, panels * M * L > kParallelWork);
+  }, element_threads(static_cast<double>(panels * M * L)));
 }
 
 // kScatter false: dst (contiguous) = src (strided); true: dst (strided) = src (contiguous).
@@ -165,7 +165,7 @@ void strided_copy(const Strided& s, const E* src, E* dst) {
         idx[dd] = 0;
       }
     }
-  }, rows * len > kParallelWork);
+  }, element_threads(static_cast<double>(rows * len)));
 }
 
 template <bool kScatter>
@@ -313,7 +313,7 @@ void cast_kernel(const KernelArgs& a) {
         for (int64_t i = lo_; i < hi_; ++i) {
           yp[i] = static_cast<D>(xp[i]);
         }
-      }, n > kParallelWork);
+      }, element_threads(static_cast<double>(n)));
     });
   });
 }
@@ -370,7 +370,7 @@ void gather_rows_kernel(const KernelArgs& a) {
     for (int64_t i = lo_; i < hi_; ++i) {
       std::memcpy(dst + i * row_bytes, src + kern::index_at(idx, i) * row_bytes, row_bytes);
     }
-  }, n * D > kParallelWork);
+  }, element_threads(static_cast<double>(n * D)));
 }
 
 // Columns per scatter_add_rows task, so a small vocabulary with wide rows still spreads over threads.
@@ -403,7 +403,7 @@ void scatter_add_rows(const Tensor& idx, const T* gy, T* gt, int64_t V, int64_t 
         for (int64_t j = 0; j < cb; ++j) row[j] += g[j];
       }
     }
-  }, (n + V) * D > kParallelWork);
+  }, element_threads(static_cast<double>((n + V) * D)));
 }
 
 // gt [V, ...] (any rank >= 1) = the rows of gy [idx.shape..., row] summed at idx; `who` names the op in errors.
