@@ -47,14 +47,20 @@ class Pool {
     if (!busy.owns_lock()) return false;
     ensure_workers(threads - 1);
     const int64_t chunks = (n + grain - 1) / grain;
+    const uint64_t e = (epoch_.load(std::memory_order_relaxed) + 1);
+    // Close the last job's claim word before any field of this one changes. A worker still in the last job's
+    // claim loop may have read the old word (every chunk taken) and then read this job's larger chunk count:
+    // its compare-exchange on the old word must fail. Without this it could take a chunk of this job before the
+    // job opens, run it twice and count it in done_ after the reset below, so that the caller returned while a
+    // chunk was still running (a rare NaN or stale block in a GEMM whose packing and compute are two jobs).
+    claim_.store((e << 32) | 0xffffffffu);
     fn_ = &fn;
     n_ = n;
     grain_ = grain;
     chunks_ = chunks;
     active_ = threads - 1;
     done_.store(0, std::memory_order_relaxed);
-    // Publishing the new claim word (its epoch in the high half) opens the job.
-    const uint64_t e = (epoch_.load(std::memory_order_relaxed) + 1);
+    // Publishing the new claim word (its epoch in the high half, no chunk taken) opens the job.
     claim_.store(e << 32, std::memory_order_release);
     // Sequentially consistent: the store of epoch_ and the load of sleepers_ must not be reordered against
     // a sleeping worker's increment of sleepers_ and load of epoch_, or a wake-up could be lost.
