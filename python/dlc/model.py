@@ -25,7 +25,7 @@ from .dims import Sym, substitute
 from .errors import ArenaLimitError
 from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
-from .ir import Graph, TensorType, np_dtype
+from .ir import Graph, ParamSpec, TensorType, np_dtype
 from .lowering import LoweredPlan, lower
 from .plan_cache import PlanCache
 from .profiler import recording, run_profiled
@@ -166,8 +166,11 @@ class CompiledModel:
 
     def _initial_params(self) -> dict[str, np.ndarray]:
         """Every persistent tensor as its initializer makes it from the seed (deterministic)."""
-        return {p.name: initializers.initialize(p.init, tuple(int(d) for d in p.type.shape), np_dtype(p.type.dtype),
-                                                self.seed, p.name, p.fans) for p in self._graph.params}
+        return {p.name: self._initial_value(p) for p in self._graph.params}
+
+    def _initial_value(self, p: ParamSpec) -> np.ndarray:
+        return initializers.initialize(p.init, tuple(int(d) for d in p.type.shape), np_dtype(p.type.dtype),
+                                       self.seed, p.name, p.fans)
 
     def params_untrained(self) -> bool:
         """True when the model has parameters and every one still holds exactly its seeded initial value:
@@ -177,7 +180,9 @@ class CompiledModel:
             return False
         if self._param_arrays is None:  # never built, so never changed (and not built just to compare)
             return True
-        return all(np.array_equal(self._params[name], value) for name, value in self._initial_params().items())
+        # One parameter at a time, stopping at the first that differs: a trained model re-initializes one
+        # tensor here, not a second copy of all of them.
+        return all(np.array_equal(self._params[p.name], self._initial_value(p)) for p in self._graph.params)
 
     @property
     def param_buffers(self) -> dict[str, np.ndarray]:
