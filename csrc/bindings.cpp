@@ -135,6 +135,8 @@ PYBIND11_MODULE(_core, m) {
       .def("set_outputs", [](PyPlan& p, std::vector<int32_t> s) { p.plan.set_outputs(std::move(s)); })
       .def("set_output_home",
            [](PyPlan& p, int32_t j, std::vector<int32_t> s) { p.plan.set_output_home(j, std::move(s)); })
+      .def("set_step_writes",
+           [](PyPlan& p, int32_t k, std::vector<int32_t> s) { p.plan.set_step_writes(k, std::move(s)); })
       .def("set_num_inputs", [](PyPlan& p, int n) { p.plan.set_num_inputs(n); })
       .def("run", &run_plan, py::arg("inputs"), py::arg("outputs"), py::arg("seed") = 0, py::arg("step") = 0,
            py::arg("training") = false, py::arg("profile") = false, py::arg("sample_offset") = 0,
@@ -145,8 +147,13 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("step_threads", [](PyPlan& p) { return p.step_threads; })
       .def("set_param_versions", [](PyPlan& p, std::shared_ptr<ParamVersions> v) { p.plan.set_param_versions(v); })
       .def("set_weight_packing", [](PyPlan& p, bool on) { p.plan.set_weight_packing(on); })
+      .def("prepack", [](PyPlan& p) {
+        py::gil_scoped_release release;
+        p.plan.prepack();
+      })
       .def_property_readonly("packed_bytes", [](PyPlan& p) { return p.plan.packed_bytes(); })
       .def_property_readonly("pack_count", [](PyPlan& p) { return p.plan.pack_count(); })
+      .def_property_readonly("packed_step_bytes", [](PyPlan& p) { return p.plan.packed_step_bytes(); })
       .def_property_readonly("cost_ns", [](PyPlan& p) { return p.plan.cost_ns(); })
       .def_property_readonly("runs_inline", [](PyPlan& p) { return p.plan.runs_inline(); });
 

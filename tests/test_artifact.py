@@ -68,7 +68,7 @@ def test_round_trip_is_bit_exact(saved: tuple[dlc.Program, Path]) -> None:
         np.testing.assert_array_equal(got[name], expected[name])
     assert art.inputs == {"x": dlc.TensorSpec("f32", (5, 3)), "k": dlc.TensorSpec("i32", (5, 3))}
     assert art.outputs["z"] == dlc.TensorSpec("f32", (5, 4))
-    assert art.memory == prog.compile_plan({"N": 5}).memory.as_dict()
+    assert art.memory == prog.compile_plan({"N": 5}).memory_report()
     assert art.dims == {"N": 5} and art.dtype == "f32" and art.source == INLINE
 
 

@@ -54,7 +54,7 @@ def test_unbound_dimensions_stay_symbolic(tmp_path: Path) -> None:
         assert got["z"].shape == (n, t, 2)
         for name in expected:
             np.testing.assert_array_equal(got[name], expected[name])
-    assert art.memory == program.compile_plan({"N": 3, "T": 7}, training=False).memory.as_dict()
+    assert art.memory == program.compile_plan({"N": 3, "T": 7}, training=False).memory_report()
 
 
 def test_plans_per_binding_are_bounded(tmp_path: Path) -> None:

@@ -62,4 +62,11 @@ size_t PackedWeights::bytes() const {
   return total;
 }
 
+std::vector<size_t> PackedWeights::step_bytes(size_t steps) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<size_t> out(steps, 0);
+  for (size_t k = 0; k < steps && k < by_step_.size(); ++k) out[k] = by_step_[k].bytes;
+  return out;
+}
+
 }  // namespace dlc

@@ -45,6 +45,7 @@ class PackedWeights {
   std::shared_ptr<const void> get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
                                   const std::vector<int64_t>& ints, uint64_t version) const;
   size_t bytes() const;
+  std::vector<size_t> step_bytes(size_t steps) const;  // each step's packed bytes, 0 where none
   int64_t packs() const { return packs_.load(); }
 
  private:

@@ -90,6 +90,17 @@ void Plan::add_step(const std::string& key, const std::string& label, std::vecto
   steps_.push_back(std::move(st));
 }
 
+void Plan::set_step_writes(int32_t step, std::vector<int32_t> slots) {
+  if (step < 0 || step >= static_cast<int32_t>(steps_.size())) throw std::invalid_argument("no such step");
+  for (int32_t s : slots) {
+    check_slot(s);
+    if (slots_[s].region != Region::Persistent)
+      throw std::invalid_argument("step '" + steps_[step].label + "': only persistent buffers need their writes "
+                                  "declared");
+  }
+  steps_[step].writes_in_place = std::move(slots);
+}
+
 void Plan::set_outputs(std::vector<int32_t> slots) {
   for (int32_t s : slots) check_slot(s);
   outputs_ = std::move(slots);
@@ -168,6 +179,37 @@ void Plan::release_arena(std::unique_ptr<Arena> arena) const {
   pool_.push_back(std::move(arena));
 }
 
+std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Tensor>& ins,
+                                                 const std::vector<Tensor>& outs) const {
+  const Step& st = steps_[k];
+  if (!pack_weights_ || st.key != "matmul" || ins.size() < 2 || outs.empty()) return nullptr;
+  const Slot& b = slots_[st.in[1]];
+  if (b.region == Region::Const) return packed_.get(k, ins[0], ins[1], outs[0], st.ints, 0);
+  if (b.region != Region::Persistent || !versions_ || static_cast<size_t>(b.where) >= versions_->size())
+    return nullptr;  // an input, an arena value, or a buffer whose writes the versions do not cover
+  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, versions_->get(static_cast<size_t>(b.where)));
+}
+
+void Plan::prepack() const {
+  std::vector<Tensor> ins, outs;
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const Step& st = steps_[k];
+    if (!pack_weights_ || st.key != "matmul" || st.in.size() < 2 || st.out.empty()) continue;
+    const Slot& b = slots_[st.in[1]];
+    ins.assign({slots_[st.in[0]].view, b.view});  // only B's data is read: the others give shapes
+    outs.assign({slots_[st.out[0]].view});
+    if (b.region == Region::Persistent && b.where >= 0 && b.where < static_cast<int64_t>(persistent_.size()) &&
+        persistent_bytes_[b.where] >= b.view.nbytes())
+      ins[1].data = persistent_[b.where];
+    else if (b.region == Region::Const && b.where >= 0 && b.where < static_cast<int64_t>(consts_.size()) &&
+             consts_[b.where].size() >= b.view.nbytes())
+      ins[1].data = const_cast<char*>(consts_[b.where].data());
+    else
+      continue;
+    packed_operand(k, ins, outs);
+  }
+}
+
 void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
                const std::vector<void*>& outputs, const RunContext& ctx,
                std::vector<double>* step_seconds, std::vector<int>* step_threads) const {
@@ -240,14 +282,9 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       a.n_floats = static_cast<int>(st.floats.size());
       a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
       a.ctx = &ctx;
-      std::shared_ptr<const void> packed;  // held for the step: a concurrent run may replace the cached one
-      if (pack_weights_ && st.key == "matmul" && st.in.size() >= 2 && !st.out.empty()) {
-        const Slot& b = slots_[st.in[1]];
-        if (b.region == Region::Const || (b.region == Region::Persistent && versions_))
-          packed = packed_.get(k, ins[0], ins[1], outs[0], st.ints,
-                               b.region == Region::Const ? 0 : versions_->get(static_cast<size_t>(b.where)));
-        a.packed_b = packed.get();
-      }
+      // Held for the step: a concurrent run may replace the cached one.
+      const std::shared_ptr<const void> packed = packed_operand(k, ins, outs);
+      a.packed_b = packed.get();
       if (step_seconds) {
         reset_team_record();
         auto t0 = std::chrono::steady_clock::now();
@@ -258,9 +295,11 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       } else {
         st.fn(a);
       }
-      if (versions_)
+      if (versions_) {
         for (int32_t s : st.out)
           if (slots_[s].region == Region::Persistent) versions_->advance(static_cast<size_t>(slots_[s].where));
+        for (int32_t s : st.writes_in_place) versions_->advance(static_cast<size_t>(slots_[s].where));
+      }
     }
     for (size_t j = 0; j < outputs_.size(); ++j) {
       if (in_place[j]) continue;

@@ -36,6 +36,7 @@ struct Step {
   std::vector<double> floats;
   int64_t workspace_offset = -1;  // arena offset of this step's scratch, -1 when it needs none
   double cost_ns = 0;             // its single-thread time by the plan's cost model (step_cost_ns)
+  std::vector<int32_t> writes_in_place;  // persistent input slots it writes (set_step_writes)
 };
 
 // 64-byte aligned, zero-initialised scratch memory for one run at a time.
@@ -67,6 +68,10 @@ class Plan {
   // in that array for the run, so the output is written where the caller wants it instead of being copied
   // out of the arena at the end. Each slot must be an arena slot no larger than output j.
   void set_output_home(int32_t output, std::vector<int32_t> slots);
+  // The persistent slots among step k's inputs that it writes in place (an op's `mutates`: an optimizer update
+  // writes its parameters, batch norm its running statistics). A persistent buffer a step writes, as an output
+  // or in place, has its version advanced after the step, so packed copies of it are made again.
+  void set_step_writes(int32_t step, std::vector<int32_t> slots);
   void set_num_inputs(int n) { num_inputs_ = n; }
 
   // Runs every step. inputs[i] must hold slot-sized data for input i; outputs[j] receives output j.
@@ -81,11 +86,16 @@ class Plan {
   // Weights packed once (runtime/packed_weights.h): off until a version table is given and packing is turned on,
   // because a plan cannot see writes to its persistent buffers from outside unless the writer advances their
   // versions. Constants are always at version 0. After each step, the versions of the persistent buffers it
-  // wrote are advanced.
+  // wrote (outputs and set_step_writes) are advanced. A persistent buffer past the table's end is never packed
+  // (its writes could not be seen).
   void set_param_versions(std::shared_ptr<ParamVersions> versions) { versions_ = std::move(versions); }
   void set_weight_packing(bool on) { pack_weights_ = on; }
+  // Packs now what the first run would (the plan is ready to answer at full speed from its first call).
+  void prepack() const;
   size_t packed_bytes() const { return packed_.bytes(); }
   int64_t pack_count() const { return packed_.packs(); }
+  // Bytes of the packed copy each step holds now (0: none; `dlc bench`'s packed-ahead column).
+  std::vector<size_t> packed_step_bytes() const { return packed_.step_bytes(steps_.size()); }
 
   // The estimated single-thread time of one run (the sum of its steps' cost_ns).
   double cost_ns() const { return cost_ns_; }
@@ -101,6 +111,9 @@ class Plan {
   std::unique_ptr<Arena> acquire_arena() const;
   void release_arena(std::unique_ptr<Arena> arena) const;
   void check_slot(int32_t s) const;
+  // The packed B operand step k reads (ins/outs: its operands with their data), or nullptr.
+  std::shared_ptr<const void> packed_operand(size_t k, const std::vector<Tensor>& ins,
+                                             const std::vector<Tensor>& outs) const;
 
   int64_t arena_bytes_;
   double cost_ns_ = 0;

@@ -196,12 +196,12 @@ class LoadedProgram:
     @property
     def memory(self) -> dict[str, int]:
         """Planned memory of the inference plan: for the dimensions bound at save time, and those of the most
-        recent call."""
+        recent call; packed_weights_bytes is what its packed weights hold beside the arena."""
         binding = self._calls.last_binding
         if self.unbound and not binding:
             raise ValueError(f"the planned memory depends on {', '.join(self.unbound)}, which each call binds "
                              f"from its inputs: call the artifact first")
-        return self.model.inference_plan(binding, training=False).memory.as_dict()
+        return self.model.inference_plan(binding, training=False).memory_report()
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         return self._calls(inputs, training=False, step=0)

@@ -95,9 +95,10 @@ class _Profiler:
         """Per-step medians as table rows sorted by time; share is of the sum of the step medians."""
         medians = [statistics.median(ts) for ts in self.per_step]
         total = sum(medians) or 1.0
+        packed = self.lowered.plan.packed_step_bytes  # weights packed ahead (when the plan was built)
         rows = [{"label": s.label, "kernel": s.kernel, "ms": 1e3 * t, "share": t / total, "bytes": s.bytes_moved,
-                 "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0, "threads": n}
-                for s, t, n in zip(self.lowered.steps, medians, self.threads)]
+                 "gb_per_s": s.bytes_moved / t / 1e9 if t > 0 else 0.0, "threads": n, "packed_bytes": int(p)}
+                for s, t, n, p in zip(self.lowered.steps, medians, self.threads, packed)]
         return sorted(rows, key=lambda r: -r["ms"])
 
 
@@ -178,7 +179,7 @@ def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, thr
         calls.append(_one_plan_step(variants["fused"]))
     timed = _interleaved(calls, profilers + [None] * (len(calls) - len(profilers)), repeat, warmup)
     times = dict(zip(variants, timed))
-    detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory.as_dict(),
+    detail = {name: {"ms": times[name], "compile_s": v.compile_s, "memory": v.lowered.memory_report(),
                      "steps": len(v.lowered.steps), "kernels": prof.rows(),
                      "profiled_ms": 1e3 * statistics.median(prof.totals),
                      "kernel_sum_ms": sum(r["ms"] for r in prof.rows())}
@@ -204,6 +205,8 @@ def _memory_line(mem: Mapping[str, int]) -> str:
             f"(x{mem['arena_bytes'] / max(1, mem['naive_bytes']):.3f})")
     if mem.get("gradient_bytes"):
         line += f", gradient region {_mib(mem['gradient_bytes'])}"
+    if mem.get("packed_weights_bytes"):
+        line += f", packed weights {_mib(mem['packed_weights_bytes'])}"
     return line
 
 
@@ -221,11 +224,11 @@ def format_bench(result: Mapping[str, Any], top: int = 12) -> str:
     for name in ("fused", "unfused"):
         lines.append(f"  {name} kernels (medians of the {result['repeat']} profiled runs: total "
                      f"{result[name]['profiled_ms']:.3f} ms, kernels {result[name]['kernel_sum_ms']:.3f} ms):")
-        lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6} {'thr':>3}  kernel / nodes")
+        lines.append(f"    {'ms':>8} {'share':>6} {'MB':>8} {'GB/s':>6} {'thr':>3} {'pack':>4}  kernel / nodes")
         rows = result[name]["kernels"]
         for r in rows[:top]:
             lines.append(f"    {r['ms']:8.3f} {100 * r['share']:5.1f}% {r['bytes'] / 1e6:8.2f} {r['gb_per_s']:6.1f} "
-                         f"{r['threads']:>3}  {r['kernel']}: {r['label']}")
+                         f"{r['threads']:>3} {'yes' if r['packed_bytes'] else '-':>4}  {r['kernel']}: {r['label']}")
         if len(rows) > top:
             rest = rows[top:]
             lines.append(f"    {sum(r['ms'] for r in rest):8.3f} {100 * sum(r['share'] for r in rest):5.1f}%"

@@ -15,8 +15,9 @@ CompiledModel: their plans all address the same parameter memory.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .errors import ArenaLimitError
 from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
 from .ir import Graph, ParamSpec, TensorType, np_dtype
-from .lowering import LoweredPlan, lower
+from .lowering import LoweredPlan, ParamVersions, lower
 from .plan_cache import PlanCache
 from .profiler import recording, run_profiled
 from .passes import PassContext, run_pipeline
@@ -120,6 +121,12 @@ class CompiledModel:
         self._graph: Graph = elaborated.graph
         self.has_train_block = elaborated.train is not None
         self._param_arrays: dict[str, np.ndarray] | None = None  # built on first use: see _params
+        # One version per parameter (in graph.params order, which is the persistent table's prefix in every
+        # plan), shared by every plan over them: a plan keeps a weight packed in its kernel's layout while the
+        # version stays (runtime/packed_weights.h). Each write advances it: the plans' own steps (an optimizer
+        # update, running statistics), set_params, and whatever writes through writing_params().
+        self.param_versions = ParamVersions(len(self._graph.params))
+        self._param_index = {p.name: i for i, p in enumerate(self._graph.params)}
         # Class names of the labels, when trained on names (label k is classes[k]): kept with checkpoints and
         # artifacts, and what predict names its answers with.
         self.classes: list[str] | None = None
@@ -184,14 +191,26 @@ class CompiledModel:
         # tensor here, not a second copy of all of them.
         return all(np.array_equal(self._params[p.name], self._initial_value(p)) for p in self._graph.params)
 
-    @property
-    def param_buffers(self) -> dict[str, np.ndarray]:
-        """The live persistent arrays, for trainers and checkpoints: write into them, never rebind them."""
-        return self._params
+    @contextmanager
+    def writing_params(self) -> Iterator[dict[str, np.ndarray]]:
+        """The live parameter arrays, to write into (a checkpoint, transfer learning), never rebind. Every
+        parameter's version advances when the block ends, even by an exception (a partial write counts), so no
+        plan computes from a copy packed before the write. Hold the arrays no longer than the block."""
+        try:
+            yield self._params
+        finally:
+            self.param_versions.advance_all()
+
+    def params_changed(self, names: list[str] | None = None) -> None:
+        """Advances the versions of these parameters (all by default) after a write plans could not see."""
+        if names is None:
+            self.param_versions.advance_all()
+        for name in names or ():
+            self.param_versions.advance(self._param_index[name])
 
     def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
         """Copies new values into the parameters. Names and shapes are checked before anything changes."""
-        staged: list[tuple[np.ndarray, np.ndarray]] = []
+        staged: list[tuple[str, np.ndarray, np.ndarray]] = []
         for name, value in mapping.items():
             if name not in self._params:
                 if strict:
@@ -203,9 +222,12 @@ class CompiledModel:
                 raise ValueError(f"parameter '{name}': expected shape {target.shape}, got {arr.shape}")
             if not np.issubdtype(arr.dtype, np.floating):
                 raise ValueError(f"parameter '{name}': expected a floating-point array, got {arr.dtype}")
-            staged.append((target, arr))
-        for target, arr in staged:
-            np.copyto(target, arr, casting="same_kind")
+            staged.append((name, target, arr))
+        try:
+            for _, target, arr in staged:
+                np.copyto(target, arr, casting="same_kind")
+        finally:  # after the copies: a plan running meanwhile may have packed the old values
+            self.params_changed([name for name, _, _ in staged])
 
     def elaborated(self, binding: Mapping[str, int] | None = None) -> Elaborated:
         """The model elaborated for a binding (the compile-time one by default), once (cached): the train block
@@ -334,19 +356,35 @@ class CompiledModel:
             if missing:
                 raise unbound_error(missing)
             graph = run_pipeline(graph, self.pass_context(training))
-            lowered = self.lower(only_used_inputs(graph))
+            lowered = self.lower(only_used_inputs(graph), pack=True)
             self._plans[key] = lowered
             return lowered
 
-    def lower(self, graph: Graph, extra: Mapping[str, np.ndarray] | None = None) -> LoweredPlan:
+    def latest_inference_memory(self) -> tuple[dict[str, int], dict[str, int]] | None:
+        """The binding and memory report (LoweredPlan.memory_report) of the evaluation-mode inference plan used
+        last, or None before any was compiled (a summary compiles nothing)."""
+        with self.lock:
+            for key in reversed(list(self._plans)):
+                if key[0] == "infer" and not key[1]:
+                    return dict(key[2]), self._plans[key].memory_report()
+        return None
+
+    def lower(self, graph: Graph, extra: Mapping[str, np.ndarray] | None = None, *, pack: bool) -> LoweredPlan:
         """Lowers an optimized graph whose persistent tensors are the parameters plus `extra` (arrays the caller
-        owns and keeps alive, e.g. optimizer state), and points the plan at their memory."""
+        owns and keeps alive, e.g. optimizer state), and points the plan at their memory. Every plan shares the
+        parameters' versions (it advances those it writes); with `pack`, it packs the weights its matrix
+        products read once, now, and again only after a write (the inference plans: see docs/architecture.md,
+        "Weights packed once")."""
         persistent = {**self._params, **(extra or {})}
         try:
             lowered = lower(graph, list(persistent))
         except ArenaLimitError as e:
             raise ArenaLimitError(f"model {self.module.filename}: {e}") from None
         lowered.plan.set_persistent(list(persistent.values()))
+        lowered.plan.set_param_versions(self.param_versions)
+        if pack:
+            lowered.plan.set_weight_packing(True)
+            lowered.plan.prepack()
         return lowered
 
     def run_plan(self, lowered: LoweredPlan, arrays: Mapping[str, np.ndarray], *, step: int = 0,

@@ -121,9 +121,9 @@ class Program:
     @property
     def memory(self) -> dict[str, int]:
         """Planned memory of the inference plan: for the dims given at compile time, else for the binding
-        of the most recent call."""
+        of the most recent call; packed_weights_bytes is what its packed weights hold beside the arena."""
         binding = dict(self._calls.last_binding) if self._calls.last_binding else None
-        return self.compile_plan(binding).memory.as_dict()
+        return self.compile_plan(binding).memory_report()
 
     # ---- running ----
 
@@ -215,14 +215,14 @@ class Program:
         """Loads some of a checkpoint's parameters, or of a plain safetensors file (transfer learning): rename
         prefixes, select by name prefix or glob, check shapes; returns what was loaded, skipped, missing and
         unexpected. See training/transfer.py."""
-        return load_params(self.model.param_buffers, path, include=include, exclude=exclude, rename=rename,
-                           strict=strict)
+        with self.model.writing_params() as params:
+            return load_params(params, path, include=include, exclude=exclude, rename=rename, strict=strict)
 
     def save_params(self, path: str | Path) -> None:
         """Writes the parameters and running statistics as a plain safetensors file (names as in
         `program.params`, no dlc metadata needed to read it): what `safetensors.torch.load_file` or
         `safetensors.numpy.load_file` read, and what `load_params` and `dlc train --init` read back."""
-        save_params(path, self.model.param_buffers, self.model.module.filename)
+        save_params(path, self.model.params, self.model.module.filename)
 
     def fit(self, data: Any, *, epochs: int | None = None, batch_size: int | None = None,
             validation: Any = None, callbacks: list[Callable[..., Any]] | None = None, shuffle: bool = True,

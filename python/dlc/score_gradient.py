@@ -105,7 +105,7 @@ class ScoreGradient:
                 from .passes import run_pipeline
                 from .training.step import strip_unused_inputs
                 scored = run_pipeline(_score_graph(graph, value, self.image), model.pass_context(False))
-                plans[key] = model.lower(strip_unused_inputs(scored))
+                plans[key] = model.lower(strip_unused_inputs(scored), pack=True)
             self._lowered = plans[key]
 
     @property

@@ -25,6 +25,7 @@ class Summarizable(Protocol):
     def inputs(self) -> Mapping[str, object]: ...
     @property
     def outputs(self) -> Mapping[str, object]: ...
+    def latest_inference_memory(self) -> tuple[dict[str, int], dict[str, int]] | None: ...
 
 
 def human_bytes(n: float) -> str:
@@ -65,6 +66,19 @@ def _table(rows: list[list[str]], header: list[str], right: set[int]) -> list[st
 
 def _param_bytes(params: list[ParamSpec]) -> int:
     return sum(size(p.type.shape) * np_dtype(p.type.dtype).itemsize for p in params)
+
+
+def _plan_memory_line(model: Summarizable) -> list[str]:
+    """The memory of the inference plan used last (none before the first call compiles one): its arena and,
+    beside it, the weights it keeps packed for its matrix products."""
+    latest = model.latest_inference_memory()
+    if latest is None:
+        return []
+    binding, mem = latest
+    dims = f" ({', '.join(f'{k}={v}' for k, v in sorted(binding.items()))})" if binding else ""
+    return [f"inference plan{dims}: arena {human_bytes(mem['arena_bytes'])} (lower bound "
+            f"{human_bytes(mem['lower_bound_bytes'])}), packed weights {human_bytes(mem['packed_weights_bytes'])} "
+            f"beside it"]
 
 
 def summary_table(model: Summarizable) -> SummaryTable:
@@ -108,7 +122,7 @@ def summary_table(model: Summarizable) -> SummaryTable:
     footer = [f"parameters: {total:,} ({human_bytes(_param_bytes(list(g.params)))}): {trainable:,} trainable, "
               f"{total - trainable:,} state (running statistics)",
               f"activations: {human_bytes(activations)}{per or ''} (every layer's output, before memory "
-              f"planning shares buffers)"]
+              f"planning shares buffers)", *_plan_memory_line(model)]
     io = ["inputs:  " + ", ".join(f"{n}: {s}" for n, s in model.inputs.items()),
           "outputs: " + ", ".join(f"{n}: {s}" for n, s in model.outputs.items())]
     header = ["layer (type)", "output shape", "params", "param memory", f"output memory{per}"]

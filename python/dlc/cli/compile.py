@@ -43,7 +43,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         **description(args, program), **({} if args.train else inference_description(program, lowered)),
         "plan": "train_step" if args.train else "inference",
         "kernels": [{"kernel": s.kernel, "label": s.label} for s in lowered.steps],
-        "memory": lowered.memory.as_dict(), "compile_seconds": round(seconds, 6),
+        "memory": lowered.memory_report(), "compile_seconds": round(seconds, 6),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -59,8 +59,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(parameters_line(args, program))
     mem = lowered.memory
     grads = f"; gradients {human_bytes(mem.gradient_bytes)} after it" if mem.gradient_bytes else ""
+    packed = lowered.plan.packed_bytes
+    beside = f"; weights packed for its matrix products {human_bytes(packed)} beside it" if packed else ""
     print(f"memory: arena {human_bytes(mem.arena_bytes)} (naive {human_bytes(mem.naive_bytes)}, "
-          f"lower bound {human_bytes(mem.lower_bound_bytes)}{grads})")
+          f"lower bound {human_bytes(mem.lower_bound_bytes)}{grads}){beside}")
     if args.output:
         print(f"wrote {args.output}")
     return 0

@@ -17,14 +17,16 @@ from .. import evaluation
 from ..dims import is_concrete
 from ..errors import DlcError
 from ..ir import Graph, np_dtype
+from ..ops import registry
 from ..storage import nbytes, storage
 from .kernels import emit_unit
 from .memory import plan_layout
-from .plan import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan, PlanRecipe, Slots, StepInfo, set_arena_limit
+from .plan import (ARENA, CONST, INPUT, PERSISTENT, LoweredPlan, ParamVersions, PlanRecipe, Slots, StepInfo,
+                   set_arena_limit)
 from .units import Unit, make_units
 
-__all__ = ["ARENA", "CONST", "INPUT", "PERSISTENT", "LoweredPlan", "PlanRecipe", "StepInfo", "Unit", "lower",
-           "make_units", "set_arena_limit"]
+__all__ = ["ARENA", "CONST", "INPUT", "PERSISTENT", "LoweredPlan", "ParamVersions", "PlanRecipe", "StepInfo", "Unit",
+           "lower", "make_units", "set_arena_limit"]
 
 
 def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> LoweredPlan:
@@ -47,6 +49,12 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
             label += f" [{scope}]"
         recipe.steps.append((key, label, [slot(v) for v in ins], [slot(v) for v in outs], list(ints),
                              list(floats)))
+        # Parameters it writes in place: the plan advances their versions after the step, so a copy packed
+        # before is not used again (runtime/packed_weights.h).
+        written = [s for n in unit.nodes for v in registry.get(n.op).mutated_inputs(n.inputs)
+                   if recipe.slots[s := slot(v)][0] == PERSISTENT]
+        if written:
+            recipe.writes[len(recipe.steps) - 1] = written
         moved = sum(nbytes(graph.values[v]) for v in set(ins) | set(outs))
         infos.append(StepInfo(key, label, moved, len(unit.nodes)))
     recipe.num_inputs = len(graph.inputs)

@@ -18,6 +18,9 @@ from .memory_plan import MemoryPlan
 
 ARENA, PERSISTENT, INPUT, CONST = 0, 1, 2, 3
 
+# The versions of a parameter store, shared by every plan over it (csrc/runtime/packed_weights.h).
+ParamVersions = _core.ParamVersions
+
 _arena_limit: int | None = None  # None: the machine's physical memory
 
 
@@ -56,6 +59,7 @@ class PlanRecipe:
     steps: list[tuple[str, str, list[int], list[int], list[int], list[float]]] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
     output_homes: dict[int, list[int]] = field(default_factory=dict)  # output -> slots in its buffer
+    writes: dict[int, list[int]] = field(default_factory=dict)  # step -> input slots it writes in place
     num_inputs: int = 0
 
     def add_slot(self, region: int, where: int, dtype: int, shape: list[int]) -> int:
@@ -79,6 +83,8 @@ class PlanRecipe:
             plan.add_slot(region, where, dtype, shape)
         for key, label, ins, outs, ints, floats in self.steps:
             plan.add_step(key, label, ins, outs, ints, floats, -1)
+        for k, written in self.writes.items():
+            plan.set_step_writes(k, written)
         plan.set_num_inputs(self.num_inputs)
         plan.set_outputs(self.outputs)
         for j, home in self.output_homes.items():
@@ -97,6 +103,11 @@ class LoweredPlan:
     output_types: list[TensorType]
     persistent_names: list[str]
     steps: list[StepInfo]
+
+    def memory_report(self) -> dict[str, int]:
+        """The planned memory (MemoryPlan.as_dict) and, beside the arena, the bytes of the weights the plan
+        holds packed for its matrix products (packed_weights_bytes; 0 when it packs none)."""
+        return {**self.memory.as_dict(), "packed_weights_bytes": int(self.plan.packed_bytes)}
 
 
 class Slots:

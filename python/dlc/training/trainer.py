@@ -197,16 +197,18 @@ class Trainer:
                 _check_given(tg.graph)
                 training = kind not in ("loss", "attack") and options.get("mode", "train") == "train"
                 graph = run_pipeline(tg.graph, PassContext(training=training, fuse=self.model.fuse))
-                self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph)), tg)
+                self._plans[key] = (self._lower(step_graphs.strip_unused_inputs(graph), pack=not training), tg)
             return self._plans[key]
 
-    def _lower(self, graph: Any) -> LoweredPlan:
-        params = self.model.param_buffers
+    def _lower(self, graph: Any, pack: bool) -> LoweredPlan:
+        """Plans that train write the weights at every step, so packing them once would buy nothing; the
+        others (evaluation, attacks, eval-mode gradients) pack them (see CompiledModel.lower)."""
+        params = self.model.params
         for p in graph.params:
             shape = tuple(int(d) for d in p.type.shape)
             if p.kind == "opt" and (p.name not in self._opt or self._opt[p.name].shape != shape):
                 self._opt[p.name] = np.zeros(shape, dtype=params[p.name.split("/")[0]].dtype)
-        return self.model.lower(graph, self._opt)
+        return self.model.lower(graph, self._opt, pack=pack)
 
     def _prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         names = list(batch)
@@ -290,7 +292,7 @@ class Trainer:
     def _gradient_region(self, trainable: list[str]) -> dict[str, np.ndarray]:
         key = tuple(trainable)
         if key not in self._regions:
-            params = self.model.param_buffers
+            params = self.model.params
             dtypes = {params[n].dtype for n in trainable}
             if len(dtypes) > 1:
                 raise DlcError(f"the trainable parameters mix dtypes ({', '.join(sorted(map(str, dtypes)))}); "
@@ -432,22 +434,23 @@ class Trainer:
         path = Path(init["path"])
         if not path.is_absolute():  # relative to the model file, as imports are
             path = Path(self.model.module.filename).parent / path
-        load_params(self.model.param_buffers, path, include=init["include"], exclude=init["exclude"],
-                    rename=init["rename"], strict=init["strict"])
+        with self.model.writing_params() as params:
+            load_params(params, path, include=init["include"], exclude=init["exclude"], rename=init["rename"],
+                        strict=init["strict"])
 
     # ---- checkpoints ----
 
     def save_checkpoint(self, path: str) -> None:
         """Parameters, running statistics, optimizer state and counters, atomically (see checkpoint.py)."""
-        save_checkpoint(path, self.model.param_buffers, self._opt, step=self._step, epoch=self._epoch,
+        save_checkpoint(path, self.model.params, self._opt, step=self._step, epoch=self._epoch,
                         seed=self.model.seed, spec=self.spec(), run=self.run_state, run_tensors=self.run_tensors,
                         classes=self.model.classes)
 
     def load_checkpoint(self, path: str) -> None:
         """Restores parameters, optimizer state, counters, the run's state (a checkpoint written in the middle
         of an epoch resumes at the next batch of that epoch) and class names, when the file has them."""
-        self._step, self._epoch, self.run_state, self.run_tensors = load_checkpoint(
-            path, self.model.param_buffers, self._opt)
+        with self.model.writing_params() as params:
+            self._step, self._epoch, self.run_state, self.run_tensors = load_checkpoint(path, params, self._opt)
         classes = checkpoint_classes(path)
         if classes is not None:
             self.model.classes = classes
