@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings_qgemm.h"
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
@@ -188,4 +189,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_epilogue_force_form", &gemm_epilogue_force_form);
   m.def("gemm_kernel_name", &gemm_kernel_name);
   m.def("gemm_last_team_size", &gemm_last_team_size);
+  bind_qgemm(m);
 }
