@@ -115,10 +115,8 @@ def hugging_face(args: argparse.Namespace) -> int:
             path = str(Path(tmp) / f"{name}.onnx")
             models.export(name, path)
             nodes = len(onnx.load(path).graph.node)
-            # dlc's causal attention needs the sequence length: GPT-2 is imported with T bound.
-            dims = {"T": models.HF_SIZE["seq"]} if name == "hf_gpt2" else None
             start = time.perf_counter()
-            program = from_onnx(path, dims=dims)
+            program = from_onnx(path)  # N and T symbolic (GPT-2's causal mask too)
             import_s = time.perf_counter() - start
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads

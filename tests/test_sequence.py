@@ -194,6 +194,23 @@ def test_attention_causal_and_padding_masks() -> None:
     np.testing.assert_allclose(again["padded"], out["padded"], rtol=1e-12)
 
 
+def test_causal_attention_over_a_symbolic_length() -> None:
+    """Regression: causal=true needed the sequence length at compile time (a constant triangle); with T
+    symbolic the mask is `triangle`, built when the plan runs, so one program serves every length, and the
+    gradient matches the bound program's."""
+    src = "input x: f32[N, {t}, 4]\ninput r: f32[N, {t}, 4]\nparam w: f32[4, 4]\n" \
+          "a = attention(x @ w, x, x, causal=true)\noutput a\ntrain {{ loss = sum(a * r) }}\n"
+    free = dlc.compile(source=src.format(t="T"), dtype="f64")
+    for t in (3, 6):
+        x, r = rand(2, t, 4), rand(2, t, 4)
+        tril = np.tril(np.ones((t, t), dtype=bool))
+        np.testing.assert_allclose(free(x=x)["a"], _attention_ref(x @ free.params["w"], x, x, tril), rtol=1e-10)
+        bound = dlc.compile(source=src.format(t=t), dtype="f64")
+        bound.set_params(free.params)
+        np.testing.assert_allclose(free.loss_and_grads(x=x, r=r)[1]["w"], bound.loss_and_grads(x=x, r=r)[1]["w"],
+                                   rtol=1e-10)
+
+
 def test_multi_head_attention_matches_reference_and_gradients() -> None:
     src = ("input x: f32[2, 6, 8]\ninput m: f32[2, 6]\ninput r: f32[2, 6, 8]\n"
            "a = masked_multi_head_attention(x, m, 8, 2, causal=true)\noutput a\ntrain { loss = sum(a * r) }\n")

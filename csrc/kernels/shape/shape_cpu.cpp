@@ -348,6 +348,24 @@ void one_hot_kernel(const KernelArgs& a) {
   });
 }
 
+// y[..., i, j] = (j - i <= k), or (j - i >= k) when upper: the triangle of numpy's tril/triu and ONNX's Trilu,
+// and attention's causal mask. A kernel rather than a constant, so the size may be bound at run time.
+void triangle_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in == 0 && a.n_out == 1 && a.n_ints == 2 && a.out[0].ndim >= 2,
+               "triangle: expects [] -> [y] of rank >= 2, ints [k, upper]");
+  const Tensor& y = a.out[0];
+  const int64_t R = y.shape[y.ndim - 2], C = y.shape[y.ndim - 1], k = a.ints[0];
+  const bool upper = a.ints[1] != 0;
+  const int64_t mats = R * C == 0 ? 0 : y.numel() / (R * C);
+  with_dst_type(y.dtype, [&](auto d) {
+    using D = decltype(d);
+    D* yp = y.ptr<D>();
+    for (int64_t i = 0; i < R; ++i)
+      for (int64_t j = 0; j < C; ++j) yp[i * C + j] = static_cast<D>(upper ? j - i >= k : j - i <= k);
+    for (int64_t m = 1; m < mats; ++m) std::memcpy(yp + m * R * C, yp, static_cast<size_t>(R * C) * sizeof(D));
+  });
+}
+
 // Elements per row of a table [V, ...] (1 for a vector): gather(x, index) and scatter_add move whole rows.
 int64_t row_size(const Tensor& t) {
   int64_t d = 1;
@@ -442,6 +460,7 @@ DLC_REGISTER_KERNEL("copy", ::dlc::Device::CPU, copy_kernel);
 DLC_REGISTER_KERNEL("cast", ::dlc::Device::CPU, cast_kernel);
 DLC_REGISTER_KERNEL("gather_rows", ::dlc::Device::CPU, gather_rows_kernel);
 DLC_REGISTER_KERNEL("one_hot", ::dlc::Device::CPU, one_hot_kernel);
+DLC_REGISTER_KERNEL("triangle", ::dlc::Device::CPU, triangle_kernel);
 DLC_REGISTER_KERNEL("scatter_add_rows", ::dlc::Device::CPU, scatter_add_rows_kernel);
 DLC_REGISTER_KERNEL("scatter_add", ::dlc::Device::CPU, scatter_add_kernel);
 

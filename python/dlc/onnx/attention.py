@@ -153,10 +153,41 @@ def match_attention(im: Any, node: Node) -> bool:
 
 
 def _causal(im: Any, mask: str) -> bool:
-    """A constant mask that lets query i see keys j <= i (aligned at the end, as dlc's causal=true)."""
+    """A mask that lets query i see keys j <= i (aligned at the end, as dlc's causal=true): a constant, or
+    Where(Equal(Trilu(filled), 0), -inf, 0) over a symbolic [T, T] (GPT-2's export)."""
     c = im.const(mask)
-    if c is None or c.ndim < 2 or any(d != 1 for d in c.shape[:-2]):
+    if c is None:
+        return _traced_triangle(im, mask)
+    if c.ndim < 2 or any(d != 1 for d in c.shape[:-2]):
         return False
     tq, tk = c.shape[-2:]
     keep = c.reshape(tq, tk) == 0
     return bool(np.array_equal(keep, np.tril(np.ones((tq, tk), dtype=bool), k=tk - tq)))
+
+
+def _traced_triangle(im: Any, mask: str) -> bool:
+    """Whether the mask is 0 exactly on the lower triangle (diagonal included) of a square over its last two
+    axes and -inf elsewhere, read from the nodes computing it: Where(cond, a, b) with a and b constant and
+    cond the filled triangle (Trilu, upper=0, k=0, of a nonzero fill), a cast of it, or its Equal to 0."""
+    t = im.values.get(mask)
+    where = im.producers.get(mask)
+    if not isinstance(t, Tensor) or t.shape is None or len(t.shape) < 2 or t.shape[-1] != t.shape[-2] \
+            or where is None or where.op_type != "Where":
+        return False
+    inside, outside = _scalar(im, where.input[1]), _scalar(im, where.input[2])
+    cond = im.producers.get(where.input[0])
+    if cond is not None and cond.op_type == "Equal" and _scalar(im, cond.input[1]) == 0.0:
+        inside, outside = outside, inside
+        cond = im.producers.get(cond.input[0])
+    while cond is not None and cond.op_type in ("Cast", "Identity"):
+        cond = im.producers.get(cond.input[0])
+    if inside != 0.0 or outside != -np.inf or cond is None or cond.op_type != "Trilu" \
+            or any(a.name == "upper" and a.i != 0 for a in cond.attribute) \
+            or (len(cond.input) > 1 and cond.input[1] and _scalar(im, cond.input[1]) != 0.0):
+        return False
+    fill = im.producers.get(cond.input[0])
+    if fill is None or fill.op_type != "Expand":
+        return False
+    value = _const(im, fill.input[0])
+    return value is not None and value.size > 0 and bool(np.all(value == value.reshape(-1)[0])) \
+        and bool(value.reshape(-1)[0] != 0)

@@ -337,12 +337,34 @@ class Importer:
         if self.problems:
             raise OnnxImportError(f"{self.where}: cannot import {len(self.problems)} node(s):\n  "
                                   + "\n  ".join(self.problems))
+        self.prune(output_lines)
         header = [f"# Imported from {self.where} by dlc import (opset {self.opsets.get('ai.onnx', '?')}"
                   + (f", producer {self.model.producer_name} {self.model.producer_version}".rstrip()
                      if self.model.producer_name else "") + ")."]
         text = "\n".join(header + input_lines + [""] + self.param_lines + ([""] if self.param_lines else [])
                          + self.lines + [""] + output_lines) + "\n"
         return Converted(text, self.params, self.dims, self.input_names, self.output_names)
+
+    def prune(self, output_lines: list[str]) -> None:
+        """Drops statements and constant parameters no output depends on: values a recognized pattern made
+        unnecessary (a causal mask that became `causal=true`) would otherwise stay in the text."""
+        ident = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+        needed = set(ident.findall("\n".join(output_lines)))
+        kept = []
+        for line in reversed(self.lines):
+            var, _, expr = line.partition(" = ")
+            if var in needed or not ident.fullmatch(var):
+                kept.append(line)
+                needed.update(ident.findall(line))
+        self.lines = kept[::-1]
+        params = []
+        for line in self.param_lines:
+            name = line.split()[1].rstrip(":")
+            if name in needed:
+                params.append(line)
+            else:
+                self.params.pop(name, None)
+        self.param_lines = params
 
     def convert(self, proto: Any) -> None:
         from onnx import helper

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..dims import Dim, Sym, dim_mul, dims_product
-from .symbolic import Iota, axes_of, counting, int_vec, items_of, pack
+from .symbolic import Iota, axes_of, counting, int_vec, items_of, shape_value
 from .values import Node, Tensor, Unsupported, literal
 
 _COMPARE = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
@@ -33,13 +33,19 @@ def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
         return counting(shape, None, _uniform(x))  # type: ignore[arg-type]
     if op == "Where" and isinstance(x, Iota) and not x.terms:
         return _where(im, node, x, ins)
+    if op in ("Max", "Min") and _only_measured(im, node):
+        # transformers' mask functions broadcast their index tensors with Max to learn the mask's shape
+        shapes = [v.shape for v in ins if v is not None]
+        out_shape = shapes[0]
+        for other in shapes[1:]:
+            out_shape = broadcast_shape(out_shape, other)
+        return counting(out_shape, None, 0)  # its values are never read: any fill stands for them
     if op in ("Add", "Mul", "And", "Or") and not isinstance(x, Iota):
         x, ins = ins[1], [ins[1], x]  # commutative: the Iota first
     if not isinstance(x, Iota):
         raise Unsupported(f"{op} with position ids of symbolic length as its second input")
     if op == "Shape":
-        node.only()
-        return pack(list(x.shape), False)
+        return shape_value(node, list(x.shape))
     if op in ("Cast", "Identity"):
         to = {6: "i32", 7: "i64", 9: "bool"}.get(int(node.attr("to", 7)))
         if op == "Cast" and (to is None or (to == "bool" and x.terms)):
@@ -47,6 +53,8 @@ def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
         return replace(x, start=int(bool(x.start)) if to == "bool" else x.start, dtype=to or x.dtype)
     if op in _COMPARE and isinstance(ins[1], np.ndarray) and ins[1].size == 1:
         return _compare(x, op, int(ins[1].reshape(())))
+    if op in _COMPARE and isinstance(ins[1], Iota):
+        return _triangle(im, node, x, ins[1])
     if op in ("And", "Or"):
         other = _as_iota(ins[1])
         if x.terms or other is None or other.terms:
@@ -100,6 +108,13 @@ def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
     if op == "Slice":
         return _slice(im, node, x)
     raise Unsupported(f"{op} of position ids of symbolic length")
+
+
+def _only_measured(im: Any, node: Node) -> bool:
+    """Whether only Shape nodes read the node's output (not a graph output either)."""
+    out = node.outputs[0]
+    readers = im.readers.get(out, [])
+    return bool(readers) and out not in im.graph_outputs and all(r.op_type == "Shape" for r in readers)
 
 
 def _moved(x: Iota, mapping: list[int], shape: tuple[Dim, ...]) -> Iota:
@@ -181,6 +196,33 @@ def _compare(x: Iota, op: str, c: int) -> Iota:
     if not always and not never:
         raise Unsupported(f"{op} of position ids of symbolic length with {c} holds for some ids only")
     return counting(x.shape, None, int(always), dtype="bool")
+
+
+def _triangle(im: Any, node: Node, a: Iota, b: Iota) -> None:
+    """Ids counting along the last two axes compared (`kv_idx <= q_idx` in mask functions): with row ids
+    r0 + i and column ids c0 + j, `c0 + j <= r0 + i` is j - i <= r0 - c0, a triangle of dlc's `triangle`,
+    built when the plan runs (the length is symbolic)."""
+    shape = broadcast_shape(a.shape, b.shape)
+    rank = len(shape)
+
+    def place(x: Iota) -> tuple[int, int] | None:  # (axis in the broadcast shape, start) of ids counting by 1
+        if len(x.terms) != 1 or x.terms[0][1] != 1:
+            return None
+        return x.terms[0][0] + rank - len(x.shape), x.start
+
+    pa, pb = place(a), place(b)
+    if pa is None or pb is None or {pa[0], pb[0]} != {rank - 2, rank - 1} or node.op == "Equal":
+        raise Unsupported(f"{node.op} of two index tensors other than ids counting along the last two axes")
+    op = node.op
+    if pa[0] == rank - 2:  # a counts the rows: `a < b` is `b > a`
+        op = {"Less": "Greater", "Greater": "Less", "LessOrEqual": "GreaterOrEqual",
+              "GreaterOrEqual": "LessOrEqual"}[op]
+        pa, pb = pb, pa
+    d = pb[1] - pa[1]
+    k, upper = {"LessOrEqual": (d, False), "Less": (d - 1, False), "GreaterOrEqual": (d, True),
+                "Greater": (d + 1, True)}[op]
+    im.emit(node.outputs[0], f"triangle([{', '.join(im.dim_text(x) for x in shape)}], k={k}, "
+                             f"upper={'true' if upper else 'false'}, dtype=\"bool\")")
 
 
 def broadcast_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:

@@ -9,20 +9,18 @@ from typing import Any
 import numpy as np
 
 from ..dims import Sym, dims_product
+from ..ir import NUMPY_DTYPES
 from .registry import converts
 from .iota import gather_flat
-from .symbolic import Iota, axes_of, int_vec, pack
+from .symbolic import Iota, axes_of, int_vec, shape_value
 from .values import Node, Tensor, Unsupported, literal
 
 
 @converts("Shape")
 def shape(im: Any, node: Node) -> None:
-    node.only("start", "end")
     v = im.get(node.inputs[0])
     dims = list(v.shape) if isinstance(v, np.ndarray) else list(im.tensor(node.inputs[0]).shape)
-    end = node.attr("end")
-    dims = dims[slice(int(node.attr("start", 0)), None if end is None else int(end))]
-    im.set(node.outputs[0], pack(dims, False))
+    im.set(node.outputs[0], shape_value(node, dims))
 
 
 @converts("Size")
@@ -299,24 +297,29 @@ def depth_space(im: Any, node: Node) -> None:
 
 @converts("Trilu")
 def trilu(im: Any, node: Node) -> None:
-    """The lower (upper) triangle from diagonal k of the last two (static) axes: a product with a 0/1
-    constant for floats, a where() for the other dtypes."""
+    """The lower (upper) triangle from diagonal k of the last two axes: a product with 0/1 for floats, a where()
+    for the other dtypes. The 0/1 triangle is a constant when those axes are static, else dlc's `triangle`,
+    built when the plan runs (GPT-2's causal mask is a Trilu over [T, T])."""
     node.only("upper")
     x = im.tensor(node.inputs[0])
     if x.rank < 2:
         raise Unsupported("Trilu of a tensor of rank < 2")
-    rows, cols = x.static("Trilu")[-2:]
     k = int(im.need_const(node.inputs[1], "Trilu's k").reshape(())) if len(node.inputs) > 1 and node.inputs[1] \
         else 0
-    ones = np.ones((rows, cols), dtype=bool)
-    keep = np.triu(ones, k) if node.attr("upper", 1) else np.tril(ones, k)
-    if np.all(keep):
-        im.set(node.outputs[0], x)
-        return
-    if x.dtype in ("f32", "f64"):
-        ones_zeros = keep.astype(np.float32 if x.dtype == "f32" else np.float64)
-        factor = im.const_tensor(ones_zeros, node.outputs[0] + "_keep")
-        im.emit(node.outputs[0], f"{x.name} * {factor.name}")
-        return
-    mask = im.const_tensor(keep, node.outputs[0] + "_keep")
-    im.emit(node.outputs[0], f"where({mask.name}, {x.name}, {x.name} * 0)")
+    upper = bool(node.attr("upper", 1))
+    rows, cols = x.shape[-2:]
+    kind = x.dtype if x.dtype in ("f32", "f64") else "bool"
+    if isinstance(rows, int) and isinstance(cols, int):
+        ones = np.ones((rows, cols), dtype=bool)
+        keep = np.triu(ones, k) if upper else np.tril(ones, k)
+        if np.all(keep):
+            im.set(node.outputs[0], x)
+            return
+        mask = im.const_tensor(keep.astype(NUMPY_DTYPES[kind]), node.outputs[0] + "_keep").name
+    else:
+        mask = im.temp(f"triangle([{im.dim_text(rows)}, {im.dim_text(cols)}], k={k}, "
+                       f"upper={'true' if upper else 'false'}, dtype=\"{kind}\")", node.outputs[0] + "_keep")
+    if kind != "bool":
+        im.emit(node.outputs[0], f"{x.name} * {mask}")
+    else:
+        im.emit(node.outputs[0], f"where({mask}, {x.name}, {x.name} * 0)")

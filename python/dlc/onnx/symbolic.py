@@ -52,6 +52,13 @@ def counting(shape: tuple[Dim, ...], axis: int | None, start: int, step: Dim = 1
     return Iota(tuple(shape), () if axis is None or step == 0 else ((axis, step),), start, dtype)
 
 
+def shape_value(node: Node, dims: list[Any]) -> Any:
+    """Shape's output for a tensor of these dimensions, with opset 15's start and end."""
+    node.only("start", "end")
+    end = node.attr("end")
+    return pack(dims[slice(int(node.attr("start", 0)), None if end is None else int(end))], False)
+
+
 def int_vec(im: Any, name: str, what: str) -> list[int | str]:
     """A constant or symbolic integer vector input (a shape, axes, indices)."""
     v = im.get(name)

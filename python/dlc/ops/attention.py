@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dims import concrete
+from ..dims import Dim, concrete
 from ..errors import ShapeError
 from ..initializers import make_spec
 from ..ir import TensorType
@@ -39,6 +39,16 @@ def _keep_mask(b: Any, mask: int, scores: TensorType) -> int:
     return keep
 
 
+def _causal_mask(b: Any, tq: Dim, tk: Dim) -> int:
+    """Query i may see keys j <= i + (tk - tq). A constant when both lengths are known; otherwise built when the
+    plan runs (`triangle`), which needs the offset tk - tq: 0 when they are the same symbol."""
+    if isinstance(tq, int) and isinstance(tk, int):
+        return b.const(np.tril(np.ones((tq, tk), dtype=bool), k=tk - tq))
+    if tq != tk:
+        concrete(tq if not isinstance(tq, int) else tk, "causal attention over different query and key lengths")
+    return b.op1("triangle", shape=(tq, tk), k=0, upper=False, dtype="bool")
+
+
 def attend(b: Any, q: int, k: int, v: int, mask: int | None, causal: bool, scale: float) -> int:
     """softmax(q k^T * scale + masks) v over the last two axes; leading axes (batch, heads) broadcast."""
     qt, kt, vt = b.type_of(q), b.type_of(k), b.type_of(v)
@@ -54,9 +64,7 @@ def attend(b: Any, q: int, k: int, v: int, mask: int | None, causal: bool, scale
     st = b.type_of(scores)
     low = b.scalar(MASKED_SCORE, st.dtype)
     if causal:
-        tq, tk = concrete(st.shape[-2], "causal attention queries"), concrete(st.shape[-1], "causal attention keys")
-        allowed = np.tril(np.ones((tq, tk), dtype=bool), k=tk - tq)
-        scores = b.op1("where", b.const(allowed), scores, low)
+        scores = b.op1("where", _causal_mask(b, st.shape[-2], st.shape[-1]), scores, low)
     if mask is not None:
         scores = b.op1("where", _keep_mask(b, mask, st), scores, low)
     return b.op1("matmul", b.op1("softmax", scores, axis=-1), v)

@@ -112,6 +112,43 @@ def _fill_sample(shape: tuple[int, ...], value: float, dtype: str) -> Any:
     return Sample([], {"shape": shape, "value": value, "dtype": dtype}, grad=False)
 
 
+def _triangle_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    shape = _check_shape(attrs["shape"])
+    if len(shape) < 2:
+        raise ShapeError(f"triangle needs a shape of rank >= 2 ([..., rows, cols]), got {list(shape)}")
+    return [TensorType(attrs["dtype"], shape)]
+
+
+def _np_triangle(shape: tuple[int, ...], k: int, upper: bool, dtype: str) -> Any:
+    import numpy as np
+
+    from .common import dtype_np
+    rows, cols = shape[-2:]
+    offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]
+    keep = offset >= k if upper else offset <= k
+    return np.broadcast_to(keep, shape).astype(dtype_np(dtype))
+
+
+def _triangle_samples(rng: Any, dt: str) -> list[Any]:
+    from .registry import Sample
+    return [Sample([], {"shape": (3, 5), "k": 0, "upper": False, "dtype": "bool"}, grad=False),
+            Sample([], {"shape": (2, 4, 3), "k": 1, "upper": True, "dtype": dt}, grad=False),
+            Sample([], {"shape": (5, 2), "k": -2, "upper": False, "dtype": "i32"}, grad=False)]
+
+
+# Built at run time from the bound shape, so its size may be symbolic (a causal mask over T keys): a constant
+# would need T at compile time.
+register(OpDef("triangle", (), (AttrSpec("shape", "any", doc="[..., rows, cols]; symbolic dimensions allowed"),
+                                AttrSpec("k", "int", 0, doc="the diagonal: 0 the main one, > 0 above it"),
+                                AttrSpec("upper", "bool", False, doc="keep j - i >= k instead of j - i <= k"),
+                                AttrSpec("dtype", "dtype", "bool")),
+               infer=_triangle_infer, kernel="triangle",
+               lower=lambda n, t: ([n.attr("k"), int(n.attr("upper"))], []), differentiable=False,
+               reference=_np_triangle, samples=_triangle_samples,
+               doc="1 (true) at [..., i, j] where j - i <= k (the lower triangle; j - i >= k with upper=true), "
+                   "else 0: numpy's tril/triu of ones, and the causal mask of attention"))
+
+
 # ---- the .dlm ops ----
 
 def _random_expand(prim: str, params: tuple[str, ...]) -> Any:
