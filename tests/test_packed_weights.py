@@ -104,14 +104,31 @@ def test_a_plans_own_writes_advance_the_version() -> None:
     assert not np.array_equal(after, before) and infer.pack_count == 2
 
 
-def test_streaming_shapes_pack_nothing() -> None:
-    """One row, or few: the GEMM reads B in place, so the plan keeps no packed copy."""
-    k, n = 64, 40
-    w = np.ones((k, n), np.float32)
-    for m in (1, 4):
-        plan = _matmul_plan(m, k, n, w, _core.ParamVersions(1))
-        np.testing.assert_allclose(_run(plan, np.ones((m, k), np.float32), n), np.full((m, n), k, np.float32))
-        assert plan.pack_count == 0 and plan.packed_bytes == 0
+# Rows up to which a path streams B even when it is packed ahead (Path::packed_*_rows in gemm_cpu.cpp).
+STREAMED_ROWS = {"avx512": 1, "avx2": 32, "scalar": 64}
+
+
+@pytest.mark.parametrize("isa", GEMM_ISAS)
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_few_rows_read_a_packed_copy_where_it_is_faster(isa: str, trans_b: bool) -> None:
+    """One row: every path streams B through its matrix-vector kernel and keeps no copy. Few rows: the AVX-512
+    path reads a copy packed ahead (its packed micro-kernel beat streaming from 2 rows once packing is free),
+    the others stream B as they would unpacked. Either way the values are right, and with B as stored the
+    packed copy changes no bit (the direct-B and packed micro-kernels do the same arithmetic)."""
+    k, n = 200, 72
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    with forced_gemm_isa(isa):
+        for m in (1, 2, 5, 16, 33):
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            plan = _matmul_plan(m, k, n, w, _core.ParamVersions(1), trans_b)
+            got = _run(plan, x, n)
+            np.testing.assert_allclose(got, x @ (w.T if trans_b else w), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+            reads_copy = m > STREAMED_ROWS[isa]
+            assert (plan.pack_count == 1) == reads_copy and (plan.packed_bytes > 0) == reads_copy
+            if not trans_b:
+                plan.set_weight_packing(False)
+                np.testing.assert_array_equal(_run(plan, x, n), got)
 
 
 def test_versions_reject_unknown_buffers() -> None:

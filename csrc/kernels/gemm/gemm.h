@@ -44,8 +44,8 @@ struct GemmPackedB {
 template <typename T>
 GemmPackedB<T> gemm_pack_b(bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb);
 
-// Whether an M x N x K product on the kernel path in use packs B at all (false where it streams B: one row or
-// column, or few rows), i.e. whether a GemmPackedB would be read.
+// Whether an M x N x K product on the kernel path in use would read a GemmPackedB (false where it streams B even
+// when B is packed ahead: one row or column, or few rows on a path where streaming measures faster).
 template <typename T>
 bool gemm_reads_packed_b(bool trans_b, int64_t M, int64_t N, int64_t K);
 

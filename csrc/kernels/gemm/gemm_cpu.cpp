@@ -83,7 +83,10 @@ thread_local ScratchBuffer tls_pack_b;
 // to `direct_b_rows` rows the blocked loop reads op(B) in place (direct_b) when it is not transposed, and up to
 // `small_dot_rows` rows a transposed B (stored N x K) is read in place by the dot-form kernel. The row limits
 // are where streaming stopped measuring faster than packing (benchmarks/small_m_bench.py, f32, K and N of the
-// workloads' dense layers).
+// workloads' dense layers). A B packed ahead (gemm_pack_b) costs nothing to pack, so its limits are lower
+// (`packed_direct_b_rows`, `packed_small_dot_rows`): where the packed micro-kernel beat streaming at every row
+// count from 2 (AVX-512, benchmarks/packing_bench.py --part small-m), 1; elsewhere streaming still wins, and they
+// are the streaming limits.
 template <Isa I, typename T>
 struct Path;
 template <typename T>
@@ -95,6 +98,7 @@ struct ScalarKernels {
   static constexpr PackKernel<T> pack_copy = nullptr, pack_transpose = nullptr;
   static constexpr GemvKernel<T> dot = &gemv_dot_scalar<T>, axpy = &gemv_axpy_scalar<T>;
   static constexpr int64_t direct_b_rows = 64, small_dot_rows = 64;
+  static constexpr int64_t packed_direct_b_rows = direct_b_rows, packed_small_dot_rows = small_dot_rows;
 };
 template <>
 struct Path<Isa::kScalar, float> : Blocking<Avx2Tile<float>::MR, Avx2Tile<float>::NR, 256, 288, 4096>,
@@ -109,6 +113,7 @@ struct Path<Isa::kAvx2, T> : Path<Isa::kScalar, T> {
   static constexpr SmallDotKernel<T> small_dot = &small_dot_avx2;
   static constexpr GemvKernel<T> dot = &gemv_dot_avx2, axpy = &gemv_axpy_avx2;
   static constexpr int64_t direct_b_rows = 32, small_dot_rows = 32;
+  static constexpr int64_t packed_direct_b_rows = direct_b_rows, packed_small_dot_rows = small_dot_rows;
 };
 template <typename T>
 struct Avx512Kernels {
@@ -119,6 +124,7 @@ struct Avx512Kernels {
   static constexpr PackKernel<T> pack_copy = &pack_copy_avx512, pack_transpose = &pack_transpose_avx512;
   static constexpr GemvKernel<T> dot = &gemv_dot_avx512, axpy = &gemv_axpy_avx512;
   static constexpr int64_t direct_b_rows = 64, small_dot_rows = 16;
+  static constexpr int64_t packed_direct_b_rows = 1, packed_small_dot_rows = 1;
 };
 template <>
 struct Path<Isa::kAvx512, float> : Blocking<Avx512Tile<float>::MR, Avx512Tile<float>::NR, 256, 256, 4096>,
@@ -336,7 +342,7 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   const int64_t kc_step = k_step<P>(K);
   const int64_t row_tiles = ceil_div(M, MR);
 
-  const bool direct_b = !trans_b && stream_b(M, P::direct_b_rows);
+  const bool direct_b = !trans_b && stream_b(M, prepacked ? P::packed_direct_b_rows : P::direct_b_rows);
   if (direct_b) prepacked = nullptr;
   // The B block is shared by all threads: it comes from the calling thread's scratch (or the packed weight).
   T* const scratch_b =
@@ -429,10 +435,10 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
 enum class Route { kScale, kGemv, kSmallDot, kBlocked };
 
 template <typename P>
-Route route(bool trans_b, int64_t M, int64_t N, int64_t K, bool zero_alpha) {
+Route route(bool trans_b, int64_t M, int64_t N, int64_t K, bool zero_alpha, bool prepacked) {
   if (K <= 0 || zero_alpha) return Route::kScale;
   if (M == 1 || N == 1) return Route::kGemv;
-  if (trans_b && stream_b(M, P::small_dot_rows)) return Route::kSmallDot;
+  if (trans_b && stream_b(M, prepacked ? P::packed_small_dot_rows : P::small_dot_rows)) return Route::kSmallDot;
   return Route::kBlocked;
 }
 
@@ -441,7 +447,9 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
              const T* B, int64_t ldb, T beta, T* C, int64_t ldc, GemmEpilogueFn<T> epilogue, void* ctx,
              GemmTileEpilogueFn<T> tile_fn, const GemmPackedB<T>* packed) {
   using P = Path<I, T>;
-  switch (route<P>(trans_b, M, N, K, alpha == T(0))) {
+  const bool usable = packed && packed->data && packed->isa == static_cast<int>(I) && packed->trans_b == trans_b &&
+                      packed->K == K && packed->N == N;
+  switch (route<P>(trans_b, M, N, K, alpha == T(0), usable)) {
     case Route::kScale:
       scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
       return;
@@ -451,13 +459,10 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
     case Route::kSmallDot:
       small_m_dot<P>(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx);
       return;
-    case Route::kBlocked: {
-      const bool usable = packed && packed->data && packed->isa == static_cast<int>(I) &&
-                          packed->trans_b == trans_b && packed->K == K && packed->N == N;
+    case Route::kBlocked:
       gemm_blocked<P>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, ctx, tile_fn,
                       usable ? packed->data.get() : nullptr);
       return;
-    }
   }
 }
 
@@ -510,8 +515,8 @@ bool gemm_reads_packed_b(bool trans_b, int64_t M, int64_t N, int64_t K) {
   using gemm_detail::Path;
   const auto packs = [&](auto path) {
     using P = decltype(path);
-    return gemm_detail::route<P>(trans_b, M, N, K, false) == gemm_detail::Route::kBlocked &&
-           !(!trans_b && gemm_detail::stream_b(M, P::direct_b_rows));
+    return gemm_detail::route<P>(trans_b, M, N, K, false, true) == gemm_detail::Route::kBlocked &&
+           !(!trans_b && gemm_detail::stream_b(M, P::packed_direct_b_rows));
   };
   switch (gemm_detail::active_isa()) {
     case Isa::kAvx512:
