@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/gemm/gemm_epilogue.h"
 #include "runtime/plan.h"
 #include "runtime/thread_pool.h"
@@ -94,6 +95,25 @@ py::array_t<T> gemm_np(py::array_t<T, py::array::c_style | py::array::forcecast>
     py::gil_scoped_release release;
     gemm<T>(trans_a, trans_b, M, N, K, T(1), a.data(), a.shape(1), b.data(), b.shape(1), T(0),
             c.mutable_data(), N);
+  }
+  return c;
+}
+
+// The bf16 GEMM on NumPy arrays (tests and benchmarks): op(A) @ op(B) in bf16 arithmetic, f32 out; `packed`
+// packs B first (as a plan's weight cache does) and reads the packed copy.
+py::array_t<float> gemm_bf16_np(py::array_t<float, py::array::c_style | py::array::forcecast> a,
+                                py::array_t<float, py::array::c_style | py::array::forcecast> b, bool trans_b,
+                                bool packed) {
+  if (a.ndim() != 2 || b.ndim() != 2) throw std::invalid_argument("gemm_bf16 expects 2-D arrays");
+  const int64_t M = a.shape(0), K = a.shape(1), N = trans_b ? b.shape(0) : b.shape(1);
+  if ((trans_b ? b.shape(1) : b.shape(0)) != K) throw std::invalid_argument("gemm_bf16: inner dimensions differ");
+  py::array_t<float> c({M, N});
+  {
+    py::gil_scoped_release release;
+    Bf16PackedB pb;
+    if (packed) pb = gemm_bf16_pack_b(trans_b, K, N, b.data(), b.shape(1));
+    gemm_bf16(trans_b, M, N, K, a.data(), K, b.data(), b.shape(1), c.mutable_data(), N, nullptr, nullptr,
+              packed ? &pb : nullptr);
   }
   return c;
 }
@@ -190,4 +210,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_kernel_name", &gemm_kernel_name);
   m.def("gemm_last_team_size", &gemm_last_team_size);
   bind_qgemm(m);
+  m.def("gemm_bf16", &gemm_bf16_np, py::arg("a"), py::arg("b"), py::arg("trans_b") = false,
+        py::arg("packed") = false);
+  m.def("gemm_bf16_force_isa", &gemm_bf16_force_isa);
+  m.def("gemm_bf16_kernel_name", &gemm_bf16_kernel_name);
+  m.def("cpu_has_avx512_bf16", &cpu_has_avx512_bf16);
 }

@@ -108,7 +108,7 @@ def test_trained_program_saves_parameters_only(tmp_path: Path) -> None:
 def test_file_layout(saved: tuple[dlc.Program, Path]) -> None:
     prog, path = saved
     tensors, meta = read(path)
-    assert meta["format"] == "dlc-artifact" and meta["version"] == "3"
+    assert meta["format"] == "dlc-artifact" and meta["version"] == "4"
     assert sorted(tensors) == sorted(f"param/{n}" for n in prog.params)  # no plan, no constants: rebuilt on load
     for name, value in prog.params.items():
         np.testing.assert_array_equal(tensors[f"param/{name}"], value)
@@ -217,7 +217,7 @@ def _set(key: str, value: str) -> Callable[[dict[str, np.ndarray], dict[str, str
 
 
 @pytest.mark.parametrize("edit,pattern", [
-    (_set("version", "4"), "version '4' is not supported"),
+    (_set("version", "5"), "version '5' is not supported"),
     (_set("inputs", "{not json"), "'inputs' entry is not valid JSON"),
     (_set("outputs", "[" * 100_000), "'outputs' entry is nested too deeply"),
     (lambda t, m: m.pop("persistent"), "no 'persistent' entry"),

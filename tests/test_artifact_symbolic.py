@@ -42,7 +42,7 @@ def test_unbound_dimensions_stay_symbolic(tmp_path: Path) -> None:
     program, path = saved(tmp_path)
     with safe_open(str(path), framework="np") as f:
         meta = f.metadata()
-    assert meta["version"] == "3" and json.loads(meta["dims"]) == {} and json.loads(meta["memory"]) is None
+    assert meta["version"] == "4" and json.loads(meta["dims"]) == {} and json.loads(meta["memory"]) is None
     assert json.loads(meta["inputs"])[0] == {"name": "x", "dtype": "f32", "shape": ["N", "T", 3]}
     art = dlc.load(path)
     assert art.unbound == ["N", "T"] and art.inputs["k"] == dlc.TensorSpec("i32", ("N", "T"))

@@ -16,14 +16,15 @@ F32, F64 = 0, 1
 
 
 def _matmul_plan(m: int, k: int, n: int, w: np.ndarray, versions: _core.ParamVersions, trans_b: bool = False,
-                 dtype: int = F32) -> _core.Plan:
-    """y = x @ W (x an input, W persistent buffer 0), the product written straight to the output."""
+                 dtype: int = F32, key: str = "matmul") -> _core.Plan:
+    """y = x @ W (x an input, W persistent buffer 0), the product written straight to the output; `key` the
+    matmul kernel ("matmul_bf16": test_gemm_bf16.py)."""
     item = 4 if dtype == F32 else 8
     plan = _core.Plan(m * n * item)
     x = plan.add_slot(INPUT, 0, dtype, [m, k])
     wslot = plan.add_slot(PERSISTENT, 0, dtype, list(w.shape))
     y = plan.add_slot(ARENA, 0, dtype, [m, n])
-    plan.add_step("matmul", "matmul", [x, wslot], [y], [0, int(trans_b), 0], [], -1)
+    plan.add_step(key, "matmul", [x, wslot], [y], [0, int(trans_b), 0], [], -1)
     plan.set_num_inputs(1)
     plan.set_outputs([y])
     plan.set_persistent([w])

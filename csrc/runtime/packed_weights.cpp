@@ -1,6 +1,7 @@
 #include "runtime/packed_weights.h"
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 
 namespace dlc {
 
@@ -33,9 +34,10 @@ std::shared_ptr<const void> pack_if_read(const Tensor& a, const Tensor& b, const
 }  // namespace
 
 std::shared_ptr<const void> PackedWeights::get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
-                                               const std::vector<int64_t>& ints, uint64_t version) const {
+                                               const std::vector<int64_t>& ints, uint64_t version, bool bf16) const {
   if (ints.size() < 2 || b.ndim != 2 || a.ndim < 2 || c.ndim < 2 || b.dtype != c.dtype) return nullptr;
-  const std::string path = gemm_kernel_name();
+  // Both bf16 paths read one layout, so a bf16 copy never goes stale with the path.
+  const std::string path = bf16 ? "bf16" : gemm_kernel_name();
   std::lock_guard<std::mutex> lock(mu_);
   if (by_step_.size() <= step) by_step_.resize(step + 1);
   PackedOperand& slot = by_step_[step];
@@ -43,7 +45,14 @@ std::shared_ptr<const void> PackedWeights::get(size_t step, const Tensor& a, con
   const bool ta = ints[0] != 0, tb = ints[1] != 0;
   std::shared_ptr<const void> packed;
   size_t bytes = 0;
-  if (b.dtype == DType::F32) {
+  if (bf16 && b.dtype == DType::F32 && !ta) {
+    const int64_t N = c.shape[c.ndim - 1], K = a.shape[a.ndim - 1];
+    auto p = std::make_shared<const Bf16PackedB>(gemm_bf16_pack_b(tb, K, N, b.ptr<float>(), b.shape[1]));
+    bytes = p->bytes();
+    packed = p;
+  } else if (bf16) {
+    return nullptr;
+  } else if (b.dtype == DType::F32) {
     packed = pack_if_read<float>(a, b, c, ta, tb);
     if (packed) bytes = static_cast<const GemmPackedB<float>*>(packed.get())->bytes();
   } else if (b.dtype == DType::F64) {

@@ -29,7 +29,7 @@ class ParamVersions {
   std::unique_ptr<std::atomic<uint64_t>[]> v_;
 };
 
-// One step's packed operand: a GemmPackedB<float> or <double> (type-erased), and what it was packed from.
+// One step's packed operand: a GemmPackedB<float> or <double>, or a Bf16PackedB (type-erased), and what it was packed from.
 struct PackedOperand {
   std::shared_ptr<const void> packed;
   uint64_t version = 0;
@@ -41,9 +41,10 @@ class PackedWeights {
  public:
   // The packed copy of `b` for a matmul step (ints = its ints, c = its output), current at `version`; nullptr
   // when the step's GEMM would not read one (it streams B, B is batched, another dtype). Packs on first use
-  // and whenever the version or the kernel path has changed; thread-safe.
+  // and whenever the version or the kernel path has changed; thread-safe. With bf16 (a "matmul_bf16" step) the
+  // copy is a Bf16PackedB (kernels/gemm/gemm_bf16.h): the weight rounded to bf16 once, at half the bytes.
   std::shared_ptr<const void> get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
-                                  const std::vector<int64_t>& ints, uint64_t version) const;
+                                  const std::vector<int64_t>& ints, uint64_t version, bool bf16 = false) const;
   size_t bytes() const;
   std::vector<size_t> step_bytes(size_t steps) const;  // each step's packed bytes, 0 where none
   int64_t packs() const { return packs_.load(); }

@@ -137,12 +137,18 @@ double step_cost_ns(const std::string& key, const std::vector<Tensor>& in, const
     return w.ndim >= 1 && w.shape[0] > 0 ? static_cast<double>(w.numel()) / static_cast<double>(w.shape[0]) : 0.0;
   };
   double macs = 0;
-  if (key == "matmul" && in.size() >= 2 && !out.empty() && in[0].ndim >= 2 && !ints.empty()) {
+  // A reduced-precision kernel ("matmul_bf16", "conv2d_int8") counts the multiply-adds of its f32 form.
+  const auto ends = [&](const char* suffix) {
+    const size_t n = std::char_traits<char>::length(suffix);
+    return key.size() > n && key.compare(key.size() - n, n, suffix) == 0;
+  };
+  const std::string base = ends("_bf16") || ends("_int8") ? key.substr(0, key.size() - 5) : key;
+  if (base == "matmul" && in.size() >= 2 && !out.empty() && in[0].ndim >= 2 && !ints.empty()) {
     const Tensor& a = in[0];
     const double k = static_cast<double>(ints[0] ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1]);
     macs = static_cast<double>(out[0].numel()) * k;
-  } else if ((key == "conv2d" || key == "conv2d_grad_input") && in.size() >= 2 && !out.empty()) {
-    macs = static_cast<double>(key == "conv2d" ? out[0].numel() : in[0].numel()) * per_row(in[1]);
+  } else if ((base == "conv2d" || key == "conv2d_grad_input") && in.size() >= 2 && !out.empty()) {
+    macs = static_cast<double>(base == "conv2d" ? out[0].numel() : in[0].numel()) * per_row(in[1]);
   } else if (key == "conv2d_grad_weight" && in.size() >= 2 && !out.empty()) {
     macs = static_cast<double>(in[1].numel()) * per_row(out[0]);
   } else if (key.size() > 4 && key.compare(key.size() - 4, 4, "_seq") == 0 && in.size() >= 3 && in[0].ndim == 3) {
@@ -179,22 +185,29 @@ void Plan::release_arena(std::unique_ptr<Arena> arena) const {
   pool_.push_back(std::move(arena));
 }
 
+namespace {
+// The steps whose right operand a plan keeps packed: the f32/f64 matmul and its bf16 form.
+bool packs_weight(const std::string& key) { return key == "matmul" || key == "matmul_bf16"; }
+}  // namespace
+
 std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Tensor>& ins,
                                                  const std::vector<Tensor>& outs) const {
   const Step& st = steps_[k];
-  if (!pack_weights_ || st.key != "matmul" || ins.size() < 2 || outs.empty()) return nullptr;
+  // "matmul_bf16" keeps its weight rounded to bf16 and packed (kernels/gemm/gemm_bf16.h).
+  const bool bf16 = st.key == "matmul_bf16";
+  if (!pack_weights_ || !packs_weight(st.key) || ins.size() < 2 || outs.empty()) return nullptr;
   const Slot& b = slots_[st.in[1]];
-  if (b.region == Region::Const) return packed_.get(k, ins[0], ins[1], outs[0], st.ints, 0);
+  if (b.region == Region::Const) return packed_.get(k, ins[0], ins[1], outs[0], st.ints, 0, bf16);
   if (b.region != Region::Persistent || !versions_ || static_cast<size_t>(b.where) >= versions_->size())
     return nullptr;  // an input, an arena value, or a buffer whose writes the versions do not cover
-  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, versions_->get(static_cast<size_t>(b.where)));
+  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, versions_->get(static_cast<size_t>(b.where)), bf16);
 }
 
 void Plan::prepack() const {
   std::vector<Tensor> ins, outs;
   for (size_t k = 0; k < steps_.size(); ++k) {
     const Step& st = steps_[k];
-    if (!pack_weights_ || st.key != "matmul" || st.in.size() < 2 || st.out.empty()) continue;
+    if (!pack_weights_ || !packs_weight(st.key) || st.in.size() < 2 || st.out.empty()) continue;
     const Slot& b = slots_[st.in[1]];
     ins.assign({slots_[st.in[0]].view, b.view});  // only B's data is read: the others give shapes
     outs.assign({slots_[st.out[0]].view});

@@ -45,27 +45,30 @@ def load_module(path: str | os.PathLike[str] | None = None, *, source: str | Non
 
 def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = None,
             dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0,
-            strict_dtypes: bool = False) -> Program:
+            strict_dtypes: bool = False, precision: str = "f32") -> Program:
     """Compiles a model: the .dlm file at `path`, or `.dlm` text given as `source=`. `dims` fixes symbolic
     dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
     binding. `dtype="f64"` runs every f32 tensor of the model in double precision. Inputs of another dtype
     are converted when nothing is lost a user meant (integers whose values fit, any float for a float input);
-    `strict_dtypes=True` refuses them instead. A parameter declared but never used is a `dlc.DlcWarning`."""
+    `strict_dtypes=True` refuses them instead. A parameter declared but never used is a `dlc.DlcWarning`.
+    `precision="bf16"` (or "int8") runs inference with the weights of matrix products and convolutions in that
+    precision (docs/precision.md); training always runs in f32."""
     from .lint import warn_unused_params
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
     program = Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed,
-                      strict_dtypes=strict_dtypes)
+                      strict_dtypes=strict_dtypes, precision=precision)
     warn_unused_params(program)  # reported at the caller's dlc.compile line
     return program
 
 
-def load(path: str | os.PathLike[str], *, strict_dtypes: bool = False):
+def load(path: str | os.PathLike[str], *, strict_dtypes: bool = False, precision: str | None = None):
     """Restores a compiled artifact written by `dlc compile -o` or `save_artifact`: a `LoadedProgram` that
     converts inputs as a Program does (strict_dtypes=True refuses instead) and binds the dimensions left
-    unbound at save time from each call's inputs."""
+    unbound at save time from each call's inputs. It runs in the precision it was saved with, or in
+    `precision` ("f32", "bf16", "int8") when given."""
     from .artifact import load_artifact
-    return load_artifact(path, strict_dtypes=strict_dtypes)
+    return load_artifact(path, strict_dtypes=strict_dtypes, precision=precision)
 
 
 def set_num_threads(n: int) -> None:

@@ -1,11 +1,12 @@
 """Compiled artifacts: a model's source, its compile settings and its parameters in one safetensors file
 (no pickle, no code, no plan).
 
-Format, version 3. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
-  param/<name>   every persistent tensor (parameters and running statistics), by hierarchical name
+Format, version 4. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
+  param/<name>   every persistent tensor (parameters and running statistics), by hierarchical name: f32 (f64),
+                 or for the weights listed in `stored` their bf16 bit patterns (uint16)
 and whose `__metadata__` (string -> string) holds
   format       "dlc-artifact"
-  version      "3"
+  version      "4"
   source_name, source   the model file's name and text; source_dir: the directory its imports resolve from
   files        JSON {resolved path: text} — every file the model imports, so loading reads nothing else
   dtype        "f32" or "f64"; dims: JSON {name: size}, the dimensions bound when it was saved; seed: the
@@ -20,12 +21,16 @@ and whose `__metadata__` (string -> string) holds
   untrained    "true" when every parameter still held its seeded initial value when saved (nothing trained
                or loaded them), else "false"; absent in files older than this entry. Saving and loading such a
                file warn (UntrainedWarning), as `dlc compile` and `dlc run` do.
+  precision    "f32", "bf16" or "int8": the precision of inference (docs/precision.md); keep_f32: JSON [layer, ...]
+               left in f32; stored: JSON {parameter: "bf16"} — weights that only reduced-precision kernels read,
+               stored in that precision (half the bytes; widening bf16 to f32 on load is exact, so the loaded
+               program computes what the saved one did). All three absent in version 3 and older (f32).
   checksum     sha256 over every other metadata entry and every tensor, to catch silent corruption
 Loading compiles the stored source again (about 0.1 s) and takes every size, slot and kernel from the compiler,
 never from the file: the file contributes only parameter values, each checked against the dtype and shape the
 compiler gives it, and a dimension left unbound is sized by the caller's arrays, checked as a Program checks
 them. So a corrupt or hand-edited file (even one whose checksum was recomputed) is a `CheckpointError` or a
-program the compiler itself built — never an out-of-bounds access. Versions 1 and 2 (every dimension bound;
+program the compiler itself built — never an out-of-bounds access. Versions 1 to 3 (every dimension bound;
 version 1 also stored the plan, which loading ignores) load the same way.
 """
 
@@ -37,7 +42,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -49,14 +54,15 @@ from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
 from .ir import DTYPES, TensorType
 from .model import CompiledModel, TensorSpec, spec_of, symbols, unbound_error
+from .precision import bf16_bits, bf16_values, check_precision
 from .training.checkpoint import parse_classes
 
 if TYPE_CHECKING:
     from .program import Program
 
 FORMAT = "dlc-artifact"
-VERSION = "3"
-READABLE_VERSIONS = ("1", "2", "3")  # version 1 also stored a plan, which loading ignores
+VERSION = "4"
+READABLE_VERSIONS = ("1", "2", "3", "4")  # version 1 also stored a plan, which loading ignores
 MAX_RANK = 8  # kMaxRank in csrc/runtime/tensor.h
 MAX_BYTES = 2 ** 48  # bound on any stored size or dimension, far from int64 overflow
 SYMBOLIC = re.compile(r"(\d+\*)?[A-Za-z_]\w*(\*[A-Za-z_]\w*)*")  # how a Sym prints: N, 2*N, N*T
@@ -123,7 +129,10 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
     symbolic = any(isinstance(d, str) for spec in (*inputs.values(), *outputs.values()) for d in spec.shape)
     memory = None if symbolic else program.compile_plan(binding, training=False).memory.as_dict()
     params = program.params
-    tensors: dict[str, np.ndarray] = {f"param/{n}": np.ascontiguousarray(a) for n, a in params.items()}
+    stored = model.reduced_weights() if model.precision != "f32" else {}
+    stored = {n: p for n, p in stored.items() if p == "bf16"}  # the precisions this format stores
+    tensors: dict[str, np.ndarray] = {f"param/{n}": bf16_bits(a) if n in stored else np.ascontiguousarray(a)
+                                      for n, a in params.items()}
     module = model.module
     source_dir = str(Path(module.filename).resolve().parent) if not module.filename.startswith("<") \
         else str(Path.cwd())
@@ -136,6 +145,8 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
         "source_name": module.filename, "source": module.text, "source_dir": source_dir,
         "files": json.dumps(imported_files(module)),
         "untrained": json.dumps(model.params_untrained()),
+        "precision": model.precision, "keep_f32": json.dumps(sorted(model.precision_policy.keep_f32)),
+        "stored": json.dumps(stored),
     }
     if model.classes is not None:
         meta["classes"] = json.dumps(model.classes)
@@ -169,6 +180,15 @@ class LoadedProgram:
         self.source: str = meta["source"]
         self.source_name: str = meta["source_name"]
         self.untrained: bool = meta.get("untrained", False)
+
+    @property
+    def precision(self) -> str:
+        """The precision of inference: the stored one, or the one given to dlc.load (docs/precision.md)."""
+        return self.model.precision
+
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = ()) -> None:
+        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`."""
+        self.model.set_precision(precision, keep_f32)
 
     @property
     def classes(self) -> list[str] | None:
@@ -291,10 +311,14 @@ def file_format(path: str | os.PathLike[str]) -> str | None:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) -> LoadedProgram:
+def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False,
+                  precision: str | None = None) -> LoadedProgram:
     """Reads an artifact written by `save_artifact` and compiles its model again; raises CheckpointError if the
     file is missing, truncated, corrupt, not an artifact, or its parameters do not fit its model.
-    strict_dtypes=True refuses inputs of other dtypes than declared instead of converting them."""
+    strict_dtypes=True refuses inputs of other dtypes than declared instead of converting them. `precision`
+    replaces the stored precision of inference (None keeps it)."""
+    if precision is not None:
+        check_precision(precision)
     where = str(path)
     try:
         with safe_open(where, framework="np") as f:
@@ -339,7 +363,9 @@ def load_artifact(path: str | os.PathLike[str], *, strict_dtypes: bool = False) 
     if untrained not in ("true", "false"):
         raise r.fail(f"'untrained' must be true or false, got {untrained!r}")
     info = {"dtype": dtype, "dims": dims, "seed": seed, "source": r.text("source"),
-            "source_name": r.text("source_name"), "untrained": untrained == "true"}
+            "source_name": r.text("source_name"), "untrained": untrained == "true", **_precision_entries(r)}
+    if precision is not None:
+        info["precision"] = precision
     model = _rebuild(r, info, tensors, persistent, strict_dtypes)
     if "classes" in meta:
         model.classes = parse_classes(where, meta["classes"])
@@ -383,11 +409,39 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
     if READABLE_VERSIONS.index(r.meta["version"]) > 0 and set(tensors) != wanted:
         raise r.fail(f"unexpected tensors in the file: {', '.join(sorted(set(tensors) - wanted))}")
     values: dict[str, np.ndarray] = {}
+    for name in info["stored"]:
+        if name not in expected:
+            raise r.fail(f"'stored' names '{name}', which is not a parameter of the model")
     for name in persistent:
         arr, want = tensors[f"param/{name}"], expected[name]
+        if name in info["stored"]:  # bf16 bit patterns: widened exactly, once the shape is the model's
+            if arr.dtype != np.uint16 or arr.shape != want.shape or want.dtype != np.float32:
+                raise r.fail(f"parameter '{name}' is stored as {arr.dtype.name}{list(arr.shape)} but the model "
+                             f"needs bf16 bits (uint16){list(want.shape)} of an f32 weight")
+            arr = bf16_values(arr)
         if arr.dtype != want.dtype or arr.shape != want.shape:
             raise r.fail(f"parameter '{name}' is stored as {arr.dtype.name}{list(arr.shape)} but the model "
                          f"needs {want.dtype.name}{list(want.shape)}")
         values[name] = arr
     model.set_params(values)
+    try:
+        model.set_precision(info["precision"], info["keep_f32"])
+    except ValueError as e:
+        raise r.fail(str(e)) from None
     return model
+
+
+def _precision_entries(r: _Reader) -> dict[str, Any]:
+    """precision, keep_f32 and stored (version 4; f32 and nothing before it), each checked."""
+    if "precision" not in r.meta:
+        return {"precision": "f32", "keep_f32": [], "stored": {}}
+    try:
+        precision = check_precision(r.meta["precision"])
+    except ValueError as e:
+        raise r.fail(str(e)) from None
+    keep, stored = r.json("keep_f32"), r.json("stored")
+    if not isinstance(keep, list) or not all(isinstance(n, str) for n in keep):
+        raise r.fail("'keep_f32' must be a list of layer names")
+    if not isinstance(stored, dict) or not all(isinstance(k, str) and v == "bf16" for k, v in stored.items()):
+        raise r.fail("'stored' must map parameter names to \"bf16\"")
+    return {"precision": precision, "keep_f32": keep, "stored": stored}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -28,10 +28,13 @@ from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
 from .ir import Graph, ParamSpec, TensorType, np_dtype
 from .lowering import LoweredPlan, ParamVersions, lower
+from .ops import registry
 from .plan_cache import PlanCache
+from .precision import PrecisionPolicy, check_precision
 from .profiler import recording, run_profiled
 from .passes import PassContext, run_pipeline
 from .passes.dead_code import eliminate_dead_code
+from .passes.precision import available as precision_available
 from .passes.rewrite import prune_values
 from .shard import Shard
 
@@ -95,6 +98,14 @@ def empty_aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def require_precision(precision: Any) -> str:
+    """A precision that exists and that this build has kernels for."""
+    check_precision(precision)
+    if not precision_available(precision):
+        raise ValueError(f"precision {precision!r} has no kernels in this build of dlc")
+    return str(precision)
+
+
 def only_used_inputs(graph: Graph) -> Graph:
     """Drops the inputs no node reads (labels the inference graph does not need, say)."""
     used = {v for n in graph.nodes for v in n.inputs} | {v for _, v in graph.outputs}
@@ -103,14 +114,18 @@ def only_used_inputs(graph: Graph) -> Graph:
 
 class CompiledModel:
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
-                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False):
+                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False, precision: str = "f32"):
         self.module = module
+        self.precision = require_precision(precision)  # validated before anything is elaborated
         self.strict_dtypes = strict_dtypes
         self._dims = {k: int(v) for k, v in (dims or {}).items()}
         for k, v in self._dims.items():
             if v < 1:
                 raise ValueError(f"dimension {k} must be positive, got {v}")
         self.dtype = dtype
+        if dtype != "f32" and self.precision != "f32":
+            raise ValueError(f"precision={self.precision!r} runs an f32 model's weights in reduced precision; "
+                             f"this model is compiled with dtype={dtype!r}")
         self.fuse = fuse
         self.seed = seed
         elaborated = elaborate(module, self._dims, dtype)
@@ -134,6 +149,19 @@ class CompiledModel:
         self.lock = threading.RLock()  # plan compilation: one thread compiles, the others wait for its plan
         self._used: list[str] | None = None
         self.input_dtypes = {n: np_dtype(self._graph.values[v].dtype) for n, v in self._graph.inputs}
+        self.precision_policy = PrecisionPolicy.make(self.precision)
+
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
+                      layer_data: Mapping[str, Any] | None = None) -> None:
+        """The precision inference plans run in from now on, with the layers in `keep_f32` left in f32
+        (dlc/precision.py). Training plans are unaffected: training always runs in f32."""
+        policy = PrecisionPolicy.make(require_precision(precision), keep_f32, layer_data)
+        if self.dtype != "f32" and policy.reduced:
+            raise ValueError(f"precision={precision!r} needs an f32 model; this one is compiled with "
+                             f"dtype={self.dtype!r}")
+        with self.lock:
+            self.precision, self.precision_policy = policy.precision, policy
+            self._plans.clear()
 
     @property
     def _params(self) -> dict[str, np.ndarray]:
@@ -331,8 +359,28 @@ class CompiledModel:
 
     # ---- plans ----
 
+    def reduced_weights(self) -> dict[str, str]:
+        """The parameters only reduced-precision kernels read, by name -> their precision: what an artifact may
+        store in that precision with nothing lost (a weight also read in f32, or folded with a batch norm first,
+        is not one). From the optimized inference graph, whatever dimensions are bound."""
+        ctx = replace(self.pass_context(False), disabled=frozenset({"fusion", "schedule"}))
+        graph = run_pipeline(self.inference_graph(self._dims), ctx)
+        readers: dict[int, list[tuple[str | None, bool]]] = {}
+        for node in graph.nodes:
+            fact = registry.get(node.op).reduced_precision
+            for i, v in enumerate(node.inputs):
+                weight = fact is not None and i == fact.weight
+                readers.setdefault(v, []).append((node.attr("precision") if weight else None, weight))
+        out = {}
+        for p in graph.params:
+            kinds = {precision for precision, _ in readers.get(p.value, [])}
+            if len(kinds) == 1 and None not in kinds and p.value not in {v for _, v in graph.outputs}:
+                out[p.name] = kinds.pop()
+        return out
+
     def pass_context(self, training: bool) -> PassContext:
-        return PassContext(training=training, fuse=self.fuse)
+        """The options of this model's inference plans (training plans build their own, always f32)."""
+        return PassContext(training=training, fuse=self.fuse, precision=self.precision_policy)
 
     def inference_graph(self, binding: Mapping[str, int]) -> Graph:
         """The graph the outputs need under a binding, before any optimization. Only what the outputs need must

@@ -15,7 +15,7 @@ parameters creates more `Trainer(program.model)`s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ __all__ = ["Program", "TensorSpec", "readonly_views", "spec_of"]
 
 class Program:
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
-                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False):
-        self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed, strict_dtypes=strict_dtypes)
+                 fuse: bool = True, seed: int = 0, strict_dtypes: bool = False, precision: str = "f32"):
+        self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed, strict_dtypes=strict_dtypes,
+                                   precision=precision)
         self.trainer = Trainer(self.model)
         self._training = False
         self._calls = InferenceCalls(self.model)
@@ -69,6 +70,15 @@ class Program:
     @property
     def seed(self) -> int:
         return self.model.seed
+
+    @property
+    def precision(self) -> str:
+        """The precision of inference ("f32", "bf16", "int8"); training always runs in f32 (docs/precision.md)."""
+        return self.model.precision
+
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = ()) -> None:
+        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`."""
+        self.model.set_precision(precision, keep_f32)
 
     def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
         """Copies new values into the parameters. Names and shapes are checked before anything changes."""

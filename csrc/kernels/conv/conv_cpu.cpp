@@ -28,6 +28,7 @@
 #include "kernels/conv/conv_direct.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -138,7 +139,9 @@ void image_done(void* ctx, int64_t n, bool parallel) {
   e.run(n * O, (n + 1) * O, parallel);
 }
 
-template <class T>
+// kBf16: "conv2d_bf16", the GEMM path in bf16 arithmetic (gemm_bf16.h): the weight is A, rounded per call (a
+// conv's weight is small next to its im2col matrix), the im2col matrix B; never the direct kernels.
+template <class T, bool kBf16 = false>
 void conv_forward(const KernelArgs& a) {
   const Tensor &X = a.in[0], &Wt = a.in[1], &Y = a.out[0];
   KernelArgs geometry = a;
@@ -156,7 +159,7 @@ void conv_forward(const KernelArgs& a) {
     ew_validate(ep.args, ep.code, ep.n_code, a.n_floats);
     epilogue = &ep;
   }
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && !kBf16) {
     if (use_direct(g, g.C, false)) {
       const conv::DirectShape d = direct_shape(g);
       float* buf = conv::scratch<float>(conv::direct_conv_scratch(d, pool_threads()));
@@ -180,7 +183,10 @@ void conv_forward(const KernelArgs& a) {
       conv::im2col(xg, g, col, inner_parallel);
       b = col;
     }
-    gemm<T>(false, false, g.Og(), P, K, T(1), w + gi * g.Og() * K, K, b, P, T(0), y + (n * g.O + gi * g.Og()) * P, P);
+    if constexpr (kBf16)
+      gemm_bf16(false, g.Og(), P, K, w + gi * g.Og() * K, K, b, P, y + (n * g.O + gi * g.Og()) * P, P);
+    else
+      gemm<T>(false, false, g.Og(), P, K, T(1), w + gi * g.Og() * K, K, b, P, T(0), y + (n * g.O + gi * g.Og()) * P, P);
     if (epilogue) epilogue->run(n * g.O + gi * g.Og(), n * g.O + (gi + 1) * g.Og(), inner_parallel);
   };
   for_items(items, across, cols, K * P, run);
@@ -288,6 +294,13 @@ void conv2d_kernel(const KernelArgs& a) {
   conv::dispatch_float(a.out[0].dtype, "conv2d", [&](auto t) { conv_forward<decltype(t)>(a); });
 }
 
+void conv2d_bf16_kernel(const KernelArgs& a) {
+  kernel_check(a.n_ints >= 7 && (a.n_ints > 7 || (a.n_in == 2 && a.n_out == 1)) && a.n_in >= 2 && a.n_out >= 1,
+               "conv2d operands");
+  kernel_check(a.out[0].dtype == DType::F32, "conv2d_bf16 takes f32 operands");
+  conv_forward<float, true>(a);
+}
+
 void conv2d_grad_input_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d_grad_input operands");
   conv::dispatch_float(a.out[0].dtype, "conv2d_grad_input", [&](auto t) { conv_grad_input<decltype(t)>(a); });
@@ -301,6 +314,7 @@ void conv2d_grad_weight_kernel(const KernelArgs& a) {
 }  // namespace
 
 DLC_REGISTER_KERNEL("conv2d", Device::CPU, conv2d_kernel);
+DLC_REGISTER_KERNEL("conv2d_bf16", Device::CPU, conv2d_bf16_kernel);
 DLC_REGISTER_KERNEL("conv2d_grad_input", Device::CPU, conv2d_grad_input_kernel);
 DLC_REGISTER_KERNEL("conv2d_grad_weight", Device::CPU, conv2d_grad_weight_kernel);
 

@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/gemm/gemm_epilogue.h"
 #include "runtime/thread_pool.h"
 
@@ -65,7 +66,9 @@ void batch_strides(const Tensor& t, const Tensor& c, int64_t* strides) {
   }
 }
 
-template <typename T>
+// kBf16: the "matmul_bf16" kernel (f32 operands, bf16 arithmetic: gemm_bf16.h), whose right operand is a weight
+// shared by every matrix of A, so it always takes the one-tall-GEMM branch; packed_b is then a Bf16PackedB.
+template <typename T, bool kBf16 = false>
 void matmul_typed(const KernelArgs& a) {
   const bool ta = a.ints[0] != 0, tb = a.ints[1] != 0;
   const int n_code = static_cast<int>(a.ints[2]);
@@ -104,10 +107,16 @@ void matmul_typed(const KernelArgs& a) {
   // A shared right operand (a dense layer on a [batch, time, features] input): one tall GEMM.
   if (b_batch == 1 && !ta && a_batch == batches) {
     Epilogue e{&ep_args, code, n_code, a.floats, a.n_floats, 0, &tiles};
+    if constexpr (kBf16) {
+      gemm_bf16(tb, batches * M, N, K, A.ptr<float>(), lda, B.ptr<float>(), ldb, C.ptr<float>(), N, fn, &e,
+                static_cast<const Bf16PackedB*>(a.packed_b));
+      return;
+    }
     gemm<T>(false, tb, batches * M, N, K, T(1), A.ptr<T>(), lda, B.ptr<T>(), ldb, T(0), C.ptr<T>(), N, fn, &e, tile_fn,
             static_cast<const GemmPackedB<T>*>(a.packed_b));
     return;
   }
+  kernel_check(!kBf16, "matmul_bf16: the right operand must be one matrix and A not transposed");
   int64_t sa[kMaxRank] = {0}, sb[kMaxRank] = {0};
   batch_strides(A, C, sa);
   batch_strides(B, C, sb);
@@ -148,8 +157,17 @@ void matmul_kernel(const KernelArgs& a) {
     throw std::invalid_argument("matmul supports f32 and f64");
 }
 
+void matmul_bf16_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in >= 2 && a.n_out >= 1 && a.n_ints >= 3, "matmul operands");
+  kernel_check(a.n_ints == 3 + a.ints[2], "matmul program length");
+  kernel_check(a.in[0].dtype == DType::F32 && a.in[1].dtype == DType::F32 && a.out[0].dtype == DType::F32,
+               "matmul_bf16 takes f32 operands");
+  matmul_typed<float, true>(a);
+}
+
 }  // namespace
 
 DLC_REGISTER_KERNEL("matmul", Device::CPU, matmul_kernel);
+DLC_REGISTER_KERNEL("matmul_bf16", Device::CPU, matmul_bf16_kernel);
 
 }  // namespace dlc

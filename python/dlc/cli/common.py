@@ -14,6 +14,7 @@ import dlc
 
 from ..errors import CheckpointError
 from ..model import unbound_error
+from ..precision import PRECISIONS
 from ..program import Program, TensorSpec
 
 
@@ -62,7 +63,15 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 
 def load_program(args: argparse.Namespace) -> Program:
     return dlc.compile(Path(args.model), dims=dict(args.dims), dtype=args.dtype,
-                       fuse=not getattr(args, "no_fuse", False), seed=args.seed)
+                       fuse=not getattr(args, "no_fuse", False), seed=args.seed,
+                       precision=getattr(args, "precision", None) or "f32")
+
+
+def add_precision_argument(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """--precision of the commands that run inference (docs/precision.md)."""
+    p.add_argument("--precision", choices=PRECISIONS, default=default,
+                   help="run inference with the weights of matrix products and convolutions in this precision "
+                        f"(default: {default or 'f32, or the artifact' + chr(39) + 's own'}); training stays f32")
 
 
 def param_count(program: Program) -> int:

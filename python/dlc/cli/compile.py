@@ -16,7 +16,7 @@ from ..passes import PassContext
 from ..passes.dead_code import eliminate_dead_code
 from ..passes.eval_mode import strip_training_only
 from ..program import Program
-from .common import (add_params_arguments, deployable_params, human_bytes, io_lines, load_params, load_program,
+from .common import (add_params_arguments, add_precision_argument, deployable_params, human_bytes, io_lines, load_params, load_program,
                      param_count, require_bound, spec_json, unbound_dims)
 
 
@@ -50,7 +50,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return 0
     dims = ", ".join(f"{k}={v}" for k, v in summary["dims"].items())
     what = "training step" if args.train else "inference plan"
-    print(f"{args.model}: {what} compiled in {seconds:.3f} s ({program.dtype}{', ' + dims if dims else ''})")
+    precision = f", {program.precision} weights" if program.precision != "f32" and not args.train else ""
+    print(f"{args.model}: {what} compiled in {seconds:.3f} s ({program.dtype}{precision}{', ' + dims if dims else ''})")
     print("\n".join(io_lines(program) if args.train else inference_io_lines(program, summary)))
     print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in summary['op_counts'].items())})")
     print(f"kernels: {len(lowered.steps)}")
@@ -71,7 +72,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def description(args: argparse.Namespace, program: Program) -> dict[str, Any]:
     """The part of the summary that needs no plan."""
     counts = Counter(node.op for node in program.graph.nodes)
-    return {"model": args.model, "dtype": program.dtype, "dims": dict(args.dims),
+    return {"model": args.model, "dtype": program.dtype, "precision": program.precision, "dims": dict(args.dims),
             "inputs": {n: spec_json(s) for n, s in program.inputs.items()},
             "outputs": {n: spec_json(s) for n, s in program.outputs.items()},
             "ops": len(program.graph.nodes), "op_counts": dict(counts.most_common()),
@@ -137,5 +138,6 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                    help="plan the whole training step (forward, loss, backward, optimizer) instead of inference")
     p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here; without -D it takes any batch size")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_precision_argument(p)
     add_params_arguments(p, "the artifact (-o)")
     p.set_defaults(func=cmd_compile)

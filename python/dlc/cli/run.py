@@ -13,7 +13,7 @@ import dlc
 
 from ..errors import UntrainedWarning
 from ..inference import class_names
-from .common import add_threads_argument, load_params, load_program, model_arguments
+from .common import add_precision_argument, add_threads_argument, load_params, load_program, model_arguments
 
 
 def parse_input(text: str) -> tuple[str, str]:
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"compiled with, so {' and '.join(flags)} {'do' if len(flags) > 1 else 'does'} not "
                              f"apply; for other parameters compile it again (dlc compile MODEL.dlm --params CKPT -o "
                              f"{args.model}) or run the model file (dlc run MODEL.dlm --params CKPT ...)")
-        program: Any = dlc.load(args.model)
+        program: Any = dlc.load(args.model, precision=args.precision)
         used = list(program.inputs)
     else:
         program = load_program(args)
@@ -114,5 +114,6 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("--random-init", action="store_true",
                    help="MODEL.dlm only: run freshly initialized parameters without a warning")
     p.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs to an .npz file")
+    add_precision_argument(p)
     add_threads_argument(p)
     p.set_defaults(func=cmd_run)

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from ..errors import DlcError
 from ..ewprogram import build_program
-from ..ir import Graph
+from ..ir import Graph, Node
 from ..ops import registry
 from .rows import emit_row_group
 from .units import Unit
 
 Step = tuple[str, list[int], list[int], list[int], list[float]]
+
+
+def kernel_key(node: Node, op: registry.OpDef) -> str | None:
+    """The op's kernel, or the one its registry entry names for the precision passes/precision.py gave it."""
+    precision = node.attr("precision")
+    if precision is None or op.reduced_precision is None:
+        return op.kernel
+    key = op.reduced_precision.kernel_for(precision)
+    if key is None:
+        raise DlcError(f"op {node.op} has no {precision} kernel")
+    return key
 
 
 def emit_unit(graph: Graph, unit: Unit) -> Step:
@@ -24,7 +35,7 @@ def emit_unit(graph: Graph, unit: Unit) -> Step:
         if op.lower is None or op.kernel is None:
             raise DlcError(f"op {node.op} has no kernel lowering")
         ints, floats = op.lower(node, [graph.values[v] for v in node.inputs])
-        return op.kernel, list(node.inputs), list(node.outputs), list(ints), list(floats)
+        return kernel_key(node, op), list(node.inputs), list(node.outputs), list(ints), list(floats)
     if unit.kind == "ew":
         ints, floats = build_program(graph, unit.nodes, unit.inputs, unit.outputs)
         return "ew", list(unit.inputs), list(unit.outputs), ints, floats
@@ -44,7 +55,7 @@ def _emit_head(graph: Graph, unit: Unit) -> Step:
     base_ints, _ = op.lower(head, [graph.values[v] for v in head.inputs])
     epilogue = unit.nodes[1:]
     if not epilogue:
-        return op.kernel, list(head.inputs), [c], [*base_ints, 0], []
+        return kernel_key(head, op), list(head.inputs), [c], [*base_ints, 0], []
     produced = {o for n in unit.nodes for o in n.outputs}
     extra: list[int] = []
     for n in epilogue:
@@ -54,7 +65,7 @@ def _emit_head(graph: Graph, unit: Unit) -> Step:
     outs = [c] + [o for o in unit.outputs if o != c]
     # Epilogue program: input 0 is C, then the extra inputs; STORE targets are the step's outputs.
     ints, floats = build_program(graph, epilogue, [c] + extra, outs)
-    return op.kernel, list(head.inputs) + extra, outs, [*base_ints, len(ints)] + ints, floats
+    return kernel_key(head, op), list(head.inputs) + extra, outs, [*base_ints, len(ints)] + ints, floats
 
 
 def _emit_reduction(graph: Graph, unit: Unit) -> Step:

@@ -26,12 +26,13 @@ def _require_onnx() -> None:
 
 
 def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | None = None,
-              dtype: str = "f32") -> Any:
-    """Imports an ONNX model (a path or the file's bytes) as a compiled Program holding its weights."""
+              dtype: str = "f32", precision: str = "f32") -> Any:
+    """Imports an ONNX model (a path or the file's bytes) as a compiled Program holding its weights, running
+    inference in `precision` (docs/precision.md)."""
     from .importer import import_model
     _require_onnx()
     converted = import_model(source if isinstance(source, (bytes, bytearray)) else Path(source), dims)
-    program = _compile(converted.text, source, dims, dtype)
+    program = _compile(converted.text, source, dims, dtype, precision)
     _set_params(program, converted.params, source)
     return program
 
@@ -46,14 +47,15 @@ def _set_params(program: Any, params: Mapping[str, Any], source: Any) -> None:
         raise OnnxImportError(f"{where}: an initializer does not fit the graph that reads it: {e}") from None
 
 
-def _compile(text: str, source: Any, dims: Mapping[str, int] | None, dtype: str = "f32") -> Any:
+def _compile(text: str, source: Any, dims: Mapping[str, int] | None, dtype: str = "f32",
+             precision: str = "f32") -> Any:
     """The converted text as a program. A shape the converters passed but the model does not type-check with
     (shapes and values a damaged file declares) is an OnnxImportError naming the file and the statement:
     the generated text is nowhere a user can read its line numbers."""
     import dlc
     where = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
-        return dlc.compile(source=text, dims=dims, dtype=dtype)
+        return dlc.compile(source=text, dims=dims, dtype=dtype, precision=precision)
     except dlc.CompileError as e:
         line = e.loc.line_text().strip() if e.loc is not None else ""
         raise OnnxImportError(f"{where}: the imported model does not type-check: {e.message}"
@@ -62,12 +64,13 @@ def _compile(text: str, source: Any, dims: Mapping[str, int] | None, dtype: str 
 
 def import_onnx(source: str | os.PathLike[str], dlm_path: str | os.PathLike[str],
                 params_path: str | os.PathLike[str] | None = None,
-                dims: Mapping[str, int] | None = None) -> Any:
-    """Writes the .dlm text and its parameters (a dlc checkpoint, `--params` of every command)."""
+                dims: Mapping[str, int] | None = None, precision: str = "f32") -> Any:
+    """Writes the .dlm text and its parameters (a dlc checkpoint, `--params` of every command); the program it
+    returns runs inference in `precision` (docs/precision.md)."""
     from .importer import import_model
     _require_onnx()
     converted = import_model(Path(source), dims)
-    program = _compile(converted.text, source, dims)
+    program = _compile(converted.text, source, dims, precision=precision)
     _set_params(program, converted.params, source)
     dlm = Path(dlm_path)
     dlm.write_text(converted.text)

@@ -20,7 +20,7 @@ from ..errors import ShapeError
 from ..ir import TensorType
 from .common import need_float, rand, same_dtype
 from .nn import ACTIVATIONS, LayerContext
-from .registry import AttrSpec, OpDef, Pattern, Sample, register
+from .registry import AttrSpec, OpDef, Pattern, ReducedPrecision, Sample, register
 
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
 
@@ -254,6 +254,8 @@ register(OpDef("conv2d_core", ("x", "weight"), _GEOM_ATTRS, infer=_conv_infer,
                pattern=Pattern.OUT_ELEMENTWISE_FUSABLE,
                kernel="conv2d", lower=lambda n, t: (_conv_geom(t[0], t[1], n.attr_dict).ints(), []),
                grad=_conv_grad, reference=conv2d_np, samples=_conv_samples,
+               reduced_precision=ReducedPrecision(1, (("bf16", "conv2d_bf16"),),
+                                                  lambda n, t: t[0].dtype == "f32" and t[1].dtype == "f32"),
                doc="2-D convolution (cross-correlation) of x [N, C, H, W] with weight [O, C/groups, kh, kw]"))
 
 

@@ -11,7 +11,7 @@ from ..dims import broadcast_shapes, dim_mul
 from ..errors import ShapeError
 from ..ir import TensorType
 from .common import need_float, rand, same_dtype, sum_to
-from .registry import AttrSpec, OpDef, Pattern, Sample, register
+from .registry import AttrSpec, OpDef, Pattern, ReducedPrecision, Sample, register
 
 
 def _mat_dims(t: TensorType, trans: bool) -> tuple[Any, Any]:
@@ -74,10 +74,18 @@ def _matmul_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
             Sample([r(17, 33), r(33, 19)])]
 
 
+def _weight_matmul(node: Any, types: list[TensorType]) -> bool:
+    """A dense layer's product, x @ W with one f32 matrix W shared by every row: the form of the reduced-precision
+    kernels (matmul_cpu.cpp's one tall GEMM)."""
+    return (not node.attr("trans_a") and types[1].rank == 2 and types[0].dtype == "f32"
+            and types[1].dtype == "f32")
+
+
 register(OpDef("matmul", ("a", "b"),
                (AttrSpec("trans_a", "bool", False, doc="use a's last two axes transposed"),
                 AttrSpec("trans_b", "bool", False, doc="use b's last two axes transposed")),
                infer=_matmul_infer, pattern=Pattern.OUT_ELEMENTWISE_FUSABLE, kernel="matmul",
                lower=lambda n, t: ([int(n.attr("trans_a")), int(n.attr("trans_b"))], []),
                grad=_matmul_grad, reference=_matmul_np, samples=_matmul_samples,
+               reduced_precision=ReducedPrecision(1, (("bf16", "matmul_bf16"),), _weight_matmul),
                doc="batched matrix product with NumPy batch broadcasting (also the infix @)"))

@@ -71,6 +71,20 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class ReducedPrecision:
+    """An op that can run its weight operand (input `weight`, computed from parameters alone) in a reduced
+    precision: the kernel key per precision, as pairs ("bf16", "matmul_bf16"). `eligible(node, types)` says
+    whether this node's form is one those kernels take. See dlc/precision.py and passes/precision.py."""
+
+    weight: int
+    kernels: tuple[tuple[str, str], ...]
+    eligible: Callable[[Node, list[TensorType]], bool] | None = None
+
+    def kernel_for(self, precision: str) -> str | None:
+        return dict(self.kernels).get(precision)
+
+
+@dataclass(frozen=True)
 class OpDef:
     name: str
     inputs: tuple[str, ...]  # operand names; a leading "*" marks a variadic list
@@ -106,6 +120,9 @@ class OpDef:
     # passes/fusion.py): (node, the group's space) -> 0 when it reduces everything, 1 when it reduces over all
     # rows into the last axis, None otherwise (then only an elementwise group takes it, not a row group).
     tail: Callable[[Node, tuple[Any, ...]], int | None] | None = None
+    # Ops with a weight that inference can run in bf16 or int8 (passes/precision.py decides, lowering picks the
+    # kernel): the weight's operand and a kernel per precision.
+    reduced_precision: ReducedPrecision | None = None
     doc: str = ""
 
     @property

@@ -14,6 +14,7 @@ from .cse import eliminate_common_subexpressions
 from .dead_code import eliminate_dead_code
 from .eval_mode import strip_training_only
 from .fusion import fuse_operators
+from .precision import assign_precision
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
 
@@ -21,13 +22,14 @@ __all__ = ["Pass", "PassContext", "REQUIRED", "pipeline", "run_pipeline"]
 
 
 # Passes that define what the plan computes (evaluation mode) or that lowering relies on (no dead nodes).
-REQUIRED = ("strip_training_only", "dead_code")
+REQUIRED = ("strip_training_only", "dead_code", "precision")
 
 
 def pipeline() -> list[tuple[str, Pass]]:
     """The pass order. Evaluation mode first (it decides which nodes exist); simplification before folding
     and CSE so they see canonical nodes; folding before CSE, which merges equal constants and their
-    readers; dead-code elimination drops what the rewrites orphaned; fusion on the final set of nodes;
+    readers; dead-code elimination drops what the rewrites orphaned; precision marks the weights that run in
+    bf16 or int8 on the final set of nodes (it defines what the plan computes, so it always runs); fusion;
     scheduling last, since it orders whole kernels."""
     return [
         ("strip_training_only", strip_training_only),
@@ -36,6 +38,7 @@ def pipeline() -> list[tuple[str, Pass]]:
         ("constant_fold", fold_constants),
         ("cse", eliminate_common_subexpressions),
         ("dead_code", eliminate_dead_code),
+        ("precision", assign_precision),
         ("fusion", fuse_operators),
         ("schedule", schedule_for_memory),
     ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..ir import Graph
+from ..precision import F32, PrecisionPolicy
 
 Pass = Callable[[Graph, "PassContext"], Graph]
 
@@ -18,3 +19,4 @@ class PassContext:
     optimize: bool = True  # False: only the passes a plan needs to be correct (REQUIRED), for comparisons
     disabled: frozenset[str] = field(default_factory=frozenset)
     dump: Callable[[str, Graph], None] | None = None  # called after every pass, for IR dumps
+    precision: PrecisionPolicy = F32  # inference only: training graphs always run in f32
