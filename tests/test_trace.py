@@ -41,15 +41,15 @@ def test_profile_records_inference_and_training_steps(tmp_path: Path) -> None:
     trace = json.loads((tmp_path / "run.json").read_text())
     assert trace["traceEvents"] == prof.events and trace["otherData"]["threads"] == dlc.get_num_threads()
     plans, kernels = check_nesting(trace["traceEvents"])
-    assert [p["name"] for p in plans] == ["inference", "gradients (step 1)", "update (step 1)"]
+    assert [p["name"] for p in plans] == ["inference", "training (step 1)"]  # train_step is one fused plan
     inference = program.compile_plan({"N": 16}, training=False)
     assert plans[0]["args"]["kernels"] == len(inference.steps)
     first = kernels[:len(inference.steps)]
     assert [k["name"] for k in first] == [s.kernel for s in inference.steps]
     conv = next(k for k in first if k["args"]["layer"] == "c1.conv2d")
     assert conv["args"]["group"].startswith("conv2d_core+") and conv["args"]["fused_ops"] > 1
-    update = program.trainer.training_plan("apply", program.model.dims)[0]  # the plan the last run was
-    assert [k["args"]["threads"] for k in kernels[-len(update.steps):]] == list(update.plan.step_threads)
+    step = program.trainer.training_plan("step", {"N": 16})[0]  # the plan the last run was
+    assert [k["args"]["threads"] for k in kernels[-len(step.steps):]] == list(step.plan.step_threads)
     assert all(1 <= k["args"]["threads"] <= dlc.get_num_threads() for k in kernels)
     starts = [k["ts"] for k in first]
     assert starts == sorted(starts)  # steps run in plan order

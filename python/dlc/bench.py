@@ -125,16 +125,17 @@ def _interleaved(calls: list[Callable[[], Any]], profilers: list[_Profiler | Non
 
 def _one_plan_step(variant: _Variant) -> Callable[[], Any]:
     """What train_step would cost without the non-finite guard: the same input checks and learning rate, then
-    the fused "step" plan (forward, backward and update in one plan) instead of the gradient plan, the
-    finiteness check of the gradient region and the update plan."""
+    the same fused "step" plan built without its guard (an update that neither reads the loss nor checks the
+    gradients, and no flag for Python to read)."""
     from .training.step import HYPER
     trainer, model = variant.program.trainer, variant.program.model
     batch = {n: a for n, a in variant.arrays.items() if n != HYPER}
+    lowered = trainer.training_plan("step", model.dims, guard=False)[0]
 
     def step() -> None:
         arrays, _ = trainer._prepare(batch)
         _, hyper = trainer._hyper(trainer.spec(), 1.0)
-        model.run_plan(variant.lowered, {**arrays, HYPER: hyper}, step=trainer.step_count + 1, training=True)
+        model.run_plan(lowered, {**arrays, HYPER: hyper}, step=trainer.step_count + 1, training=True)
     return step
 
 

@@ -61,5 +61,5 @@ def storage(graph: Graph) -> Storage:
         if registry.get(n.op).view:
             root[n.outputs[0]] = root.get(n.inputs[0], n.inputs[0])
     outside = frozenset({v for _, v in graph.inputs} | {p.value for p in graph.params} | set(graph.consts))
-    mutated = {root.get(v, v) for n in graph.nodes for v in registry.get(n.op).mutated_inputs(n.inputs)}
+    mutated = {root.get(v, v) for n in graph.nodes for v in registry.get(n.op).mutated_inputs(n.inputs, n.attrs)}
     return Storage(root, outside, frozenset(mutated - outside))

@@ -6,8 +6,18 @@
 // parameter]. Every gradient element is clamped to +-clip_value (if > 0) on the fly and multiplied by
 // grad_scale * min(1, clip_norm / (global norm + 1e-6)) (the norm factor only if clip_norm > 0). The
 // update formulas follow torch.optim, computed in the parameter's dtype.
+//
+// Guarded call (the fused training step, one output): in[1] is the loss (a float scalar) and out[0] an i32
+// status [loss, gradient of each parameter] (1 = not finite). The kernel checks the loss and every gradient
+// before writing anything; if one is not finite it sets the status and returns, leaving every parameter and
+// state tensor untouched (PyTorch's GradScaler skips optimizer.step likewise). With clip_norm the global
+// norm's sum of squares is the check (a non-finite sum is confirmed by a scan: an f64 sum can overflow);
+// without it one scan of the gradients, which the update then reads from cache.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <optional>
+#include <type_traits>
 
 #include "kernels/reduce/reduce.h"
 #include "runtime/thread_pool.h"
@@ -39,11 +49,17 @@ double chunked_sum(int64_t n, const F& f) {
 }
 
 // Sum over g of clamp(g)^2 in double. Two lambdas rather than a select on `clip`: the select alone makes
-// the loop several times slower.
+// the loop several times slower. With `guard` the sum is NaN where clamping hid an inf (and unchanged
+// elsewhere: it adds g - g, exactly 0 for a finite g).
 template <class T>
-double sum_squares(const T* g, int64_t n, double clip_value) {
+double sum_squares(const T* g, int64_t n, double clip_value, bool guard) {
   if (clip_value > 0) {
     const T cv = static_cast<T>(clip_value);
+    if (guard)
+      return chunked_sum(n, [g, cv](int64_t i) {
+        const double v = clamp_grad(g[i], cv, true), raw = g[i];
+        return v * v + (raw - raw);
+      });
     return chunked_sum(n, [g, cv](int64_t i) {
       const double v = clamp_grad(g[i], cv, true);
       return v * v;
@@ -55,11 +71,46 @@ double sum_squares(const T* g, int64_t n, double clip_value) {
   });
 }
 
-double tensor_sum_squares(const Tensor& g, double clip_value, const char* who) {
+// Whether every element of x[0, n) is finite, from the exponent bits alone (integer ops that vectorize with
+// baseline SSE2): an all-ones exponent plus its lowest bit carries into the sign bit.
+template <class T>
+bool all_finite(const T* x, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr int kMant = std::numeric_limits<T>::digits - 1;
+  constexpr U exp_mask = ((U{1} << (sizeof(T) * 8 - 1 - kMant)) - 1) << kMant, carry = U{1} << kMant;
+  constexpr int64_t kChunk = 16384;
+  const int64_t nch = ceil_div(n, kChunk);
+  bool ok = true;
+  // One flag per chunk (no early exit: a finite step, the common case, reads everything anyway).
+  uint8_t* bad = kern::scratch<uint8_t>(static_cast<size_t>(std::max<int64_t>(nch, 1)));
+  parallel_items(nch, [&](int64_t c, int) {
+    const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+    U acc = 0;
+    for (int64_t i = lo; i < hi; ++i) {
+      U bits;
+      std::memcpy(&bits, x + i, sizeof(T));
+      acc |= (bits & exp_mask) + carry;
+    }
+    bad[c] = static_cast<uint8_t>(acc >> (sizeof(T) * 8 - 1));
+  }, element_threads(static_cast<double>(n)));
+  for (int64_t c = 0; c < nch; ++c) ok = ok && !bad[c];
+  return ok;
+}
+
+bool tensor_all_finite(const Tensor& t, const char* who) {
+  bool ok = true;
+  kern::dispatch_float(t.dtype, who, [&](auto tag) {
+    using T = decltype(tag);
+    ok = all_finite(t.ptr<const T>(), t.numel());
+  });
+  return ok;
+}
+
+double tensor_sum_squares(const Tensor& g, double clip_value, const char* who, bool guard = false) {
   double s = 0;
   kern::dispatch_float(g.dtype, who, [&](auto tag) {
     using T = decltype(tag);
-    s = sum_squares(g.ptr<const T>(), g.numel(), clip_value);
+    s = sum_squares(g.ptr<const T>(), g.numel(), clip_value, guard);
   });
   return s;
 }
@@ -70,22 +121,29 @@ struct OptimCall {
   const KernelArgs& a;
   int per, nh, n_params;
   double lr, t, grad_scale, clip_norm, clip_value;
+  int first;  // index of the first parameter's tensors: 1, or 2 in a guarded call (in[1] is the loss)
 
-  const Tensor& tensor(int i, int k) const { return a.in[1 + i * per + k]; }
+  bool guarded() const { return a.n_out == 1; }
+  const Tensor& tensor(int i, int k) const { return a.in[first + i * per + k]; }
   double hp(int k) const { return a.floats[k]; }
   double lr_of(int i) const { return lr * a.floats[nh + 2 + i]; }
 };
 
 OptimCall parse(const KernelArgs& a, int per, int nh, const char* who) {
-  kernel_check(a.n_in >= 1 && (a.n_in - 1) % per == 0 && a.n_out == 0,
-               "optimizer: expects [hyper, per-parameter tensors...] and no outputs");
-  const int n = (a.n_in - 1) / per;
+  const int first = a.n_out == 1 ? 2 : 1;
+  kernel_check(a.n_in >= first && (a.n_in - first) % per == 0 && a.n_out <= 1,
+               "optimizer: expects [hyper, per-parameter tensors...] and no outputs, or [hyper, loss, "
+               "per-parameter tensors...] and a status output");
+  const int n = (a.n_in - first) / per;
+  if (first == 2)
+    kernel_check(a.in[1].numel() == 1 && a.out[0].dtype == DType::I32 && a.out[0].numel() == n + 1,
+                 "optimizer: a guarded call takes a scalar loss and writes an i32 status [loss, each gradient]");
   kernel_check(a.n_ints == 0 || a.ints[0] == n, "optimizer: ints[0] must be the parameter count");
   kernel_check(a.n_floats == nh + 2 + n, "optimizer: floats must be [hyperparams..., clip_norm, clip_value, lr mults]");
   const Tensor& h = a.in[0];
   kernel_check(h.dtype == DType::F64 && h.numel() >= 3, "optimizer: hyper must be f64 [lr, t, grad_scale, _]");
   const double* hv = h.ptr<const double>();
-  OptimCall c{a, per, nh, n, hv[0], hv[1], hv[2], a.floats[nh], a.floats[nh + 1]};
+  OptimCall c{a, per, nh, n, hv[0], hv[1], hv[2], a.floats[nh], a.floats[nh + 1], first};
   for (int i = 0; i < n; ++i) {
     const Tensor& p = c.tensor(i, 0);
     kern::dispatch_float(p.dtype, who, [](auto) {});  // only rejects a non-float parameter
@@ -96,14 +154,38 @@ OptimCall parse(const KernelArgs& a, int per, int nh, const char* who) {
   return c;
 }
 
-// grad_scale times the global-norm clip factor.
-double grad_factor(const OptimCall& c, const char* who) {
+bool scalar_finite(const Tensor& t, const char* who) {
+  bool ok = true;
+  kern::dispatch_float(t.dtype, who, [&](auto tag) { ok = std::isfinite(*t.ptr<const decltype(tag)>()); });
+  return ok;
+}
+
+// grad_scale times the global-norm clip factor; none when a guarded call must not update (its status says
+// why: the loss, else each non-finite gradient).
+std::optional<double> grad_factor(const OptimCall& c, const char* who) {
+  int32_t* status = c.guarded() ? c.a.out[0].ptr<int32_t>() : nullptr;
+  if (status) {
+    std::fill(status, status + c.n_params + 1, 0);
+    if (!scalar_finite(c.a.in[1], who)) {
+      status[0] = 1;
+      return std::nullopt;
+    }
+  }
+  bool finite = true;
   double scale = 1.0;
   if (c.clip_norm > 0) {
     double ss = 0;
-    for (int i = 0; i < c.n_params; ++i) ss += tensor_sum_squares(c.tensor(i, 1), c.clip_value, who);
+    for (int i = 0; i < c.n_params; ++i) {
+      const double s = tensor_sum_squares(c.tensor(i, 1), c.clip_value, who, status != nullptr);
+      if (status && !std::isfinite(s) && !tensor_all_finite(c.tensor(i, 1), who)) finite = false, status[1 + i] = 1;
+      ss += s;
+    }
     scale = std::min(1.0, c.clip_norm / (std::sqrt(ss) + 1e-6));
+  } else if (status) {
+    for (int i = 0; i < c.n_params; ++i)
+      if (!tensor_all_finite(c.tensor(i, 1), who)) finite = false, status[1 + i] = 1;
   }
+  if (!finite) return std::nullopt;
   return c.grad_scale * scale;
 }
 
@@ -131,7 +213,9 @@ void for_each_grad(const T* g, int64_t n, const OptimCall& c, double factor, con
 
 void sgd_kernel(const KernelArgs& a) {
   const OptimCall c = parse(a, 3, 4, "sgd");
-  const double factor = grad_factor(c, "sgd");
+  const std::optional<double> guarded_factor = grad_factor(c, "sgd");
+  if (!guarded_factor) return;
+  const double factor = *guarded_factor;
   const bool first = c.t <= 1.0, nesterov = c.hp(3) != 0;
   for_each_param(c, "sgd", [&](int i, auto tag) {
     using T = decltype(tag);
@@ -152,7 +236,9 @@ void sgd_kernel(const KernelArgs& a) {
 
 void adam_kernel(const KernelArgs& a) {
   const OptimCall c = parse(a, 4, 5, "adam");
-  const double factor = grad_factor(c, "adam");
+  const std::optional<double> guarded_factor = grad_factor(c, "adam");
+  if (!guarded_factor) return;
+  const double factor = *guarded_factor;
   const double b1 = c.hp(0), b2 = c.hp(1), wd = c.hp(3);
   const bool decoupled = c.hp(4) != 0, l2_wd = wd != 0 && !decoupled;
   const double bc1 = 1.0 - std::pow(b1, c.t), bc2_sqrt = std::sqrt(1.0 - std::pow(b2, c.t));
@@ -177,7 +263,9 @@ void adam_kernel(const KernelArgs& a) {
 
 void rmsprop_kernel(const KernelArgs& a) {
   const OptimCall c = parse(a, 4, 4, "rmsprop");
-  const double factor = grad_factor(c, "rmsprop");
+  const std::optional<double> guarded_factor = grad_factor(c, "rmsprop");
+  if (!guarded_factor) return;
+  const double factor = *guarded_factor;
   const bool use_wd = c.hp(2) != 0, use_mom = c.hp(3) > 0;
   for_each_param(c, "rmsprop", [&](int i, auto tag) {
     using T = decltype(tag);
@@ -199,7 +287,9 @@ void rmsprop_kernel(const KernelArgs& a) {
 
 void adagrad_kernel(const KernelArgs& a) {
   const OptimCall c = parse(a, 3, 3, "adagrad");
-  const double factor = grad_factor(c, "adagrad");
+  const std::optional<double> guarded_factor = grad_factor(c, "adagrad");
+  if (!guarded_factor) return;
+  const double factor = *guarded_factor;
   const bool use_wd = c.hp(1) != 0;
   for_each_param(c, "adagrad", [&](int i, auto tag) {
     using T = decltype(tag);

@@ -3,6 +3,9 @@ multi-tensor C++ kernel call (csrc/kernels/optim/). in[0] is the per-step `hyper
 [lr, step, grad_scale, 0] (f64), so learning-rate schedules need no recompilation; then, per parameter, the
 parameter, its gradient and its optimizer state tensors. Floats: the optimizer's hyperparameters, then
 clip_norm and clip_value (0 = off), then one learning-rate multiplier per parameter.
+
+With guard=True (the fused training step's non-finite guard) in[1] is the loss, and the node outputs an i32
+status [loss, one per parameter's gradient]: 1 where it is not finite, in which case the kernel wrote nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ def _update_infer(kind: str) -> Any:
         hyper, *rest = types
         if hyper.dtype != "f64" or hyper.shape != (4,):
             raise ShapeError(f"hyper must be f64[4], got {hyper}")
+        if attrs["guard"]:
+            if not rest or rest[0].shape != () or rest[0].dtype not in ("f32", "f64"):
+                raise ShapeError(f"a guarded update's second operand must be the scalar loss, got {rest[:1]}")
+            rest = rest[1:]
         if len(rest) % per:
             raise ShapeError(f"{kind} takes {per} tensors per parameter")
         for i in range(0, len(rest), per):
@@ -65,7 +72,7 @@ def _update_infer(kind: str) -> Any:
                 raise ShapeError(f"parameter {i // per}: parameter, gradient and state types differ")
         if len(attrs["lr_mults"]) != len(rest) // per:
             raise ShapeError("one learning-rate multiplier per parameter")
-        return []
+        return [TensorType("i32", (1 + len(rest) // per,))] if attrs["guard"] else []
     return infer
 
 
@@ -81,7 +88,8 @@ for _kind, (_state, _hyper) in OPTIMIZERS.items():
     register(OpDef(f"{_kind}_update", ("*tensors",),
                    tuple(AttrSpec(n, "float", d) for n, d in _hyper) + (
                        AttrSpec("clip_norm", "float", 0.0), AttrSpec("clip_value", "float", 0.0),
-                       AttrSpec("lr_mults", "any")),
+                       AttrSpec("lr_mults", "any"), AttrSpec("guard", "bool", False)),
                    infer=_update_infer(_kind), pattern=Pattern.OPAQUE, kernel=KERNEL_OF[_kind],
                    lower=_update_lower(_kind), differentiable=False, user=False, mutates=(-1,),
+                   leading=lambda attrs: 2 if attrs.get("guard") else 1,
                    doc=f"{_kind} step over every parameter (in place)"))

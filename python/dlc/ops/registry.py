@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..dims import Sym
 from ..errors import ShapeError
-from ..ir import DTYPES, GraphBuilder, Node, TensorType, install_op
+from ..ir import DTYPES, Attrs, GraphBuilder, Node, TensorType, install_op
 
 
 class Pattern(str, Enum):
@@ -105,8 +105,10 @@ class OpDef:
     user: bool = True  # callable from .dlm; internal ops (gradients, optimizer updates) are not
     layer: bool = False  # owns parameters
     # Ops whose kernel writes into some of its inputs (optimizer updates, running statistics): their indices,
-    # or (-1,) for every input after the first (the variadic optimizer updates).
+    # or (-1,) for every input after the leading ones (the variadic optimizer updates).
     mutates: tuple[int, ...] = ()
+    # With mutates == (-1,): how many leading inputs a node only reads, from its attributes (default 1).
+    leading: Callable[[Mapping[str, Any]], int] | None = None
     # Outputs a gradient can flow back through; None means all. Extra outputs saved only for the backward
     # pass (layer norm's mean and 1/std) are excluded, and the gradient check puts no loss on them.
     differentiable_outputs: tuple[int, ...] | None = None
@@ -165,10 +167,10 @@ class OpDef:
                 out[spec.name] = spec.default
         return out
 
-    def mutated_inputs(self, inputs: tuple[int, ...]) -> list[int]:
-        """The values a node of this op writes into."""
+    def mutated_inputs(self, inputs: tuple[int, ...], attrs: Attrs = ()) -> list[int]:
+        """The values a node of this op (its inputs and attributes) writes into."""
         if self.mutates == (-1,):
-            return list(inputs[1:])
+            return list(inputs[self.leading(dict(attrs)) if self.leading else 1:])
         return [inputs[i] for i in self.mutates]
 
     def signature(self) -> str:

@@ -30,7 +30,7 @@ def eliminate_common_subexpressions(graph: Graph, ctx: PassContext) -> Graph:
         op = registry.get(node.op)
         inputs = tuple(resolve(mapping, v) for v in node.inputs)
         if op.mutates:
-            for v in op.mutated_inputs(inputs):
+            for v in op.mutated_inputs(inputs, node.attrs):
                 version[v] = version.get(v, 0) + 1
             kept.append(node)
             continue

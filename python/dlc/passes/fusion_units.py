@@ -56,6 +56,6 @@ def in_place_order(nodes: Sequence[Node]) -> list[tuple[int, int]]:
             readers.setdefault(v, []).append(j)
     pairs: list[tuple[int, int]] = []
     for i, node in enumerate(nodes):
-        for v in registry.get(node.op).mutated_inputs(node.inputs):
+        for v in registry.get(node.op).mutated_inputs(node.inputs, node.attrs):
             pairs.extend((j, i) if j < i else (i, j) for j in readers[v] if j != i)
     return pairs

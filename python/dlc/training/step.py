@@ -2,7 +2,9 @@
 
 - "loss": forward (evaluation mode), loss and metrics, for `evaluate`;
 - "grads": forward, loss, backward; outputs the loss and the gradients, for `loss_and_grads`;
-- "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`;
+- "step": forward, loss, backward and the optimizer update of every parameter, for `train_step`; guarded by
+  default: the update reads the loss too and skips itself if the loss or a gradient is not finite, and the
+  plan outputs which (NONFINITE: an i32 [loss, one per trainable parameter], 1 = not finite);
 - "apply": the optimizer update alone, reading the gradients as inputs named `grad:<parameter>`: with "grads"
   it splits a step in two so that something can happen to the gradients in between (an allreduce);
 - "attack": the adversarial examples of an attack (see adversarial.py), for `adversarial_examples`.
@@ -31,6 +33,7 @@ from .adversarial import Attack, add_attack
 from .recipe import TrainSpec, for_phase
 
 HYPER = "__hyper__"
+NONFINITE = "__nonfinite__"
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,13 @@ def _add_regularization(b: GraphBuilder, loss: int, params: list[ParamSpec], spe
 
 
 def build(recipe: tuple[Graph, TrainSpec], kind: str, mode: str = "train", attack: Attack | None = None,
-          recipe_attack: bool | None = None, phase: str | None = None) -> TrainingGraph:
+          recipe_attack: bool | None = None, phase: str | None = None, guard: bool = True) -> TrainingGraph:
     """Builds from the model's graph with its train block read into it, and that recipe (read_recipe).
     mode="eval" differentiates the evaluation form (dropout off, batch norm on running statistics).
     `attack` makes the model read adversarial inputs built in the same graph; `recipe_attack` (default: for
     "step") uses the recipe's `adversarial` instead. kind "attack" outputs the adversarial inputs alone.
-    `phase` builds that phase of a multi-phase recipe."""
+    `phase` builds that phase of a multi-phase recipe. guard=False builds "step" without its non-finite
+    guard (what the guard costs is measured against it: dlc bench --train)."""
     graph0, spec = recipe
     spec = checked_recipe(graph0, spec, phase)
     if spec.phases:
@@ -179,18 +183,19 @@ def build(recipe: tuple[Graph, TrainSpec], kind: str, mode: str = "train", attac
         return TrainingGraph(b.build(), spec, [n for n in names if grads[n] is not None], [p.name for p in params])
 
     b.phase = "update"
-    if params:
-        _add_update(b, params, grads, spec)
-    b.outputs = outputs
+    status = _add_update(b, params, grads, spec, loss if guard else None) if params else None
+    b.outputs = outputs + ([(NONFINITE, status)] if status is not None else [])
     return TrainingGraph(b.build(), spec, [], [p.name for p in params])
 
 
-def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, int], spec: TrainSpec) -> None:
+def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, int], spec: TrainSpec,
+                guard_loss: int | None = None) -> int | None:
     """One optimizer-update node over every trainable parameter (so clip_norm sees the global norm). Its
-    first operand is the f64[4] hyper input: learning rate, step t (from 1), gradient scale, unused."""
+    first operand is the f64[4] hyper input: learning rate, step t (from 1), gradient scale, unused. With
+    guard_loss, the node also reads the loss and returns its status value (see ops/optim.py)."""
     opt = spec.optimizer
     hyper = b.add_input(HYPER, TensorType("f64", (4,)))
-    operands = [hyper]
+    operands = [hyper] + ([guard_loss] if guard_loss is not None else [])
     mults = []
     for p in params:
         operands += [p.value, grads[p.name]]
@@ -204,8 +209,9 @@ def _add_update(b: GraphBuilder, params: list[ParamSpec], grads: Mapping[str, in
             if matches(p.name, [prefix]):
                 mult = m
         mults.append(mult)
-    b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
-         clip_value=spec.clip_value, lr_mults=tuple(mults))
+    out = b.op(f"{opt.name}_update", operands, **dict(opt.hyper), clip_norm=spec.clip_norm,
+               clip_value=spec.clip_value, lr_mults=tuple(mults), guard=guard_loss is not None)
+    return out[0] if guard_loss is not None else None
 
 
 def strip_unused_inputs(graph: Graph) -> Graph:

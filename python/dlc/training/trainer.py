@@ -9,20 +9,24 @@ Each entry point runs compiled plans (see step.py); Python only batches data, co
 the step and keeps the counters that make a resumed run bit-identical: the optimizer step (which also seeds
 dropout masks) and the epoch (which seeds shuffling).
 
-A step is two plans with a check (and an optional hook) between them:
+`train_step` (and so `fit`) runs one fused plan: forward, backward and the optimizer update, whose kernel
+first checks the loss and every gradient and writes nothing if one is not finite (the plan says which:
+step.NONFINITE). A step can also be split in two plans with a check (and an optional hook) between them:
 
     compute_gradients(**batch)     # forward + backward; gradients land in one contiguous region
     gradient_hook(trainer.gradients)   # e.g. an in-place allreduce (average) over that flat array
     (a non-finite loss or gradient stops here: see on_nonfinite)
     apply_gradients()              # the optimizer update, reading the region
 
-`train_step` (and so `fit`) does exactly that, so data-parallel training needs only the hook. With phases,
-each step is the current phase's pair of plans (its loss, its parameters' gradients in a region of their own,
-its optimizer, schedule and step count), with the same check and hook between them. A NaN or inf in
-the loss or any gradient never reaches the parameters: by default (`on_nonfinite = "error"`) the step raises
-NonFiniteError naming the step, with parameters and optimizer state unchanged; `on_nonfinite = "skip"` skips
-the update and reports `skipped: 1.0` for that step. Steps on one model are serialized (the model's lock), so
-threads calling `train_step` concurrently never lose an update.
+`train_step` does exactly that when a gradient_hook is set, so data-parallel training needs only the hook;
+both forms give bit-identical parameters. With phases, each step is the current phase's (its loss, its
+parameters' gradients, its optimizer, schedule and step count). A NaN or inf in the loss or any gradient never
+reaches the parameters: by default (`on_nonfinite = "error"`) the step raises NonFiniteError naming the step
+and the parameters whose gradients are not finite, with parameters, optimizer state and step count unchanged;
+`on_nonfinite = "skip"` skips the update and reports `skipped: 1.0` for that step. A skipped step is not
+counted (as PyTorch's GradScaler skips optimizer.step): Adam's bias correction, the schedule and the dropout
+seed of the next step are those the skipped one had. Steps on one model are serialized (the model's lock),
+so threads calling `train_step` concurrently never lose an update.
 """
 
 from __future__ import annotations
@@ -243,32 +247,48 @@ class Trainer:
         metrics and lr (and skipped: 1.0 for a step skipped under on_nonfinite = "skip"). With phases, the
         step of the phase whose turn it is (phase_at), its results named `<phase>.<loss or metric>`."""
         with self.model.lock:  # every Trainer of this model updates the same parameters
+            if self.gradient_hook is None:
+                return self._fused_step(batch)
             result = self.compute_gradients(**batch)
-            if self.gradient_hook is not None:
-                self.gradient_hook(self.gradients)
-            bad = self._nonfinite(result)
-            if bad:
-                if self.spec().on_nonfinite == "error":
-                    raise NonFiniteError(f"training step {self._step + 1}{self._phase_label()}: {bad}; the update "
-                                         "was not applied (parameters and optimizer state are unchanged). Set "
-                                         "on_nonfinite = \"skip\" in the train block to skip such steps instead")
-                return {**result, "skipped": 1.0}
+            self.gradient_hook(self.gradients)
+            bad = [] if np.isfinite(self.gradients).all() else [
+                n for n, g in self._grad_views.items() if not np.isfinite(g).all()]
+            problem = _nonfinite(result, bad)
+            if problem:
+                return self._refuse(result, problem)
             result["lr"] = self.apply_gradients()
             return result
+
+    def _fused_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """train_step as one plan: its update writes nothing when the loss or a gradient is not finite, and
+        says which in the plan's NONFINITE output."""
+        arrays, binding = self._prepare(batch)
+        lowered, tg = self.training_plan("step", binding)
+        lr, hyper = self._hyper(tg.spec, 1.0)
+        out = self.model.run_plan(lowered, {**arrays, step_graphs.HYPER: hyper}, step=self._step + 1,
+                                  training=True, label="training")
+        status = out.pop(step_graphs.NONFINITE, None)  # none without trainable parameters: no update
+        prefix = f"{tg.spec.phase}." if tg.spec.phase else ""
+        result = {prefix + k: float(v) for k, v in out.items()}
+        bad = [n for n, flag in zip(tg.trainable, status[1:]) if flag] if status is not None else []
+        problem = _nonfinite(result, bad)
+        if problem:
+            return self._refuse(result, problem)
+        self._step += 1
+        result["lr"] = lr
+        return result
+
+    def _refuse(self, result: dict[str, float], problem: str) -> dict[str, float]:
+        """A step whose update was not applied: the on_nonfinite policy (raise, or report it skipped)."""
+        if self.spec().on_nonfinite == "error":
+            raise NonFiniteError(f"training step {self._step + 1}{self._phase_label()}: {problem}; the update "
+                                 "was not applied (parameters and optimizer state are unchanged). Set "
+                                 "on_nonfinite = \"skip\" in the train block to skip such steps instead")
+        return {**result, "skipped": 1.0}
 
     def _phase_label(self) -> str:
         phase = self.current_phase
         return f" (phase {phase})" if phase else ""
-
-    def _nonfinite(self, result: Mapping[str, float]) -> str:
-        """What is not finite in a step's loss and gradients ("" if nothing)."""
-        loss = next(v for k, v in result.items() if k.split(".")[-1] == "loss")
-        if not np.isfinite(loss):
-            return f"the loss is {loss}"
-        if self._gradients is not None and not np.isfinite(self._gradients).all():
-            names = [n for n, g in self._grad_views.items() if not np.isfinite(g).all()]
-            return f"the gradient of {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} is not finite"
-        return ""
 
     @property
     def current_phase(self) -> str | None:
@@ -454,6 +474,17 @@ class Trainer:
         classes = checkpoint_classes(path)
         if classes is not None:
             self.model.classes = classes
+
+
+def _nonfinite(result: Mapping[str, float], bad_gradients: list[str]) -> str:
+    """What is not finite in a step's loss and gradients ("" if nothing)."""
+    loss = next(v for k, v in result.items() if k.split(".")[-1] == "loss")
+    if not np.isfinite(loss):
+        return f"the loss is {loss}"
+    if bad_gradients:
+        more = " ..." if len(bad_gradients) > 5 else ""
+        return f"the gradient of {', '.join(bad_gradients[:5])}{more} is not finite"
+    return ""
 
 
 def _check_given(graph: Graph) -> None:
