@@ -51,7 +51,7 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
                              list(floats)))
         # Parameters it writes in place: the plan advances their versions after the step, so a copy packed
         # before is not used again (runtime/packed_weights.h).
-        written = [s for n in unit.nodes for v in registry.get(n.op).mutated_inputs(n.inputs)
+        written = [s for n in unit.nodes for v in registry.get(n.op).mutated_inputs(n.inputs, n.attrs)
                    if recipe.slots[s := slot(v)][0] == PERSISTENT]
         if written:
             recipe.writes[len(recipe.steps) - 1] = written
