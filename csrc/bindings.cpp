@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings_call.h"
 #include "bindings_qgemm.h"
 #include "dispatch.h"
 #include "kernels/elementwise/elementwise.h"
@@ -177,6 +178,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("packed_step_bytes", [](PyPlan& p) { return p.plan.packed_step_bytes(); })
       .def_property_readonly("cost_ns", [](PyPlan& p) { return p.plan.cost_ns(); })
       .def_property_readonly("runs_inline", [](PyPlan& p) { return p.plan.runs_inline(); });
+
+  dlc_call::bind_call<PyPlan>(m);  // the repeated inference call (bindings_call.h)
 
   // Versions of a program's persistent buffers, shared by its plans (runtime/packed_weights.h).
   py::class_<ParamVersions, std::shared_ptr<ParamVersions>>(m, "ParamVersions")

@@ -109,6 +109,14 @@ class LoweredPlan:
         holds packed for its matrix products (packed_weights_bytes; 0 when it packs none)."""
         return {**self.memory.as_dict(), "packed_weights_bytes": int(self.plan.packed_bytes)}
 
+    def fast_call(self, names: list[str], arrays: list[np.ndarray], training: bool) -> Any:
+        """A `_core.Call` running this plan for exactly these inputs' names, dtypes and shapes (the call key
+        they passed the checks under), answering None for any other inputs (csrc/bindings_call.h)."""
+        position = {name: i for i, name in enumerate(self.input_names)}
+        return _core.Call(self.plan, names, [a.dtype for a in arrays], [list(a.shape) for a in arrays],
+                          [position.get(name, -1) for name in names], len(self.input_names), self.output_names,
+                          training)
+
 
 class Slots:
     """Each value's slot in the recipe, made on first use: where its memory is (see the module docstring)."""
