@@ -18,8 +18,10 @@ from test_runtime import GEMM_ISAS as ISAS
 from test_runtime import forced_gemm_isa as gemm_path
 
 # (rows, K, N): few rows (the avx512 path reads B unpacked), many rows and several K blocks (partial sums in C
-# before the last block), edge tiles everywhere, and one column (the matrix-vector path's blocks).
-SHAPES = [(13, 37, 45), (133, 300, 70), (70, 20, 1)]
+# before the last block: the epilogue runs on finished blocks), edge tiles everywhere, one column (the
+# matrix-vector path's blocks), one row wider than the evaluator's 256-element piece and fewer rows than any
+# register tile with several K blocks (both run row by row).
+SHAPES = [(13, 37, 45), (133, 300, 70), (70, 20, 1), (1, 37, 300), (5, 600, 45)]
 
 # Epilogue kinds, as dense-layer tails: bias, activations, residual, scale, and several of them at once.
 KINDS = {

@@ -52,9 +52,9 @@ bool gemm_reads_packed_b(bool trans_b, int64_t M, int64_t N, int64_t K);
 // C[M,N] = alpha * op(A) @ op(B) + beta * C, then epilogue on each finished block (if fn != nullptr).
 // With packed_b made from this B for this path, trans_b, K and N, the blocked loop reads it instead of packing
 // B (same arithmetic, same bits); B itself must still be given (the streaming paths read it).
-// With a tile_epilogue, the blocked path hands it every finished tile instead (see GemmTileEpilogueFn); the
-// matrix-vector and K == 0 paths still store C and call `epilogue` on their blocks, which must then be given
-// too.
+// With a tile_epilogue, the blocked path hands it every finished tile instead (see GemmTileEpilogueFn) when K
+// fits one K block; with several K blocks, and on the matrix-vector and K == 0 paths, C is stored and
+// `epilogue` is called on its blocks, so it must be given too.
 // op(A) is A (M x K, row-major, leading dim lda) or, if trans_a, A is stored K x M (row-major, lda) and used transposed.
 // op(B) is B (K x N, row-major, ldb) or, if trans_b, B is stored N x K (row-major, ldb).
 // beta == 0 must not read C (it may hold NaN garbage). alpha == 0 does not read A or B.
