@@ -20,11 +20,11 @@ from typing import Callable, Sequence
 import dlc
 
 from ..errors import CompileError, DlcError, DlcWarning
-from . import (bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, rl, run, saliency, train,
-               visualize)
+from . import (bench, check, compile, draw, fmt, generate, onnx_export, onnx_import, quantize, rl, run, saliency,
+               train, visualize)
 from .common import model_arguments
 
-COMMANDS: list[ModuleType] = [check, compile, run, train, bench, generate, saliency, visualize, draw, fmt,
+COMMANDS: list[ModuleType] = [check, compile, run, quantize, train, bench, generate, saliency, visualize, draw, fmt,
                               onnx_import, onnx_export, rl]
 
 
