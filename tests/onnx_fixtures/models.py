@@ -133,7 +133,9 @@ def encoder_layer(batch_first: bool) -> Callable[[], tuple[Any, tuple[Any, ...]]
             def forward(self, x: Any) -> Any:
                 t = x.shape[1] if batch_first else x.shape[0]
                 mask = torch.nn.Transformer.generate_square_subsequent_mask(t)
-                return self.enc(x, mask=mask)
+                # is_causal=True spares the encoder comparing the mask with a causal one, a check on tensor
+                # values that torch.export cannot trace.
+                return self.enc(x, mask=mask, is_causal=True)
 
         x = torch.randn(2, 5, 16) if batch_first else torch.randn(5, 2, 16)
         return M(), (x,)
@@ -302,7 +304,8 @@ def export(name: str, path: str, dynamo: bool = False) -> list[np.ndarray]:
     with torch.no_grad():
         if dynamo:
             dims = {d: torch.export.Dim(d, min=2, max=4096) for n in inputs for d in axes.get(n, {}).values()}
-            shapes = {n: {a: dims[d] for a, d in axes.get(n, {}).items()} for n in inputs}
+            # By position: the dict form must use forward()'s argument names (ViTModel's pixel_values).
+            shapes = tuple({a: dims[d] for a, d in axes.get(n, {}).items()} for n in inputs)
             torch.onnx.export(model, args, path, input_names=inputs, output_names=outputs, opset_version=17,
                               dynamo=True, dynamic_shapes=shapes, external_data=False)
         else:

@@ -54,23 +54,37 @@ def _prescaled(im: Any, name: str) -> tuple[str, float, Any | None]:
     return name, 1.0, None
 
 
-def _zero_or_minus_inf(im: Any, name: str, depth: int = 0) -> bool:
-    """Whether every value of a computed mask is 0 or -inf (so `mask == 0` says where to attend)."""
+# Scores at or below this mask a key as -inf does (PyTorch's dynamo exports mask with the lowest f32).
+_LOWEST = -1e30
+
+
+def _kinds(values: np.ndarray) -> set[str] | None:
+    """'zero', 'inf' (-inf) and 'low' (a finite mask score) among the values; None if any is something else."""
+    if not np.all((values == 0) | (values <= _LOWEST)):
+        return None
+    return {k for k, hit in (("zero", np.any(values == 0)), ("inf", np.any(values == -np.inf)),
+                             ("low", np.any((values <= _LOWEST) & np.isfinite(values)))) if hit}
+
+
+def _mask_kinds(im: Any, name: str, depth: int = 0) -> set[str] | None:
+    """The kinds of value a computed mask holds when they are only 0 and masking scores (so `mask == 0` says
+    where to attend), else None."""
     c = _const(im, name)
     if c is not None:
-        return bool(np.all((c == 0) | (c == -np.inf)))
+        return _kinds(c)
     proto = im.producers.get(name)
     if proto is None or depth > 12:
-        return False
+        return None
     if proto.op_type == "Where":
-        return all(_zero_or_minus_inf(im, n, depth + 1) for n in proto.input[1:])
+        parts = [_mask_kinds(im, n, depth + 1) for n in proto.input[1:]]
+        return None if None in parts else set().union(*parts)  # type: ignore[arg-type]
     if proto.op_type == "ConstantOfShape":
         from onnx import numpy_helper
-        value = next((numpy_helper.to_array(a.t) for a in proto.attribute if a.name == "value"), np.zeros(1))
-        return bool(np.all((value == 0) | (value == -np.inf)))
+        return _kinds(next((numpy_helper.to_array(a.t) for a in proto.attribute if a.name == "value"),
+                           np.zeros(1)))
     if proto.op_type in _LAYOUT:
-        return _zero_or_minus_inf(im, proto.input[0], depth + 1)
-    return False
+        return _mask_kinds(im, proto.input[0], depth + 1)
+    return None
 
 
 def match_attention(im: Any, node: Node) -> bool:
@@ -90,11 +104,12 @@ def match_attention(im: Any, node: Node) -> bool:
         scale *= c if step.op_type == "Mul" else 1.0 / c
         absorbed.append(step)
         cur = step.output[0]
-    mask = None
+    mask, kinds = None, None
     add = _step(im, cur, ("Add",))
     if add is not None:
         mask = add.input[1] if add.input[0] == cur else add.input[0]
-        if not _zero_or_minus_inf(im, mask):
+        kinds = _mask_kinds(im, mask)
+        if kinds is None:
             return False
         absorbed.append(add)
         cur = add.output[0]
@@ -142,7 +157,8 @@ def match_attention(im: Any, node: Node) -> bool:
                 keep = f"unsqueeze({keep}, 0)"
             may = im.temp(keep, "may_attend")
             expr = f"masked_attention({args}, {may}, scale={literal(scale)})"
-            if guarded:  # a query whose keys are all masked: NaN in ONNX, which the guard turns into 0
+            if guarded and kinds and "inf" in kinds:  # a query whose keys are all masked: NaN in ONNX, which
+                # the guard turns into 0 (with a finite mask score the softmax averages, as masked_attention)
                 seen = im.temp(f"max(cast({may}, \"{q.dtype}\"), axis=-1, keepdims=true)", "attends")
                 expr = f"{im.temp(expr, 'attended')} * {seen}"
     result = im.emit(out.output[0], expr)
@@ -167,8 +183,9 @@ def _causal(im: Any, mask: str) -> bool:
 
 def _traced_triangle(im: Any, mask: str) -> bool:
     """Whether the mask is 0 exactly on the lower triangle (diagonal included) of a square over its last two
-    axes and -inf elsewhere, read from the nodes computing it: Where(cond, a, b) with a and b constant and
-    cond the filled triangle (Trilu, upper=0, k=0, of a nonzero fill), a cast of it, or its Equal to 0."""
+    axes and a masking score elsewhere, read from the nodes computing it: Where(cond, a, b) with a and b
+    constant and cond, through casts and Expand, a lower `triangle` with k=0 the importer wrote (ids compared,
+    im.triangles) or the filled triangle Trilu(upper=0, k=0) of a nonzero fill, or cond's Equal to 0."""
     t = im.values.get(mask)
     where = im.producers.get(mask)
     if not isinstance(t, Tensor) or t.shape is None or len(t.shape) < 2 or t.shape[-1] != t.shape[-2] \
@@ -179,10 +196,14 @@ def _traced_triangle(im: Any, mask: str) -> bool:
     if cond is not None and cond.op_type == "Equal" and _scalar(im, cond.input[1]) == 0.0:
         inside, outside = outside, inside
         cond = im.producers.get(cond.input[0])
-    while cond is not None and cond.op_type in ("Cast", "Identity"):
+    while cond is not None and cond.output[0] not in im.triangles and cond.op_type in ("Cast", "Identity",
+                                                                                         "Expand"):
         cond = im.producers.get(cond.input[0])
-    if inside != 0.0 or outside != -np.inf or cond is None or cond.op_type != "Trilu" \
-            or any(a.name == "upper" and a.i != 0 for a in cond.attribute) \
+    if inside != 0.0 or outside is None or outside > _LOWEST or cond is None:
+        return False
+    if cond.output[0] in im.triangles:
+        return bool(im.triangles[cond.output[0]] == (0, False))
+    if cond.op_type != "Trilu" or any(a.name == "upper" and a.i != 0 for a in cond.attribute) \
             or (len(cond.input) > 1 and cond.input[1] and _scalar(im, cond.input[1]) != 0.0):
         return False
     fill = im.producers.get(cond.input[0])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import ops_elementwise, ops_loss, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_shape  # noqa: F401
+from . import (ops_elementwise, ops_loss, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_scatter,  # noqa: F401
+               ops_shape)
 from .registry import CONVERTERS
 
 __all__ = ["CONVERTERS"]

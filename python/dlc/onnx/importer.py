@@ -81,6 +81,7 @@ class Importer:
         self.initializer_ids: set[int] = set()
         self.flat_source: dict[str, Tensor] = {}  # a flattened tensor's ONNX name -> what it flattens
         self.visited: set[int] = set()  # nodes converted (or reported) so far
+        self.triangles: dict[str, tuple[int, bool]] = {}  # `triangle` tensors written: (k, upper)
 
     # ---- names ----
 
@@ -158,6 +159,8 @@ class Importer:
                 raise Unsupported(f"'{onnx_name}' counts along a symbolic length and is used as a tensor")
             return self.typed(self.temp(f"full([{', '.join(self.dim_text(d) for d in v.shape)}], "
                                         f"value={v.start}, dtype=\"{v.dtype}\")", onnx_name))
+        if not isinstance(v, np.ndarray):
+            raise Unsupported(f"'{onnx_name}' holds indices computed at import time and is used as a tensor")
         return self.const_tensor(v, onnx_name)
 
     def const_tensor(self, arr: np.ndarray, hint: str) -> Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..dims import Dim, Sym, dim_mul, dims_product
-from .symbolic import Iota, axes_of, counting, int_vec, items_of, shape_value
+from .symbolic import Iota, IotaStack, axes_of, counting, int_vec, items_of, shape_value
 from .values import Node, Tensor, Unsupported, literal
 
 _COMPARE = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
@@ -40,6 +40,8 @@ def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
         for other in shapes[1:]:
             out_shape = broadcast_shape(out_shape, other)
         return counting(out_shape, None, 0)  # its values are never read: any fill stands for them
+    if op == "Concat" and all(isinstance(v, Iota) for v in ins):
+        return _stack(node, ins)
     if op in ("Add", "Mul", "And", "Or") and not isinstance(x, Iota):
         x, ins = ins[1], [ins[1], x]  # commutative: the Iota first
     if not isinstance(x, Iota):
@@ -108,6 +110,16 @@ def iota_node(im: Any, node: Node, ins: list[Any]) -> Any:
     if op == "Slice":
         return _slice(im, node, x)
     raise Unsupported(f"{op} of position ids of symbolic length")
+
+
+def _stack(node: Node, ins: list[Iota]) -> IotaStack:
+    """Ids of one shape [..., 1] concatenated along the last axis: index tuples (GatherND's indices)."""
+    shape = ins[0].shape
+    if int(node.attr("axis", 0)) % len(shape) != len(shape) - 1 or shape[-1] != 1 \
+            or any(v.shape != shape for v in ins):
+        raise Unsupported("a Concat of position ids of symbolic length other than index tuples")
+    keep = list(range(len(shape) - 1)) + [-1]
+    return IotaStack(tuple(_moved(v, keep, tuple(shape[:-1])) for v in ins))
 
 
 def _only_measured(im: Any, node: Node) -> bool:
@@ -223,6 +235,7 @@ def _triangle(im: Any, node: Node, a: Iota, b: Iota) -> None:
                 "Greater": (d + 1, True)}[op]
     im.emit(node.outputs[0], f"triangle([{', '.join(im.dim_text(x) for x in shape)}], k={k}, "
                              f"upper={'true' if upper else 'false'}, dtype=\"bool\")")
+    im.triangles[node.outputs[0]] = (k, upper)  # attention reads a causal one as causal=true
 
 
 def broadcast_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:

@@ -184,8 +184,11 @@ def gather(im: Any, node: Node) -> None:
         im.emit(node.outputs[0], f"embedding({ids.name}, {data_c.shape[0]}, {data_c.shape[1]}, {naming})")
         return
     x = im.tensor(node.inputs[0])
-    idx = im.need_const(node.inputs[1], "Gather's indices (with a computed data tensor)")
     axis %= x.rank
+    if im.const(node.inputs[1]) is None:
+        _gather_computed(im, node, x, axis)
+        return
+    idx = im.const(node.inputs[1])
     dim = x.shape[axis]
     if not isinstance(dim, int):
         raise Unsupported("Gather along a symbolic axis")
@@ -197,6 +200,25 @@ def gather(im: Any, node: Node) -> None:
         im.emit(node.outputs[0], f"squeeze({parts[0]}, [{axis}])")
     else:
         im.emit(node.outputs[0], parts[0] if len(parts) == 1 else f"concat({', '.join(parts)}, axis={axis})")
+
+
+def _gather_computed(im: Any, node: Node, x: Tensor, axis: int) -> None:
+    """Gather at indices the graph computes: dlc's gather (rows of the first axis), with `axis` moved to the
+    front and back, and negative indices counted from the end as ONNX does (along a symbolic axis, where .dlm
+    cannot add the length, a negative index is gather's IndexError when the model runs)."""
+    ids = im.tensor(node.inputs[1])
+    if ids.dtype not in ("i32", "i64"):
+        raise Unsupported("Gather's indices are not integers")
+    dim = x.shape[axis]
+    ids_name = ids.name if not isinstance(dim, int) else \
+        im.temp(f"where({ids.name} < 0, {ids.name} + {dim}, {ids.name})", "index")
+    rest = [a for a in range(x.rank) if a != axis]
+    table = x.name if axis == 0 else im.temp(f"transpose({x.name}, perm={literal([axis] + rest)})", "table")
+    got = f"gather({table}, {ids_name})"
+    r = len(ids.shape)
+    perm = list(range(r, r + axis)) + list(range(r)) + list(range(r + axis, r + len(rest)))
+    im.emit(node.outputs[0], got if perm == sorted(perm) else
+            f"transpose({im.temp(got, 'gathered')}, perm={literal(perm)})")
 
 
 @converts("Split")

@@ -47,6 +47,18 @@ class Iota:
         return int(self.terms[0][1]) if self.terms else 0  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class IotaStack:
+    """Index tuples whose k-th entry is `parts[k]` (ids concatenated along a new last axis): the indices of a
+    GatherND in transformers' mask functions, `mask[batch_idx, kv_idx]`."""
+
+    parts: tuple[Iota, ...]
+
+    @property
+    def shape(self) -> tuple[Dim, ...]:
+        return tuple(self.parts[0].shape) + (len(self.parts),)
+
+
 def counting(shape: tuple[Dim, ...], axis: int | None, start: int, step: Dim = 1, dtype: str = "i64") -> Iota:
     """An Iota counting along one axis (or filled with `start` when axis is None or the step is 0)."""
     return Iota(tuple(shape), () if axis is None or step == 0 else ((axis, step),), start, dtype)
