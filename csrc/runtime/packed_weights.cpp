@@ -2,6 +2,7 @@
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/qgemm/qgemm.h"
 
 namespace dlc {
 
@@ -61,6 +62,24 @@ std::shared_ptr<const void> PackedWeights::get(size_t step, const Tensor& a, con
   }
   if (packed) packs_.fetch_add(1);
   slot = PackedOperand{packed, version, path, bytes};
+  return packed;
+}
+
+std::shared_ptr<const void> PackedWeights::get_int8(size_t step, const Tensor& b, bool channels_first,
+                                                    uint64_t version) const {
+  if (b.dtype != DType::F32 || b.ndim < 2) return nullptr;
+  const int64_t N = channels_first ? b.shape[0] : b.shape[b.ndim - 1];
+  const int64_t K = N > 0 ? b.numel() / N : 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (by_step_.size() <= step) by_step_.resize(step + 1);
+  PackedOperand& slot = by_step_[step];
+  if (slot.packed && slot.version == version && slot.path == "int8") return slot.packed;
+  std::vector<int8_t> q(static_cast<size_t>(K * N));
+  std::vector<float> scale(static_cast<size_t>(N));
+  quantize_weights_s8(b.ptr<float>(), channels_first, K, N, q.data(), scale.data());
+  auto packed = std::make_shared<const QgemmPackedB>(qgemm_pack_b(q.data(), K, N, scale.data()));
+  packs_.fetch_add(1);
+  slot = PackedOperand{packed, version, "int8", packed->bytes()};
   return packed;
 }
 

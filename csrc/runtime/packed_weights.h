@@ -29,7 +29,8 @@ class ParamVersions {
   std::unique_ptr<std::atomic<uint64_t>[]> v_;
 };
 
-// One step's packed operand: a GemmPackedB<float> or <double>, or a Bf16PackedB (type-erased), and what it was packed from.
+// One step's packed operand: a GemmPackedB<float> or <double>, a Bf16PackedB or a QgemmPackedB (type-erased), and
+// what it was packed from.
 struct PackedOperand {
   std::shared_ptr<const void> packed;
   uint64_t version = 0;
@@ -45,6 +46,10 @@ class PackedWeights {
   // copy is a Bf16PackedB (kernels/gemm/gemm_bf16.h): the weight rounded to bf16 once, at half the bytes.
   std::shared_ptr<const void> get(size_t step, const Tensor& a, const Tensor& b, const Tensor& c,
                                   const std::vector<int64_t>& ints, uint64_t version, bool bf16 = false) const;
+  // The int8 copy (a QgemmPackedB, kernels/qgemm/qgemm.h) of weight `b` for a "matmul_int8" or "conv2d_int8"
+  // step: quantized per output channel and packed on first use and whenever the version has moved. b is
+  // [K, N], or when `channels_first` [N, ...] (a transposed matmul weight, a convolution's [O, C, KH, KW]).
+  std::shared_ptr<const void> get_int8(size_t step, const Tensor& b, bool channels_first, uint64_t version) const;
   size_t bytes() const;
   std::vector<size_t> step_bytes(size_t steps) const;  // each step's packed bytes, 0 where none
   int64_t packs() const { return packs_.load(); }

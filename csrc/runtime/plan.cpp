@@ -186,21 +186,29 @@ void Plan::release_arena(std::unique_ptr<Arena> arena) const {
 }
 
 namespace {
-// The steps whose right operand a plan keeps packed: the f32/f64 matmul and its bf16 form.
-bool packs_weight(const std::string& key) { return key == "matmul" || key == "matmul_bf16"; }
+
+// The steps whose weight operand (in[1]) a plan keeps packed: the f32/f64 matmul, its bf16 form, and the int8
+// kernels, which read their weight only as its quantized, packed copy.
+bool packs_weight(const std::string& key) {
+  return key == "matmul" || key == "matmul_bf16" || key == "matmul_int8" || key == "conv2d_int8";
+}
+
 }  // namespace
 
 std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Tensor>& ins,
                                                  const std::vector<Tensor>& outs) const {
   const Step& st = steps_[k];
-  // "matmul_bf16" keeps its weight rounded to bf16 and packed (kernels/gemm/gemm_bf16.h).
-  const bool bf16 = st.key == "matmul_bf16";
   if (!pack_weights_ || !packs_weight(st.key) || ins.size() < 2 || outs.empty()) return nullptr;
   const Slot& b = slots_[st.in[1]];
-  if (b.region == Region::Const) return packed_.get(k, ins[0], ins[1], outs[0], st.ints, 0, bf16);
-  if (b.region != Region::Persistent || !versions_ || static_cast<size_t>(b.where) >= versions_->size())
+  uint64_t version = 0;
+  if (b.region == Region::Persistent && versions_ && static_cast<size_t>(b.where) < versions_->size())
+    version = versions_->get(static_cast<size_t>(b.where));
+  else if (b.region != Region::Const)
     return nullptr;  // an input, an arena value, or a buffer whose writes the versions do not cover
-  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, versions_->get(static_cast<size_t>(b.where)), bf16);
+  if (st.key == "matmul_int8" || st.key == "conv2d_int8")  // channels-first: a transposed matmul weight, a conv's
+    return packed_.get_int8(k, ins[1], st.key == "conv2d_int8" || (st.ints.size() > 1 && st.ints[1] != 0), version);
+  // "matmul_bf16" keeps its weight rounded to bf16 and packed (kernels/gemm/gemm_bf16.h).
+  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, version, st.key == "matmul_bf16");
 }
 
 void Plan::prepack() const {

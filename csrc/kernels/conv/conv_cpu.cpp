@@ -21,6 +21,7 @@
 // of conv_direct.h instead (for the data gradient, only stride-1 ones): at the channel counts of small CNNs
 // they skip the im2col matrix and the GEMM's packing, which cost about as much as the multiplications.
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -29,6 +30,7 @@
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/qgemm/qgemm.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -301,6 +303,69 @@ void conv2d_bf16_kernel(const KernelArgs& a) {
   conv_forward<float, true>(a);
 }
 
+// Row p of one image's patch matrix in u8, for the int8 GEMM (which wants the activations as rows of A): the
+// K = C*KH*KW taps of output position p = oh*Wo + ow, `pad` (the zero point: a real 0) outside the image.
+void im2row_u8(const uint8_t* x, const Geom& g, uint8_t pad, uint8_t* rows, int64_t ld) {
+  parallel_items(g.P(), [&](int64_t p, int) {
+    const int64_t oh = p / g.Wo, ow = p % g.Wo;
+    uint8_t* d = rows + p * ld;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.KH; ++i) {
+        const int64_t h = oh * g.sh - g.ph + i * g.dh;
+        for (int64_t j = 0; j < g.KW; ++j) {
+          const int64_t w = ow * g.sw - g.pw + j * g.dw;
+          *d++ = h >= 0 && h < g.H && w >= 0 && w < g.W ? x[(c * g.H + h) * g.W + w] : pad;
+        }
+      }
+  }, element_threads(static_cast<double>(g.P() * g.K())));
+}
+
+// "conv2d_int8": ints = [geometry (7), activation zero point (-1: dynamic), activation scale (f64 bits), n_code,
+// program...]; in = [x f32, w f32 [O, C, KH, KW], epilogue inputs...], groups 1. The weight is read only as
+// its int8 packed copy (KernelArgs::packed_b; quantized here per call when the plan does not pack). The whole
+// input is quantized to u8 once; per image, its patch rows times the weights give the outputs of every
+// channel, stored channels-first, and the epilogue runs on the image (see ConvEpilogue).
+void conv2d_int8_kernel(const KernelArgs& a) {
+  kernel_check(a.n_ints >= 10 && a.n_in >= 2 && a.n_out >= 1, "conv2d_int8 operands");
+  const Tensor &X = a.in[0], &Wt = a.in[1], &Y = a.out[0];
+  kernel_check(X.dtype == DType::F32 && Wt.dtype == DType::F32 && Y.dtype == DType::F32, "conv2d_int8 dtypes");
+  KernelArgs geometry = a;
+  geometry.n_ints = 7;
+  const Geom g = conv::make_geom(geometry, X, Wt, Y);
+  kernel_check(g.groups == 1, "conv2d_int8 groups");
+  ConvEpilogue ep;
+  ep.n_code = static_cast<int>(a.ints[9]);
+  kernel_check(ep.n_code >= 0 && a.n_ints == 10 + ep.n_code, "conv2d_int8 epilogue program length");
+  if (ep.n_code > 0) {
+    ep.code = a.ints + 10;
+    ep.prepare(a, Y);
+    ew_validate(ep.args, ep.code, ep.n_code, a.n_floats);
+  }
+  if (Y.numel() == 0) return;
+  const int64_t K = g.K(), P = g.P(), lda = qgemm_row_bytes(K), plane = g.C * g.H * g.W;
+  std::unique_ptr<QgemmPackedB> local;
+  const QgemmPackedB* packed = static_cast<const QgemmPackedB*>(a.packed_b);
+  if (!packed) {
+    std::vector<int8_t> q(static_cast<size_t>(K * g.O));
+    std::vector<float> scale(static_cast<size_t>(g.O));
+    quantize_weights_s8(Wt.ptr<float>(), true, K, g.O, q.data(), scale.data());
+    local = std::make_unique<QgemmPackedB>(qgemm_pack_b(q.data(), K, g.O, scale.data()));
+    packed = local.get();
+  }
+  kernel_check(packed->K == K && packed->N == g.O, "conv2d_int8 packed weight shape");
+  float scale;
+  int32_t zp;
+  step_activation_params(a.ints[7], a.ints[8], X.ptr<float>(), X.numel(), &scale, &zp);
+  uint8_t* xq = conv::scratch<uint8_t>(static_cast<size_t>(g.N * plane + P * lda));
+  uint8_t* rows = xq + g.N * plane;
+  quantize_u8(X.ptr<float>(), g.N * g.C, g.H * g.W, g.H * g.W, scale, zp, xq, g.H * g.W);
+  for (int64_t n = 0; n < g.N; ++n) {
+    im2row_u8(xq + n * plane, g, static_cast<uint8_t>(zp), rows, lda);
+    qgemm(P, rows, lda, scale, zp, *packed, Y.ptr<float>() + n * g.O * P, 1, P);
+    if (ep.n_code > 0) ep.run(n * g.O, (n + 1) * g.O, true);
+  }
+}
+
 void conv2d_grad_input_kernel(const KernelArgs& a) {
   kernel_check(a.n_in == 2 && a.n_out == 1, "conv2d_grad_input operands");
   conv::dispatch_float(a.out[0].dtype, "conv2d_grad_input", [&](auto t) { conv_grad_input<decltype(t)>(a); });
@@ -315,6 +380,7 @@ void conv2d_grad_weight_kernel(const KernelArgs& a) {
 
 DLC_REGISTER_KERNEL("conv2d", Device::CPU, conv2d_kernel);
 DLC_REGISTER_KERNEL("conv2d_bf16", Device::CPU, conv2d_bf16_kernel);
+DLC_REGISTER_KERNEL("conv2d_int8", Device::CPU, conv2d_int8_kernel);
 DLC_REGISTER_KERNEL("conv2d_grad_input", Device::CPU, conv2d_grad_input_kernel);
 DLC_REGISTER_KERNEL("conv2d_grad_weight", Device::CPU, conv2d_grad_weight_kernel);
 

@@ -7,6 +7,7 @@
 // GEMM while the tile is in L1 (gemm_epilogue.h), so bias, activation, gradient and residual cost no extra pass
 // over memory; a program the tile form cannot take runs through the general evaluator on finished blocks.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "dispatch.h"
@@ -14,6 +15,7 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
 #include "kernels/gemm/gemm_epilogue.h"
+#include "kernels/qgemm/qgemm.h"
 #include "runtime/thread_pool.h"
 
 namespace dlc {
@@ -66,6 +68,32 @@ void batch_strides(const Tensor& t, const Tensor& c, int64_t* strides) {
   }
 }
 
+// A step's epilogue program (n_code ints at code) prepared for the GEMM: its view of the operands is C (out[0])
+// first, then the step's inputs from in[2] on. Not copyable: args points into `in`.
+template <typename T>
+struct StepEpilogue {
+  std::vector<Tensor> in;
+  KernelArgs args;
+  const int64_t* code;
+  TileEpilogue<T> tiles;
+  GemmEpilogueFn<T> fn = nullptr;
+  GemmTileEpilogueFn<T> tile_fn = nullptr;
+
+  StepEpilogue(const KernelArgs& a, const int64_t* program, int n_code) : args(a), code(program) {
+    if (n_code == 0) return;
+    in.push_back(a.out[0]);
+    for (int k = 2; k < a.n_in; ++k) in.push_back(a.in[k]);
+    args.in = in.data();
+    args.n_in = static_cast<int>(in.size());
+    ew_validate(args, code, n_code, a.n_floats);
+    const bool tiled = prepare_tile_epilogue<T>(args, code, n_code, a.floats, &tiles);
+    fn = tiled ? &epilogue_window<T> : &epilogue_block<T>;
+    tile_fn = tiled && tiles.per_tile ? &epilogue_tile<T> : nullptr;
+  }
+  StepEpilogue(const StepEpilogue&) = delete;
+  StepEpilogue& operator=(const StepEpilogue&) = delete;
+};
+
 // kBf16: the "matmul_bf16" kernel (f32 operands, bf16 arithmetic: gemm_bf16.h), whose right operand is a weight
 // shared by every matrix of A, so it always takes the one-tall-GEMM branch; packed_b is then a Bf16PackedB.
 template <typename T, bool kBf16 = false>
@@ -83,21 +111,12 @@ void matmul_typed(const KernelArgs& a) {
   const int64_t batches = C.numel() / std::max<int64_t>(M * N, 1);
   if (C.numel() == 0) return;
 
-  // The epilogue's view of the operands: C first, then the extra inputs.
-  std::vector<Tensor> ep_in;
-  KernelArgs ep_args = a;
-  const int64_t* code = a.ints + 3;
-  if (n_code > 0) {
-    ep_in.push_back(C);
-    for (int k = 2; k < a.n_in; ++k) ep_in.push_back(a.in[k]);
-    ep_args.in = ep_in.data();
-    ep_args.n_in = static_cast<int>(ep_in.size());
-    ew_validate(ep_args, code, n_code, a.n_floats);
-  }
-  TileEpilogue<T> tiles;
-  const bool tiled = n_code > 0 && prepare_tile_epilogue<T>(ep_args, code, n_code, a.floats, &tiles);
-  GemmEpilogueFn<T> fn = n_code == 0 ? nullptr : tiled ? &epilogue_window<T> : &epilogue_block<T>;
-  GemmTileEpilogueFn<T> tile_fn = tiled && tiles.per_tile ? &epilogue_tile<T> : nullptr;
+  const StepEpilogue<T> se(a, a.ints + 3, n_code);
+  const KernelArgs& ep_args = se.args;
+  const int64_t* code = se.code;
+  const TileEpilogue<T>& tiles = se.tiles;
+  const GemmEpilogueFn<T> fn = se.fn;
+  const GemmTileEpilogueFn<T> tile_fn = se.tile_fn;
 
   auto matrices = [](const Tensor& t) {
     const int64_t s = t.shape[t.ndim - 1] * t.shape[t.ndim - 2];
@@ -165,9 +184,45 @@ void matmul_bf16_kernel(const KernelArgs& a) {
   matmul_typed<float, true>(a);
 }
 
+// "matmul_int8": ints = [trans_a (0), trans_b, activation zero point (-1: dynamic), activation scale (f64 bits),
+// n_code, program...]; in = [A [..., K] f32, B f32 weight [K, N] ([N, K] when trans_b), epilogue inputs...].
+// B is read only as its int8 packed copy (KernelArgs::packed_b from the plan's cache; quantized here per call
+// when the plan does not pack); A is quantized to u8 per call (kernels/qgemm/qgemm.h).
+void matmul_int8_kernel(const KernelArgs& a) {
+  kernel_check(a.n_in >= 2 && a.n_out >= 1 && a.n_ints >= 5, "matmul_int8 operands");
+  const int n_code = static_cast<int>(a.ints[4]);
+  kernel_check(a.n_ints == 5 + n_code && a.ints[0] == 0, "matmul_int8 ints");
+  const Tensor &A = a.in[0], &B = a.in[1], &C = a.out[0];
+  kernel_check(A.dtype == DType::F32 && B.dtype == DType::F32 && C.dtype == DType::F32, "matmul_int8 dtypes");
+  const bool tb = a.ints[1] != 0;
+  kernel_check(B.ndim == 2 && A.ndim >= 1 && C.ndim >= 1, "matmul_int8 ranks");
+  const int64_t K = A.shape[A.ndim - 1], N = C.shape[C.ndim - 1];
+  kernel_check(B.shape[tb ? 1 : 0] == K && B.shape[tb ? 0 : 1] == N, "matmul_int8 weight shape");
+  const int64_t M = K > 0 ? A.numel() / K : 0;
+  kernel_check(M * N == C.numel(), "matmul_int8 rows");
+  if (C.numel() == 0) return;
+  const StepEpilogue<float> se(a, a.ints + 5, n_code);
+  std::unique_ptr<QgemmPackedB> local;
+  const QgemmPackedB* packed = static_cast<const QgemmPackedB*>(a.packed_b);
+  if (!packed) {
+    std::vector<int8_t> q(static_cast<size_t>(K * N));
+    std::vector<float> scale(static_cast<size_t>(N));
+    quantize_weights_s8(B.ptr<float>(), tb, K, N, q.data(), scale.data());
+    local = std::make_unique<QgemmPackedB>(qgemm_pack_b(q.data(), K, N, scale.data()));
+    packed = local.get();
+  }
+  kernel_check(packed->K == K && packed->N == N, "matmul_int8 packed weight shape");
+  float scale;
+  int32_t zp;
+  step_activation_params(a.ints[2], a.ints[3], A.ptr<float>(), A.numel(), &scale, &zp);
+  Epilogue e{&se.args, se.code, n_code, a.floats, a.n_floats, 0, &se.tiles};
+  qgemm_f32(M, A.ptr<float>(), scale, zp, *packed, C.ptr<float>(), se.fn, &e);
+}
+
 }  // namespace
 
 DLC_REGISTER_KERNEL("matmul", Device::CPU, matmul_kernel);
 DLC_REGISTER_KERNEL("matmul_bf16", Device::CPU, matmul_bf16_kernel);
+DLC_REGISTER_KERNEL("matmul_int8", Device::CPU, matmul_int8_kernel);
 
 }  // namespace dlc

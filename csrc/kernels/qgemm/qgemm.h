@@ -67,6 +67,17 @@ void dynamic_u8_params(const float* x, int64_t n, float* scale, int32_t* zero_po
 void qgemm(int64_t M, const uint8_t* A, int64_t lda, float sa, int32_t za, const QgemmPackedB& B, float* C,
            int64_t c_row, int64_t c_col, GemmEpilogueFn<float> epilogue = nullptr, void* epilogue_ctx = nullptr);
 
+// The activation quantization of an int8 step, from two of its ints: a zero point in [0, 255] with the f64 bit
+// pattern of the scale (static: from calibration), or zero point -1 (dynamic: the range of the n values x, per
+// call, as dynamic_u8_params). Throws std::invalid_argument for anything else.
+void step_activation_params(int64_t zero_point, int64_t scale_bits, const float* x, int64_t n, float* scale,
+                            int32_t* zp);
+
+// An int8 product with f32 operands: x (M x K, contiguous) quantized to u8 with (scale, zp), times the packed
+// weights, into C (M x N, row-major), with the block epilogue. Scratch is per thread.
+void qgemm_f32(int64_t M, const float* x, float scale, int32_t zp, const QgemmPackedB& B, float* C,
+               GemmEpilogueFn<float> epilogue = nullptr, void* epilogue_ctx = nullptr);
+
 // Forces one kernel path for later qgemm calls (tests and benchmarks): "avx512vnni", "avx2" or "scalar"; ""
 // restores automatic selection (the best the CPU has, in that order). A path the CPU lacks falls back to the best
 // one below it (qgemm_kernel_name() says which runs); an unknown name throws std::invalid_argument.

@@ -190,6 +190,26 @@ void qgemm(int64_t M, const uint8_t* A, int64_t lda, float sa, int32_t za, const
   }, threads_for(static_cast<double>(M) * N * B.K, kQgemmMacsPerThread));
 }
 
+void step_activation_params(int64_t zero_point, int64_t scale_bits, const float* x, int64_t n, float* scale,
+                            int32_t* zp) {
+  if (zero_point == -1) return dynamic_u8_params(x, n, scale, zp);
+  double s;
+  std::memcpy(&s, &scale_bits, sizeof s);
+  if (zero_point < 0 || zero_point > 255 || !(s > 0) || !std::isfinite(static_cast<float>(s)))
+    throw std::invalid_argument("int8 step: activation zero point " + std::to_string(zero_point) +
+                                " or scale outside [0, 255] and (0, inf)");
+  *scale = static_cast<float>(s);
+  *zp = static_cast<int32_t>(zero_point);
+}
+
+void qgemm_f32(int64_t M, const float* x, float scale, int32_t zp, const QgemmPackedB& B, float* C,
+               GemmEpilogueFn<float> epilogue, void* epilogue_ctx) {
+  const int64_t K = B.K, lda = qgemm_row_bytes(K);
+  uint8_t* a = scratch<uint8_t, ScratchSlot::Qgemm>(static_cast<size_t>(std::max<int64_t>(M * lda, 1)));
+  quantize_u8(x, M, K, K, scale, zp, a, lda);
+  qgemm(M, a, lda, scale, zp, B, C, B.N, 1, epilogue, epilogue_ctx);
+}
+
 void qgemm_force_isa(const char* isa) {
   const std::string s = isa ? isa : "";
   if (s.empty()) g_forced.store(-1);
