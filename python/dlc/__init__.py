@@ -7,7 +7,7 @@ static memory planning) and returns a `Program` you call with NumPy arrays.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 from . import _core
 from .errors import (ArenaLimitError, CheckpointError, CompileError, DlcError, DlcWarning, NonFiniteError,
@@ -45,19 +45,23 @@ def load_module(path: str | os.PathLike[str] | None = None, *, source: str | Non
 
 def compile(path: str | os.PathLike[str] | None = None, *, source: str | None = None,
             dims: Mapping[str, int] | None = None, dtype: str = "f32", fuse: bool = True, seed: int = 0,
-            strict_dtypes: bool = False, precision: str = "f32") -> Program:
+            strict_dtypes: bool = False, precision: str = "f32",
+            calibration: Mapping[str, Any] | None = None) -> Program:
     """Compiles a model: the .dlm file at `path`, or `.dlm` text given as `source=`. `dims` fixes symbolic
     dimensions; unbound ones are taken from the inputs at call time, with one plan compiled and cached per
     binding. `dtype="f64"` runs every f32 tensor of the model in double precision. Inputs of another dtype
     are converted when nothing is lost a user meant (integers whose values fit, any float for a float input);
     `strict_dtypes=True` refuses them instead. A parameter declared but never used is a `dlc.DlcWarning`.
     `precision="bf16"` (or "int8") runs inference with the weights of matrix products and convolutions in that
-    precision (docs/precision.md); training always runs in f32."""
+    precision (docs/precision.md); training always runs in f32. For int8, `calibration` ({input: samples})
+    fixes each layer's activation scale (static quantization); without it they are taken per call (dynamic)."""
     from .lint import warn_unused_params
     if dtype not in ("f32", "f64"):
         raise ValueError(f"dtype must be 'f32' or 'f64', got {dtype!r}")
     program = Program(load_module(path, source=source), dims=dims, dtype=dtype, fuse=fuse, seed=seed,
                       strict_dtypes=strict_dtypes, precision=precision)
+    if calibration is not None:
+        program.set_precision(precision, calibration=calibration)
     warn_unused_params(program)  # reported at the caller's dlc.compile line
     return program
 

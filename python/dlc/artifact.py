@@ -3,7 +3,9 @@
 
 Format, version 4. The file is a safetensors file (https://huggingface.co/docs/safetensors) whose tensors are
   param/<name>   every persistent tensor (parameters and running statistics), by hierarchical name: f32 (f64),
-                 or for the weights listed in `stored` their bf16 bit patterns (uint16)
+                 or for the weights listed in `stored` their bf16 bit patterns (uint16) or int8 values
+  scale/<name>   for each int8 weight, its f32 scale per output channel (the first axis of a convolution's or
+                 transposed product's weight, the last of a dense layer's [in, out])
 and whose `__metadata__` (string -> string) holds
   format       "dlc-artifact"
   version      "4"
@@ -22,9 +24,12 @@ and whose `__metadata__` (string -> string) holds
                or loaded them), else "false"; absent in files older than this entry. Saving and loading such a
                file warn (UntrainedWarning), as `dlc compile` and `dlc run` do.
   precision    "f32", "bf16" or "int8": the precision of inference (docs/precision.md); keep_f32: JSON [layer, ...]
-               left in f32; stored: JSON {parameter: "bf16"} — weights that only reduced-precision kernels read,
-               stored in that precision (half the bytes; widening bf16 to f32 on load is exact, so the loaded
-               program computes what the saved one did). All three absent in version 3 and older (f32).
+               left in f32; stored: JSON {parameter: "bf16" | "int8"} — weights that only reduced-precision kernels
+               read, stored in that precision (half or a quarter of the bytes; widening bf16 to f32 on load is
+               exact, and int8 values times their scales quantize back to the same int8 values and scales, so the
+               loaded program computes what the saved one did). All three absent in version 3 and older (f32).
+  int8_scales  JSON {layer: [scale, zero point]}: the int8 activation scales from calibration, or null (dynamic);
+               absent before int8 (null)
   checksum     sha256 over every other metadata entry and every tensor, to catch silent corruption
 Loading compiles the stored source again (about 0.1 s) and takes every size, slot and kernel from the compiler,
 never from the file: the file contributes only parameter values, each checked against the dtype and shape the
@@ -48,7 +53,9 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
+from . import _core
 from .atomic_file import write_atomically
+from .calibration import set_precision as set_model_precision
 from .dims import Sym, substitute
 from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
@@ -130,9 +137,11 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
     memory = None if symbolic else program.compile_plan(binding, training=False).memory.as_dict()
     params = program.params
     stored = model.reduced_weights() if model.precision != "f32" else {}
-    stored = {n: p for n, p in stored.items() if p == "bf16"}  # the precisions this format stores
-    tensors: dict[str, np.ndarray] = {f"param/{n}": bf16_bits(a) if n in stored else np.ascontiguousarray(a)
-                                      for n, a in params.items()}
+    tensors: dict[str, np.ndarray] = {f"param/{n}": bf16_bits(a) if stored.get(n) == "bf16"
+                                      else np.ascontiguousarray(a) for n, a in params.items()}
+    layout = model.int8_channels_first(n for n, p in stored.items() if p == "int8")
+    for name, channels_first in layout.items():
+        tensors[f"param/{name}"], tensors[f"scale/{name}"] = int8_weights(params[name], channels_first)
     module = model.module
     source_dir = str(Path(module.filename).resolve().parent) if not module.filename.startswith("<") \
         else str(Path.cwd())
@@ -147,6 +156,7 @@ def save_artifact(program: "Program", path: str | os.PathLike[str], dims: Mappin
         "untrained": json.dumps(model.params_untrained()),
         "precision": model.precision, "keep_f32": json.dumps(sorted(model.precision_policy.keep_f32)),
         "stored": json.dumps(stored),
+        "int8_scales": json.dumps(model.int8_scales),
     }
     if model.classes is not None:
         meta["classes"] = json.dumps(model.classes)
@@ -186,9 +196,12 @@ class LoadedProgram:
         """The precision of inference: the stored one, or the one given to dlc.load (docs/precision.md)."""
         return self.model.precision
 
-    def set_precision(self, precision: str, keep_f32: Iterable[str] = ()) -> None:
-        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`."""
-        self.model.set_precision(precision, keep_f32)
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
+                      calibration: Mapping[str, np.ndarray] | None = None) -> None:
+        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`. For int8,
+        `calibration` ({input: samples}) fixes each layer's activation scale (static quantization); without it
+        layers quantize their inputs per call (dynamic) unless scales were measured before (docs/precision.md)."""
+        set_model_precision(self.model, precision, keep_f32, calibration)
 
     @property
     def classes(self) -> list[str] | None:
@@ -403,7 +416,8 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
     if set(persistent) != set(expected):
         raise r.fail(f"the stored parameters ({', '.join(sorted(persistent)) or 'none'}) are not the model's "
                      f"({', '.join(sorted(expected)) or 'none'})")
-    wanted = {f"param/{n}" for n in persistent}
+    int8 = [n for n, p in info["stored"].items() if p == "int8"]
+    wanted = {f"param/{n}" for n in persistent} | {f"scale/{n}" for n in int8}
     if not wanted <= set(tensors):
         raise r.fail(f"tensor(s) missing: {', '.join(sorted(wanted - set(tensors)))}")
     if READABLE_VERSIONS.index(r.meta["version"]) > 0 and set(tensors) != wanted:
@@ -412,9 +426,14 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
     for name in info["stored"]:
         if name not in expected:
             raise r.fail(f"'stored' names '{name}', which is not a parameter of the model")
+    layout = model.int8_channels_first(int8)
     for name in persistent:
         arr, want = tensors[f"param/{name}"], expected[name]
-        if name in info["stored"]:  # bf16 bit patterns: widened exactly, once the shape is the model's
+        if name in layout:  # int8 per output channel, with its scales: dequantized once the shapes are checked
+            arr = _dequantize(r, name, arr, tensors[f"scale/{name}"], want, layout[name])
+        elif name in int8:
+            raise r.fail(f"parameter '{name}' is stored as int8 but no int8 kernel of the model reads it")
+        elif name in info["stored"]:  # bf16 bit patterns: widened exactly, once the shape is the model's
             if arr.dtype != np.uint16 or arr.shape != want.shape or want.dtype != np.float32:
                 raise r.fail(f"parameter '{name}' is stored as {arr.dtype.name}{list(arr.shape)} but the model "
                              f"needs bf16 bits (uint16){list(want.shape)} of an f32 weight")
@@ -424,6 +443,7 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
                          f"needs {want.dtype.name}{list(want.shape)}")
         values[name] = arr
     model.set_params(values)
+    model.int8_scales = info["int8_scales"]
     try:
         model.set_precision(info["precision"], info["keep_f32"])
     except ValueError as e:
@@ -434,7 +454,7 @@ def _rebuild(r: _Reader, info: dict[str, Any], tensors: Mapping[str, np.ndarray]
 def _precision_entries(r: _Reader) -> dict[str, Any]:
     """precision, keep_f32 and stored (version 4; f32 and nothing before it), each checked."""
     if "precision" not in r.meta:
-        return {"precision": "f32", "keep_f32": [], "stored": {}}
+        return {"precision": "f32", "keep_f32": [], "stored": {}, "int8_scales": None}
     try:
         precision = check_precision(r.meta["precision"])
     except ValueError as e:
@@ -442,6 +462,39 @@ def _precision_entries(r: _Reader) -> dict[str, Any]:
     keep, stored = r.json("keep_f32"), r.json("stored")
     if not isinstance(keep, list) or not all(isinstance(n, str) for n in keep):
         raise r.fail("'keep_f32' must be a list of layer names")
-    if not isinstance(stored, dict) or not all(isinstance(k, str) and v == "bf16" for k, v in stored.items()):
-        raise r.fail("'stored' must map parameter names to \"bf16\"")
-    return {"precision": precision, "keep_f32": keep, "stored": stored}
+    if not isinstance(stored, dict) or not all(isinstance(k, str) and v in ("bf16", "int8") for k, v in stored.items()):
+        raise r.fail("'stored' must map parameter names to \"bf16\" or \"int8\"")
+    return {"precision": precision, "keep_f32": keep, "stored": stored, "int8_scales": _int8_scales(r)}
+
+
+def _int8_scales(r: _Reader) -> dict[str, tuple[float, int]] | None:
+    """The int8 activation scales by layer (null: dynamic), each a positive finite scale and a zero point in
+    [0, 255]."""
+    scales = r.json("int8_scales") if "int8_scales" in r.meta else None
+    if scales is None:
+        return None
+    ok = isinstance(scales, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and len(v) == 2 and isinstance(v[0], float)
+        and np.isfinite(v[0]) and v[0] > 0 and isinstance(v[1], int) and 0 <= v[1] <= 255 for k, v in scales.items())
+    if not ok:
+        raise r.fail("'int8_scales' must map layer names to [scale > 0, zero point in 0..255]")
+    return {k: (float(v[0]), int(v[1])) for k, v in scales.items()}
+
+
+def int8_weights(w: np.ndarray, channels_first: bool) -> tuple[np.ndarray, np.ndarray]:
+    """An f32 weight as the int8 kernels quantize it (csrc/kernels/qgemm), in the weight's own shape, and its
+    per-channel scales."""
+    channels = w.shape[0] if channels_first else w.shape[-1]
+    q, scale = _core.quantize_weights_s8(w.reshape(channels, -1) if channels_first else w, channels_first)
+    return (q.reshape(w.shape) if channels_first else np.ascontiguousarray(q.T)), scale
+
+
+def _dequantize(r: _Reader, name: str, q: np.ndarray, scale: np.ndarray, want: np.ndarray,
+                channels_first: bool) -> np.ndarray:
+    channels = want.shape[0] if channels_first else want.shape[-1]
+    if q.dtype != np.int8 or q.shape != want.shape or want.dtype != np.float32:
+        raise r.fail(f"parameter '{name}' is stored as {q.dtype.name}{list(q.shape)} but the model needs "
+                     f"int8{list(want.shape)} of an f32 weight")
+    if scale.dtype != np.float32 or scale.shape != (channels,) or not np.all(np.isfinite(scale) & (scale > 0)):
+        raise r.fail(f"scales of '{name}' must be {channels} positive finite float32 values")
+    return q.astype(np.float32) * (scale.reshape((channels,) + (1,) * (q.ndim - 1)) if channels_first else scale)

@@ -45,8 +45,12 @@ class InferenceCalls:
         self.last_binding: dict[str, int] = {}  # the symbolic dimensions of the most recent checked call
         self._by_call_key: PlanCache[CachedCall] = PlanCache()  # holds plans alive: bounded too
         self._latest: dict[bool, CachedCall] = {}  # per mode, the call key used last: tried first
+        self._generation = model.plan_generation  # the model's plans these caches hold (a precision change drops them)
 
     def __call__(self, inputs: Mapping[str, Any], *, training: bool, step: int) -> dict[str, np.ndarray]:
+        if self._generation != self.model.plan_generation:
+            self._by_call_key, self._latest = PlanCache(), {}
+            self._generation = self.model.plan_generation
         latest = self._latest.get(training)
         if latest is not None and not recording():  # a profiled run goes through run_plan, which times it
             outputs = latest.fast(inputs, self.model.seed, step)

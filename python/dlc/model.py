@@ -150,11 +150,17 @@ class CompiledModel:
         self._used: list[str] | None = None
         self.input_dtypes = {n: np_dtype(self._graph.values[v].dtype) for n, v in self._graph.inputs}
         self.precision_policy = PrecisionPolicy.make(self.precision)
+        # int8 activation scales by layer from calibration data (dlc/calibration.py); None: dynamic, per call.
+        self.int8_scales: dict[str, tuple[float, int]] | None = None
+        self.plan_generation = 0  # advanced whenever cached plans stop being valid (a precision change)
 
     def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
                       layer_data: Mapping[str, Any] | None = None) -> None:
         """The precision inference plans run in from now on, with the layers in `keep_f32` left in f32
-        (dlc/precision.py). Training plans are unaffected: training always runs in f32."""
+        (dlc/precision.py). Training plans are unaffected: training always runs in f32. int8 layers take their
+        activation scales from `int8_scales` unless `layer_data` is given."""
+        if layer_data is None and precision == "int8":
+            layer_data = self.int8_scales
         policy = PrecisionPolicy.make(require_precision(precision), keep_f32, layer_data)
         if self.dtype != "f32" and policy.reduced:
             raise ValueError(f"precision={precision!r} needs an f32 model; this one is compiled with "
@@ -162,6 +168,7 @@ class CompiledModel:
         with self.lock:
             self.precision, self.precision_policy = policy.precision, policy
             self._plans.clear()
+            self.plan_generation += 1  # plans cached elsewhere by call key (InferenceCalls) are stale too
 
     @property
     def _params(self) -> dict[str, np.ndarray]:
@@ -358,6 +365,21 @@ class CompiledModel:
         return self._used
 
     # ---- plans ----
+
+    def int8_channels_first(self, names: Iterable[str]) -> dict[str, bool]:
+        """For each named weight an int8 kernel reads: whether its output channels are its first axis (a
+        convolution's [O, C, KH, KW], a transposed matmul's [N, K]) rather than its last ([K, N]), the axis of
+        its per-channel scales."""
+        wanted = set(names)
+        ctx = replace(self.pass_context(False), disabled=frozenset({"fusion", "schedule"}))
+        graph = run_pipeline(self.inference_graph(self._dims), ctx)
+        by_value = {p.value: p.name for p in graph.params if p.name in wanted}
+        out = {}
+        for node in graph.nodes:
+            fact = registry.get(node.op).reduced_precision
+            if fact is not None and node.inputs[fact.weight] in by_value:
+                out[by_value[node.inputs[fact.weight]]] = node.op != "matmul" or bool(node.attr("trans_b"))
+        return out
 
     def reduced_weights(self) -> dict[str, str]:
         """The parameters only reduced-precision kernels read, by name -> their precision: what an artifact may

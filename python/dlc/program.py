@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .calibration import set_precision as set_model_precision
 from .frontend.modules import Module
 from .inference import InferenceCalls
 from .ir import Graph
@@ -76,9 +77,12 @@ class Program:
         """The precision of inference ("f32", "bf16", "int8"); training always runs in f32 (docs/precision.md)."""
         return self.model.precision
 
-    def set_precision(self, precision: str, keep_f32: Iterable[str] = ()) -> None:
-        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`."""
-        self.model.set_precision(precision, keep_f32)
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
+                      calibration: Mapping[str, np.ndarray] | None = None) -> None:
+        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`. For int8,
+        `calibration` ({input: samples}) fixes each layer's activation scale (static quantization); without it
+        layers quantize their inputs per call (dynamic) unless scales were measured before (docs/precision.md)."""
+        set_model_precision(self.model, precision, keep_f32, calibration)
 
     def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
         """Copies new values into the parameters. Names and shapes are checked before anything changes."""

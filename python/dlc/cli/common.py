@@ -74,6 +74,25 @@ def add_precision_argument(p: argparse.ArgumentParser, default: str | None = Non
                         f"(default: {default or 'f32, or the artifact' + chr(39) + 's own'}); training stays f32")
 
 
+def add_calibrate_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibrate", metavar="DATA",
+                   help="with --precision int8: measure each layer's activation scale on these samples (FILE.npz "
+                        "with arrays named after the inputs, two .npy files or CSV as for --data) instead of "
+                        "taking it per call")
+
+
+def calibrate_int8(program: Any, spec: str, precision: str | None) -> str:
+    """--calibrate: static int8 activation scales from a data file (give it after --params: the trained weights
+    set the ranges); the program runs in int8 from then on. Returns what it did, to print."""
+    from ..datafiles import load_data
+    if precision != "int8":
+        raise ValueError("--calibrate measures int8 activation scales: give it with --precision int8")
+    data = load_data(program, spec, {}).arrays
+    program.set_precision("int8", program.model.precision_policy.keep_f32, calibration=data)
+    count = len(next(iter(data.values()))) if data else 0
+    return f"calibrated {len(program.model.int8_scales or {})} int8 layers on {count} samples of {spec}"
+
+
 def param_count(program: Program) -> int:
     """From the graph's types: counting builds no parameter (see CompiledModel._params)."""
     return sum(math.prod(int(d) for d in p.type.shape) for p in program.graph.params)

@@ -16,8 +16,9 @@ from ..passes import PassContext
 from ..passes.dead_code import eliminate_dead_code
 from ..passes.eval_mode import strip_training_only
 from ..program import Program
-from .common import (add_params_arguments, add_precision_argument, deployable_params, human_bytes, io_lines, load_params, load_program,
-                     param_count, require_bound, spec_json, unbound_dims)
+from .common import (add_calibrate_argument, add_params_arguments, add_precision_argument, calibrate_int8,
+                     deployable_params, human_bytes, io_lines, load_params, load_program, param_count, require_bound,
+                     spec_json, unbound_dims)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -27,6 +28,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         deployable_params(program, args, args.output)
     elif args.params:
         load_params(program, args.params)
+    if args.calibrate:
+        said = calibrate_int8(program, args.calibrate, program.precision)
+        if not args.json:
+            print(said)
     unbound = unbound_dims(program)
     if unbound and args.output and not args.train:
         return write_symbolic_artifact(args, program, unbound)
@@ -139,5 +144,6 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
     p.add_argument("-o", dest="output", metavar="OUT", help="write a compiled artifact (safetensors) here; without -D it takes any batch size")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_precision_argument(p)
+    add_calibrate_argument(p)
     add_params_arguments(p, "the artifact (-o)")
     p.set_defaults(func=cmd_compile)

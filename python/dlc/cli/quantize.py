@@ -19,7 +19,8 @@ from ..datafiles import is_data_file, load_data, parse_map
 from ..errors import UntrainedWarning
 from ..precision import REDUCED
 from ..quantize import METRICS, format_report, precision_report
-from .common import add_threads_argument, load_params, load_program, training_data
+from .common import (add_calibrate_argument, add_threads_argument, calibrate_int8, load_params, load_program,
+                     training_data)
 from .run import is_artifact
 
 RANDOM_SAMPLES = 64
@@ -73,6 +74,7 @@ def _labels(model: Any, arrays: dict[str, np.ndarray]) -> np.ndarray | None:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     program = _program(args)
+    calibrated = calibrate_int8(program, args.calibrate, args.precision) if args.calibrate else None
     arrays, origin = _data(program, args)
     labels = _labels(program.model, arrays)
     report = precision_report(program.model, args.precision, arrays, labels, metric=args.metric,
@@ -90,6 +92,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(json.dumps({"model": args.model, "data": origin, **body}, indent=2))
         return 0
     print(f"{args.model}: {origin}")
+    if calibrated:
+        print(calibrated)
     print(format_report(report))
     if args.output:
         print(f"wrote {args.output}")
@@ -115,6 +119,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                         "nats/char)")
     p.add_argument("--max-drop", type=float, metavar="D",
                    help="return layers to f32 until the metric is within D of f32's (accuracy points or nats)")
+    add_calibrate_argument(p)
     p.add_argument("--batch", type=int, default=256, metavar="B", help="samples per run (default 256)")
     p.add_argument("-o", dest="output", metavar="OUT", help="write the artifact in this precision (model files)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

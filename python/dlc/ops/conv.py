@@ -17,6 +17,7 @@ import numpy as np
 
 from ..dims import concrete
 from ..errors import ShapeError
+from ..int8 import step_ints
 from ..ir import TensorType
 from .common import need_float, rand, same_dtype
 from .nn import ACTIVATIONS, LayerContext
@@ -250,12 +251,21 @@ _GEOM_ATTRS = (AttrSpec("stride", "any", 1, doc="an int or [sh, sw]"),
                AttrSpec("dilation", "any", 1, doc="an int or [dh, dw]"),
                AttrSpec("groups", "int", 1))
 
+def _conv_lower(node: Any, types: list[TensorType]) -> tuple[list[int], list[float]]:
+    """The geometry's ints, and for int8 the activation quantization's [zero point, scale bits] (dlc/int8.py)."""
+    ints = _conv_geom(types[0], types[1], node.attr_dict).ints()
+    if node.attr("precision") == "int8":
+        ints += step_ints(node.attr("precision_data"))
+    return ints, []
+
+
 register(OpDef("conv2d_core", ("x", "weight"), _GEOM_ATTRS, infer=_conv_infer,
                pattern=Pattern.OUT_ELEMENTWISE_FUSABLE,
-               kernel="conv2d", lower=lambda n, t: (_conv_geom(t[0], t[1], n.attr_dict).ints(), []),
+               kernel="conv2d", lower=_conv_lower,
                grad=_conv_grad, reference=conv2d_np, samples=_conv_samples,
-               reduced_precision=ReducedPrecision(1, (("bf16", "conv2d_bf16"),),
-                                                  lambda n, t: t[0].dtype == "f32" and t[1].dtype == "f32"),
+               reduced_precision=ReducedPrecision(1, (("bf16", "conv2d_bf16"), ("int8", "conv2d_int8")),
+                                                  lambda n, t: t[0].dtype == "f32" and t[1].dtype == "f32",
+                                                  only=(("int8", lambda n, t: n.attr("groups") == 1),)),
                doc="2-D convolution (cross-correlation) of x [N, C, H, W] with weight [O, C/groups, kh, kw]"))
 
 

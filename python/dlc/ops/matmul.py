@@ -9,6 +9,7 @@ import numpy as np
 
 from ..dims import broadcast_shapes, dim_mul
 from ..errors import ShapeError
+from ..int8 import step_ints
 from ..ir import TensorType
 from .common import need_float, rand, same_dtype, sum_to
 from .registry import AttrSpec, OpDef, Pattern, ReducedPrecision, Sample, register
@@ -81,11 +82,19 @@ def _weight_matmul(node: Any, types: list[TensorType]) -> bool:
             and types[1].dtype == "f32")
 
 
+def _matmul_lower(node: Any, types: list[TensorType]) -> tuple[list[int], list[float]]:
+    """[trans_a, trans_b], and for int8 the activation quantization's [zero point, scale bits] (dlc/int8.py)."""
+    ints = [int(node.attr("trans_a")), int(node.attr("trans_b"))]
+    if node.attr("precision") == "int8":
+        ints += step_ints(node.attr("precision_data"))
+    return ints, []
+
+
 register(OpDef("matmul", ("a", "b"),
                (AttrSpec("trans_a", "bool", False, doc="use a's last two axes transposed"),
                 AttrSpec("trans_b", "bool", False, doc="use b's last two axes transposed")),
                infer=_matmul_infer, pattern=Pattern.OUT_ELEMENTWISE_FUSABLE, kernel="matmul",
-               lower=lambda n, t: ([int(n.attr("trans_a")), int(n.attr("trans_b"))], []),
+               lower=_matmul_lower,
                grad=_matmul_grad, reference=_matmul_np, samples=_matmul_samples,
-               reduced_precision=ReducedPrecision(1, (("bf16", "matmul_bf16"),), _weight_matmul),
+               reduced_precision=ReducedPrecision(1, (("bf16", "matmul_bf16"), ("int8", "matmul_int8")), _weight_matmul),
                doc="batched matrix product with NumPy batch broadcasting (also the infix @)"))

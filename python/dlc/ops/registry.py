@@ -79,9 +79,16 @@ class ReducedPrecision:
     weight: int
     kernels: tuple[tuple[str, str], ...]
     eligible: Callable[[Node, list[TensorType]], bool] | None = None
+    # Further conditions of one precision's kernel, as pairs ("int8", check(node, types)).
+    only: tuple[tuple[str, Callable[[Node, list[TensorType]], bool]], ...] = ()
 
     def kernel_for(self, precision: str) -> str | None:
         return dict(self.kernels).get(precision)
+
+    def accepts(self, precision: str, node: Node, types: list[TensorType]) -> bool:
+        """Whether `precision` has a kernel for this node's form (its `eligible` and `only` conditions)."""
+        check = dict(self.only).get(precision)
+        return self.kernel_for(precision) is not None and (check is None or check(node, types))
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def assign_precision(graph: Graph, ctx: PassContext) -> Graph:
     for node, layer in reduced_nodes(graph):
         precision = policy.for_layer(layer)
         fact = registry.get(node.op).reduced_precision
-        if precision == "f32" or fact is None or fact.kernel_for(precision) is None:
+        if precision == "f32" or fact is None or not fact.accepts(precision, node, [graph.values[v] for v in
+                                                                                   node.inputs]):
             continue
         data = policy.data_for(layer)
         marked[id(node)] = (("precision", precision),) + ((("precision_data", data),) if data is not None else ())
