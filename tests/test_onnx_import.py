@@ -121,7 +121,8 @@ def test_conformance_cases_of_supported_ops_all_pass_or_are_rejected() -> None:
     tested = {r.case.op for r in results if r.status == "passed"}
     for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool", "BatchNormalization",
                "LayerNormalization", "Softmax", "LogSoftmax", "LSTM", "GRU", "RNN", "Dropout", "Reshape", "Flatten",
-               "Transpose", "Concat", "Slice", "Gather", "Squeeze", "Unsqueeze", "ReduceMean", "LRN", "Pad", "Resize"):
+               "Transpose", "Concat", "Slice", "Gather", "Squeeze", "Unsqueeze", "ReduceMean", "LRN", "Pad", "Resize",
+               "GatherND", "ScatterND", "Trilu"):
         assert op in tested, op
 
 

@@ -84,3 +84,19 @@ def test_scatter_nd_reductions_dlc_cannot_sum_are_refused() -> None:
                    [helper.make_tensor("i", TensorProto.INT64, [1, 1], [2])])
     with pytest.raises(OnnxImportError, match=r"node 'sc' \(ScatterND, opset 18\): ScatterND with reduction='max'"):
         import_model(model)
+
+
+@pytest.mark.parametrize("computed", [False, True])
+def test_gather_of_an_index_table_matches_onnxruntime(computed: bool) -> None:
+    """Regression: Gather with indices of rank > 1, or computed by the graph, was refused; it is dlc's gather
+    with the axis moved to the front and back (a negative index counts from the end)."""
+    idx = np.array([[0, -1], [2, 1]], np.int64)
+    node = helper.make_node("Gather", ["x", "i"], ["y"], axis=1)
+    x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    feeds = {"x": np.random.default_rng(3).standard_normal((2, 3, 4)).astype(np.float32)}
+    if computed:
+        inputs, inits = [x_in, helper.make_tensor_value_info("i", TensorProto.INT64, [2, 2])], []
+        feeds["i"] = idx
+    else:
+        inputs, inits = [x_in], [helper.make_tensor("i", TensorProto.INT64, [2, 2], idx.reshape(-1))]
+    _check(_model(node, inputs, inits, opset=17), feeds)

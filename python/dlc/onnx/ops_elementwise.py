@@ -65,8 +65,8 @@ def binary(im: Any, node: Node) -> None:
         raise Unsupported("both operands are constant")
     ref = ta or tb
     if ref.dtype not in ("f32", "f64") and node.op in ("Div", "Pow"):
-        raise Unsupported(f"{node.op} on {ref.dtype} tensors is not supported (dlc's {node.op.lower()} is "
-                          "floating point)")
+        _integer(im, node, a_name, b_name)
+        return
     if node.op == "Pow" and ta is not None and b_c is not None and b_c.size == 1 and b_c.ndim <= ta.rank \
             and ta.dtype in ("f32", "f64"):
         power = {1.0: "{x}", 2.0: "square({x})", 3.0: "{x} * {x} * {x}", 0.5: "sqrt({x})",
@@ -83,6 +83,16 @@ def binary(im: Any, node: Node) -> None:
         if node.op == "Pow":
             a = im.tensor(a_name).name
     im.emit(node.outputs[0], f"{a} {_INFIX[node.op]} {b}")
+
+
+def _integer(im: Any, node: Node, a_name: str, b_name: str) -> None:
+    """Div and Pow of integers, computed in f64 (exact below 2^53) and cast back to the first operand's type:
+    the cast truncates toward zero, as ONNX's integer Div does."""
+    a, b = im.tensor(a_name), im.tensor(b_name)
+    if a.dtype not in ("i32", "i64") or b.dtype == "bool":
+        raise Unsupported(f"{node.op} of {a.dtype} by {b.dtype}")
+    im.emit(node.outputs[0], f"cast(cast({a.name}, \"f64\") {_INFIX[node.op]} cast({b.name}, \"f64\"), "
+                             f"\"{a.dtype}\")")
 
 
 def _is_name(text: str) -> bool:

@@ -20,18 +20,24 @@ _AXES_INPUT_FROM = {"ReduceSum": 13}
 @converts(*_FORMS)
 def reduce(im: Any, node: Node) -> None:
     node.only("axes", "keepdims", "noop_with_empty_axes")
-    x = im.tensor(node.inputs[0])
+    source = x = im.tensor(node.inputs[0])
     if x.dtype not in ("f32", "f64"):
-        raise Unsupported(f"{node.op} of a {x.dtype} tensor (dlc reduces floating-point tensors)")
+        if node.op not in ("ReduceMax", "ReduceMin"):
+            raise Unsupported(f"{node.op} of a {x.dtype} tensor (dlc reduces floating-point tensors)")
+        x = im.typed(im.temp(f"cast({x.name}, \"f64\")", "wide"))  # integers and booleans: exact in f64
     axes = axes_of(im, node, 1, _AXES_INPUT_FROM.get(node.op, 18))
     keep = bool(node.attr("keepdims", 1))
     pre, fn, post = _FORMS[node.op]
     if not axes:
         if node.attr("noop_with_empty_axes", 0):
-            im.emit(node.outputs[0], pre.format(x.name) if pre != "{}" else x.name)
+            im.emit(node.outputs[0], pre.format(x.name) if pre != "{}" else source.name)
             return
         axes = list(range(x.rank))
     axes = sorted({a % x.rank for a in axes})
     operand = im.temp(pre.format(x.name), "terms") if pre != "{}" else x.name
     red = f"{fn}({operand}, axis={literal(axes)}, keepdims={literal(keep)})"
+    if source.dtype == "bool":  # > 0, not a cast: the -inf of an empty max is false, as ONNX has it
+        red = f"{im.temp(red, 'reduced')} > 0.0"
+    elif source.dtype != x.dtype:
+        red = f"cast({red}, \"{source.dtype}\")"
     im.emit(node.outputs[0], post.format(im.temp(red, "reduced")) if post != "{}" else red)

@@ -185,16 +185,14 @@ def gather(im: Any, node: Node) -> None:
         return
     x = im.tensor(node.inputs[0])
     axis %= x.rank
-    if im.const(node.inputs[1]) is None:
+    idx = im.const(node.inputs[1])
+    if idx is None or idx.ndim > 1:  # computed, or a table of indices: dlc's gather
         _gather_computed(im, node, x, axis)
         return
-    idx = im.const(node.inputs[1])
     dim = x.shape[axis]
     if not isinstance(dim, int):
         raise Unsupported("Gather along a symbolic axis")
     picks = [int(i) % dim for i in idx.reshape(-1)]
-    if idx.ndim > 1:
-        raise Unsupported("Gather with indices of rank > 1")
     parts = [im.temp(f"slice({x.name}, {axis}, {i}, {i + 1})", "picked") for i in picks]
     if idx.ndim == 0:
         im.emit(node.outputs[0], f"squeeze({parts[0]}, [{axis}])")
