@@ -44,21 +44,22 @@ Call = Callable[[], Any]
 
 
 def ratio_rounds(a: Call, b: Call, rounds: int, block: int, pause: float = 0.2) -> dict[str, float]:
-    """Median per-call ms of a and b, and the median over rounds of the per-round ratio a / b."""
+    """Median per-call ms of a and b, and the median over rounds of the per-round ratio a / b (each round times
+    a block of each, in turns: a first in even rounds, b first in odd ones)."""
     for _ in range(3):
         a()
         b()
     ratios, ta_all, tb_all = [], [], []
-    for _ in range(rounds):
-        medians = []
-        for call in (a, b):
+    for r in range(rounds):
+        medians = [0.0, 0.0]
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):  # a first in even rounds, b first in odd ones
             time.sleep(pause)
             ts = []
             for _ in range(block):
                 t0 = time.perf_counter()
-                call()
+                (a, b)[i]()
                 ts.append(time.perf_counter() - t0)
-            medians.append(statistics.median(ts))
+            medians[i] = statistics.median(ts)
         ta_all.append(medians[0])
         tb_all.append(medians[1])
         ratios.append(medians[0] / medians[1])
@@ -89,6 +90,32 @@ def workload_rows(threads: int, rounds: int, block: int) -> list[dict[str, Any]]
                          "packed_bytes": int(plan.packed_bytes)})
             print(f"  {name:12s} N={batch:<4d} {threads} thr  packed {r['a_ms']:.4f} ms  unpacked {r['b_ms']:.4f} ms"
                   f"  ratio {r['ratio']:.3f}  ({plan.packed_bytes / 2**20:.2f} MiB packed)", flush=True)
+    return rows
+
+
+def train_rows(threads: int, rounds: int, block: int) -> list[dict[str, Any]]:
+    """A training step whose gradient plan packs its weights (each step writes them, so it packs them again
+    every step) against the same step packing B inside each GEMM call: what decides `pack` for training plans."""
+    dlc.set_num_threads(threads)
+    rows = []
+    for name, batch in WORKLOADS.items():
+        dims = {"N": batch}
+        program = dlc.compile(str(MODELS / f"{name}.dlm"), dims=dims)
+        data = random_batch(program, label_graph(program, dims), np.random.default_rng(0), dims)
+        program.train_step(**data)
+        plan = program.trainer.training_plan("grads", dims, recipe_attack=True)[0].plan
+
+        def step(pack: bool) -> Call:
+            def call() -> Any:
+                plan.set_weight_packing(pack)
+                return program.train_step(**data)
+            return call
+        r = ratio_rounds(step(True), step(False), rounds, block)
+        plan.set_weight_packing(False)
+        rows.append({"workload": name, "batch": batch, "threads": threads, "packed_ms": r["a_ms"],
+                     "unpacked_ms": r["b_ms"], "packed/unpacked": r["ratio"]})
+        print(f"  {name:12s} N={batch:<4d} {threads} thr  packed {r['a_ms']:.3f} ms  unpacked {r['b_ms']:.3f} ms  "
+              f"ratio {r['ratio']:.3f}", flush=True)
     return rows
 
 
@@ -192,7 +219,8 @@ def cpu_name() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", default="workloads,gemm", help="comma-separated: workloads, gemm, small-m")
+    parser.add_argument("--part", default="workloads,gemm",
+                        help="comma-separated: workloads, gemm, small-m, train")
     parser.add_argument("--isa", default="", help="a GEMM kernel path to force (avx512, avx2, scalar)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=7)
@@ -200,7 +228,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     parts = args.part.split(",")
-    result: dict[str, Any] = {"cpu": cpu_name(), "workloads": [], "gemm": [], "small_m": []}
+    result: dict[str, Any] = {"cpu": cpu_name(), "workloads": [], "gemm": [], "small_m": [], "train": []}
     _core.gemm_force_isa(args.isa)
     print(f"{result['cpu']}; load average {' '.join(f'{v:.1f}' for v in __import__('os').getloadavg())}")
     for threads in (int(t) for t in args.threads.split(",")):
@@ -210,6 +238,9 @@ def main() -> int:
         if "gemm" in parts:
             print(f"one GEMM, dlc / ONNX Runtime (MLAS) ({threads} thread(s)):")
             result["gemm"] += gemm_rows(threads, args.rounds, args.block)
+        if "train" in parts:
+            print(f"training step, gradient plan packing its weights / not ({threads} thread(s)):")
+            result["train"] += train_rows(threads, args.rounds, args.block)
         if "small-m" in parts:
             print(f"few rows, B packed ahead / B streamed ({threads} thread(s)):")
             result["small_m"] += small_m_rows(threads, args.rounds, args.block)
