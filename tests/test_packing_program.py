@@ -95,6 +95,24 @@ def test_evaluation_between_training_steps_sees_each_step() -> None:
         assert p.evaluate_batch(**_data(5)) == q.evaluate_batch(**_data(5))
 
 
+def test_plans_over_one_model_share_its_packed_weights() -> None:
+    """One copy per weight and layout, whatever the batch sizes compiled: a second batch size and evaluation
+    pack nothing, a batch-1 plan (which streams) evicts nothing, and after a training step the first plan to run
+    packs again while the others read that copy."""
+    p = dlc.compile(source=MODEL)
+    data = _data()
+    big, other = _plan(p), p.model.inference_plan({"N": 80}, training=False).plan
+    p.model.inference_plan({"N": 1}, training=False)
+    p(x=data["x"][:1])
+    assert big.pack_count == PACKED and other.pack_count == 0 and other.packed_bytes == big.packed_bytes
+    p.evaluate_batch(**data)
+    assert sum(lowered.plan.pack_count for lowered, _ in p.trainer._plans.values()) == 0
+    p.train_step(**data)
+    np.testing.assert_array_equal(p(x=data["x"][:80])["logits"], _unpacked(p, data["x"])[:80])
+    np.testing.assert_array_equal(p(x=data["x"])["logits"], _unpacked(p, data["x"]))
+    assert other.pack_count == PACKED and big.pack_count == PACKED
+
+
 def test_set_params_then_a_call_repacks_that_weight() -> None:
     p = dlc.compile(source=MODEL)
     x = _data()["x"]

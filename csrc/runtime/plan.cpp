@@ -200,15 +200,50 @@ std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Ten
   const Step& st = steps_[k];
   if (!pack_weights_ || !packs_weight(st.key) || ins.size() < 2 || outs.empty()) return nullptr;
   const Slot& b = slots_[st.in[1]];
+  // A parameter's copies are shared by every plan over the parameters (versions_->packed()); constants' are the
+  // plan's own, by step.
+  const PackedWeights* cache = &packed_;
+  int64_t id = static_cast<int64_t>(k);
   uint64_t version = 0;
-  if (b.region == Region::Persistent && versions_ && static_cast<size_t>(b.where) < versions_->size())
+  if (b.region == Region::Persistent && versions_ && static_cast<size_t>(b.where) < versions_->size()) {
+    cache = &versions_->packed();
+    id = b.where;
     version = versions_->get(static_cast<size_t>(b.where));
-  else if (b.region != Region::Const)
+  } else if (b.region != Region::Const) {
     return nullptr;  // an input, an arena value, or a buffer whose writes the versions do not cover
-  if (st.key == "matmul_int8" || st.key == "conv2d_int8")  // channels-first: a transposed matmul weight, a conv's
-    return packed_.get_int8(k, ins[1], st.key == "conv2d_int8" || (st.ints.size() > 1 && st.ints[1] != 0), version);
-  // "matmul_bf16" keeps its weight rounded to bf16 and packed (kernels/gemm/gemm_bf16.h).
-  return packed_.get(k, ins[0], ins[1], outs[0], st.ints, version, st.key == "matmul_bf16");
+  }
+  bool made = false;
+  // "matmul_bf16" keeps its weight rounded to bf16 and packed (kernels/gemm/gemm_bf16.h); the int8 steps theirs
+  // quantized, channels-first for a transposed matmul weight and a convolution's.
+  const PackedOperand got =
+      st.key == "matmul_int8" || st.key == "conv2d_int8"
+          ? cache->get_int8(id, ins[1], st.key == "conv2d_int8" || (st.ints.size() > 1 && st.ints[1] != 0), version,
+                            &made)
+          : cache->get(id, ins[0], ins[1], outs[0], st.ints, version, st.key == "matmul_bf16", &made);
+  if (made) packs_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(step_packed_mutex_);
+  if (step_packed_.size() != steps_.size()) step_packed_.assign(steps_.size(), {nullptr, 0});
+  step_packed_[k] = {got.packed.get(), got.bytes};
+  return got.packed;
+}
+
+size_t Plan::packed_bytes() const {
+  std::lock_guard<std::mutex> lock(step_packed_mutex_);
+  std::vector<const void*> seen;  // steps reading one weight share its copy: count it once
+  size_t total = 0;
+  for (const auto& [copy, bytes] : step_packed_)
+    if (copy && std::find(seen.begin(), seen.end(), copy) == seen.end()) {
+      seen.push_back(copy);
+      total += bytes;
+    }
+  return total;
+}
+
+std::vector<size_t> Plan::packed_step_bytes() const {
+  std::lock_guard<std::mutex> lock(step_packed_mutex_);
+  std::vector<size_t> out(steps_.size(), 0);
+  for (size_t k = 0; k < step_packed_.size() && k < out.size(); ++k) out[k] = step_packed_[k].second;
+  return out;
 }
 
 void Plan::prepack() const {

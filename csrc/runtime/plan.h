@@ -2,6 +2,7 @@
 // run entirely in C++. Slots live in one of four regions; only the arena is per-run scratch memory, laid
 // out by the memory planner at fixed offsets.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -92,10 +93,12 @@ class Plan {
   void set_weight_packing(bool on) { pack_weights_ = on; }
   // Packs now what the first run would (the plan is ready to answer at full speed from its first call).
   void prepack() const;
-  size_t packed_bytes() const { return packed_.bytes(); }
-  int64_t pack_count() const { return packed_.packs(); }
-  // Bytes of the packed copy each step holds now (0: none; `dlc bench`'s packed-ahead column).
-  std::vector<size_t> packed_step_bytes() const { return packed_.step_bytes(steps_.size()); }
+  // Bytes of the packed copies this plan's steps read (each once; copies of parameters are shared with the other
+  // plans over them), the packs this plan made, and the bytes of the copy each step read last (0: none; `dlc
+  // bench`'s packed-ahead column).
+  size_t packed_bytes() const;
+  int64_t pack_count() const { return packs_.load(); }
+  std::vector<size_t> packed_step_bytes() const;
 
   // The estimated single-thread time of one run (the sum of its steps' cost_ns).
   double cost_ns() const { return cost_ns_; }
@@ -128,7 +131,11 @@ class Plan {
   std::vector<size_t> persistent_bytes_;
   std::shared_ptr<ParamVersions> versions_;
   bool pack_weights_ = false;
-  PackedWeights packed_;
+  PackedWeights packed_;  // its constants' copies (by step); parameters' are versions_->packed()
+  mutable std::atomic<int64_t> packs_{0};
+  // Per step, the copy it read last: its address (compared, never dereferenced) and bytes.
+  mutable std::mutex step_packed_mutex_;
+  mutable std::vector<std::pair<const void*, size_t>> step_packed_;
   // Arenas are pooled so that concurrent runs of one plan (several Python threads) each get their own.
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Arena>> pool_;
