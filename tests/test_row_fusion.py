@@ -186,3 +186,35 @@ def test_dropout_in_the_prologue_draws_the_unfused_masks() -> None:
         assert fused.train_step(x=x)["loss"] == pytest.approx(unfused.train_step(x=x)["loss"], rel=1e-12)
     for name, value in unfused.params.items():
         np.testing.assert_allclose(fused.params[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", ""])
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_plain_layer_norm_runs_the_fused_kernels_rows(isa: str, dtype: str) -> None:
+    """A layer norm with nothing to fuse (the transformer's, whose residual add joined the matmul's epilogue)
+    runs the plain kernel on the same row arithmetic as the fused one, for the evaluator's instruction set: the
+    fused kernel's bits (its prologue abs(x) is x here), and rows chunked for threads give the same bits at any
+    thread count, forward and backward."""
+    src = "input x: f32[N, 130]\noutput y = layer_norm({})\ntrain {{\n    loss = mean(y * y)\n}}\n"
+    plain = dlc.compile(source=src.format("x"), dims={"N": 77}, dtype=dtype)
+    fused = dlc.compile(source=src.format("abs(x)"), dims={"N": 77}, dtype=dtype)
+    x = np.random.default_rng(5).random((77, 130)) * 3 + 0.5
+    before = dlc.get_num_threads()
+    try:
+        _core.ew_force_isa(isa)
+        results = []
+        for threads in (1, 2):
+            dlc.set_num_threads(threads)
+            loss, grads = plain.loss_and_grads(x=x)
+            results.append([plain(x=x)["y"], *grads.values()])
+        np.testing.assert_array_equal(fused(x=x)["y"], results[0][0])
+    finally:
+        _core.ew_force_isa("")
+        dlc.set_num_threads(before)
+    assert kernels(plain, {"N": 77}) == ["layer_norm"] and kernels(fused, {"N": 77}) == ["layer_norm_fused"]
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    mu = x.mean(axis=1, keepdims=True)
+    want = (x - mu) / np.sqrt(x.var(axis=1, keepdims=True) + 1e-5)
+    tol = 1e-12 if dtype == "f64" else 1e-5
+    np.testing.assert_allclose(results[0][0], want, rtol=tol, atol=tol)

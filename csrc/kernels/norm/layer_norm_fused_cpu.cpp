@@ -236,16 +236,6 @@ Tensor row_space(const Tensor& stats, int64_t D) {
   return space;
 }
 
-// The row arithmetic compiled for the instruction set the evaluator uses.
-template <class T>
-LnRowOps<T> row_ops() {
-  const int level = ew_isa_level();
-  if constexpr (std::is_same_v<T, float>)
-    return level == 2 ? ln_rows_f32_avx512() : level == 1 ? ln_rows_f32_avx2() : ln_rows_f32_generic();
-  else
-    return level == 2 ? ln_rows_f64_avx512() : level == 1 ? ln_rows_f64_avx2() : ln_rows_f64_generic();
-}
-
 int64_t chunk_count(int64_t rows, int64_t D) {
   return std::max<int64_t>(1, std::min({rows, kMaxChunks, rows * D / kChunkWork}));
 }
@@ -267,7 +257,7 @@ void forward(const KernelArgs& a, const Layout& l) {
   Partials parts(l, D, 0, chunks);
   const T* g = gamma.ptr<const T>();
   const T* b = beta.ptr<const T>();
-  const LnRowOps<T> ops = row_ops<T>();
+  const LnRowOps<T> ops = ln_rows_in_use<T>();
   parallel_items(chunks, [&](int64_t c, int) {
     std::unique_ptr<EwTileRegs<T>> regs(new EwTileRegs<T>);  // not zeroed: every register is written first
     std::vector<T> row(static_cast<size_t>(D));
@@ -313,7 +303,7 @@ void backward(const KernelArgs& a, const Layout& l) {
   const int64_t chunks = chunk_count(rows, D);
   Partials parts(l, D, 2, chunks);
   const T* gm = gamma.ptr<const T>();
-  const LnRowOps<T> ops = row_ops<T>();
+  const LnRowOps<T> ops = ln_rows_in_use<T>();
   parallel_items(chunks, [&](int64_t c, int) {
     std::unique_ptr<EwTileRegs<T>> regs(new EwTileRegs<T>);  // not zeroed: every register is written first
     std::vector<T> row(static_cast<size_t>(D));
@@ -372,5 +362,16 @@ void layer_norm_grad_fused_kernel(const KernelArgs& a) {
 
 DLC_REGISTER_KERNEL("layer_norm_fused", ::dlc::Device::CPU, layer_norm_fused_kernel);
 DLC_REGISTER_KERNEL("layer_norm_grad_fused", ::dlc::Device::CPU, layer_norm_grad_fused_kernel);
+
+template <class T>
+LnRowOps<T> ln_rows_in_use() {
+  const int level = ew_isa_level();
+  if constexpr (std::is_same_v<T, float>)
+    return level == 2 ? ln_rows_f32_avx512() : level == 1 ? ln_rows_f32_avx2() : ln_rows_f32_generic();
+  else
+    return level == 2 ? ln_rows_f64_avx512() : level == 1 ? ln_rows_f64_avx2() : ln_rows_f64_generic();
+}
+template LnRowOps<float> ln_rows_in_use<float>();
+template LnRowOps<double> ln_rows_in_use<double>();
 
 }  // namespace dlc

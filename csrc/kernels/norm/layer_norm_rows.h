@@ -33,6 +33,10 @@ LnRowOps<float> ln_rows_f32_avx2();
 LnRowOps<double> ln_rows_f64_avx2();
 LnRowOps<float> ln_rows_f32_avx512();
 LnRowOps<double> ln_rows_f64_avx512();
+// The copy for the instruction set the elementwise evaluator uses (ew_isa_level): the fused kernels and the
+// plain layer norm (norm_cpu.cpp) run the same row arithmetic.
+template <class T>
+LnRowOps<T> ln_rows_in_use();
 
 namespace {
 
