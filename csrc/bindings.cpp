@@ -212,6 +212,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_epilogue_force_form", &gemm_epilogue_force_form);
   m.def("gemm_kernel_name", &gemm_kernel_name);
   m.def("gemm_last_team_size", &gemm_last_team_size);
+  m.def("gemm_last_epilogue_form", &gemm_last_epilogue_form);
   bind_qgemm(m);
   m.def("gemm_bf16", &gemm_bf16_np, py::arg("a"), py::arg("b"), py::arg("trans_b") = false,
         py::arg("packed") = false);

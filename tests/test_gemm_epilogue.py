@@ -150,3 +150,20 @@ def test_batched_epilogue_operands(expr: str, shape_r: str) -> None:
 def test_epilogue_form_hook() -> None:
     with pytest.raises(ValueError):
         _core.gemm_epilogue_force_form("fast")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_epilogue_form_follows_the_measured_rule(isa: str, dtype: str) -> None:
+    """docs/optimizer.md, "Fusion never loses": the blocked loop runs an epilogue on its register tiles only when
+    the product's K fits one K block (256); with several, on finished blocks of C, where the partial sums
+    already are. Every form gives the unfused result (the tests above); this checks the choice is made."""
+    np_dtype = np.float32 if dtype == "f32" else np.float64
+    with gemm_path(isa):
+        for k, want in ((200, "tile"), (256, "tile"), (257, "block"), (784, "block")):
+            src = f"input x: {dtype}[N, {k}]\noutput y = dense(x, 96) |> relu\n"
+            x = np.ones((40, k), np_dtype)
+            dlc.compile(source=src, dims={"N": 40}, dtype=dtype)(x=x)
+            assert _core.gemm_last_epilogue_form() == want, (k, want)
+            dlc.compile(source=src, dims={"N": 40}, dtype=dtype, fuse=False)(x=x)
+            assert _core.gemm_last_epilogue_form() == ""

@@ -85,4 +85,8 @@ const char* gemm_kernel_name();
 // GEMMs inside another parallel region, where they would get one thread).
 int gemm_last_team_size();
 
+// Where the fused epilogue of the calling thread's most recent GEMM ran (a test hook for the blocked loop's
+// rule, docs/optimizer.md): "tile" on register tiles in L1, "block" on finished blocks of C, "" without one.
+const char* gemm_last_epilogue_form();
+
 }  // namespace dlc

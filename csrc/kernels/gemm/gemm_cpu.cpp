@@ -185,6 +185,10 @@ void pack_b_panel(bool trans, const T* B, int64_t ldb, int64_t p0, int64_t kc, i
 // -1: the best the CPU supports; otherwise an Isa value set by gemm_force_isa / gemm_force_scalar.
 std::atomic<int> g_forced_isa{-1};
 std::atomic<int> g_last_team{0};  // threads of the most recent large GEMM (tests check plans use them all)
+// Where the epilogue of this thread's most recent GEMM ran (gemm_last_epilogue_form): per thread, written once
+// per call, so the hook costs the kernel nothing.
+enum EpilogueForm : int { kNoEpilogue = 0, kOnTiles, kOnBlocks };
+thread_local int t_epilogue_form = kNoEpilogue;
 // gemm_force_small_m: -1 automatic, 0 always pack B, 1 read B in place whenever a kernel can.
 std::atomic<int> g_small_m{-1};
 
@@ -341,6 +345,7 @@ void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
 
   const int64_t kc_step = k_step<P>(K);
   const int64_t row_tiles = ceil_div(M, MR);
+  t_epilogue_form = tile_fn && kc_step >= K ? kOnTiles : epilogue ? kOnBlocks : kNoEpilogue;
 
   const bool direct_b = !trans_b && stream_b(M, prepacked ? P::packed_direct_b_rows : P::direct_b_rows);
   if (direct_b) prepacked = nullptr;
@@ -452,6 +457,7 @@ void gemm_on(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alph
   using P = Path<I, T>;
   const bool usable = packed && packed->data && packed->isa == static_cast<int>(I) && packed->trans_b == trans_b &&
                       packed->K == K && packed->N == N;
+  t_epilogue_form = epilogue ? kOnBlocks : kNoEpilogue;  // the blocked loop may choose tiles
   switch (route<P>(trans_b, M, N, K, alpha == T(0), usable)) {
     case Route::kScale:
       scale_only<P>(M, N, beta, C, ldc, epilogue, ctx);
@@ -579,6 +585,14 @@ void gemm_force_small_m(const char* mode) {
 }
 
 int gemm_last_team_size() { return gemm_detail::g_last_team.load(std::memory_order_relaxed); }
+
+const char* gemm_last_epilogue_form() {
+  switch (gemm_detail::t_epilogue_form) {
+    case gemm_detail::kOnTiles: return "tile";
+    case gemm_detail::kOnBlocks: return "block";
+    default: return "";
+  }
+}
 
 const char* gemm_kernel_name() {
   switch (gemm_detail::active_isa()) {
