@@ -170,6 +170,9 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["compile", str(MODELS / "mlp.dlm"), "-D", "N=2", "--precision", "bf16", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["precision"] == "bf16" and [k["kernel"] for k in summary["kernels"]] == ["matmul_bf16"] * 3
+    assert main(["bench", str(MODELS / "mlp.dlm"), "-D", "N=2", "--precision", "bf16", "--repeat", "2",
+                 "--warmup", "1", "--json"]) == 0
+    assert "matmul_bf16" in capsys.readouterr().out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["compile", str(MODELS / "mlp.dlm"), "--precision", "bf16", "--random-init",

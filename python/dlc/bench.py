@@ -160,11 +160,11 @@ class _Variant:
     arrays: dict[str, np.ndarray]  # what the plan itself takes, for the profiled runs
 
 
-def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: int) -> _Variant:
+def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: int, precision: str) -> _Variant:
     import dlc
     from .training.step import HYPER
     t0 = time.perf_counter()
-    program = dlc.compile(model, dims=dims, fuse=fuse, seed=seed)
+    program = dlc.compile(model, dims=dims, fuse=fuse, seed=seed, precision=precision)
     lowered = program.training_plan("step", dims)[0] if train else program.compile_plan(dims, training=False)
     compile_s = time.perf_counter() - t0
     batch = random_batch(program, label_graph(program, dims), np.random.default_rng(seed), dims)
@@ -176,15 +176,17 @@ def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: in
 
 
 def run_bench(model_path: str, dims: Mapping[str, int], train: bool = False, threads: int | None = None,
-              repeat: int = 30, warmup: int = 5, seed: int = 0, trace: Profile | None = None) -> dict[str, Any]:
+              repeat: int = 30, warmup: int = 5, seed: int = 0, trace: Profile | None = None,
+              precision: str = "f32") -> dict[str, Any]:
     """Times `model_path` fused and unfused. dims must bind every symbolic dimension. With `trace`, every
-    profiled run of both plans is recorded there, kernel by kernel (`dlc bench --trace run.json`)."""
+    profiled run of both plans is recorded there, kernel by kernel (`dlc bench --trace run.json`). `precision`:
+    of the inference plans (docs/precision.md; training is f32)."""
     import dlc
     if threads is not None:
         dlc.set_num_threads(threads)
     d = {k: int(v) for k, v in dims.items()}
-    variants = {"fused": _prepare(model_path, d, train, True, seed),
-                "unfused": _prepare(model_path, d, train, False, seed)}
+    variants = {"fused": _prepare(model_path, d, train, True, seed, precision),
+                "unfused": _prepare(model_path, d, train, False, seed, precision)}
     profilers: list[_Profiler | None] = [_Profiler(v.program, v.lowered, v.arrays, train, trace, name)
                                          for name, v in variants.items()]
     times = dict(zip(variants, _interleaved([v.call for v in variants.values()], profilers, repeat, warmup)))

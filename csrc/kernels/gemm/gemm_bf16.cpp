@@ -18,6 +18,10 @@ namespace {
 // Rows of A per item (a multiple of kBf16Rows) and panels per item: an item's block of C is 64 x 128.
 constexpr int64_t kItemRows = 64;
 constexpr int64_t kItemPanels = 4;
+// Elements a conversion (A's rows, B's panels) takes per thread: vectorized it runs at about 0.1 ns an element,
+// so below this a second thread costs more to wake than it saves (batch-1 convolutions convert three times per
+// image).
+constexpr double kConvertPerThread = 1 << 18;
 
 void convert_portable(const float* src, int64_t n, uint16_t* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_round(src[i]);
@@ -89,7 +93,7 @@ void pack_into(const Bf16Path& path, bool trans_b, int64_t K, int64_t N, const f
         dst[q * kBf16Panel + j] = j < n ? static_cast<uint32_t>(row[2 * q]) | (static_cast<uint32_t>(row[2 * q + 1]) << 16)
                                         : 0u;
     }
-  }, threads_for(static_cast<double>(K) * N, 1 << 15));
+  }, threads_for(static_cast<double>(K) * N, kConvertPerThread));
 }
 
 }  // namespace
@@ -142,7 +146,7 @@ void gemm_bf16(bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, in
   uint32_t* a16 = scratch_words<0>(static_cast<size_t>(M * pairs));
   parallel_items(M, [&](int64_t i, int) {
     path.convert(A + i * lda, K, reinterpret_cast<uint16_t*>(a16 + i * pairs));
-  }, threads_for(static_cast<double>(M) * K, 1 << 15));
+  }, threads_for(static_cast<double>(M) * K, kConvertPerThread));
   const uint32_t* b16;
   if (packed) {
     if (packed->K != K || packed->N != N || packed->trans_b != trans_b)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_threads_argument
+from .common import add_precision_argument, add_threads_argument
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -13,7 +13,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..profiler import Profile
     trace = Profile() if args.trace else None
     result = run_bench(args.model, dict(args.dims), args.train, args.threads, args.repeat, args.warmup,
-                       seed=args.seed, trace=trace)
+                       seed=args.seed, trace=trace, precision=args.precision or "f32")
     if trace is not None:
         trace.save(args.trace)
     print(json.dumps(result) if args.json else format_bench(result))
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction, model: argparse.ArgumentParser) ->
                                    "the medians, the speedup, each variant's arena and a per-kernel table.")
     p.add_argument("--train", action="store_true", help="time a whole training step instead of inference")
     add_threads_argument(p)
+    add_precision_argument(p)
     p.add_argument("--repeat", type=int, default=30, help="timed runs (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
