@@ -305,19 +305,36 @@ void conv2d_bf16_kernel(const KernelArgs& a) {
 
 // Row p of one image's patch matrix in u8, for the int8 GEMM (which wants the activations as rows of A): the
 // K = C*KH*KW taps of output position p = oh*Wo + ow, `pad` (the zero point: a real 0) outside the image.
-void im2row_u8(const uint8_t* x, const Geom& g, uint8_t pad, uint8_t* rows, int64_t ld) {
-  parallel_items(g.P(), [&](int64_t p, int) {
-    const int64_t oh = p / g.Wo, ow = p % g.Wo;
-    uint8_t* d = rows + p * ld;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t i = 0; i < g.KH; ++i) {
-        const int64_t h = oh * g.sh - g.ph + i * g.dh;
-        for (int64_t j = 0; j < g.KW; ++j) {
-          const int64_t w = ow * g.sw - g.pw + j * g.dw;
-          *d++ = h >= 0 && h < g.H && w >= 0 && w < g.W ? x[(c * g.H + h) * g.W + w] : pad;
-        }
+void im2row_u8(const uint8_t* x, const Geom& geom, uint8_t pad, uint8_t* rows, int64_t ld, bool parallel) {
+  parallel_for(geom.P(), 64, [&](int64_t p0, int64_t p1, int) {
+    // A local copy: the byte stores below may alias anything reached through a pointer, so fields read through
+    // one would be reloaded at every byte.
+    const Geom g = geom;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t oh = p / g.Wo, ow = p % g.Wo;
+      const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+      uint8_t* d = rows + p * ld;
+      if (g.dw == 1 && h0 >= 0 && h0 + (g.KH - 1) * g.dh < g.H && w0 >= 0 && w0 + g.KW <= g.W) {
+        // Every tap inside the image: each (channel, kernel row) is KW contiguous bytes.
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t i = 0; i < g.KH; ++i) {
+            const uint8_t* src = x + (c * g.H + h0 + i * g.dh) * g.W + w0;
+            for (int64_t j = 0; j < g.KW; ++j) *d++ = src[j];  // a few bytes: a call to memcpy costs more
+          }
+        continue;
       }
-  }, element_threads(static_cast<double>(g.P() * g.K())));
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t i = 0; i < g.KH; ++i) {
+          const int64_t h = h0 + i * g.dh;
+          const uint8_t* src = x + (c * g.H + h) * g.W;
+          const bool row_in = h >= 0 && h < g.H;
+          for (int64_t j = 0; j < g.KW; ++j) {
+            const int64_t w = w0 + j * g.dw;
+            *d++ = row_in && w >= 0 && w < g.W ? src[w] : pad;
+          }
+        }
+    }
+  }, parallel ? element_threads(static_cast<double>(geom.P() * geom.K())) : Threads{1});
 }
 
 // "conv2d_int8": ints = [geometry (7), activation zero point (-1: dynamic), activation scale (f64 bits), n_code,
@@ -356,14 +373,17 @@ void conv2d_int8_kernel(const KernelArgs& a) {
   float scale;
   int32_t zp;
   step_activation_params(a.ints[7], a.ints[8], X.ptr<float>(), X.numel(), &scale, &zp);
-  uint8_t* xq = conv::scratch<uint8_t>(static_cast<size_t>(g.N * plane + P * lda));
-  uint8_t* rows = xq + g.N * plane;
+  // Images go to threads whole (each with its own patch rows) when there are enough of them, as conv_forward's
+  // products do; otherwise one after another with im2row and the GEMM splitting each.
+  const bool across = across_items(g.N, g.O * K * P);
+  const int64_t slices = across ? pool_threads() : 1;
+  uint8_t* xq = conv::scratch<uint8_t>(static_cast<size_t>(g.N * plane + slices * P * lda));
   quantize_u8(X.ptr<float>(), g.N * g.C, g.H * g.W, g.H * g.W, scale, zp, xq, g.H * g.W);
-  for (int64_t n = 0; n < g.N; ++n) {
-    im2row_u8(xq + n * plane, g, static_cast<uint8_t>(zp), rows, lda);
+  for_items(g.N, across, xq + g.N * plane, P * lda, [&](int64_t n, uint8_t* rows, bool inner_parallel) {
+    im2row_u8(xq + n * plane, g, static_cast<uint8_t>(zp), rows, lda, inner_parallel);
     qgemm(P, rows, lda, scale, zp, *packed, Y.ptr<float>() + n * g.O * P, 1, P);
-    if (ep.n_code > 0) ep.run(n * g.O, (n + 1) * g.O, true);
-  }
+    if (ep.n_code > 0) ep.run(n * g.O, (n + 1) * g.O, inner_parallel);
+  });
 }
 
 void conv2d_grad_input_kernel(const KernelArgs& a) {

@@ -38,6 +38,19 @@ void tile_avx512vnni(int64_t k_groups, const uint8_t* a, int64_t lda, int64_t mr
   with_rows<1, 8>(mr, [&](auto rows) { tile<decltype(rows)::value>(k_groups, a, lda, panel, acc); });
 }
 
+void finite_range_avx512(const float* x, int64_t n, float* lo, float* hi) {
+  __m512 vlo = _mm512_set1_ps(*lo), vhi = _mm512_set1_ps(*hi);
+  for (int64_t p = 0; p < n; p += 16) {
+    const __mmask16 m = n - p >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - p)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + p);
+    const __mmask16 finite = m & ~_mm512_fpclass_ps_mask(v, 0x99);  // not QNaN, SNaN, +inf, -inf
+    vlo = _mm512_mask_min_ps(vlo, finite, vlo, v);
+    vhi = _mm512_mask_max_ps(vhi, finite, vhi, v);
+  }
+  *lo = _mm512_reduce_min_ps(vlo);
+  *hi = _mm512_reduce_max_ps(vhi);
+}
+
 void quantize_row_avx512(const float* x, int64_t k, float scale, int32_t zero_point, uint8_t* q) {
   const __m512 s = _mm512_set1_ps(scale), zp = _mm512_set1_ps(static_cast<float>(zero_point));
   const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);

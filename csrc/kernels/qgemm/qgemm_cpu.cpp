@@ -134,7 +134,8 @@ QgemmPackedB qgemm_pack_b(const int8_t* q, int64_t K, int64_t N, const float* sc
 void quantize_u8(const float* x, int64_t rows, int64_t K, int64_t ldx, float scale, int32_t zero_point, uint8_t* q,
                  int64_t ldq) {
   const QuantizeRow row = active_path().quantize;
-  parallel_for(rows, 1, [&](int64_t r0, int64_t r1, int) {
+  // Chunks of at least 4,096 values: a chunk per short row would cost more in hand-offs than it quantizes.
+  parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(K, 1)), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       row(x + r * ldx, K, scale, zero_point, q + r * ldq);
       std::memset(q + r * ldq + K, 0, static_cast<size_t>(ldq - K));
@@ -144,11 +145,15 @@ void quantize_u8(const float* x, int64_t rows, int64_t K, int64_t ldx, float sca
 
 void dynamic_u8_params(const float* x, int64_t n, float* scale, int32_t* zero_point) {
   float lo = 0.0f, hi = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    if (std::isfinite(v)) {
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
+  if (active_qisa() == QIsa::kAvx512Vnni) {
+    qgemm_detail::finite_range_avx512(x, n, &lo, &hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      if (std::isfinite(v)) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
     }
   }
   const float s = (hi - lo) / 255.0f;

@@ -38,6 +38,8 @@ using TileKernel = void (*)(int64_t k_groups, const uint8_t* a, int64_t lda, int
 // Quantizer contract (qgemm.h quantize_u8): one row of k floats into k bytes.
 using QuantizeRow = void (*)(const float* x, int64_t k, float scale, int32_t zero_point, uint8_t* q);
 
+// The min and max of the finite values of x[0, n), folded into *lo and *hi (dynamic_u8_params).
+void finite_range_avx512(const float* x, int64_t n, float* lo, float* hi);
 void tile_avx512vnni(int64_t k_groups, const uint8_t* a, int64_t lda, int64_t mr, const int8_t* panel, int32_t* acc);
 void quantize_row_avx512(const float* x, int64_t k, float scale, int32_t zero_point, uint8_t* q);
 void tile_avx2(int64_t k_groups, const uint8_t* a, int64_t lda, int64_t mr, const int8_t* panel, int32_t* acc);
