@@ -1,5 +1,6 @@
-"""GatherND and ScatterND import: dlc's graph networks (scatter_add exported as ScatterND onto zeros) come back,
-and both ops, with constant or computed indices, match ONNX Runtime."""
+"""The ONNX ops imported through dlc's gather and scatter_add: GatherND and ScatterND (dlc's graph networks,
+scatter_add exported as ScatterND onto zeros, come back), Gather at computed indices, edge/reflect/wrap Pad and
+negative-step Slice; each matches ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -100,3 +101,24 @@ def test_gather_of_an_index_table_matches_onnxruntime(computed: bool) -> None:
     else:
         inputs, inits = [x_in], [helper.make_tensor("i", TensorProto.INT64, [2, 2], idx.reshape(-1))]
     _check(_model(node, inputs, inits, opset=17), feeds)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+def test_pad_modes_match_onnxruntime(mode: str) -> None:
+    """Regression: only constant padding imported; the others read each axis at NumPy's padded positions
+    (a negative pad crops)."""
+    node = helper.make_node("Pad", ["x", "p"], ["y"], mode=mode)
+    pads = helper.make_tensor("p", TensorProto.INT64, [8], [0, 0, 2, -1, 0, 0, 1, 3])
+    model = _model(node, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5])], [pads])
+    _check(model, {"x": np.random.default_rng(4).standard_normal((1, 2, 4, 5)).astype(np.float32)})
+
+
+def test_negative_step_slices_match_onnxruntime() -> None:
+    """Regression: torch.flip exports a Slice with step -1, which was refused."""
+    node = helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"])
+    inits = [helper.make_tensor("s", TensorProto.INT64, [2], [-1, 4]),
+             helper.make_tensor("e", TensorProto.INT64, [2], [-(2 ** 63), 0]),
+             helper.make_tensor("a", TensorProto.INT64, [2], [1, 2]),
+             helper.make_tensor("st", TensorProto.INT64, [2], [-1, -2])]
+    model = _model(node, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6])], inits)
+    _check(model, {"x": np.random.default_rng(5).standard_normal((2, 3, 6)).astype(np.float32)})

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from .ops_nn import conv_pads
+from .ops_shape import take_at
 from .registry import converts
-from .values import Node, Unsupported, literal
+from .values import Node, Tensor, Unsupported, literal
 
 LOWEST_F32 = -3.4028234663852886e38  # the pad value of max pooling: never the maximum of a window
 
@@ -139,9 +140,13 @@ def pad(im: Any, node: Node) -> None:
             im.need_const(value_name, "Pad's value").size else 0.0
         axes_name = node.inputs[3] if len(node.inputs) > 3 else ""
         axes = [int(a) for a in im.need_const(axes_name, "Pad's axes").reshape(-1)] if axes_name else None
-    if node.attr("mode", "constant") != "constant":
-        raise Unsupported(f"mode={node.attr('mode')!r} (dlc pads with a constant)")
+    mode = node.attr("mode", "constant")
+    if mode not in ("constant", "edge", "reflect", "wrap"):
+        raise Unsupported(f"mode={mode!r}")
     x = im.tensor(node.inputs[0])
+    if mode != "constant":
+        _pad_by_positions(im, node, x, pads, axes, mode)
+        return
     if x.dtype not in ("f32", "f64"):
         raise Unsupported(f"Pad of a {x.dtype} tensor (dlc pads floating-point tensors)")
     r = x.rank
@@ -155,6 +160,26 @@ def pad(im: Any, node: Node) -> None:
         im.set(node.outputs[0], x)
         return
     im.emit(node.outputs[0], f"pad({x.name}, {literal(flat)}, value={literal(value)})")
+
+
+def _pad_by_positions(im: Any, node: Node, x: Tensor, pads: list[int], axes: list[int] | None, mode: str) -> None:
+    """Edge, reflect and wrap padding (and negative pads, which crop): each padded axis read at the positions
+    NumPy's pad of 0..n-1 gives, through gather."""
+    axes = [a % x.rank for a in axes] if axes is not None else list(range(x.rank))
+    cur = x
+    for j, a in enumerate(axes):
+        before, after = pads[j], pads[len(axes) + j]
+        if before == after == 0:
+            continue
+        n = cur.shape[a]
+        if not isinstance(n, int):
+            raise Unsupported(f"mode={mode!r} padding of a symbolic axis")
+        kept = np.arange(n)[max(-before, 0): n - max(-after, 0)]
+        if kept.size == 0 or (mode == "reflect" and kept.size < 2 and max(before, after) > 0):
+            raise Unsupported(f"mode={mode!r} padding of an axis of {kept.size} entries")
+        positions = np.pad(kept, (max(before, 0), max(after, 0)), mode=mode)
+        cur = take_at(im, cur, a, positions, "padded")
+    im.set(node.outputs[0], cur)
 
 
 _NEAREST_OK = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil"),

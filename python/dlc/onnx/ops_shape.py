@@ -145,12 +145,15 @@ def slice_(im: Any, node: Node) -> None:
         steps = int_vec(im, node.inputs[4], "steps") if len(node.inputs) > 4 and node.inputs[4] else [1] * len(starts)
     if x.shape is None:
         raise Unsupported("the input's shape is unknown")
-    if any(isinstance(st, int) and st < 1 for st in steps):
-        raise Unsupported(f"steps {list(steps)} (dlc slices with positive steps)")
     cur = x.name
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = int(a) % x.rank
         dim = x.shape[a]
+        if isinstance(st, int) and st < 0:  # x[::-1] (torch.flip): the positions gathered
+            if not all(isinstance(v, int) for v in (s, e, dim)):
+                raise Unsupported("a Slice with a negative step over a symbolic axis")
+            cur = take_at(im, im.typed(cur), a, np.arange(dim)[int(s):int(e):int(st)], "reversed").name
+            continue
         if s == 0 and st == 1 and (e == dim or (isinstance(e, int) and e >= 2 ** 31 - 1)):
             continue  # the whole axis (`x[:, :x.shape[1]]`, or an end past any size)
         if isinstance(s, Sym) or isinstance(st, Sym):
@@ -201,22 +204,35 @@ def gather(im: Any, node: Node) -> None:
 
 
 def _gather_computed(im: Any, node: Node, x: Tensor, axis: int) -> None:
-    """Gather at indices the graph computes: dlc's gather (rows of the first axis), with `axis` moved to the
-    front and back, and negative indices counted from the end as ONNX does (along a symbolic axis, where .dlm
-    cannot add the length, a negative index is gather's IndexError when the model runs)."""
+    """Gather at indices the graph computes, or a table of constant ones: dlc's gather, negative indices
+    counted from the end as ONNX does (along a symbolic axis, where .dlm cannot add the length, a negative
+    index is gather's IndexError when the model runs)."""
     ids = im.tensor(node.inputs[1])
     if ids.dtype not in ("i32", "i64"):
         raise Unsupported("Gather's indices are not integers")
     dim = x.shape[axis]
-    ids_name = ids.name if not isinstance(dim, int) else \
-        im.temp(f"where({ids.name} < 0, {ids.name} + {dim}, {ids.name})", "index")
+    if isinstance(dim, int):
+        ids = im.typed(im.temp(f"where({ids.name} < 0, {ids.name} + {dim}, {ids.name})", "index"))
+    im.emit(node.outputs[0], take(im, x, axis, ids))
+
+
+def take(im: Any, x: Tensor, axis: int, ids: Tensor) -> str:
+    """x's entries at `ids` (integers in range) along `axis`, as an expression: dlc's gather, which reads rows,
+    with the axis moved to the front and the gathered axes moved back to its place."""
     rest = [a for a in range(x.rank) if a != axis]
     table = x.name if axis == 0 else im.temp(f"transpose({x.name}, perm={literal([axis] + rest)})", "table")
-    got = f"gather({table}, {ids_name})"
+    got = f"gather({table}, {ids.name})"
     r = len(ids.shape)
     perm = list(range(r, r + axis)) + list(range(r)) + list(range(r + axis, r + len(rest)))
-    im.emit(node.outputs[0], got if perm == sorted(perm) else
-            f"transpose({im.temp(got, 'gathered')}, perm={literal(perm)})")
+    return got if perm == sorted(perm) else f"transpose({im.temp(got, 'gathered')}, perm={literal(perm)})"
+
+
+def take_at(im: Any, x: Tensor, axis: int, positions: np.ndarray, hint: str) -> Tensor:
+    """x at constant positions along axis (a reversed or padded axis), as a new variable."""
+    if positions.size == 0:
+        raise Unsupported("an empty result (dlc tensors are never empty)")
+    ids = im.const_tensor(positions.astype(np.int64), hint + "_positions")
+    return im.typed(im.temp(take(im, x, axis, ids), hint))
 
 
 @converts("Split")
