@@ -160,7 +160,8 @@ class _Variant:
     arrays: dict[str, np.ndarray]  # what the plan itself takes, for the profiled runs
 
 
-def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: int, precision: str = "f32") -> _Variant:
+def _prepare(model: str, dims: dict[str, int], train: bool, fuse: bool, seed: int,
+             precision: str = "f32") -> _Variant:
     import dlc
     from .training.step import HYPER
     t0 = time.perf_counter()
