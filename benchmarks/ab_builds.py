@@ -56,6 +56,7 @@ def workload_calls(name: str, batch: int, base: ModuleType) -> dict[str, Any]:
         program = dlc.compile(str(MODELS / f"{name}.dlm"), dims={"N": batch})
         data = random_batch(program, label_graph(program, {"N": batch}), np.random.default_rng(0), {"N": batch})
         inputs = {k: v for k, v in data.items() if k in program.inputs}
+        program.model.param_versions = core.ParamVersions(len(program.params))  # a table of the same build
         plan_builder._core = core  # the plan is built (on the first call) by this build's Plan
         try:
             program(**inputs)

@@ -182,7 +182,7 @@ PYBIND11_MODULE(_core, m) {
   dlc_call::bind_call<PyPlan>(m);  // the repeated inference call (bindings_call.h)
 
   // Versions of a program's persistent buffers, shared by its plans (runtime/packed_weights.h).
-  py::class_<ParamVersions, std::shared_ptr<ParamVersions>>(m, "ParamVersions")
+  py::class_<ParamVersions, std::shared_ptr<ParamVersions>>(m, "ParamVersions", py::module_local())
       .def(py::init<size_t>(), py::arg("n"))
       .def("__len__", &ParamVersions::size)
       .def("version", &ParamVersions::get)

@@ -41,7 +41,7 @@ inline py::array_t<float> run(const QgemmPackedB& b, Arr<uint8_t> a, float sa, i
 inline void bind_qgemm(pybind11::module_& m) {
   namespace py = pybind11;
   using qpy::Arr;
-  py::class_<QgemmPackedB, std::shared_ptr<QgemmPackedB>>(m, "QgemmPacked")
+  py::class_<QgemmPackedB, std::shared_ptr<QgemmPackedB>>(m, "QgemmPacked", py::module_local())
       .def_property_readonly("K", [](const QgemmPackedB& b) { return b.K; })
       .def_property_readonly("N", [](const QgemmPackedB& b) { return b.N; })
       .def_property_readonly("nbytes", &QgemmPackedB::bytes)

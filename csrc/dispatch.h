@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,21 @@ struct RunContext {
   double shard_weight = 1.0;
 };
 
+// Inputs packed ahead for kernels other than matmul (the recurrent layers' weights), kept by the plan across runs
+// while the input's values are unchanged (runtime/packed_weights.h). `get` returns input `input` in the packed
+// form named `form` (its layout and the kernel path it is for): the kept copy when it was made from the input's
+// current version, else a new one made by `pack` (kept when the input is a parameter or a constant).
+struct PackedInput {
+  std::shared_ptr<const void> data;
+  size_t bytes = 0;
+};
+using PackInputFn = std::function<PackedInput()>;
+class InputPacks {
+ public:
+  virtual ~InputPacks() = default;
+  virtual std::shared_ptr<const void> get(int input, const std::string& form, const PackInputFn& pack) const = 0;
+};
+
 struct KernelArgs {
   const Tensor* in = nullptr;
   int n_in = 0;
@@ -45,6 +61,7 @@ struct KernelArgs {
   void* workspace = nullptr;  // planned scratch memory for this step (arena), or nullptr
   const RunContext* ctx = nullptr;
   const void* packed_b = nullptr;  // matmul: a GemmPackedB<T> of in[1], current for this run, or nullptr
+  const InputPacks* input_packs = nullptr;  // the plan's kept packed inputs, or nullptr (pack per call)
 };
 
 using KernelFn = void (*)(const KernelArgs&);

@@ -28,7 +28,7 @@ constexpr double kElementsPerThread = 32768;
 inline Threads element_threads(double elements) { return threads_for(elements, kElementsPerThread); }
 
 // Scratch owners, so that two families' buffers of one element type never alias.
-enum class ScratchSlot { Reduce, Conv, Qgemm };
+enum class ScratchSlot { Reduce, Conv, Qgemm, Recurrent, RecurrentGrads };
 
 // Grow-only scratch of at least n elements owned by the calling thread, kept between calls so kernels run every
 // training step do not page-fault a fresh allocation each time. One buffer per (type, slot): a caller must not

@@ -90,10 +90,26 @@ PackedOperand PackedWeights::get_int8(int64_t id, const Tensor& b, bool channels
   return slot;
 }
 
+PackedOperand PackedWeights::get_input(int64_t id, int input, const std::string& form, uint64_t version,
+                                       const PackInputFn& pack, bool* made) const {
+  if (made) *made = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  PackedOperand& slot = inputs_[{id, input, form}];
+  if (slot.packed && slot.version == version) return slot;
+  PackedInput fresh = pack();
+  slot = PackedOperand{fresh.data, version, form, fresh.bytes};
+  if (fresh.data) {
+    packs_.fetch_add(1);
+    if (made) *made = true;
+  }
+  return slot;
+}
+
 size_t PackedWeights::bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t total = 0;
   for (const auto& entry : by_key_) total += entry.second.bytes;
+  for (const auto& entry : inputs_) total += entry.second.bytes;
   return total;
 }
 

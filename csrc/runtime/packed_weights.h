@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "dispatch.h"
 #include "runtime/tensor.h"
 
 namespace dlc {
@@ -26,7 +27,7 @@ namespace dlc {
 struct PackedOperand {
   std::shared_ptr<const void> packed;
   uint64_t version = 0;
-  std::string path;  // gemm_kernel_name() when packed
+  std::string path;  // gemm_kernel_name() when packed (a packed input: its form)
   size_t bytes = 0;
 };
 
@@ -47,6 +48,12 @@ class PackedWeights {
   PackedOperand get_int8(int64_t id, const Tensor& b, bool channels_first, uint64_t version,
                          bool* made = nullptr) const;
   size_t bytes() const;  // of every copy held
+  // Input `input` of a kernel (KernelArgs::input_packs) in the packed form `form` (its layout, shape and kernel
+  // path; each form is a copy of its own), current at `version`: made by `pack` on first use and whenever the
+  // version has moved. `id` and `input` name the operand as for get (a persistent buffer: its index and input -1; a constant: its
+  // step and input). *made is set when this call packed. Thread-safe.
+  PackedOperand get_input(int64_t id, int input, const std::string& form, uint64_t version, const PackInputFn& pack,
+                          bool* made = nullptr) const;
   int64_t packs() const { return packs_.load(); }
 
  private:
@@ -54,6 +61,8 @@ class PackedWeights {
   using Key = std::tuple<int64_t, Layout, bool, int64_t, int64_t>;  // id, layout, transposed, K, N
   mutable std::mutex mu_;
   mutable std::map<Key, PackedOperand> by_key_;
+  // Kept packed inputs of other kernels (get_input), by (id, input, form).
+  mutable std::map<std::tuple<int64_t, int, std::string>, PackedOperand> inputs_;
   mutable std::atomic<int64_t> packs_{0};
 };
 

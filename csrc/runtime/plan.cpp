@@ -231,11 +231,14 @@ size_t Plan::packed_bytes() const {
   std::lock_guard<std::mutex> lock(step_packed_mutex_);
   std::vector<const void*> seen;  // steps reading one weight share its copy: count it once
   size_t total = 0;
-  for (const auto& [copy, bytes] : step_packed_)
+  const auto count = [&](const void* copy, size_t bytes) {
     if (copy && std::find(seen.begin(), seen.end(), copy) == seen.end()) {
       seen.push_back(copy);
       total += bytes;
     }
+  };
+  for (const auto& [copy, bytes] : step_packed_) count(copy, bytes);
+  for (const auto& [key, copy] : input_packed_) count(copy.first, copy.second);
   return total;
 }
 
@@ -243,6 +246,8 @@ std::vector<size_t> Plan::packed_step_bytes() const {
   std::lock_guard<std::mutex> lock(step_packed_mutex_);
   std::vector<size_t> out(steps_.size(), 0);
   for (size_t k = 0; k < step_packed_.size() && k < out.size(); ++k) out[k] = step_packed_[k].second;
+  for (const auto& [key, copy] : input_packed_)
+    if (key.first < out.size()) out[key.first] += copy.second;
   return out;
 }
 
@@ -264,6 +269,32 @@ void Plan::prepack() const {
       continue;
     packed_operand(k, ins, outs);
   }
+}
+
+std::shared_ptr<const void> Plan::StepInputPacks::get(int input, const std::string& form,
+                                                      const PackInputFn& pack) const {
+  if (input < 0 || input >= static_cast<int>(st_.in.size())) throw std::out_of_range("packed input index");
+  const Slot& s = plan_.slots_[st_.in[input]];
+  // As for a matmul's weight: a parameter's copies are shared through the version table, constants' are the
+  // plan's own (by step and input); anything else is packed for this call only.
+  const PackedWeights* cache = &plan_.packed_;
+  int64_t id = static_cast<int64_t>(step_);
+  int which = input;
+  uint64_t version = 0;
+  if (s.region == Region::Persistent && plan_.versions_ && static_cast<size_t>(s.where) < plan_.versions_->size()) {
+    cache = &plan_.versions_->packed();
+    id = s.where;
+    which = -1;
+    version = plan_.versions_->get(static_cast<size_t>(s.where));
+  } else if (s.region != Region::Const) {
+    return pack().data;
+  }
+  bool made = false;
+  const PackedOperand got = cache->get_input(id, which, form, version, pack, &made);
+  if (made) plan_.packs_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(plan_.step_packed_mutex_);
+  plan_.input_packed_[{step_, input}] = {got.packed.get(), got.bytes};
+  return got.packed;
 }
 
 void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>& input_bytes,
@@ -338,6 +369,8 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       a.n_floats = static_cast<int>(st.floats.size());
       a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
       a.ctx = &ctx;
+      const StepInputPacks input_packs(*this, k, st);
+      if (pack_weights_) a.input_packs = &input_packs;
       // Held for the step: a concurrent run may replace the cached one.
       const std::shared_ptr<const void> packed = packed_operand(k, ins, outs);
       a.packed_b = packed.get();

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -111,6 +112,19 @@ class Plan {
   int64_t arena_bytes() const { return arena_bytes_; }
 
  private:
+  // One step's view of packed_ for its kernel (KernelArgs::input_packs): inputs that are constants or
+  // versioned parameters are kept across runs; any other input is packed for this call only.
+  class StepInputPacks final : public InputPacks {
+   public:
+    StepInputPacks(const Plan& plan, size_t step, const Step& st) : plan_(plan), step_(step), st_(st) {}
+    std::shared_ptr<const void> get(int input, const std::string& form, const PackInputFn& pack) const override;
+
+   private:
+    const Plan& plan_;
+    size_t step_;
+    const Step& st_;
+  };
+
   std::unique_ptr<Arena> acquire_arena() const;
   void release_arena(std::unique_ptr<Arena> arena) const;
   void check_slot(int32_t s) const;
@@ -136,6 +150,7 @@ class Plan {
   // Per step, the copy it read last: its address (compared, never dereferenced) and bytes.
   mutable std::mutex step_packed_mutex_;
   mutable std::vector<std::pair<const void*, size_t>> step_packed_;
+  mutable std::map<std::pair<size_t, int>, std::pair<const void*, size_t>> input_packed_;  // (step, input)
   // Arenas are pooled so that concurrent runs of one plan (several Python threads) each get their own.
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Arena>> pool_;

@@ -1,4 +1,5 @@
-// AVX-512 kernels of step_gemm.h. Packed B: panels of NR = 32 columns, each K rows of 32 floats (zeros past N).
+// AVX-512 kernels of step_gemm.h. Packed B: per block, panels of NR = 32 columns, each K rows of 32 floats (zeros
+// past the block's width).
 // Tile: up to MR = 12 rows x 32 columns (24 accumulators); per k it loads the two B vectors once and broadcasts
 // one A value per row. A panel (K x 32 floats: 16 KiB for K = 128) stays in L1 while every row block of the call
 // uses it. Everything but the entry points has internal linkage and no std:: template is instantiated here, so
@@ -6,13 +7,13 @@
 #include <immintrin.h>
 
 #include "kernels/recurrent/step_gemm.h"
+#include "kernels/recurrent/step_gemm_portable.h"  // pack
 
 namespace dlc {
 namespace {
 
 constexpr int64_t VL = 16, NR = 2 * VL, MR = 12;
-
-int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static_assert(NR == kStepPanel, "the panel width is the header's");
 
 // C rows [0, R) x columns [0, 32) of one panel (only the `cols` first are stored).
 template <int R>
@@ -60,29 +61,34 @@ bool step_gemm_available() {
   return has;
 }
 
-size_t step_gemm_packed_size(int64_t K, int64_t N) { return static_cast<size_t>(cdiv(N, NR) * K * NR); }
-
-void step_gemm_pack(bool trans, int64_t K, int64_t N, const float* B, int64_t ldb, float* packed) {
-  for (int64_t p = 0; p < cdiv(N, NR); ++p)
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < NR; ++j) {
-        const int64_t col = p * NR + j;
-        packed[(p * K + k) * NR + j] = col >= N ? 0.0f : trans ? B[col * ldb + k] : B[k * ldb + col];
-      }
+size_t step_gemm_packed_size(int64_t K, int64_t width, int64_t blocks) {
+  return static_cast<size_t>(blocks * cdiv(width, NR) * K * NR);
 }
 
-void step_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* packed, bool accumulate,
-               float* C, int64_t ldc) {
+void step_gemm_pack(bool trans, int64_t K, int64_t width, int64_t blocks, const float* B, int64_t ldb,
+                    float* packed) {
+  pack<float, NR>(trans, K, width, blocks, B, ldb, packed);
+}
+
+void step_gemm(int64_t M, int64_t K, int64_t width, int64_t blocks, int64_t u0, int64_t u1, const float* A,
+               int64_t lda, const float* packed, bool accumulate, float* C, int64_t ldc) {
   // Row blocks as even as possible (16 rows: 8 + 8 rather than 12 + 4), so no block runs short of accumulators.
-  const int64_t blocks = cdiv(M, MR);
-  for (int64_t p = 0; p < cdiv(N, NR); ++p) {
-    const int64_t j0 = p * NR;
-    const __mmask16 m0 = first_lanes(N - j0), m1 = first_lanes(N - j0 - VL);
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t r0 = M * blk / blocks, r1 = M * (blk + 1) / blocks;
-      kTiles[r1 - r0](K, A + r0 * lda, lda, packed + p * K * NR, accumulate, C + r0 * ldc + j0, ldc, m0, m1);
+  const int64_t row_blocks = cdiv(M, MR), panels = cdiv(width, NR);
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t p = u0 / NR; p < cdiv(u1, NR); ++p) {
+      const int64_t unit = p * NR;
+      const __mmask16 m0 = first_lanes(u1 - unit), m1 = first_lanes(u1 - unit - VL);
+      const float* panel = packed + (blk * panels + p) * K * NR;
+      for (int64_t rb = 0; rb < row_blocks; ++rb) {
+        const int64_t r0 = M * rb / row_blocks, r1 = M * (rb + 1) / row_blocks;
+        kTiles[r1 - r0](K, A + r0 * lda, lda, panel, accumulate, C + r0 * ldc + blk * width + unit, ldc, m0, m1);
+      }
     }
-  }
+}
+
+const StepKernel<float>& step_kernel_avx512_f32() {
+  static const StepKernel<float> table{&step_gemm_packed_size, &step_gemm_pack, &step_gemm};
+  return table;
 }
 
 }  // namespace dlc
