@@ -168,7 +168,7 @@ def test_tangent_distance_forgives_small_transformations() -> None:
 
 
 @pytest.mark.parametrize("model", ["digits_gcn", "digits_sage"])
-def test_graph_models_export_to_onnx_and_run_in_onnxruntime(model: str, tmp_path: Path) -> None:
+def test_graph_models_export_to_onnx_run_in_onnxruntime_and_import_back(model: str, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     program = dlc.compile(str(MODELS / f"{model}.dlm"), seed=0)
@@ -182,6 +182,11 @@ def test_graph_models_export_to_onnx_and_run_in_onnxruntime(model: str, tmp_path
     assert sorted(i.name for i in session.get_inputs()) == ["dst", "src", "x"]
     got = session.run(None, feeds)[0]
     np.testing.assert_allclose(got, program(**feeds)["logits"], rtol=1e-5, atol=1e-6)
+    # and back: ScatterND onto zeros is scatter_add again, the Gather of computed rows gather (issue 24)
+    from dlc.onnx import from_onnx
+    back = from_onnx(str(tmp_path / "g.onnx"))
+    np.testing.assert_allclose(back(**feeds)["logits"], got, rtol=1e-5, atol=1e-6)
+    assert set(back.params) == set(program.params)
 
 
 def test_training_without_the_edges_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

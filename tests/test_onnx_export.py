@@ -18,8 +18,8 @@ from dlc.passes.dead_code import eliminate_dead_code
 MODELS = sorted(p for p in (Path(__file__).parent.parent / "models").glob("*.dlm") if not p.stem.endswith("_lib"))
 # The importer needs a static input shape for ConvTranspose; after a reshape of the symbolic batch it has none.
 EXPORT_ONLY = {"digits_ae", "digits_dcgan"}
-# Graph networks: their integer inputs index nodes (random labels would be out of range), and the importer has
-# no conversion for ScatterND or a Gather of computed rows; tests/test_graph_networks.py checks their export.
+# Graph networks: their integer inputs index nodes (random labels would be out of range);
+# tests/test_graph_networks.py checks their export and import with valid edges.
 MODELS = [p for p in MODELS if p.stem not in ("digits_gcn", "digits_sage", "digits_node_mlp")]
 
 
@@ -70,3 +70,20 @@ def test_cli_export_with_bound_batch(tmp_path: Path, capsys) -> None:
     assert "wrote" in capsys.readouterr().out
     dim = onnx.load(str(target)).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 2
+
+
+def test_causal_attention_over_a_symbolic_length_exports(tmp_path: Path) -> None:
+    """causal=true with T symbolic builds its mask when the plan runs (`triangle`): exported as Trilu of
+    ConstantOfShape(the run-time shape), it runs in ONNX Runtime at any length and imports back."""
+    import onnxruntime as ort
+    program = dlc.compile(source="input x: f32[N, T, 4]\noutput y = attention(x, x, x, causal=true)\n"
+                                 "output m = triangle([T, T], k=1, upper=true)\n")
+    program.to_onnx(str(tmp_path / "c.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "c.onnx"))
+    back = from_onnx(str(tmp_path / "c.onnx"))
+    for t in (3, 6):
+        x = np.random.default_rng(t).standard_normal((2, t, 4)).astype(np.float32)
+        ref = program(x=x)
+        for name, got in zip([o.name for o in session.get_outputs()], session.run(None, {"x": x})):
+            np.testing.assert_allclose(got, ref[name], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(back(x=x)[name], ref[name], rtol=1e-5, atol=1e-6)

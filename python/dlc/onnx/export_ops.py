@@ -191,6 +191,16 @@ def _fill(ex: Exporter, n: Node) -> None:
     ex.add("ConstantOfShape", [ex.shapetensor_proto(t.shape)], [ex.out(n)], value=tensor_proto(value, ex.fresh("v")))
 
 
+@exports("triangle")
+def _triangle(ex: Exporter, n: Node) -> None:
+    """Trilu of ones of the (possibly symbolic) shape: a causal mask over a sequence length bound at run time."""
+    t = ex.g.values[n.outputs[0]]
+    ones = ex.add("ConstantOfShape", [ex.shapetensor_proto(t.shape)],
+                  value=tensor_proto(np.ones(1, dtype=np_dtype(t.dtype)), ex.fresh("one")))[0]
+    ex.add("Trilu", [ones, ex.const(np.array(n.attr("k"), dtype=np.int64), "k")], [ex.out(n)],
+           upper=int(n.attr("upper")))
+
+
 @exports("scatter_add")
 def _scatter_add(ex: Exporter, n: Node) -> None:
     """ScatterND with reduction="add" (opset 16) onto zeros: the rows of src summed at index."""

@@ -357,5 +357,9 @@ def trilu(im: Any, node: Node) -> None:
                        f"upper={'true' if upper else 'false'}, dtype=\"{kind}\")", node.outputs[0] + "_keep")
     if kind != "bool":
         im.emit(node.outputs[0], f"{x.name} * {mask}")
-    else:
+    elif x.dtype != "bool":
         im.emit(node.outputs[0], f"where({mask}, {x.name}, {x.name} * 0)")
+    else:  # x and mask; where() wants the mask at x's shape
+        if x.rank > 2:
+            mask = im.temp(f"broadcast_to({mask}, [{', '.join(im.dim_text(d) for d in x.shape)}])", "keep")
+        im.emit(node.outputs[0], f"where({mask}, {x.name}, {mask})")
