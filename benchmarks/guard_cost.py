@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import dlc
-from dlc.bench import _interleaved, _prepare, guard_turns
+from dlc.bench import _interleaved, _one_plan_step, _prepare, guard_turns
 
 ROOT = Path(__file__).resolve().parent.parent
 # The reference workloads (benchmarks/workloads.md) at their batch sizes.
@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--only", nargs="*", default=list(WORKLOADS))
-    ap.add_argument("--aa", action="store_true", help="also time train_step against itself: the noise floor")
+    ap.add_argument("--aa", action="store_true",
+                    help="also time the unguarded plan against an identical second one: the noise floor")
     args = ap.parse_args()
     if args.clock == "cpu":
         args.threads = 1  # the other threads' CPU time would not be counted
@@ -57,9 +58,11 @@ def main() -> None:
     for _ in range(args.passes):
         for name, variant in variants.items():
             results[name].append(guard_turns(variant, args.repeat, args.warmup, clock))
-            if args.aa:
-                a, b = _interleaved([variant.call, variant.call], [None, None], args.repeat, args.warmup, clock)
-                noise[name].append(100 * (b / a - 1))
+            if args.aa:  # two identical unguarded plans, each with its own memory, in the same A B / B A turns
+                plain, twin = _one_plan_step(variant), _one_plan_step(variant, mode="train")
+                x = _interleaved([plain, twin], [None, None], args.repeat, args.warmup, clock)
+                y = _interleaved([twin, plain], [None, None], args.repeat, args.warmup, clock)
+                noise[name].append(100 * ((x[1] + y[0]) / (x[0] + y[1]) - 1))
     print(f"host CPU: {cpu_name()}; threads {args.threads}; {args.clock} time; {args.passes} passes x "
           f"2 x {args.repeat} steps of each")
     aa = " A/A per pass |" if args.aa else ""

@@ -135,14 +135,15 @@ def guard_turns(variant: _Variant, repeat: int, warmup: int,
     return (first[0] + second[1]) / 2, (first[1] + second[0]) / 2
 
 
-def _one_plan_step(variant: _Variant) -> Callable[[], Any]:
+def _one_plan_step(variant: _Variant, **options: Any) -> Callable[[], Any]:
     """What train_step would cost without the non-finite guard: the same input checks and learning rate, then
     the same fused "step" plan built without its guard (an update that neither reads the loss nor checks the
-    gradients, and no flag for Python to read)."""
+    gradients, and no flag for Python to read). `options` go to training_plan (mode="train" gives a second,
+    identical plan with memory of its own: benchmarks/guard_cost.py's noise floor)."""
     from .training.step import HYPER
     trainer, model = variant.program.trainer, variant.program.model
     batch = {n: a for n, a in variant.arrays.items() if n != HYPER}
-    lowered = trainer.training_plan("step", model.dims, guard=False)[0]
+    lowered = trainer.training_plan("step", model.dims, guard=False, **options)[0]
 
     def step() -> None:
         arrays, _ = trainer._prepare(batch)
