@@ -184,3 +184,49 @@ def test_command_line_calibrates(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert loaded.model.int8_scales == calibrate(dlc.compile(MODELS / "mlp.dlm").model, {"x": x})
     assert main(["compile", str(MODELS / "mlp.dlm"), "--calibrate", str(tmp_path / "cal.npz")]) != 0
     assert "give it with --precision int8" in capsys.readouterr().err
+
+
+def test_qdq_models_import_as_int8(tmp_path: Path) -> None:
+    """A QDQ model from onnxruntime's quantize_static: its weights come back as the same int8 values, its
+    activation scales as the layers' static scales, and the result matches ONNX Runtime's."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from dlc.onnx import from_onnx, to_onnx
+    rng = np.random.default_rng(8)
+    to_onnx(dlc.compile(MODELS / "lenet.dlm"), tmp_path / "f32.onnx")
+    samples = [{"x": rng.standard_normal((1, 1, 28, 28)).astype(np.float32)} for _ in range(8)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.rows, None)
+
+    quantize_static(str(tmp_path / "f32.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    program = from_onnx(tmp_path / "q.onnx", precision="int8")
+    assert len(program.model.int8_scales) == 5 and all(0 <= z <= 255 for _, z in program.model.int8_scales.values())
+    assert {k for k in kernels(program, {"N": 4}) if k.endswith("_int8")} == {"conv2d_int8", "matmul_int8"}
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: x})[0]
+    got = next(iter(program(**{next(iter(program.inputs)): x}).values()))
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+
+
+def test_a_quantized_value_read_by_another_op_is_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from dlc.onnx import from_onnx
+    from dlc.onnx.loader import OnnxImportError
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("Cast", ["q"], ["y"], to=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.UINT8, [], [3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    with pytest.raises(OnnxImportError, match="read by other ops than DequantizeLinear"):
+        from_onnx(tmp_path / "m.onnx")

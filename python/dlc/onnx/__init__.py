@@ -34,7 +34,15 @@ def from_onnx(source: str | os.PathLike[str] | bytes, dims: Mapping[str, int] | 
     converted = import_model(source if isinstance(source, (bytes, bytearray)) else Path(source), dims)
     program = _compile(converted.text, source, dims, dtype, precision)
     _set_params(program, converted.params, source)
+    _set_int8_scales(program, converted.int8_scales)
     return program
+
+
+def _set_int8_scales(program: Any, scales: Mapping[str, tuple[float, int]]) -> None:
+    """A QDQ model's activation scales (onnx/ops_quant.py): the static scales of its int8 layers."""
+    if scales:
+        program.model.int8_scales = dict(scales)
+        program.set_precision(program.precision, program.model.precision_policy.keep_f32)
 
 
 def _set_params(program: Any, params: Mapping[str, Any], source: Any) -> None:
@@ -72,6 +80,7 @@ def import_onnx(source: str | os.PathLike[str], dlm_path: str | os.PathLike[str]
     converted = import_model(Path(source), dims)
     program = _compile(converted.text, source, dims, precision=precision)
     _set_params(program, converted.params, source)
+    _set_int8_scales(program, converted.int8_scales)
     dlm = Path(dlm_path)
     dlm.write_text(converted.text)
     write_params(program.params, params_path if params_path is not None else dlm.with_suffix(".safetensors"))

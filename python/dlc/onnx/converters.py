@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import (ops_elementwise, ops_loss, ops_nn, ops_pool, ops_recurrent, ops_reduce, ops_scatter,  # noqa: F401
-               ops_shape)
+from . import (ops_elementwise, ops_loss, ops_nn, ops_pool, ops_quant, ops_recurrent, ops_reduce,  # noqa: F401
+               ops_scatter, ops_shape)
 from .registry import CONVERTERS
 
 __all__ = ["CONVERTERS"]

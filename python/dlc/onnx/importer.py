@@ -43,6 +43,8 @@ class Converted:
     # ONNX input/output names -> .dlm names (they differ when an ONNX name is not a valid .dlm identifier).
     input_names: dict[str, str] = field(default_factory=dict)
     output_names: dict[str, str] = field(default_factory=dict)
+    # A QDQ model's int8 activation scales by layer (ops_quant.py); empty for other models.
+    int8_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
 class Importer:
@@ -82,6 +84,8 @@ class Importer:
         self.flat_source: dict[str, Tensor] = {}  # a flattened tensor's ONNX name -> what it flattens
         self.visited: set[int] = set()  # nodes converted (or reported) so far
         self.triangles: dict[str, tuple[int, bool]] = {}  # `triangle` tensors written: (k, upper)
+        self.quantized: dict[str, tuple[str, tuple[float, int]]] = {}  # QuantizeLinear output -> (input, params)
+        self.qdq: dict[str, tuple[float, int]] = {}  # a QDQ pair's output -> its (scale, zero point)
 
     # ---- names ----
 
@@ -346,7 +350,8 @@ class Importer:
                      if self.model.producer_name else "") + ")."]
         text = "\n".join(header + input_lines + [""] + self.param_lines + ([""] if self.param_lines else [])
                          + self.lines + [""] + output_lines) + "\n"
-        return Converted(text, self.params, self.dims, self.input_names, self.output_names)
+        from .ops_quant import int8_scales
+        return Converted(text, self.params, self.dims, self.input_names, self.output_names, int8_scales(self))
 
     def prune(self, output_lines: list[str]) -> None:
         """Drops statements and constant parameters no output depends on: values a recognized pattern made
@@ -387,7 +392,8 @@ class Importer:
         node = Node(proto, opset, {a.name: _attr_value(helper.get_attribute_value(a)) for a in proto.attribute})
         self.node = node
         try:
-            if self.fold(node):
+            # QDQ nodes are never folded: their converters know a weight from a computed constant (ops_quant.py).
+            if proto.op_type not in ("QuantizeLinear", "DequantizeLinear") and self.fold(node):
                 return
             if symbolic_inputs([self.values.get(n) for n in node.inputs if n]):
                 value = evaluate(self, node)
