@@ -288,6 +288,26 @@ def test_fused_reductions_with_an_elementwise_prologue(expr: str, ref) -> None:
     np.testing.assert_allclose(p(x=x)["y"], ref(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
 
 
+def test_fused_per_channel_sums_over_long_rows() -> None:
+    """ew_reduce sums each reduced row of a tile in eight lanes (a conv bias gradient's sum over [N, C, H, W]
+    to [C]): rows longer than a tile with a tail that is no multiple of 8 match NumPy in double precision, and
+    give the same bits on 1 and 2 threads."""
+    p = dlc.compile(source="input x: f32[N, 6, 29, 27]\noutput y = sum(relu(x) * x, axis=[0, 2, 3])\n")
+    assert [s.kernel for s in p.compile_plan({"N": 9}).steps] == ["ew_reduce"]
+    x = np.random.default_rng(6).standard_normal((9, 6, 29, 27)).astype(np.float32)
+    before = dlc.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 2):
+            dlc.set_num_threads(threads)
+            runs.append(p(x=x)["y"])
+    finally:
+        dlc.set_num_threads(before)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(runs[0], (np.maximum(x64, 0) * x64).sum((0, 2, 3)), rtol=1e-6)
+    np.testing.assert_array_equal(runs[1], runs[2])
+
+
 def test_calls_reusing_a_plan_still_check_their_inputs() -> None:
     """The fast path for repeated calls keys on names, shapes and dtypes, so it never skips a check."""
     p = dlc.compile(source="input x: f32[N, 4]\ninput k: i32[N]\noutput y = x * 2.0\n")
