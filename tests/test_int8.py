@@ -230,3 +230,25 @@ def test_a_quantized_value_read_by_another_op_is_refused(tmp_path: Path) -> None
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     with pytest.raises(OnnxImportError, match="read by other ops than DequantizeLinear"):
         from_onnx(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("model,calibrated", [("lenet", True), ("mlp", False)])
+def test_int8_programs_export_as_qdq_that_onnx_runtime_matches(tmp_path: Path, model: str, calibrated: bool) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from dlc.onnx import to_onnx
+    rng = np.random.default_rng(9)
+    f32 = dlc.compile(MODELS / f"{model}.dlm")
+    shape = [3 if isinstance(d, str) else d for d in f32.inputs["x"].shape]
+    program = dlc.compile(MODELS / f"{model}.dlm", precision="int8",
+                          calibration={"x": rng.standard_normal(shape).astype(np.float32)} if calibrated else None)
+    to_onnx(program, tmp_path / "q.onnx")
+    ops = {n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node}
+    assert ("QuantizeLinear" if calibrated else "DynamicQuantizeLinear") in ops and "DequantizeLinear" in ops
+    x = rng.standard_normal(shape).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: x})[0]
+    got = program(x=x)["logits"]
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert np.abs(got - f32(x=x)["logits"]).max() > 1e-4 * np.abs(want).max()  # it is int8, not f32

@@ -53,12 +53,12 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from . import _core
 from .atomic_file import write_atomically
 from .calibration import set_precision as set_model_precision
 from .dims import Sym, substitute
 from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
+from .int8 import int8_weights
 from .ir import DTYPES, TensorType
 from .model import CompiledModel, TensorSpec, spec_of, symbols, unbound_error
 from .precision import bf16_bits, bf16_values, check_precision
@@ -479,14 +479,6 @@ def _int8_scales(r: _Reader) -> dict[str, tuple[float, int]] | None:
     if not ok:
         raise r.fail("'int8_scales' must map layer names to [scale > 0, zero point in 0..255]")
     return {k: (float(v[0]), int(v[1])) for k, v in scales.items()}
-
-
-def int8_weights(w: np.ndarray, channels_first: bool) -> tuple[np.ndarray, np.ndarray]:
-    """An f32 weight as the int8 kernels quantize it (csrc/kernels/qgemm), in the weight's own shape, and its
-    per-channel scales."""
-    channels = w.shape[0] if channels_first else w.shape[-1]
-    q, scale = _core.quantize_weights_s8(w.reshape(channels, -1) if channels_first else w, channels_first)
-    return (q.reshape(w.shape) if channels_first else np.ascontiguousarray(q.T)), scale
 
 
 def _dequantize(r: _Reader, name: str, q: np.ndarray, scale: np.ndarray, want: np.ndarray,

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 DYNAMIC = -1  # the zero point a step's ints give for dynamic quantization
 
 
@@ -35,3 +37,11 @@ def step_ints(data: Any) -> list[int]:
         return [DYNAMIC, 0]
     scale, zp = data
     return [int(zp), struct.unpack("<q", struct.pack("<d", float(scale)))[0]]
+
+
+def int8_weights(w: np.ndarray, channels_first: bool) -> tuple[np.ndarray, np.ndarray]:
+    """An f32 weight as the int8 kernels quantize it (csrc/kernels/qgemm), in the weight's own shape, and its
+    per-channel scales."""
+    channels = w.shape[0] if channels_first else w.shape[-1]
+    q, scale = _core.quantize_weights_s8(w.reshape(channels, -1) if channels_first else w, channels_first)
+    return (q.reshape(w.shape) if channels_first else np.ascontiguousarray(q.T)), scale

@@ -56,7 +56,9 @@ def export_program(program: Any, path: str | os.PathLike[str] | None, opset: int
     import onnx
 
     from ..passes import PassContext, run_pipeline
-    graph = run_pipeline(program.graph, PassContext(training=False, fuse=False, optimize=False))
+    # The precision pass marks the layers an int8 program runs in int8: they are written as QDQ (export_quant.py).
+    graph = run_pipeline(program.graph, PassContext(training=False, fuse=False, optimize=False,
+                                                    precision=program.model.precision_policy))
     used = {v for nd in graph.nodes for v in nd.inputs} | {v for _, v in graph.outputs}
     graph = replace(graph, inputs=tuple((n, v) for n, v in graph.inputs if v in used))
     params = {k: np.asarray(v) for k, v in program.params.items()}

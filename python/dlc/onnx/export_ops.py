@@ -10,6 +10,7 @@ import numpy as np
 from ..ir import Node, np_dtype
 from ..ops.conv import resolve_padding
 from .export_core import INT64_MAX, ONNX_TYPES, Exporter, exports, tensor_proto
+from .export_quant import int8_operands
 
 
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max",
@@ -148,6 +149,12 @@ def _swap_last(ex: Exporter, v: int) -> str:
 
 @exports("matmul")
 def _matmul(ex: Exporter, n: Node) -> None:
+    if n.attr("precision") == "int8":  # x @ W (trans_a is never int8): QDQ around both
+        a, b = int8_operands(ex, n, channels_first=bool(n.attr("trans_b")))
+        if n.attr("trans_b"):
+            b = ex.add("Transpose", [b], perm=[1, 0])[0]
+        ex.add("MatMul", [a, b], [ex.out(n)])
+        return
     a = _swap_last(ex, n.inputs[0]) if n.attr("trans_a") else ex.name(n.inputs[0])
     b = _swap_last(ex, n.inputs[1]) if n.attr("trans_b") else ex.name(n.inputs[1])
     ex.add("MatMul", [a, b], [ex.out(n)])
@@ -237,7 +244,8 @@ def _conv(ex: Exporter, n: Node) -> None:
     extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dil))
     stride = _pair(n.attr("stride"))
     t, b, l, r = resolve_padding(n.attr("padding"), hw, extent, tuple(stride))  # type: ignore[arg-type]
-    inputs = [ex.name(x), ex.name(w)]
+    inputs = list(int8_operands(ex, n, channels_first=True)) if n.attr("precision") == "int8" \
+        else [ex.name(x), ex.name(w)]
     out = n.outputs[0]
     bias = _bias_add(ex, n)
     if bias is not None:
@@ -276,7 +284,8 @@ def _conv_transpose(ex: Exporter, n: Node) -> None:
     x, w = n.inputs
     kernel = [int(d) for d in ex.g.values[w].shape[2:]]
     ph, pw = _pair(n.attr("padding"))
-    inputs = [ex.name(x), ex.name(w)]
+    inputs = list(int8_operands(ex, n, channels_first=True)) if n.attr("precision") == "int8" \
+        else [ex.name(x), ex.name(w)]
     out = n.outputs[0]
     bias = _bias_add(ex, n)
     if bias is not None:
