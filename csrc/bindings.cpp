@@ -7,6 +7,7 @@
 #include "bindings_call.h"
 #include "bindings_qgemm.h"
 #include "dispatch.h"
+#include "kernels/conv/nchwc.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
@@ -208,6 +209,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("trans_b") = false);
   m.def("gemm_force_scalar", &gemm_force_scalar);
   m.def("gemm_force_isa", &gemm_force_isa);
+  m.def("nchwc_force_isa", &conv::nchwc_force_isa);
+  m.def("nchwc_isa", &conv::nchwc_isa);
+  m.def("nchwc_block_size", &conv::nchwc_block_size);
   m.def("gemm_force_small_m", &gemm_force_small_m);
   m.def("gemm_epilogue_force_form", &gemm_epilogue_force_form);
   m.def("gemm_kernel_name", &gemm_kernel_name);

@@ -34,15 +34,26 @@ def _full_size_kernels(program: dlc.Program, binding: dict[str, int]) -> list[st
 
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
 @pytest.mark.parametrize("name", sorted(NETS))
-def test_fused_convolution_epilogue_matches_the_unfused_graph(name: str, dtype: str) -> None:
+@pytest.mark.parametrize("block", [0, 8])
+def test_fused_convolution_epilogue_matches_the_unfused_graph(name: str, dtype: str, block: int) -> None:
+    """block 0: NCHW plans (conv_cpu.cpp's epilogue); 8: the blocked layout where the pass chooses it
+    (conv_nchwc_cpu.cpp's epilogue on the register tile, reorders around it)."""
     source = NETS[name].replace("DT", dtype)
     fused, unfused = (dlc.compile(source=source, dtype=dtype, fuse=f, seed=3) for f in (True, False))
+    fused.model.nchwc_block = block
     x = np.random.default_rng(1).standard_normal((3,) + tuple(fused.inputs["x"].shape[1:])).astype(
         np.float32 if dtype == "f32" else np.float64)
     fused.eval()
     unfused.eval()
+    unfused.model.nchwc_block = 0
     kernels = _full_size_kernels(fused, {"N": 3})
-    assert len(kernels) == 1 and kernels[0].startswith("conv2d_core+"), kernels  # one kernel does it all
+    if block:
+        convs = [k for k in kernels if k.startswith("conv2d")]
+        # 2 groups of 4 filters would share a block of 8 lanes: that convolution stays NCHW
+        head = "conv2d_core+" if name == "grouped_tanh" else "conv2d_nchwc+"
+        assert len(convs) == 1 and convs[0].startswith(head), kernels
+    else:
+        assert len(kernels) == 1 and kernels[0].startswith("conv2d_core+"), kernels  # one kernel does it all
     tol = {"f32": dict(rtol=2e-5, atol=2e-6), "f64": dict(rtol=1e-12, atol=1e-12)}[dtype]
     np.testing.assert_allclose(fused(x=x)["y"], unfused(x=x)["y"], **tol)
     np.testing.assert_array_equal(fused(x=x)["y"], fused(x=x)["y"])

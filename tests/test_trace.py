@@ -47,7 +47,7 @@ def test_profile_records_inference_and_training_steps(tmp_path: Path) -> None:
     first = kernels[:len(inference.steps)]
     assert [k["name"] for k in first] == [s.kernel for s in inference.steps]
     conv = next(k for k in first if k["args"]["layer"] == "c1.conv2d")
-    assert conv["args"]["group"].startswith("conv2d_core+") and conv["args"]["fused_ops"] > 1
+    assert conv["args"]["group"].startswith(("conv2d_core+", "conv2d_nchwc+")) and conv["args"]["fused_ops"] > 1
     step = program.trainer.training_plan("step", {"N": 16})[0]  # the plan the last run was
     assert [k["args"]["threads"] for k in kernels[-len(step.steps):]] == list(step.plan.step_threads)
     assert all(1 <= k["args"]["threads"] <= dlc.get_num_threads() for k in kernels)

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import DlcError
 from .ir import Graph
 from .layers import group_layers
-from .lowering import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan
+from .lowering import ARENA, CONST, INPUT, PERSISTENT, LoweredPlan, layout_summary
 
 INSTALL_DOT = ("Graphviz's `dot` program is needed for .svg and .png (a .dot file needs nothing): install it with "
                "`apt install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS) or "
@@ -126,7 +126,11 @@ def plan_dot(lowered: LoweredPlan, title: str = "plan") -> str:
         text = f"{index}: {key}" + (f"  [{scope.rstrip(']')}]" if scope else "") + "\n" + ops.replace("+", " + ")
         if weights:
             text += f"\n{weights} weight{'s' * (weights > 1)}"
-        dot.node(f"s{index}", text, fillcolor="#fde68a" if fused > 1 else "white")
+        layout = lowered.steps[index].layout
+        if layout:
+            text += f"\nlayout {layout}"
+        fill = "#fde68a" if fused > 1 else "#e9d5ff" if "->" in layout else "white"
+        dot.node(f"s{index}", text, fillcolor=fill)
         for s in ins:
             region, where, _, shape = recipe.slots[s]
             if region == INPUT:
@@ -144,7 +148,10 @@ def plan_dot(lowered: LoweredPlan, title: str = "plan") -> str:
         if s in producer:
             dot.edge(producer[s], f"out:{name}", _slot_label(recipe.slots[s]))
     memory = lowered.memory
-    dot.node("memory", f"arena {memory.arena_bytes:,} B (one buffer per tensor: {memory.naive_bytes:,} B)",
+    layout = layout_summary(lowered.steps)
+    reorders = (f"\nlayout NCHW{layout['block']}c in {layout['blocked_kernels']} kernels, {layout['reorders']} "
+                f"reorders ({layout['image_reorders']} of images)" if layout["block"] else "")
+    dot.node("memory", f"arena {memory.arena_bytes:,} B (one buffer per tensor: {memory.naive_bytes:,} B){reorders}",
              shape="plaintext", fillcolor="white")
     return dot.source()
 

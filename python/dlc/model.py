@@ -27,7 +27,7 @@ from .errors import ArenaLimitError
 from .frontend.elaborate import Elaborated, elaborate
 from .frontend.modules import Module
 from .ir import Graph, ParamSpec, TensorType, np_dtype
-from .lowering import LoweredPlan, ParamVersions, lower
+from .lowering import LoweredPlan, ParamVersions, lower, nchwc_block_size
 from .ops import registry
 from .plan_cache import PlanCache
 from .precision import PrecisionPolicy, check_precision
@@ -127,6 +127,9 @@ class CompiledModel:
             raise ValueError(f"precision={self.precision!r} runs an f32 model's weights in reduced precision; "
                              f"this model is compiled with dtype={dtype!r}")
         self.fuse = fuse
+        # The blocked convolution layout's channels per block for inference plans (passes/layout.py): what the
+        # kernels choose on this CPU; 0 keeps NCHW. Set before the first plan is compiled.
+        self.nchwc_block = nchwc_block_size()
         self.seed = seed
         elaborated = elaborate(module, self._dims, dtype)
         # Elaborated once per binding of the symbolic dimensions (the compile-time one first), shared by the
@@ -401,8 +404,9 @@ class CompiledModel:
         return out
 
     def pass_context(self, training: bool) -> PassContext:
-        """The options of this model's inference plans (training plans build their own, always f32)."""
-        return PassContext(training=training, fuse=self.fuse, precision=self.precision_policy)
+        """The options of this model's inference plans (training plans build their own, always f32, NCHW)."""
+        return PassContext(training=training, fuse=self.fuse, precision=self.precision_policy,
+                           nchwc_block=0 if training else self.nchwc_block)
 
     def inference_graph(self, binding: Mapping[str, int]) -> Graph:
         """The graph the outputs need under a binding, before any optimization. Only what the outputs need must

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from ..lowering import layout_summary
 from ..passes import PassContext
 from ..passes.dead_code import eliminate_dead_code
 from ..passes.eval_mode import strip_training_only
@@ -47,8 +48,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     summary = {
         **description(args, program), **({} if args.train else inference_description(program, lowered)),
         "plan": "train_step" if args.train else "inference",
-        "kernels": [{"kernel": s.kernel, "label": s.label} for s in lowered.steps],
-        "memory": lowered.memory_report(), "compile_seconds": round(seconds, 6),
+        "kernels": [{"kernel": s.kernel, "label": s.label, **({"layout": s.layout} if s.layout else {})}
+                    for s in lowered.steps],
+        "layout": layout_summary(lowered.steps), "memory": lowered.memory_report(),
+        "compile_seconds": round(seconds, 6),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -61,7 +64,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"ops: {summary['ops']} ({', '.join(f'{op} {n}' for op, n in summary['op_counts'].items())})")
     print(f"kernels: {len(lowered.steps)}")
     for i, step in enumerate(lowered.steps):
-        print(f"  {i:4d}  {step.kernel:<12} {step.label}")
+        print(f"  {i:4d}  {step.kernel:<12} {step.label}" + (f"  ({step.layout})" if step.layout else ""))
+    print(layout_line(summary["layout"]))
     print(parameters_line(args, program))
     mem = lowered.memory
     grads = f"; gradients {human_bytes(mem.gradient_bytes)} after it" if mem.gradient_bytes else ""
@@ -72,6 +76,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {args.output}")
     return 0
+
+
+def layout_line(layout: dict[str, int]) -> str:
+    """The layout decision in one line (passes/layout.py)."""
+    if not layout["block"]:
+        return "layout: NCHW throughout"
+    return (f"layout: NCHW{layout['block']}c in {layout['blocked_kernels']} kernels, {layout['reorders']} reorders "
+            f"({layout['image_reorders']} of images, the rest per-channel vectors)")
 
 
 def description(args: argparse.Namespace, program: Program) -> dict[str, Any]:

@@ -18,15 +18,16 @@ from ..dims import is_concrete
 from ..errors import DlcError
 from ..ir import Graph, np_dtype
 from ..ops import registry
+from ..ops.nchwc import blocked_values
 from ..storage import nbytes, storage
 from .kernels import emit_unit
 from .memory import plan_layout
 from .plan import (ARENA, CONST, INPUT, PERSISTENT, LoweredPlan, ParamVersions, PlanRecipe, Slots, StepInfo,
-                   set_arena_limit)
+                   layout_summary, nchwc_block_size, set_arena_limit)
 from .units import Unit, make_units
 
 __all__ = ["ARENA", "CONST", "INPUT", "PERSISTENT", "LoweredPlan", "ParamVersions", "PlanRecipe", "StepInfo", "Unit",
-           "lower", "make_units", "set_arena_limit"]
+           "layout_summary", "lower", "make_units", "nchwc_block_size", "set_arena_limit"]
 
 
 def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> LoweredPlan:
@@ -39,6 +40,7 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
     recipe = PlanRecipe(layout.memory.arena_bytes + layout.memory.gradient_bytes)
     slot = Slots(graph, layout, recipe, persistent_names)
     infos: list[StepInfo] = []
+    blocked = blocked_values(graph)
     for unit in units:
         if unit.kind == "view":
             continue
@@ -56,13 +58,26 @@ def lower(graph: Graph, persistent_names: list[str], label_prefix: str = "") -> 
         if written:
             recipe.writes[len(recipe.steps) - 1] = written
         moved = sum(nbytes(graph.values[v]) for v in set(ins) | set(outs))
-        infos.append(StepInfo(key, label, moved, len(unit.nodes)))
+        infos.append(StepInfo(key, label, moved, len(unit.nodes), *_layout(graph, blocked, key, ins, outs)))
     recipe.num_inputs = len(graph.inputs)
     recipe.outputs = [slot(v) for _, v in graph.outputs]
     recipe.output_homes = slot.output_homes(recipe.outputs)
     return LoweredPlan(recipe.build(), recipe, layout.memory, [n for n, _ in graph.inputs],
                        [graph.values[v] for _, v in graph.inputs], [n for n, _ in graph.outputs],
                        [graph.values[v] for _, v in graph.outputs], list(persistent_names), infos)
+
+
+def _layout(graph: Graph, blocked: dict[int, int], key: str, ins: list[int], outs: list[int]) -> tuple[str, int, bool]:
+    """A step's StepInfo.layout, block and images fields."""
+    if key == "nchwc_reorder":
+        source, result = ins[0], outs[0]
+        block = blocked.get(result) or blocked.get(source, 0)
+        plain, nchwc = "NCHW", f"NCHW{block}c"
+        text = f"{plain}->{nchwc}" if result in blocked else f"{nchwc}->{plain}"
+        return text, block, graph.values[source].rank >= 4 and graph.values[result].rank >= 4
+    if outs and outs[0] in blocked:
+        return f"NCHW{blocked[outs[0]]}c", blocked[outs[0]], False
+    return "", 0, False
 
 
 def evaluate_nodes(graph: Graph) -> list[np.ndarray]:

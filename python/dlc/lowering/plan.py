@@ -41,12 +41,32 @@ def arena_limit() -> int:
         return 2 ** 62
 
 
+def nchwc_block_size() -> int:
+    """The channels per block the convolution kernels want on this CPU (16 AVX-512, 8 AVX2, 0: keep NCHW)."""
+    return int(_core.nchwc_block_size())
+
+
 @dataclass(frozen=True)
 class StepInfo:
     kernel: str
     label: str
     bytes_moved: int
     nodes: int
+    # The blocked channel layout (ops/nchwc.py): "" for NCHW and other tensors, "NCHW16c" for a step with a
+    # blocked result, "NCHW->NCHW16c" / "NCHW16c->NCHW" for a reorder; its block size; whether a reorder moves
+    # image batches [N, ...] rather than a per-channel vector (a bias, a batch-norm scale).
+    layout: str = ""
+    block: int = 0
+    images: bool = False
+
+
+def layout_summary(steps: list[StepInfo]) -> dict[str, int]:
+    """How much of a plan runs blocked: the block size (0: none), the kernels with blocked results, the reorders
+    and, of those, the ones of image batches."""
+    reorders = [s for s in steps if "->" in s.layout]
+    return {"block": max((s.block for s in steps), default=0),
+            "blocked_kernels": sum(1 for s in steps if s.layout and "->" not in s.layout),
+            "reorders": len(reorders), "image_reorders": sum(1 for s in reorders if s.images)}
 
 
 @dataclass

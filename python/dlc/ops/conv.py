@@ -246,6 +246,26 @@ def _conv_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
     ]
 
 
+def _nchwc_rule(b: Any, node: Any, inputs: list[int], block: int) -> int | None:
+    """conv2d_core on the blocked layout (OpDef.nchwc): conv2d_nchwc, when the filters fill at least half of
+    their blocks' lanes and the grouping is one the blocked kernels take. It reads an NCHW input directly (a first layer, or a producer that runs NCHW), except
+    in a depthwise convolution, which loads whole blocks of input channels."""
+    x, w = inputs
+    xt, wt = b.type_of(x), b.type_of(w)
+    filters = concrete(wt.shape[0], "filter count")
+    if (xt.dtype not in ("f32", "f64") or 2 * filters < -(-filters // block) * block
+            or node.attr("precision", "f32") != "f32"):  # reduced precision runs its own NCHW kernels
+        return None
+    groups = node.attr("groups")
+    channels = concrete(wt.shape[1], "weight input channels") * groups
+    depthwise = groups == channels == filters
+    if groups != 1 and not depthwise and (filters // groups) % block:
+        return None  # an output block would span groups (ops/nchwc.py supported_groups)
+    if xt.rank == 4 and depthwise:
+        x = b.op1("to_nchwc", x, block=block)
+    return b.op1("conv2d_nchwc", x, w, **node.attr_dict, block=block)
+
+
 _GEOM_ATTRS = (AttrSpec("stride", "any", 1, doc="an int or [sh, sw]"),
                AttrSpec("padding", "any", 0, doc="int, [ph, pw], [top, bottom, left, right], \"same\" or \"valid\""),
                AttrSpec("dilation", "any", 1, doc="an int or [dh, dw]"),
@@ -262,7 +282,7 @@ def _conv_lower(node: Any, types: list[TensorType]) -> tuple[list[int], list[flo
 register(OpDef("conv2d_core", ("x", "weight"), _GEOM_ATTRS, infer=_conv_infer,
                pattern=Pattern.OUT_ELEMENTWISE_FUSABLE,
                kernel="conv2d", lower=_conv_lower,
-               grad=_conv_grad, reference=conv2d_np, samples=_conv_samples,
+               grad=_conv_grad, reference=conv2d_np, samples=_conv_samples, nchwc=_nchwc_rule,
                reduced_precision=ReducedPrecision(1, (("bf16", "conv2d_bf16"), ("int8", "conv2d_int8")),
                                                   lambda n, t: t[0].dtype == "f32" and t[1].dtype == "f32",
                                                   only=(("int8", lambda n, t: n.attr("groups") == 1),)),

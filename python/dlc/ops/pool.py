@@ -156,6 +156,25 @@ _max_samples = _pool_samples(_distinct, [])
 _avg_samples = _pool_samples(rand, [((1, 2, 7, 5), {"kernel_size": 3, "stride": 2, "padding": 1,
                                                     "count_include_pad": False})])
 
+def _nchwc_rule(kind: str) -> Any:
+    """max_pool2d / avg_pool2d on a blocked input (OpDef.nchwc): pool2d_nchwc."""
+    def rule(b: Any, node: Any, inputs: list[int], block: int) -> int | None:
+        if b.type_of(inputs[0]).rank != 5:
+            return None
+        return b.op1("pool2d_nchwc", inputs[0], kind=kind, **node.attr_dict)
+    return rule
+
+
+def _gap_nchwc(b: Any, node: Any, inputs: list[int], block: int) -> int | None:
+    """global_avg_pool on a blocked input: pooled blocked, then the small [N, C, 1, 1] result reordered."""
+    x = inputs[0]
+    if b.type_of(x).rank != 5:
+        return None
+    out = b.type_of(node.outputs[0])
+    pooled = b.op1("pool2d_nchwc", x, kind="global")
+    return b.op1("reshape", b.op1("from_nchwc", pooled, channels=concrete(out.shape[1], "channels")), shape=out.shape)
+
+
 _POOL_ATTRS = (AttrSpec("kernel_size", "any", doc="an int or [kh, kw]"),
                AttrSpec("stride", "any", None, doc="an int or [sh, sw]; none: the kernel size"),
                AttrSpec("padding", "any", 0, doc="an int or [ph, pw], at most half the kernel"))
@@ -163,7 +182,7 @@ _POOL_ATTRS = (AttrSpec("kernel_size", "any", doc="an int or [kh, kw]"),
 register(OpDef("max_pool2d", ("x",), _POOL_ATTRS, infer=_pool_infer, pattern=Pattern.OPAQUE, kernel="max_pool2d",
                lower=lambda n, t: (pool_geom(n.attr_dict).ints(), []),
                grad=lambda b, n, gs: [b.op1("max_pool2d_grad", n.inputs[0], gs[0], **n.attr_dict)],
-               reference=max_pool2d_np, samples=_max_samples,
+               reference=max_pool2d_np, samples=_max_samples, nchwc=_nchwc_rule("max"),
                doc="maximum over each window of an NCHW image (padding never wins)"))
 register(OpDef("max_pool2d_grad", ("x", "gy"), _POOL_ATTRS, infer=lambda t, a: [t[0]], pattern=Pattern.OPAQUE,
                kernel="max_pool2d_grad", lower=lambda n, t: (pool_geom(n.attr_dict).ints(), []),
@@ -190,7 +209,7 @@ register(OpDef("avg_pool2d", ("x",), _AVG_ATTRS, infer=_pool_infer, pattern=Patt
                lower=lambda n, t: (_avg_ints(n), []),
                grad=lambda b, n, gs: [b.op1("avg_pool2d_grad", gs[0], input_hw=tuple(b.type_of(n.inputs[0]).shape[2:]),
                                             **n.attr_dict)],
-               reference=avg_pool2d_np, samples=_avg_samples,
+               reference=avg_pool2d_np, samples=_avg_samples, nchwc=_nchwc_rule("avg"),
                doc="mean over each window of an NCHW image"))
 register(OpDef("avg_pool2d_grad", ("gy",), (*_AVG_ATTRS, AttrSpec("input_hw", "ints")), infer=_avg_grad_infer,
                pattern=Pattern.OPAQUE, kernel="avg_pool2d_grad", lower=lambda n, t: (_avg_ints(n), []),
@@ -217,7 +236,7 @@ def _gap_grad(b: Any, node: Any, gs: list[int | None]) -> list[int | None]:
 
 register(OpDef("global_avg_pool", ("x",), infer=_gap_infer, pattern=Pattern.OPAQUE, kernel="reduce",
                lower=lambda n, t: ([1, 2, 2, 3], []),  # reduce kernel: kind mean, two axes: 2 and 3
-               grad=_gap_grad, reference=lambda x: x.mean(axis=(2, 3)).astype(x.dtype),
+               grad=_gap_grad, reference=lambda x: x.mean(axis=(2, 3)).astype(x.dtype), nchwc=_gap_nchwc,
                samples=lambda rng, dt: [Sample([rand(rng, (2, 3, 4, 5), dt)]), Sample([rand(rng, (1, 2, 1, 1), dt)])],
                doc="mean over the spatial axes: [N, C, H, W] -> [N, C]"))
 

@@ -132,6 +132,11 @@ class OpDef:
     # Ops with a weight that inference can run in bf16 or int8 (passes/precision.py decides, lowering picks the
     # kernel): the weight's operand and a kernel per precision.
     reduced_precision: ReducedPrecision | None = None
+    # How the op runs on the blocked channel layout (ops/nchwc.py, passes/layout.py): (builder, node, its inputs
+    # with blocked [N, Cb, H, W, B] versions where the pass has them, block) -> the op's result, blocked when
+    # its rank is one more than the node's output, or None to run on NCHW. Elementwise ops need no rule: they
+    # take blocked operands as they are.
+    nchwc: Callable[[GraphBuilder, Node, list[int], int], int | None] | None = None
     doc: str = ""
 
     @property

@@ -15,6 +15,7 @@ from .dead_code import eliminate_dead_code
 from .eval_mode import strip_training_only
 from .fusion import fuse_operators
 from .precision import assign_precision
+from .layout import assign_layouts
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
 
@@ -29,7 +30,9 @@ def pipeline() -> list[tuple[str, Pass]]:
     """The pass order. Evaluation mode first (it decides which nodes exist); simplification before folding
     and CSE so they see canonical nodes; folding before CSE, which merges equal constants and their
     readers; dead-code elimination drops what the rewrites orphaned; precision marks the weights that run in
-    bf16 or int8 on the final set of nodes (it defines what the plan computes, so it always runs); fusion;
+    bf16 or int8 on the final set of nodes (it defines what the plan computes, so it always runs); the layout
+    decision on the convolutions left in f32 (the reorders it adds are not for folding or merging); fusion after
+    it, so blocked epilogues fuse;
     scheduling last, since it orders whole kernels."""
     return [
         ("strip_training_only", strip_training_only),
@@ -39,6 +42,7 @@ def pipeline() -> list[tuple[str, Pass]]:
         ("cse", eliminate_common_subexpressions),
         ("dead_code", eliminate_dead_code),
         ("precision", assign_precision),
+        ("layout", assign_layouts),
         ("fusion", fuse_operators),
         ("schedule", schedule_for_memory),
     ]

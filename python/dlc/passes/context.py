@@ -20,3 +20,6 @@ class PassContext:
     disabled: frozenset[str] = field(default_factory=frozenset)
     dump: Callable[[str, Graph], None] | None = None  # called after every pass, for IR dumps
     precision: PrecisionPolicy = F32  # inference only: training graphs always run in f32
+    # Channels per block of the blocked convolution layout (passes/layout.py): 16 on AVX-512, 8 on AVX2, 0 keeps
+    # every tensor NCHW (the portable build, training plans). The caller asks the kernels (_core.nchwc_block_size).
+    nchwc_block: int = 0
