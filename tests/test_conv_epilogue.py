@@ -49,8 +49,9 @@ def test_fused_convolution_epilogue_matches_the_unfused_graph(name: str, dtype: 
     kernels = _full_size_kernels(fused, {"N": 3})
     if block:
         convs = [k for k in kernels if k.startswith("conv2d")]
-        # 2 groups of 4 filters would share a block of 8 lanes: that convolution stays NCHW
-        head = "conv2d_core+" if name == "grouped_tanh" else "conv2d_nchwc+"
+        # 2 groups of 4 filters would share a block of 8 lanes, and a 1x1 convolution of an NCHW input is a GEMM:
+        # those stay NCHW
+        head = "conv2d_core+" if name in ("grouped_tanh", "pointwise_gelu") else "conv2d_nchwc+"
         assert len(convs) == 1 and convs[0].startswith(head), kernels
     else:
         assert len(kernels) == 1 and kernels[0].startswith("conv2d_core+"), kernels  # one kernel does it all

@@ -213,7 +213,8 @@ def test_blocked_and_nchw_plans_agree(name: str, block: int, dtype: str) -> None
             tol = 2e-5 if dtype == "f32" else 1e-12
             np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol * 10)
     kernels = [s.kernel for s in blocked.model.inference_plan({"N": 3}, False).steps]
-    assert "conv2d_nchwc" in kernels and "conv2d" not in kernels or name == "lenet"
+    # With blocks of 16 (AVX-512) dense f32 convolutions stay on the direct NCHW kernel; the depthwise ones block.
+    assert ("conv2d_nchwc" in kernels) == (block == 8 or name == "mobile" or dtype == "f64")
     assert "conv2d_nchwc" not in [s.kernel for s in plain.model.inference_plan({"N": 3}, False).steps]
 
 
@@ -236,16 +237,20 @@ def test_depthwise_conv_gets_blocked_input_and_outputs_stay_nchw() -> None:
 def test_compile_and_draw_report_the_layout(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     from dlc import cli
     import json
-    assert cli.main(["compile", "models/resnet8.dlm", "-D", "N=2", "--json"]) == 0
+    model = tmp_path / "mobile.dlm"
+    model.write_text(MOBILE)
+    assert cli.main(["compile", str(model), "-D", "N=2", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     layout, block = summary["layout"], _core.nchwc_block_size()
     assert layout["block"] == block
-    if block:
-        # every conv blocked; the batch-norm vectors reordered, and the images once: after global pooling
-        assert layout["blocked_kernels"] == 10 and layout["image_reorders"] == 1 and layout["reorders"] == 19
-        assert {k.get("layout") for k in summary["kernels"] if k["kernel"] == "conv2d_nchwc"} == {f"NCHW{block}c"}
-        assert cli.main(["draw", "models/resnet8.dlm", "-D", "N=2", "--plan", "-o", str(tmp_path / "p.dot")]) == 0
-        dot = (tmp_path / "p.dot").read_text()
-        assert f"layout NCHW{block}c" in dot and "19 reorders (1 of images)" in dot
-    else:
+    if not block:
         assert layout["reorders"] == 0
+        return
+    # the separable blocks and the pooling run blocked; images are reordered at most into the first depthwise
+    # convolution and out of the pooling, the rest of the reorders are batch-norm vectors
+    assert layout["blocked_kernels"] >= 6 and 1 <= layout["image_reorders"] <= 2
+    assert layout["reorders"] == layout["image_reorders"] + 8 + (block == 8)
+    assert {k.get("layout") for k in summary["kernels"] if k["kernel"] == "conv2d_nchwc"} == {f"NCHW{block}c"}
+    assert cli.main(["draw", str(model), "-D", "N=2", "--plan", "-o", str(tmp_path / "p.dot")]) == 0
+    dot = (tmp_path / "p.dot").read_text()
+    assert f"layout NCHW{block}c" in dot and f"{layout['reorders']} reorders" in dot

@@ -201,19 +201,10 @@ void conv_pixels(const NchwcConv<T>& c, EpilogueRow<T, B, RW>& e, const T* xi, i
   run_epilogue<T, B, RW>(c, e, reinterpret_cast<const T*>(vals), y_off, ow, R);
 }
 
-// Pixels [ow, ow + R) in one tile, checked when any lies outside the columns [lo, hi) whose taps are all inside.
-template <class T, int B, int RW, int R, bool Depthwise, int Step>
-inline void conv_run(const NchwcConv<T>& c, EpilogueRow<T, B, RW>& e, const T* xi, int64_t ob, int64_t oh,
-                     int64_t ow, int64_t y_off, int64_t lo, int64_t hi) {
-  if (ow >= lo && ow + R <= hi)
-    conv_pixels<T, B, RW, R, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-  else
-    conv_pixels<T, B, RW, R, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-}
-
 template <class T, int B, int RW, bool Depthwise, int Step>
 void conv_rows_as(const NchwcConv<T>& c, int64_t r0, int64_t r1) {
-  // Output columns whose every tap lies inside the image: [lo, hi).
+  // Output columns whose every tap lies inside the image: [lo, hi). The few outside take one-pixel checked
+  // tiles; the rest wide unchecked ones, then narrower ones for the remainder.
   const int64_t lo = std::min(c.Wo, (c.pw + c.sw - 1) / c.sw);
   const int64_t last = c.W - 1 + c.pw - (c.KW - 1) * c.dw;
   const int64_t hi = std::max(lo, std::min(c.Wo, last < 0 ? int64_t(0) : last / c.sw + 1));
@@ -224,23 +215,25 @@ void conv_rows_as(const NchwcConv<T>& c, int64_t r0, int64_t r1) {
     const int64_t y_off = row * c.Wo * B;
     if (c.code != nullptr) prepare_row<T, B, RW>(c, e, n, ob, oh);
     int64_t ow = 0;
-    for (; ow + RW <= c.Wo; ow += RW) conv_run<T, B, RW, RW, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off, lo, hi);
+    for (; ow < lo; ++ow) conv_pixels<T, B, RW, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow + RW <= hi; ow += RW) conv_pixels<T, B, RW, RW, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
     if constexpr (RW > 8)
-      if (ow + 8 <= c.Wo) {
-        conv_run<T, B, RW, 8, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off, lo, hi);
+      if (ow + 8 <= hi) {
+        conv_pixels<T, B, RW, 8, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
         ow += 8;
       }
     if constexpr (RW > 4)
-      if (ow + 4 <= c.Wo) {
-        conv_run<T, B, RW, 4, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off, lo, hi);
+      if (ow + 4 <= hi) {
+        conv_pixels<T, B, RW, 4, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
         ow += 4;
       }
     if constexpr (RW > 2)
-      if (ow + 2 <= c.Wo) {
-        conv_run<T, B, RW, 2, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off, lo, hi);
+      if (ow + 2 <= hi) {
+        conv_pixels<T, B, RW, 2, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
         ow += 2;
       }
-    for (; ow < c.Wo; ++ow) conv_run<T, B, RW, 1, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off, lo, hi);
+    for (; ow < hi; ++ow) conv_pixels<T, B, RW, 1, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow < c.Wo; ++ow) conv_pixels<T, B, RW, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
   }
 }
 

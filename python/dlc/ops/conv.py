@@ -248,7 +248,7 @@ def _conv_samples(rng: np.random.Generator, dt: str) -> list[Sample]:
 
 def _nchwc_rule(b: Any, node: Any, inputs: list[int], block: int) -> int | None:
     """conv2d_core on the blocked layout (OpDef.nchwc): conv2d_nchwc, when the filters fill at least half of
-    their blocks' lanes and the grouping is one the blocked kernels take. It reads an NCHW input directly (a first layer, or a producer that runs NCHW), except
+    their blocks' lanes, the grouping is one the blocked kernels take and no faster NCHW kernel runs it. It reads an NCHW input directly (a first layer, or a producer that runs NCHW), except
     in a depthwise convolution, which loads whole blocks of input channels."""
     x, w = inputs
     xt, wt = b.type_of(x), b.type_of(w)
@@ -261,6 +261,12 @@ def _nchwc_rule(b: Any, node: Any, inputs: list[int], block: int) -> int | None:
     depthwise = groups == channels == filters
     if groups != 1 and not depthwise and (filters // groups) % block:
         return None  # an output block would span groups (ops/nchwc.py supported_groups)
+    taps = concrete(wt.shape[2], "kernel height") * concrete(wt.shape[3], "kernel width")
+    direct = block == 16 and xt.dtype == "f32" and 1 < taps <= 64 and channels * taps <= 1152
+    if groups == 1 and xt.rank == 4 and (direct or taps == 1):
+        # NCHW kernels at least as fast take these unless the input is already blocked: AVX-512's direct kernel
+        # (conv_direct.h; 0.65x the blocked kernel's time on resnet8's 3x3 layers) and a 1x1 convolution's GEMM.
+        return None
     if xt.rank == 4 and depthwise:
         x = b.op1("to_nchwc", x, block=block)
     return b.op1("conv2d_nchwc", x, w, **node.attr_dict, block=block)
