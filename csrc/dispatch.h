@@ -61,6 +61,7 @@ struct KernelArgs {
   void* workspace = nullptr;  // planned scratch memory for this step (arena), or nullptr
   const RunContext* ctx = nullptr;
   const void* packed_b = nullptr;  // matmul: a GemmPackedB<T> of in[1], current for this run, or nullptr
+  // (conv2d_nchwc: its filter reordered for the blocked kernels, see kernels/conv/nchwc.h)
   const InputPacks* input_packs = nullptr;  // the plan's kept packed inputs, or nullptr (pack per call)
 };
 

@@ -254,3 +254,41 @@ def test_compile_and_draw_report_the_layout(capsys: pytest.CaptureFixture[str], 
     assert cli.main(["draw", str(model), "-D", "N=2", "--plan", "-o", str(tmp_path / "p.dot")]) == 0
     dot = (tmp_path / "p.dot").read_text()
     assert f"layout NCHW{block}c" in dot and f"{layout['reorders']} reorders" in dot
+
+
+TRAINABLE = MOBILE.replace("output y =", "input label: i32[N]\noutput y =") + """
+train {
+    loss = cross_entropy(y, label)
+    optimizer = sgd(lr=0.5)
+}
+"""
+
+
+def test_filters_reordered_once_and_never_stale_after_training() -> None:
+    """An inference plan keeps each blocked convolution's filter reordered (the packed-weights cache); a training
+    step writes the filters, and the next inference reorders them again: bit for bit what a plan that reorders
+    on every call gives."""
+    p = dlc.compile(source=TRAINABLE, dims={"N": 4})
+    p.model.nchwc_block = 8
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 3, 20, 20)).astype(np.float32)
+    label = rng.integers(0, 5, 4).astype(np.int32)
+    plan = p.model.inference_plan({"N": 4}, False).plan
+    blocked = sum(1 for s in p.model.inference_plan({"N": 4}, False).steps if s.kernel == "conv2d_nchwc")
+    assert blocked == 5 and plan.pack_count >= blocked  # the dense layer's weight may be packed too
+    packs = plan.pack_count
+
+    def unpacked() -> np.ndarray:
+        fresh = dlc.compile(source=TRAINABLE, dims={"N": 4})
+        fresh.model.nchwc_block = 8
+        fresh.set_params(p.params)
+        fresh.model.inference_plan({"N": 4}, False).plan.set_weight_packing(False)
+        return fresh(x=x)["y"]
+
+    first = p(x=x)["y"]
+    np.testing.assert_array_equal(first, unpacked())
+    assert plan.pack_count == packs  # reordered once, reused by the call
+    p.train_step(x=x, label=label)
+    after = p(x=x)["y"]
+    assert not np.array_equal(after, first) and plan.pack_count > packs
+    np.testing.assert_array_equal(after, unpacked())

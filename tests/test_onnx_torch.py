@@ -253,3 +253,12 @@ def test_dynamo_exports_of_transformers() -> None:
     assert "input mask: i64[N, T]" in bert and "[N, 1, 1, T])" in bert, bert  # GatherND: the mask, reshaped
     assert bert.count("masked_attention(") == 2 and "softmax(" not in bert, bert
     assert "input pixels: f32[N, 3, 32, 32]" in text_of("dynamo_hf_vit")
+
+
+def test_mobilenet_runs_its_separable_blocks_in_the_blocked_layout() -> None:
+    """The depthwise-separable fixture (models.py mobilenet) matches ONNX Runtime (above) with its depthwise and
+    pointwise convolutions on the blocked kernels, wherever the CPU has them (passes/layout.py)."""
+    from dlc import _core
+    program = from_onnx(FIXTURES / "mobilenet.onnx")
+    kernels = [s.kernel for s in program.model.inference_plan({"N": 2}, False).steps]
+    assert kernels.count("conv2d_nchwc") >= (6 if _core.nchwc_block_size() else 0)

@@ -1,5 +1,7 @@
 #include "runtime/packed_weights.h"
 
+#include "kernels/conv/nchwc.h"
+
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
 #include "kernels/qgemm/qgemm.h"
@@ -102,6 +104,24 @@ PackedOperand PackedWeights::get_input(int64_t id, int input, const std::string&
     packs_.fetch_add(1);
     if (made) *made = true;
   }
+  return slot;
+}
+
+PackedOperand PackedWeights::get_conv(int64_t id, const Tensor& x, const Tensor& w, const Tensor& y,
+                                      const std::vector<int64_t>& ints, uint64_t version, bool* made) const {
+  if (made) *made = false;
+  if (y.ndim != 5 || (x.ndim != 4 && x.ndim != 5)) return {};
+  // The reordered filter depends on the block, the input's layout and its plane size, not on the instruction set.
+  const Key key{id, Layout::kNchwc, x.ndim == 5, x.shape[2] * x.shape[3], y.shape[4]};
+  std::lock_guard<std::mutex> lock(mu_);
+  PackedOperand& slot = by_key_[key];
+  if (slot.packed && slot.version == version) return slot;
+  size_t bytes = 0;
+  std::shared_ptr<const void> packed = nchwc_pack_filter(x, w, y, ints, &bytes);
+  if (!packed) return {};
+  packs_.fetch_add(1);
+  if (made) *made = true;
+  slot = PackedOperand{packed, version, "nchwc", bytes};
   return slot;
 }
 

@@ -47,6 +47,11 @@ class PackedWeights {
   // [K, N], or when `channels_first` [N, ...] (a transposed matmul weight, a convolution's [O, C, KH, KW]).
   PackedOperand get_int8(int64_t id, const Tensor& b, bool channels_first, uint64_t version,
                          bool* made = nullptr) const;
+  // The filter of a "conv2d_nchwc" step (x = in[0], w = in[1], y = out[0], ints its ints) reordered for the
+  // blocked kernels (kernels/conv/nchwc.h nchwc_pack_filter), kept per id and layout (block size, blocked or
+  // NCHW input, input plane size) like the others.
+  PackedOperand get_conv(int64_t id, const Tensor& x, const Tensor& w, const Tensor& y,
+                         const std::vector<int64_t>& ints, uint64_t version, bool* made = nullptr) const;
   size_t bytes() const;  // of every copy held
   // Input `input` of a kernel (KernelArgs::input_packs) in the packed form `form` (its layout, shape and kernel
   // path; each form is a copy of its own), current at `version`: made by `pack` on first use and whenever the
@@ -57,8 +62,9 @@ class PackedWeights {
   int64_t packs() const { return packs_.load(); }
 
  private:
-  enum class Layout { kGemm, kBf16, kInt8 };
-  using Key = std::tuple<int64_t, Layout, bool, int64_t, int64_t>;  // id, layout, transposed, K, N
+  enum class Layout { kGemm, kBf16, kInt8, kNchwc };
+  // id, layout, transposed, K, N (kNchwc: id, layout, blocked input, input plane, block)
+  using Key = std::tuple<int64_t, Layout, bool, int64_t, int64_t>;
   mutable std::mutex mu_;
   mutable std::map<Key, PackedOperand> by_key_;
   // Kept packed inputs of other kernels (get_input), by (id, input, form).

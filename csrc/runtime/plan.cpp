@@ -187,10 +187,12 @@ void Plan::release_arena(std::unique_ptr<Arena> arena) const {
 
 namespace {
 
-// The steps whose weight operand (in[1]) a plan keeps packed: the f32/f64 matmul, its bf16 form, and the int8
-// kernels, which read their weight only as its quantized, packed copy.
+// The steps whose weight operand (in[1]) a plan keeps packed: the f32/f64 matmul, its bf16 form, the int8
+// kernels, which read their weight only as its quantized, packed copy, and the blocked convolution, whose
+// filter is reordered once.
 bool packs_weight(const std::string& key) {
-  return key == "matmul" || key == "matmul_bf16" || key == "matmul_int8" || key == "conv2d_int8";
+  return key == "matmul" || key == "matmul_bf16" || key == "matmul_int8" || key == "conv2d_int8" ||
+         key == "conv2d_nchwc";
 }
 
 }  // namespace
@@ -219,6 +221,8 @@ std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Ten
       st.key == "matmul_int8" || st.key == "conv2d_int8"
           ? cache->get_int8(id, ins[1], st.key == "conv2d_int8" || (st.ints.size() > 1 && st.ints[1] != 0), version,
                             &made)
+      : st.key == "conv2d_nchwc"
+          ? cache->get_conv(id, ins[0], ins[1], outs[0], st.ints, version, &made)
           : cache->get(id, ins[0], ins[1], outs[0], st.ints, version, st.key == "matmul_bf16", &made);
   if (made) packs_.fetch_add(1);
   std::lock_guard<std::mutex> lock(step_packed_mutex_);

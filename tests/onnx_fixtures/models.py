@@ -263,6 +263,43 @@ def hf_vit() -> tuple[Any, tuple[Any, ...]]:
     return transformers.ViTModel(config, add_pooling_layer=False).eval(), (torch.randn(2, 3, image, image),)
 
 
+def mobilenet() -> tuple[Any, tuple[Any, ...]]:
+    """A MobileNet-style network: a strided stem, then depthwise-separable blocks (depthwise 3x3 + batch norm +
+    ReLU6, pointwise 1x1 + batch norm), one with a residual, global pooling and a classifier. Batch-norm
+    statistics are randomized so the folded scale and shift are not the identity."""
+    torch = _torch()
+    nn = torch.nn
+
+    def separable(cin: int, cout: int, stride: int) -> Any:
+        return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                             nn.ReLU6(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+            self.b1 = separable(16, 16, 1)
+            self.b2 = separable(16, 24, 2)
+            self.b3 = separable(24, 40, 2)
+            self.head = nn.Linear(40, 10)
+
+        def forward(self, x: Any) -> Any:
+            h = self.stem(x)
+            h = torch.relu(h + self.b1(h))
+            h = self.b3(torch.relu(self.b2(h)))
+            return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+    torch.manual_seed(0)
+    model = M()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval(), (torch.randn(2, 3, 32, 32),)
+
+
 _SEQ = {"ids": {0: "N", 1: "T"}}
 
 # name -> (build, input names, output names, dynamic axes)
@@ -289,6 +326,7 @@ MODELS: dict[str, tuple[Builder, list[str], list[str], dict[str, dict[int, str]]
     "hf_distilbert": (hf_distilbert, ["ids"], ["hidden"], _SEQ),
     "hf_gpt2": (hf_gpt2, ["ids"], ["hidden"], _SEQ),
     "hf_vit": (hf_vit, ["pixels"], ["hidden"], {"pixels": {0: "N"}}),
+    "mobilenet": (mobilenet, ["x"], ["y"], {"x": {0: "N"}}),
 }
 
 

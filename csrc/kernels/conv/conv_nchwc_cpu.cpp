@@ -202,8 +202,9 @@ void conv_nchwc(const KernelArgs& a) {
       for (int k = 1; k < a.n_out; ++k) c.write_y = c.write_y && a.out[k].data != Y.data;
     }
   }
-  const int64_t rows = N * c.Ob * c.Ho;
-  const double macs = static_cast<double>(rows) * c.Wo * KH * KW * B * (depthwise ? 1 : C / groups);
+  c.kb = !depthwise && groups == 1 && c.Ob % 2 == 0 ? 2 : 1;
+  const int64_t rows = N * (c.Ob / c.kb) * c.Ho;
+  const double macs = static_cast<double>(rows) * c.kb * c.Wo * KH * KW * B * (depthwise ? 1 : C / groups);
   run_rows<T>(c, B, rows, macs);
   if (code != nullptr && !in_tile)
     ew_run_window(ew, code, n_code, a.floats, a.n_floats, 0, Y.numel() / B, 0, B, true);

@@ -42,6 +42,7 @@ struct NchwcConv {
   const int64_t* chunk_n = nullptr;
   const int64_t* chunk_w = nullptr;
   bool depthwise = false;
+  int kb = 1;  // output blocks per register tile: 2 when groups = 1 and Ob is even (rows then cover block pairs)
   T* y = nullptr;  // [N, Ob, Ho, Wo, B]
   int64_t Ob = 0, Ho = 0, Wo = 0, KH = 0, KW = 0, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   // The fused epilogue (see conv_nchwc_cpu.cpp): the elementwise program and its operands, or code == nullptr.
@@ -54,7 +55,7 @@ struct NchwcConv {
   bool write_y = true;
 };
 
-// Output rows [r0, r1) of the (n, ob, oh) rows, one per ISA and type; B is y's last dimension.
+// Output rows [r0, r1) of the (n, ob / kb, oh) rows, one per ISA and type; B is y's last dimension.
 using NchwcRowsF32 = void (*)(const NchwcConv<float>&, int64_t r0, int64_t r1);
 using NchwcRowsF64 = void (*)(const NchwcConv<double>&, int64_t r0, int64_t r1);
 

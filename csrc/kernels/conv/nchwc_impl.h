@@ -27,12 +27,13 @@ struct VecOf {
   typedef T type __attribute__((vector_size(sizeof(T) * B), aligned(sizeof(T))));
 };
 
-// Pixels per register tile: the accumulators fill the register file but for the filter vector, a broadcast and
-// a spare; at most 14 (then R * B <= kTile for the epilogue evaluator).
-constexpr int tile_pixels(int regs, int vec_bytes, int lane_bytes) {
+// Pixels per register tile of kb output blocks: the accumulators fill the register file but for the kb filter
+// vectors, a broadcast and a spare; at most 14 (then R * B <= kTile for the epilogue evaluator) or 12 for two
+// blocks.
+constexpr int tile_pixels(int regs, int vec_bytes, int lane_bytes, int kb = 1) {
   const int per = lane_bytes > vec_bytes ? lane_bytes / vec_bytes : 1;
-  const int r = (regs - 3) / per;
-  return r < 1 ? 1 : (r > 14 ? 14 : r);
+  const int r = (regs - 2 - kb) / (per * kb), most = kb == 1 ? 14 : 12;
+  return r < 1 ? 1 : (r > most ? most : r);
 }
 
 // The epilogue's operands for one row: where each extra input's values for a tile come from.
@@ -95,57 +96,73 @@ void run_epilogue(const NchwcConv<T>& c, EpilogueRow<T, B, RW>& e, const T* vals
   run_tile<T>(t);
 }
 
-// Accumulates R output pixels from ow0 of row (ob, oh) of the image at xi into out. Step: elements between
-// the input pixels of neighbouring outputs, when known at compile time (stride 1: B blocked, 1 plain), else 0 and
-// read from c. Checked: some of the R pixels have taps outside the image, which are skipped. The innermost loop
-// runs over the channels of one chunk: one filter vector, then R multiply-adds with broadcast inputs at fixed
-// offsets from one pointer.
-template <class T, int B, int R, bool Checked, int Step>
+// Accumulates R output pixels from ow0 of row oh, for the KB output blocks from ob, of the image at xi into
+// out[q * R + r]. Step: elements between the input pixels of neighbouring outputs, when known at compile time
+// (stride 1: B blocked, 1 plain), else 0 and read from c. Checked: some of the R pixels have taps outside the
+// image (they multiply zeros). The innermost loop runs over the channels of one chunk: KB filter vectors, then
+// for each pixel one broadcast input and KB multiply-adds. With KB = 2 (groups = 1: every block has the same
+// chunks) each broadcast serves two blocks, so loads per multiply-add halve.
+template <class T, int B, int KB, int R, bool Checked, int Step>
 __attribute__((always_inline)) inline void conv_tile(const NchwcConv<T>& c, const T* xi, int64_t ob, int64_t oh,
                                                      int64_t ow0, typename VecOf<T, B>::type* out) {
   using V = typename VecOf<T, B>::type;
-  V acc[R];
+  V acc[KB][R];
+#pragma GCC unroll 32
+  for (int q = 0; q < KB; ++q)
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) acc[r] = V{};
+    for (int r = 0; r < R; ++r) acc[q][r] = V{};
   const int64_t step = Step > 0 ? Step : c.sw * c.ps;
   bool inside[R];
-  for (int64_t k = c.chunk_first[ob]; k < c.chunk_first[ob + 1]; ++k) {
-    const int64_t n = c.chunk_n[k], cs = c.cs;
+  const int64_t chunks = c.chunk_first[ob + 1] - c.chunk_first[ob];
+  for (int64_t kk = 0; kk < chunks; ++kk) {
+    const int64_t k = c.chunk_first[ob] + kk, n = c.chunk_n[k], cs = c.cs;
     const T* xc = xi + c.chunk_x[k];
-    const V* wk = reinterpret_cast<const V*>(c.w + c.chunk_w[k]);
+    const V* wk[KB];
+    for (int q = 0; q < KB; ++q) wk[q] = reinterpret_cast<const V*>(c.w + c.chunk_w[c.chunk_first[ob + q] + kk]);
     for (int64_t i = 0; i < c.KH; ++i) {
       const int64_t ih = oh * c.sh - c.ph + i * c.dh;
       if (ih < 0 || ih >= c.H) {
         // Taps in the padding multiply zeros, as the NCHW kernels do: a NaN or infinite weight still shows.
-        const V* wp = wk + i * c.KW * n;
-        for (int64_t e = 0; e < c.KW * n; ++e) {
-          const V z = wp[e] * T(0);
-          for (int r = 0; r < R; ++r) acc[r] += z;
+        for (int q = 0; q < KB; ++q) {
+          const V* wp = wk[q] + i * c.KW * n;
+          for (int64_t e = 0; e < c.KW * n; ++e) {
+            const V z = wp[e] * T(0);
+            for (int r = 0; r < R; ++r) acc[q][r] += z;
+          }
         }
         continue;
       }
       for (int64_t j = 0; j < c.KW; ++j) {
         const int64_t iw0 = ow0 * c.sw - c.pw + j * c.dw;
         const T* xp = xc + (ih * c.W + iw0) * c.ps;
-        const V* wp = wk + (i * c.KW + j) * n;
+        const int64_t woff = (i * c.KW + j) * n;
         if constexpr (Checked) {
           for (int r = 0; r < R; ++r) inside[r] = iw0 + r * c.sw >= 0 && iw0 + r * c.sw < c.W;
-          for (int64_t cc = 0; cc < n; ++cc, xp += cs) {
-            const V wv = wp[cc];
-            for (int r = 0; r < R; ++r) acc[r] += inside[r] ? wv * xp[r * step] : wv * T(0);
-          }
+          for (int64_t cc = 0; cc < n; ++cc, xp += cs)
+            for (int q = 0; q < KB; ++q) {
+              const V wv = wk[q][woff + cc];
+              for (int r = 0; r < R; ++r) acc[q][r] += inside[r] ? wv * xp[r * step] : wv * T(0);
+            }
         } else {
           for (int64_t cc = 0; cc < n; ++cc, xp += cs) {
-            const V wv = wp[cc];
+            V wv[KB];
+#pragma GCC unroll 4
+            for (int q = 0; q < KB; ++q) wv[q] = wk[q][woff + cc];
 #pragma GCC unroll 16
-            for (int r = 0; r < R; ++r) acc[r] += wv * xp[r * step];
+            for (int r = 0; r < R; ++r) {
+              const T v = xp[r * step];
+#pragma GCC unroll 4
+              for (int q = 0; q < KB; ++q) acc[q][r] += wv[q] * v;
+            }
           }
         }
       }
     }
   }
+#pragma GCC unroll 32
+  for (int q = 0; q < KB; ++q)
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) out[r] = acc[r];
+    for (int r = 0; r < R; ++r) out[q * R + r] = acc[q][r];
 }
 
 // A depthwise tile: output block ob reads input block ob lane by lane, one vector load per tap and pixel.
@@ -184,73 +201,79 @@ __attribute__((always_inline)) inline void depthwise_tile(const NchwcConv<T>& c,
   for (int r = 0; r < R; ++r) out[r] = acc[r];
 }
 
-template <class T, int B, int RW, int R, bool Checked, bool Depthwise, int Step>
-void conv_pixels(const NchwcConv<T>& c, EpilogueRow<T, B, RW>& e, const T* xi, int64_t ob, int64_t oh, int64_t ow,
+// One tile of R pixels for KB output blocks from ob: computed, then each block's epilogue and store.
+template <class T, int B, int RW, int KB, int R, bool Checked, bool Depthwise, int Step>
+void conv_pixels(const NchwcConv<T>& c, EpilogueRow<T, B, RW>* e, const T* xi, int64_t ob, int64_t oh, int64_t ow,
                  int64_t y_off) {
   using V = typename VecOf<T, B>::type;
-  V* y = reinterpret_cast<V*>(c.y + y_off + ow * B);
-  alignas(64) V vals[R];
-  V* dst = c.code == nullptr ? y : vals;
+  const int64_t block_stride = c.Ho * c.Wo * B;  // between the rows (n, ob, oh) and (n, ob + 1, oh) of y
+  alignas(64) V vals[KB * R];
+  V* dst = c.code == nullptr && KB == 1 ? reinterpret_cast<V*>(c.y + y_off + ow * B) : vals;
   if constexpr (Depthwise)
     depthwise_tile<T, B, R, Checked, Step>(c, xi, ob, oh, ow, dst);
   else
-    conv_tile<T, B, R, Checked, Step>(c, xi, ob, oh, ow, dst);
-  if (c.code == nullptr) return;
-  if (c.write_y)
-    for (int r = 0; r < R; ++r) y[r] = vals[r];
-  run_epilogue<T, B, RW>(c, e, reinterpret_cast<const T*>(vals), y_off, ow, R);
+    conv_tile<T, B, KB, R, Checked, Step>(c, xi, ob, oh, ow, dst);
+  if (dst != vals) return;
+  for (int q = 0; q < KB; ++q) {
+    const int64_t off = y_off + q * block_stride;
+    if (c.code == nullptr || c.write_y) {
+      V* y = reinterpret_cast<V*>(c.y + off + ow * B);
+      for (int r = 0; r < R; ++r) y[r] = vals[q * R + r];
+    }
+    if (c.code != nullptr) run_epilogue<T, B, RW>(c, e[q], reinterpret_cast<const T*>(vals + q * R), off, ow, R);
+  }
 }
 
-template <class T, int B, int RW, bool Depthwise, int Step>
+// The output rows [r0, r1) of KB blocks each: row = (n, group of KB output blocks, oh).
+template <class T, int B, int RW, int KB, bool Depthwise, int Step>
 void conv_rows_as(const NchwcConv<T>& c, int64_t r0, int64_t r1) {
   // Output columns whose every tap lies inside the image: [lo, hi). The few outside take one-pixel checked
   // tiles; the rest wide unchecked ones, then narrower ones for the remainder.
   const int64_t lo = std::min(c.Wo, (c.pw + c.sw - 1) / c.sw);
   const int64_t last = c.W - 1 + c.pw - (c.KW - 1) * c.dw;
   const int64_t hi = std::max(lo, std::min(c.Wo, last < 0 ? int64_t(0) : last / c.sw + 1));
-  EpilogueRow<T, B, RW> e;
+  const int64_t groups = c.Ob / KB;
+  EpilogueRow<T, B, RW> e[KB];
   for (int64_t row = r0; row < r1; ++row) {
-    const int64_t oh = row % c.Ho, ob = row / c.Ho % c.Ob, n = row / (c.Ho * c.Ob);
+    const int64_t oh = row % c.Ho, ob = row / c.Ho % groups * KB, n = row / (c.Ho * groups);
     const T* xi = c.x + n * c.x_image;
-    const int64_t y_off = row * c.Wo * B;
-    if (c.code != nullptr) prepare_row<T, B, RW>(c, e, n, ob, oh);
+    const int64_t y_off = ((n * c.Ob + ob) * c.Ho + oh) * c.Wo * B;
+    if (c.code != nullptr)
+      for (int q = 0; q < KB; ++q) prepare_row<T, B, RW>(c, e[q], n, ob + q, oh);
     int64_t ow = 0;
-    for (; ow < lo; ++ow) conv_pixels<T, B, RW, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-    for (; ow + RW <= hi; ow += RW) conv_pixels<T, B, RW, RW, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-    if constexpr (RW > 8)
-      if (ow + 8 <= hi) {
-        conv_pixels<T, B, RW, 8, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-        ow += 8;
-      }
-    if constexpr (RW > 4)
-      if (ow + 4 <= hi) {
-        conv_pixels<T, B, RW, 4, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-        ow += 4;
-      }
-    if constexpr (RW > 2)
-      if (ow + 2 <= hi) {
-        conv_pixels<T, B, RW, 2, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-        ow += 2;
-      }
-    for (; ow < hi; ++ow) conv_pixels<T, B, RW, 1, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
-    for (; ow < c.Wo; ++ow) conv_pixels<T, B, RW, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    constexpr int W8 = RW > 8 ? 8 : RW, W4 = RW > 4 ? 4 : RW, W2 = RW > 2 ? 2 : RW;
+    for (; ow < lo; ++ow) conv_pixels<T, B, RW, KB, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow + RW <= hi; ow += RW) conv_pixels<T, B, RW, KB, RW, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow + W8 <= hi; ow += W8) conv_pixels<T, B, RW, KB, W8, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow + W4 <= hi; ow += W4) conv_pixels<T, B, RW, KB, W4, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow + W2 <= hi; ow += W2) conv_pixels<T, B, RW, KB, W2, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow < hi; ++ow) conv_pixels<T, B, RW, KB, 1, false, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
+    for (; ow < c.Wo; ++ow) conv_pixels<T, B, RW, KB, 1, true, Depthwise, Step>(c, e, xi, ob, oh, ow, y_off);
   }
 }
 
-// Picks the variant: depthwise or not, and the pixel step known at compile time for stride 1.
-template <class T, int B, int RW>
+// Picks the variant: depthwise or not, one or two output blocks per tile (c.kb), and the pixel step known at
+// compile time for stride 1. RW pixels per tile for one block, RW2 for two.
+template <class T, int B, int RW, int RW2>
 void conv_rows(const NchwcConv<T>& c, int64_t r0, int64_t r1) {
   if (c.depthwise) {
     if (c.sw == 1)
-      conv_rows_as<T, B, RW, true, B>(c, r0, r1);
+      conv_rows_as<T, B, RW, 1, true, B>(c, r0, r1);
     else
-      conv_rows_as<T, B, RW, true, 0>(c, r0, r1);
+      conv_rows_as<T, B, RW, 1, true, 0>(c, r0, r1);
+  } else if (c.kb == 2) {
+    if (c.sw == 1 && c.ps == B)
+      conv_rows_as<T, B, RW2, 2, false, B>(c, r0, r1);
+    else if (c.sw == 1 && c.ps == 1)
+      conv_rows_as<T, B, RW2, 2, false, 1>(c, r0, r1);
+    else
+      conv_rows_as<T, B, RW2, 2, false, 0>(c, r0, r1);
   } else if (c.sw == 1 && c.ps == B) {
-    conv_rows_as<T, B, RW, false, B>(c, r0, r1);
+    conv_rows_as<T, B, RW, 1, false, B>(c, r0, r1);
   } else if (c.sw == 1 && c.ps == 1) {
-    conv_rows_as<T, B, RW, false, 1>(c, r0, r1);
+    conv_rows_as<T, B, RW, 1, false, 1>(c, r0, r1);
   } else {
-    conv_rows_as<T, B, RW, false, 0>(c, r0, r1);
+    conv_rows_as<T, B, RW, 1, false, 0>(c, r0, r1);
   }
 }
 
@@ -304,13 +327,13 @@ template <int Regs, int VecBytes>
 NchwcKernels nchwc_table(int64_t block) {
   NchwcKernels k;
   if (block == 16) {
-    k.conv_f32 = &conv_rows<float, 16, tile_pixels(Regs, VecBytes, 64)>;
-    k.conv_f64 = &conv_rows<double, 16, tile_pixels(Regs, VecBytes, 128)>;
+    k.conv_f32 = &conv_rows<float, 16, tile_pixels(Regs, VecBytes, 64), tile_pixels(Regs, VecBytes, 64, 2)>;
+    k.conv_f64 = &conv_rows<double, 16, tile_pixels(Regs, VecBytes, 128), tile_pixels(Regs, VecBytes, 128, 2)>;
     k.pool_f32 = &pool_planes<float, 16>;
     k.pool_f64 = &pool_planes<double, 16>;
   } else if (block == 8) {
-    k.conv_f32 = &conv_rows<float, 8, tile_pixels(Regs, VecBytes, 32)>;
-    k.conv_f64 = &conv_rows<double, 8, tile_pixels(Regs, VecBytes, 64)>;
+    k.conv_f32 = &conv_rows<float, 8, tile_pixels(Regs, VecBytes, 32), tile_pixels(Regs, VecBytes, 32, 2)>;
+    k.conv_f64 = &conv_rows<double, 8, tile_pixels(Regs, VecBytes, 64), tile_pixels(Regs, VecBytes, 64, 2)>;
     k.pool_f32 = &pool_planes<float, 8>;
     k.pool_f64 = &pool_planes<double, 8>;
   }
