@@ -21,6 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from host import cpu_name, load_average  # noqa: E402
 from peers import alternating_ms, dlc_calls, onnx_calls, torch_calls  # noqa: E402
 from torch_models import WORKLOADS  # noqa: E402
 
@@ -85,8 +86,7 @@ def main() -> int:
     args = parser.parse_args()
     import dlc
     dlc.set_num_threads(args.threads)
-    with open("/proc/loadavg") as f:
-        load = "load average before: " + " ".join(f.read().split()[:3])
+    load = f"{cpu_name()}; {load_average()}"
     rows = []
     for name in args.only.split(","):
         print(f"{name} ...", file=sys.stderr, flush=True)

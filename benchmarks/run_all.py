@@ -5,7 +5,8 @@
 runs, one after another (each in its own process, so no runtime's threads linger into the next):
   1. benchmarks/gemm_bench.py       -> gemm.json in benchmarks/results/ (dlc's GEMM paths vs NumPy's BLAS, 1 and N
                                        threads: the dense-compute ceiling the roofline table divides by)
-  2. benchmarks/run_workloads.py    -> benchmarks/results/workloads.{md,json} (dlc vs ONNX Runtime, OpenVINO f32,
+  2. benchmarks/run_workloads.py    -> benchmarks/results/workloads.{md,json}, then at 1 thread workloads_1thread.*
+                                       (dlc vs ONNX Runtime, OpenVINO f32,
                                        PyTorch eager, torch.compile and JAX; fused / unfused; batch 1; roofline)
   3. benchmarks/contention.py       -> benchmarks/results/contention.{md,json} (slowdown beside busy loops)
 Run it on as quiet a machine as you can: other processes' load changes every figure (ratios measured side by
@@ -34,6 +35,8 @@ def main() -> int:
         ["gemm_bench.py", "--threads", f"1,{args.threads}", "--paths", "avx512,avx2",
          "--json", str(HERE / "results" / "gemm.json"), *(["--repeat", "2"] if args.quick else [])],
         ["run_workloads.py", *threads, *block],
+        # Issue 21's targets hold at one thread too (workloads_1thread.md; the training step's peers likewise).
+        *([["run_workloads.py", "--threads", "1", *block]] if args.threads != 1 else []),
         ["contention.py", *threads, *block],
     ]
     for step in steps:

@@ -5,7 +5,7 @@ batch 1; dlc fused and unfused, PyTorch eager, torch.compile and JAX (a jit-comp
 for the training step. Peers that are not installed are left out (`pip install ".[bench]"` installs them).
 Also: compile time, the training step's memory plan, and the fraction of the GEMM roofline each workload
 reaches (its FLOPs, counted on the PyTorch twin / its time / the 2-thread GEMM rate measured in the same run).
-Writes benchmarks/results/workloads.{md,json}.
+Writes benchmarks/results/workloads.{md,json} (2 threads) or workloads_Nthread.{md,json}, naming the host CPU.
 
     python benchmarks/run_workloads.py [--threads 2] [--block 20] [--rounds 3] [--only mlp,gelu_mlp]
                                        [--no-compile-peers]
@@ -27,6 +27,7 @@ import dlc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from host import cpu_name, load_average  # noqa: E402
 from jax_models import jax_train_call  # noqa: E402
 from peers import Call, alternating_ms, onnx_calls, torch_calls  # noqa: E402
 from torch_models import WORKLOADS, Workload, loss_of  # noqa: E402
@@ -186,18 +187,19 @@ def main() -> int:
     names = [n for n in WORKLOADS if (MODELS / f"{n}.dlm").exists()]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    with open("/proc/loadavg") as f:
-        load = "load average before: " + " ".join(f.read().split()[:3])
+    load = f"{cpu_name()}; {load_average()}"
     peak = gemm_peak_gflops(args.threads)
     rows = []
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         rows.append(measure(name, args.threads, args.block, args.rounds, args.compile_peers, peak))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "workloads.json").write_text(json.dumps({"load": load, "gemm_peak_gflops": peak, "rows": rows},
+    # Two threads is the reference table others read (distributed.py, the docs); other counts get their own file.
+    stem = "workloads" if args.threads == 2 else f"workloads_{args.threads}thread"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"load": load, "gemm_peak_gflops": peak, "rows": rows},
                                                        indent=2, default=float))
     text = markdown(rows, args.threads, peak, load)
-    (RESULTS / "workloads.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
     return 0
 
