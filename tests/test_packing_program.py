@@ -59,6 +59,9 @@ def test_a_program_packs_once_and_answers_bit_identically() -> None:
     np.testing.assert_array_equal(p.predict({"x": x})["logits"], first)
     assert plan.pack_count == PACKED
     np.testing.assert_array_equal(first, _unpacked(p, x))
+    plan.set_weight_packing(False)  # reads no copy now, and says so
+    assert plan.packed_bytes == 0 and not any(plan.packed_step_bytes)
+    plan.set_weight_packing(True)
 
 
 def test_a_training_step_then_a_call_answers_from_the_new_weights() -> None:

@@ -232,6 +232,7 @@ std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Ten
 }
 
 size_t Plan::packed_bytes() const {
+  if (!pack_weights_) return 0;  // it reads no copy (the ones it read may still serve other plans)
   std::lock_guard<std::mutex> lock(step_packed_mutex_);
   std::vector<const void*> seen;  // steps reading one weight share its copy: count it once
   size_t total = 0;
@@ -249,6 +250,7 @@ size_t Plan::packed_bytes() const {
 std::vector<size_t> Plan::packed_step_bytes() const {
   std::lock_guard<std::mutex> lock(step_packed_mutex_);
   std::vector<size_t> out(steps_.size(), 0);
+  if (!pack_weights_) return out;  // it reads no copy while packing is off
   for (size_t k = 0; k < step_packed_.size() && k < out.size(); ++k) out[k] = step_packed_[k].second;
   for (const auto& [key, copy] : input_packed_)
     if (key.first < out.size()) out[key.first] += copy.second;
