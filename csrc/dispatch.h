@@ -72,6 +72,12 @@ void register_kernel(const std::string& key, Device device, KernelFn fn);
 KernelFn find_kernel(const std::string& key, Device device);
 std::vector<std::string> kernel_keys(Device device);
 
+// A kernel's prepack function (optional): given the step's inputs (the data of constants and parameters, the
+// shapes alone of the others: their data is nullptr), outputs absent, and input_packs, it packs into
+// input_packs what the kernel's first run would, so a plan packs its weights when it is built (Plan::prepack).
+void register_prepack(const std::string& key, Device device, KernelFn fn);
+KernelFn find_prepack(const std::string& key, Device device);  // nullptr when the kernel has none
+
 struct KernelRegistrar {
   KernelRegistrar(const char* key, Device device, KernelFn fn) { register_kernel(key, device, fn); }
 };
@@ -80,6 +86,12 @@ struct KernelRegistrar {
 #define DLC_CONCAT(a, b) DLC_CONCAT_INNER(a, b)
 #define DLC_REGISTER_KERNEL(key, device, fn) \
   static ::dlc::KernelRegistrar DLC_CONCAT(dlc_kernel_registrar_, __COUNTER__)(key, device, fn)
+
+struct PrepackRegistrar {
+  PrepackRegistrar(const char* key, Device device, KernelFn fn) { register_prepack(key, device, fn); }
+};
+#define DLC_REGISTER_PREPACK(key, device, fn) \
+  static ::dlc::PrepackRegistrar DLC_CONCAT(dlc_prepack_registrar_, __COUNTER__)(key, device, fn)
 
 // Small helpers shared by kernels: argument checks are the compiler's job, so these only guard against
 // a lowering bug turning into memory corruption.

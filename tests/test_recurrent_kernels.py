@@ -138,10 +138,12 @@ def test_weights_kept_packed_and_repacked_only_when_their_version_moves(isa: str
 
     with forced_gemm_isa(isa), threads_on_any_work(2):
         plan, shapes = _lstm_plan(batch, time, width, hid, params, versions)
-        first = run(plan, shapes)
-        close(first, reference())
+        plan.prepack()  # packed when the plan is built, as an inference plan is
         packs = plan.pack_count
         assert packs >= 1 and plan.packed_bytes > 0  # at least w_hh (the step kernel's or the GEMM's layout)
+        first = run(plan, shapes)
+        close(first, reference())
+        assert plan.pack_count == packs  # the first run packs nothing more
         assert plan.packed_step_bytes == [plan.packed_bytes]  # dlc bench's `pack` column for the step
         for a, b in zip(run(plan, shapes), first):  # the kept copies serve again, same bits
             np.testing.assert_array_equal(a, b)
@@ -166,6 +168,18 @@ def test_weights_kept_packed_and_repacked_only_when_their_version_moves(isa: str
         fresh = run(plan, shapes)
         close(fresh, reference())
         assert not np.array_equal(stale[0], fresh[0])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_an_inference_plan_packs_the_recurrent_weights_when_built(kind: str) -> None:
+    prog = dlc.compile(source=f"input x: f32[B, 7, 6]\noutput h = {kind}(x, 40, return_sequences=false)\n")
+    plan = prog.compile_plan({"B": 3}, training=False).plan
+    packs, held = plan.pack_count, plan.packed_bytes
+    assert packs >= 1 and held >= 40 * 40 * CELLS[kind].gates * 4  # w_hh at least, before any call
+    x = np.random.default_rng(4).standard_normal((3, 7, 6)).astype(np.float32)
+    np.testing.assert_allclose(prog(x=x)["h"], recurrent_ref(kind, dict(prog.params), "h", x, 1, False)[0][:, -1],
+                               rtol=1e-4, atol=1e-5)
+    assert plan.pack_count == packs and plan.packed_bytes == held
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])

@@ -77,6 +77,7 @@ void Plan::add_step(const std::string& key, const std::string& label, std::vecto
   st.key = key;
   st.label = label;
   st.fn = find_kernel(key, device_);
+  st.prepack = find_prepack(key, device_);
   st.in = std::move(in);
   st.out = std::move(out);
   st.ints = std::move(ints);
@@ -195,6 +196,20 @@ bool packs_weight(const std::string& key) {
          key == "conv2d_nchwc";
 }
 
+// A step's kernel arguments over these operand views (the caller sets workspace, context and packs).
+KernelArgs step_args(const Step& st, const std::vector<Tensor>& ins, const std::vector<Tensor>& outs) {
+  KernelArgs a;
+  a.in = ins.data();
+  a.n_in = static_cast<int>(ins.size());
+  a.out = outs.data();
+  a.n_out = static_cast<int>(outs.size());
+  a.ints = st.ints.data();
+  a.n_ints = static_cast<int>(st.ints.size());
+  a.floats = st.floats.data();
+  a.n_floats = static_cast<int>(st.floats.size());
+  return a;
+}
+
 }  // namespace
 
 std::shared_ptr<const void> Plan::packed_operand(size_t k, const std::vector<Tensor>& ins,
@@ -257,23 +272,40 @@ std::vector<size_t> Plan::packed_step_bytes() const {
   return out;
 }
 
+void* Plan::stored_data(const Slot& s) const {
+  if (s.region == Region::Persistent && s.where >= 0 && s.where < static_cast<int64_t>(persistent_.size()) &&
+      persistent_bytes_[s.where] >= s.view.nbytes())
+    return persistent_[s.where];
+  if (s.region == Region::Const && s.where >= 0 && s.where < static_cast<int64_t>(consts_.size()) &&
+      consts_[s.where].size() >= s.view.nbytes())
+    return const_cast<char*>(consts_[s.where].data());
+  return nullptr;
+}
+
 void Plan::prepack() const {
   std::vector<Tensor> ins, outs;
   for (size_t k = 0; k < steps_.size(); ++k) {
     const Step& st = steps_[k];
-    if (!pack_weights_ || !packs_weight(st.key) || st.in.size() < 2 || st.out.empty()) continue;
+    if (!pack_weights_) continue;
+    if (st.prepack) {  // a kernel that keeps inputs packed itself (KernelArgs::input_packs)
+      ins.clear();
+      for (int32_t s : st.in) {
+        ins.push_back(slots_[s].view);
+        ins.back().data = stored_data(slots_[s]);  // parameters and constants only: the others give shapes
+      }
+      outs.clear();
+      KernelArgs a = step_args(st, ins, outs);
+      const StepInputPacks input_packs(*this, k, st);
+      a.input_packs = &input_packs;
+      st.prepack(a);
+      continue;
+    }
+    if (!packs_weight(st.key) || st.in.size() < 2 || st.out.empty()) continue;
     const Slot& b = slots_[st.in[1]];
     ins.assign({slots_[st.in[0]].view, b.view});  // only B's data is read: the others give shapes
     outs.assign({slots_[st.out[0]].view});
-    if (b.region == Region::Persistent && b.where >= 0 && b.where < static_cast<int64_t>(persistent_.size()) &&
-        persistent_bytes_[b.where] >= b.view.nbytes())
-      ins[1].data = persistent_[b.where];
-    else if (b.region == Region::Const && b.where >= 0 && b.where < static_cast<int64_t>(consts_.size()) &&
-             consts_[b.where].size() >= b.view.nbytes())
-      ins[1].data = const_cast<char*>(consts_[b.where].data());
-    else
-      continue;
-    packed_operand(k, ins, outs);
+    ins[1].data = stored_data(b);
+    if (ins[1].data != nullptr) packed_operand(k, ins, outs);
   }
 }
 
@@ -364,15 +396,7 @@ void Plan::run(const std::vector<const void*>& inputs, const std::vector<size_t>
       outs.clear();
       for (int32_t s : st.in) ins.push_back(views[s]);
       for (int32_t s : st.out) outs.push_back(views[s]);
-      KernelArgs a;
-      a.in = ins.data();
-      a.n_in = static_cast<int>(ins.size());
-      a.out = outs.data();
-      a.n_out = static_cast<int>(outs.size());
-      a.ints = st.ints.data();
-      a.n_ints = static_cast<int>(st.ints.size());
-      a.floats = st.floats.data();
-      a.n_floats = static_cast<int>(st.floats.size());
+      KernelArgs a = step_args(st, ins, outs);
       a.workspace = st.workspace_offset >= 0 ? arena->data() + st.workspace_offset : nullptr;
       a.ctx = &ctx;
       const StepInputPacks input_packs(*this, k, st);

@@ -33,6 +33,7 @@ struct Step {
   std::string key;
   std::string label;  // the graph node(s) it runs, for profiles
   KernelFn fn = nullptr;
+  KernelFn prepack = nullptr;  // packs what fn keeps packed (dispatch.h's find_prepack), or nullptr
   std::vector<int32_t> in, out;
   std::vector<int64_t> ints;
   std::vector<double> floats;
@@ -125,6 +126,9 @@ class Plan {
     const Step& st_;
   };
 
+  // Where a parameter's or constant's slot keeps its data (nullptr for any other slot, or one whose buffer is
+  // too small for its view).
+  void* stored_data(const Slot& s) const;
   std::unique_ptr<Arena> acquire_arena() const;
   void release_arena(std::unique_ptr<Arena> arena) const;
   void check_slot(int32_t s) const;

@@ -366,6 +366,20 @@ void rnn_backward(const KernelArgs& a, const Dims& d, bool relu) {
   column_sums(dA, R, H, a.out[3].ptr<T>());
 }
 
+// ---- prepack (dispatch.h): what the forward kernels keep packed, made when an inference plan is built ----
+
+template <class T>
+void prepack_weights(const KernelArgs& a, const Dims& d, int64_t gates) {
+  if (a.in[1].data != nullptr) rec::gemm_packed_input<T>(a, 1, false, d.rows(), d.I, gates * d.H);
+  if (a.in[2].data != nullptr) StepProduct<T>(a, 2, d.H, d.H, gates, false, true);
+}
+
+template <int64_t Gates>
+void seq_prepack(const KernelArgs& a) {
+  const Dims d = dims_of(a, Gates, "recurrent prepack: bad operand shapes");
+  dispatch_float(a.in[0].dtype, "recurrent prepack", [&](auto tag) { prepack_weights<decltype(tag)>(a, d, Gates); });
+}
+
 // ---- kernel entry points ----
 
 void lstm_seq_kernel(const KernelArgs& a) {
@@ -414,5 +428,8 @@ DLC_REGISTER_KERNEL("gru_seq", ::dlc::Device::CPU, gru_seq_kernel);
 DLC_REGISTER_KERNEL("gru_seq_grad", ::dlc::Device::CPU, gru_seq_grad_kernel);
 DLC_REGISTER_KERNEL("rnn_seq", ::dlc::Device::CPU, rnn_seq_kernel);
 DLC_REGISTER_KERNEL("rnn_seq_grad", ::dlc::Device::CPU, rnn_seq_grad_kernel);
+DLC_REGISTER_PREPACK("lstm_seq", ::dlc::Device::CPU, seq_prepack<4>);
+DLC_REGISTER_PREPACK("gru_seq", ::dlc::Device::CPU, seq_prepack<3>);
+DLC_REGISTER_PREPACK("rnn_seq", ::dlc::Device::CPU, seq_prepack<1>);
 
 }  // namespace dlc
