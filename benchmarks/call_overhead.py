@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,22 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from host import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 RELU = """input x: f32[N, 16]
 output y = relu(x)
 """
-
-
-def host_cpu() -> str:
-    """`lscpu`'s model name (the platform's processor string where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def alternating_us(calls: dict[str, Callable[[], Any]], total: int, block: int,
@@ -102,13 +90,13 @@ def main() -> int:
             us = alternating_us(pair(label.split()[0], program, feed, args.threads, tmp), args.calls, args.block)
             rows.append({"model": label, "dlc_us": us["dlc"], "ort_us": us["ort"], "ratio": us["dlc"] / us["ort"]})
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"# Call overhead: dlc vs ONNX Runtime ({host_cpu()}, {args.threads} threads, medians of "
+    print(f"# Call overhead: dlc vs ONNX Runtime ({cpu_name()}, {args.threads} threads, medians of "
           f"{args.calls} calls, load average before the end: {load}, Python {sys.version.split()[0]})\n")
     print("| model | dlc µs | ORT µs | dlc / ORT |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['dlc_us']:.1f} | {r['ort_us']:.1f} | {r['ratio']:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": host_cpu(), "threads": args.threads, "load": load,
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "load": load,
                                                "rows": rows}, indent=2))
     return 0
 

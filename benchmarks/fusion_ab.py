@@ -28,11 +28,11 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated workloads (default: all)")
     ap.add_argument("--json", help="write every cell, kernel profiles included")
     args = ap.parse_args()
-    from call_overhead import host_cpu
+    from host import cpu_name
     from dlc.bench import run_bench
     names = args.only.split(",") if args.only else list(REFERENCE_BATCH)
     cells = []
-    print(f"# Fused / unfused ({host_cpu()}, {args.threads} threads, medians of {args.repeat} alternating calls; "
+    print(f"# Fused / unfused ({cpu_name()}, {args.threads} threads, medians of {args.repeat} alternating calls; "
           f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())})\n")
     print("| workload | batch | mode | fused ms | unfused ms | unfused / fused |\n|---|---|---|---|---|---|")
     for name in names:
@@ -44,7 +44,7 @@ def main() -> int:
                 print(f"| {name} | {batch} | {'train' if train else 'infer'} | {r['fused_ms']:.3f} | "
                       f"{r['unfused_ms']:.3f} | {r['speedup']:.2f} |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": host_cpu(), "threads": args.threads, "cells": cells}, indent=1))
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "cells": cells}, indent=1))
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import dlc
 from dlc import _core
 from dlc.bench import label_graph, random_batch
 from dlc.model import empty_aligned
+from host import cpu_name
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 WORKLOADS = {"mlp": 64, "gelu_mlp": 256, "transformer": 8, "lenet": 64}  # reference batches (workloads.md)
@@ -205,16 +205,6 @@ def gemm_rows(threads: int, rounds: int, block: int) -> list[dict[str, Any]]:
             print(f"  {label:12s} {m}x{k}x{n} {threads} thr  packed/ORT {packed['ratio']:.3f}  "
                   f"per-call packing/ORT {unpacked['ratio']:.3f}  (ORT {packed['b_ms']:.4f} ms)", flush=True)
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
