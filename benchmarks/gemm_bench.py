@@ -22,6 +22,7 @@ import numpy as np
 
 import dlc
 from dlc import _core
+from host import cpu_name, load_average
 
 SIZES = (128, 256, 512, 1024, 2048)
 # (label, M, N, K, trans_a, trans_b): the matmuls of the reference workloads (MLP layers at batch 64, their
@@ -159,7 +160,8 @@ def main() -> int:
         dlc.set_num_threads(before)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(all_rows, f, indent=2)
+            # The host is named with the figures: GFLOP/s from different CPUs are not comparable.
+            json.dump({"cpu": cpu_name(), "load": load_average(), "rows": all_rows}, f, indent=2)
     return 0
 
 

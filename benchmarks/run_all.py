@@ -3,8 +3,8 @@
     python benchmarks/run_all.py [--threads 2] [--quick]
 
 runs, one after another (each in its own process, so no runtime's threads linger into the next):
-  1. benchmarks/gemm_bench.py       -> gemm.json in benchmarks/results/ (dlc's GEMM paths vs NumPy's BLAS, 1 and N
-                                       threads: the dense-compute ceiling the roofline table divides by)
+  1. benchmarks/gemm_bench.py       -> gemm.json in benchmarks/results/ (dlc's GEMM paths vs NumPy's BLAS, 1 and N threads,
+                                       the host CPU named: the dense-compute ceiling the roofline table divides by)
   2. benchmarks/run_workloads.py    -> benchmarks/results/workloads.{md,json}, then at 1 thread workloads_1thread.*
                                        (dlc vs ONNX Runtime, OpenVINO f32,
                                        PyTorch eager, torch.compile and JAX; fused / unfused; batch 1; roofline)
