@@ -47,14 +47,14 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from .atomic_file import write_atomically
-from .calibration import set_precision as set_model_precision
+from .calibration import PrecisionControl
 from .dims import Sym, substitute
 from .errors import CheckpointError, DlcError, UntrainedWarning
 from .inference import InferenceCalls
@@ -172,7 +172,7 @@ def untrained_message(path: str, seed: int) -> str:
             f"trained model's (load a checkpoint before saving: dlc compile MODEL.dlm --params CKPT -o {path})")
 
 
-class LoadedProgram:
+class LoadedProgram(PrecisionControl):
     """A compiled artifact, ready to call: inference only. Dimensions bound when it was saved are fixed; the
     others are bound from the inputs' shapes at each call, with one plan per binding (a bounded cache, as for a
     Program). Inputs are checked and converted as a Program's are. Every plan is one the compiler builds from
@@ -190,18 +190,6 @@ class LoadedProgram:
         self.source: str = meta["source"]
         self.source_name: str = meta["source_name"]
         self.untrained: bool = meta.get("untrained", False)
-
-    @property
-    def precision(self) -> str:
-        """The precision of inference: the stored one, or the one given to dlc.load (docs/precision.md)."""
-        return self.model.precision
-
-    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
-                      calibration: Mapping[str, np.ndarray] | None = None) -> None:
-        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`. For int8,
-        `calibration` ({input: samples}) fixes each layer's activation scale (static quantization); without it
-        layers quantize their inputs per call (dynamic) unless scales were measured before (docs/precision.md)."""
-        set_model_precision(self.model, precision, keep_f32, calibration)
 
     @property
     def classes(self) -> list[str] | None:

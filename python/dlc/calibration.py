@@ -26,16 +26,28 @@ if TYPE_CHECKING:
 TAP = "__calibration_input_"
 
 
-def set_precision(model: "CompiledModel", precision: str, keep_f32: Iterable[str] = (),
-                  calibration: Mapping[str, np.ndarray] | None = None) -> None:
-    """Program.set_precision and LoadedProgram.set_precision: with `calibration` data, int8 layers quantize their
-    inputs with static scales measured on it (kept for later switches to int8); without, as before (static
-    scales measured earlier, else dynamic)."""
-    if calibration is not None:
-        if precision != "int8":
-            raise ValueError(f"calibration data sets int8 activation scales; precision is {precision!r}")
-        model.int8_scales = calibrate(model, calibration)
-    model.set_precision(precision, keep_f32)
+class PrecisionControl:
+    """The inference precision of a callable around a CompiledModel: Program and LoadedProgram share it."""
+
+    model: "CompiledModel"
+
+    @property
+    def precision(self) -> str:
+        """The precision of inference ("f32", "bf16", "int8"): the compiled, stored or loaded one, or the last
+        set_precision; training always runs in f32 (docs/precision.md)."""
+        return self.model.precision
+
+    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
+                      calibration: Mapping[str, np.ndarray] | None = None) -> None:
+        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`. For int8,
+        `calibration` ({input: samples}) fixes each layer's activation scale (static quantization, kept for later
+        switches to int8); without it layers quantize their inputs per call (dynamic) unless scales were
+        measured before (docs/precision.md)."""
+        if calibration is not None:
+            if precision != "int8":
+                raise ValueError(f"calibration data sets int8 activation scales; precision is {precision!r}")
+            self.model.int8_scales = calibrate(self.model, calibration)
+        self.model.set_precision(precision, keep_f32)
 
 
 def calibrate(model: "CompiledModel", data: Mapping[str, np.ndarray],

@@ -15,11 +15,11 @@ parameters creates more `Trainer(program.model)`s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .calibration import set_precision as set_model_precision
+from .calibration import PrecisionControl
 from .frontend.modules import Module
 from .inference import InferenceCalls
 from .ir import Graph
@@ -33,7 +33,7 @@ from .training.transfer import LoadReport, load_params, save_params
 __all__ = ["Program", "TensorSpec", "readonly_views", "spec_of"]
 
 
-class Program:
+class Program(PrecisionControl):
     def __init__(self, module: Module, *, dims: Mapping[str, int] | None = None, dtype: str = "f32",
                  fuse: bool = True, seed: int = 0, strict_dtypes: bool = False, precision: str = "f32"):
         self.model = CompiledModel(module, dims=dims, dtype=dtype, fuse=fuse, seed=seed, strict_dtypes=strict_dtypes,
@@ -71,18 +71,6 @@ class Program:
     @property
     def seed(self) -> int:
         return self.model.seed
-
-    @property
-    def precision(self) -> str:
-        """The precision of inference ("f32", "bf16", "int8"); training always runs in f32 (docs/precision.md)."""
-        return self.model.precision
-
-    def set_precision(self, precision: str, keep_f32: Iterable[str] = (),
-                      calibration: Mapping[str, np.ndarray] | None = None) -> None:
-        """Runs inference in `precision` from the next call on, except the layers named in `keep_f32`. For int8,
-        `calibration` ({input: samples}) fixes each layer's activation scale (static quantization); without it
-        layers quantize their inputs per call (dynamic) unless scales were measured before (docs/precision.md)."""
-        set_model_precision(self.model, precision, keep_f32, calibration)
 
     def set_params(self, mapping: Mapping[str, Any], strict: bool = True) -> None:
         """Copies new values into the parameters. Names and shapes are checked before anything changes."""
